@@ -1,0 +1,461 @@
+"""Time one neural-ODE training step: jaxdyn against raw Diffrax and torchdiffeq.
+
+What is measured: the wall time of ONE training step -- forward solve, backward pass and
+an Adam update (learning rate 1e-3) -- on the workload
+
+- field: MLP 2-64-64-2 with tanh (`jaxdyn.models.MLPField(2, 64, 2)`), float32;
+- batch: 256 initial states drawn from a standard normal, integrated over t in [0, 1];
+- solver: Dopri5 with a PID step-size controller, rtol = atol = 1e-5;
+- loss: mean squared error between y(1) and the reversed initial state `y0[:, ::-1]`.
+
+Contenders (all JAX contenders start from the same weights; the torch model is a copy of
+them, so every contender solves the same problem):
+
+- `jaxdyn vmap` / `jaxdyn joint`: `jaxdyn.models.NeuralODE(..., batch="vmap" | "joint")`;
+- `diffrax vmap` / `diffrax joint`: the same model hand-written on `diffrax.diffeqsolve`
+  (Dopri5, PIDController, SaveAt(t1=True), RecursiveCheckpointAdjoint). `vmap` vmaps the
+  whole solve over the batch (each sample its own steps); `joint` vmaps the field inside a
+  single solve (one step sequence for the batch), as jaxdyn's `batch="joint"` does;
+- `torchdiffeq odeint` / `torchdiffeq odeint_adjoint`: backpropagation through the solver
+  and the continuous adjoint (only if torch and torchdiffeq import).
+
+How: every JAX step is one `eqx.filter_jit` function (model and optimiser state in, new model
+and state out) sharing the same step code, so only the solve differs; the first call is
+reported as the compile time. Every repetition runs the same computation -- the first Adam
+step from the initial weights and a fresh optimiser state -- so the number of solver steps
+is the same in every repetition. After warm-up, the contenders are timed round-robin (one
+repetition of each per round, in a shuffled order), so that noise on a shared machine
+falls on all of them alike. Reported: median, interquartile range and min-max over the
+repetitions; the ratio of each jaxdyn median to its raw-Diffrax twin's, and the median of
+the per-round ratios (paired, less sensitive to drifting machine load); the ratio of each
+torchdiffeq median to jaxdyn joint's. torch runs with `--torch-threads` threads (default:
+all cores).
+
+Run: `python benchmarks/neural_ode_step.py [--reps 30] [--batch 256] [--quick]`. Writes
+`benchmarks/out/neural_ode_step.json`.
+"""
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdyn.models import MLPField, NeuralODE
+
+OUT = Path(__file__).resolve().parent / "out" / "neural_ode_step.json"
+DIM, WIDTH, DEPTH = 2, 64, 2
+RTOL = ATOL = 1e-5
+LR = 1e-3
+T0, T1 = 0.0, 1.0
+MAX_STEPS = 4096  # jaxdyn's and Diffrax's default
+
+
+# --------------------------------------------------------------------------- JAX models
+
+
+class JointField(eqx.Module):
+    """A per-sample field applied to a whole batch (one state for the solver)."""
+
+    field: MLPField
+
+    def __call__(self, t, y, args):
+        return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
+
+
+class RawODE(eqx.Module):
+    """The neural ODE written directly on `diffrax.diffeqsolve`; returns y(t1)."""
+
+    field: MLPField
+    joint: bool = eqx.field(static=True)
+
+    def _solve(self, vector_field, y0):
+        return dfx.diffeqsolve(
+            dfx.ODETerm(vector_field),
+            dfx.Dopri5(),
+            T0,
+            T1,
+            None,
+            y0,
+            saveat=dfx.SaveAt(t1=True),
+            stepsize_controller=dfx.PIDController(rtol=RTOL, atol=ATOL),
+            adjoint=dfx.RecursiveCheckpointAdjoint(),
+            max_steps=MAX_STEPS,
+        )
+
+    def solution(self, y0):
+        if self.joint:
+            return self._solve(JointField(self.field), y0)
+        return jax.vmap(lambda y: self._solve(self.field, y))(y0)
+
+    def __call__(self, y0):
+        ys = self.solution(y0).ys  # (1, batch, dim) joint; (batch, 1, dim) vmap
+        return ys[0] if self.joint else ys[:, 0]
+
+
+def jaxdyn_loss(model: NeuralODE, y0, target):
+    ts = jnp.array([T0, T1], dtype=y0.dtype)
+    y1 = model(ts, y0)[:, -1]
+    return jnp.mean((y1 - target) ** 2)
+
+
+def raw_loss(model: RawODE, y0, target):
+    return jnp.mean((model(y0) - target) ** 2)
+
+
+def make_jax_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+    """One jitted training step, the same code for every JAX contender."""
+
+    @eqx.filter_jit
+    def step(model, opt_state, y0, target):
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, y0, target)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    return step
+
+
+def jax_contender(name, model, loss_fn, y0, target, count_steps):
+    """A callable running one step, its compile time and its number of solver steps."""
+    optimizer = optax.adam(LR)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    step = make_jax_step(loss_fn, optimizer)
+
+    def run():
+        jax.block_until_ready(step(model, opt_state, y0, target))
+
+    start = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - start
+    return {
+        "name": name,
+        "run": run,
+        "compile_s": compile_s,
+        "solver_steps": count_steps(),
+    }
+
+
+def steps_summary(num_steps) -> str:
+    num_steps = np.asarray(num_steps)
+    if num_steps.ndim == 0:
+        return f"{int(num_steps)}"
+    return f"{int(num_steps.min())}-{int(num_steps.max())} (per sample)"
+
+
+# --------------------------------------------------------------------------- torch models
+
+
+def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, threads: int):
+    """torchdiffeq contenders on a copy of the JAX weights; [] and a note if unavailable."""
+    try:
+        import torch
+        import torchdiffeq
+    except ImportError as error:
+        return [], f"torch/torchdiffeq not available ({error}); torch contenders skipped"
+
+    torch.set_num_threads(threads)
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = []
+            for i, linear in enumerate(field.mlp.layers):
+                out_size, in_size = linear.weight.shape
+                layer = torch.nn.Linear(in_size, out_size)
+                with torch.no_grad():  # eqx and torch both store weights as (out, in)
+                    layer.weight.copy_(torch.from_numpy(np.array(linear.weight)))
+                    layer.bias.copy_(torch.from_numpy(np.array(linear.bias)))
+                layers.append(layer)
+                if i < len(field.mlp.layers) - 1:
+                    layers.append(torch.nn.Tanh())
+            self.net = torch.nn.Sequential(*layers)
+            self.nfe = 0
+
+        def forward(self, t, y):
+            self.nfe += 1
+            return self.net(y)
+
+    func = Field()
+    initial = {k: v.clone() for k, v in func.state_dict().items()}
+    y0_t = torch.from_numpy(np.array(y0))
+    target_t = torch.from_numpy(np.array(target))
+    ts = torch.tensor([T0, T1], dtype=torch.float32)
+
+    def make(name, odeint):
+        state = {}
+
+        def reset():  # untimed: the same first Adam step from the same weights each time
+            func.load_state_dict(initial)
+            state["opt"] = torch.optim.Adam(func.parameters(), lr=LR)
+
+        def step():
+            opt = state["opt"]
+            opt.zero_grad(set_to_none=True)
+            y1 = odeint(func, y0_t, ts, rtol=RTOL, atol=ATOL, method="dopri5")[-1]
+            loss = torch.mean((y1 - target_t) ** 2)
+            loss.backward()
+            opt.step()
+
+        reset()
+        func.nfe = 0
+        start = time.perf_counter()
+        step()
+        first_s = time.perf_counter() - start
+        return {
+            "name": name,
+            "run": step,
+            "reset": reset,
+            "compile_s": None,
+            "first_call_s": first_s,
+            "solver_steps": f"{func.nfe} field evaluations",
+        }
+
+    return [
+        make("torchdiffeq odeint", torchdiffeq.odeint),
+        make("torchdiffeq odeint_adjoint", torchdiffeq.odeint_adjoint),
+    ], None
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def versions() -> dict:
+    out = {}
+    for module in ("jax", "jaxlib", "equinox", "diffrax", "optax", "torch", "torchdiffeq"):
+        try:
+            out[module] = __import__(module).__version__
+        except ImportError:
+            out[module] = None
+    return out
+
+
+def time_round_robin(contenders, reps: int, warmup: int, seed: int = 0) -> None:
+    """Warm up, then time `reps` rounds with one repetition of each contender per round."""
+    for c in contenders:
+        c["times"] = []
+        for _ in range(warmup):
+            c.get("reset", lambda: None)()
+            c["run"]()
+    order = list(contenders)
+    rng = random.Random(seed)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(reps):
+            rng.shuffle(order)
+            for c in order:
+                c.get("reset", lambda: None)()
+                start = time.perf_counter()
+                c["run"]()
+                c["times"].append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+
+
+def summarise(contenders) -> list[dict]:
+    times = {c["name"]: c["times"] for c in contenders}
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    twins = {"jaxdyn vmap": "diffrax vmap", "jaxdyn joint": "diffrax joint"}
+    rows = []
+    for c in contenders:
+        ms = np.asarray(c["times"]) * 1e3
+        name = c["name"]
+        twin = twins.get(name)
+        vs_twin = paired = None
+        if twin in medians:
+            vs_twin = medians[name] / medians[twin]
+            # Same round, same machine state: the median of per-round ratios is less noisy.
+            paired = float(np.median(np.asarray(c["times"]) / np.asarray(times[twin])))
+        vs_joint = None
+        if name.startswith("torchdiffeq") and "jaxdyn joint" in medians:
+            vs_joint = medians[name] / medians["jaxdyn joint"]
+        rows.append(
+            {
+                "contender": name,
+                "median_ms": float(np.median(ms)),
+                "q25_ms": float(np.percentile(ms, 25)),
+                "q75_ms": float(np.percentile(ms, 75)),
+                "min_ms": float(ms.min()),
+                "max_ms": float(ms.max()),
+                "reps": len(ms),
+                "ratio_vs_raw_diffrax_twin": vs_twin,
+                "paired_ratio_vs_raw_diffrax_twin": paired,
+                "ratio_torchdiffeq_over_jaxdyn_joint": vs_joint,
+                "compile_s": c.get("compile_s"),
+                "first_call_s": c.get("first_call_s"),
+                "solver_steps": c.get("solver_steps"),
+                "times_ms": [float(x) for x in ms],
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def fmt(x, spec):
+        return "–" if x is None else format(x, spec)
+
+    lines = [
+        "| contender | median ms | IQR ms | min–max ms | vs raw diffrax twin "
+        "| (paired) | torchdiffeq / jaxdyn joint | compile s | solver steps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['contender']} | {r['median_ms']:.2f} "
+            f"| {r['q25_ms']:.2f}–{r['q75_ms']:.2f} | {r['min_ms']:.2f}–{r['max_ms']:.2f} "
+            f"| {fmt(r['ratio_vs_raw_diffrax_twin'], '.3f')} "
+            f"| {fmt(r['paired_ratio_vs_raw_diffrax_twin'], '.3f')} "
+            f"| {fmt(r['ratio_torchdiffeq_over_jaxdyn_joint'], '.2f')} "
+            f"| {fmt(r['compile_s'], '.1f')} | {r['solver_steps']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=30, help="timed repetitions (>= 20)")
+    parser.add_argument("--batch", type=int, default=256, help="initial states per step")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
+    parser.add_argument(
+        "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all cores"
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    if args.quick:
+        args.reps, args.batch, args.warmup = 3, 16, 1
+
+    key = jax.random.key(args.seed)
+    field_key, data_key = jax.random.split(key)
+    field = MLPField(DIM, WIDTH, DEPTH, activation="tanh", key=field_key)
+    y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
+    target = y0[:, ::-1]
+    assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
+    ts = jnp.array([T0, T1], dtype=jnp.float32)
+
+    contenders = []
+    for batch in ("vmap", "joint"):
+        model = NeuralODE(field, solver="dopri5", rtol=RTOL, atol=ATOL, batch=batch)
+        raw = RawODE(field, joint=batch == "joint")
+        contenders.append(
+            jax_contender(
+                f"jaxdyn {batch}",
+                model,
+                jaxdyn_loss,
+                y0,
+                target,
+                lambda m=model: steps_summary(
+                    eqx.filter_jit(lambda m, y: m.solve(ts, y).stats.num_steps)(m, y0)
+                ),
+            )
+        )
+        contenders.append(
+            jax_contender(
+                f"diffrax {batch}",
+                raw,
+                raw_loss,
+                y0,
+                target,
+                lambda m=raw: steps_summary(
+                    eqx.filter_jit(lambda m, y: m.solution(y).stats["num_steps"])(m, y0)
+                ),
+            )
+        )
+    torch_list, note = torch_contenders(
+        field, np.asarray(y0), np.asarray(target), args.torch_threads
+    )
+    contenders += torch_list
+    if note:
+        print(note)
+
+    print(f"timing {len(contenders)} contenders, {args.reps} round-robin rounds ...")
+    start = time.perf_counter()
+    time_round_robin(contenders, args.reps, args.warmup, args.seed)
+    elapsed = time.perf_counter() - start
+    rows = summarise(contenders)
+
+    table = markdown(rows)
+    print()
+    print(table)
+    print()
+    by_name = {r["contender"]: r for r in rows}
+    targets = {}
+    for batch in ("vmap", "joint"):
+        row = by_name[f"jaxdyn {batch}"]
+        ratio, paired = row["ratio_vs_raw_diffrax_twin"], row["paired_ratio_vs_raw_diffrax_twin"]
+        targets[f"jaxdyn {batch} <= 1.05x raw diffrax"] = {
+            "ratio": ratio,
+            "paired_ratio": paired,
+            "met": ratio <= 1.05,
+        }
+    if "torchdiffeq odeint" in by_name:
+        speedup = min(
+            by_name[n]["ratio_torchdiffeq_over_jaxdyn_joint"]
+            for n in ("torchdiffeq odeint", "torchdiffeq odeint_adjoint")
+        )
+        targets["jaxdyn joint >= 2x faster than torchdiffeq"] = {
+            "ratio": speedup,
+            "met": speedup >= 2.0,
+        }
+    for name, result in targets.items():
+        paired = f" (paired {result['paired_ratio']:.3f})" if "paired_ratio" in result else ""
+        verdict = "met" if result["met"] else "NOT met"
+        print(f"target {name}: {result['ratio']:.3f}{paired} -> {verdict}")
+
+    record = {
+        "benchmark": "neural_ode_step",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "jax_devices": [str(d) for d in jax.devices()],
+        },
+        "versions": versions(),
+        "workload": {
+            "field": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh",
+            "batch": args.batch,
+            "t": [T0, T1],
+            "solver": "dopri5",
+            "rtol": RTOL,
+            "atol": ATOL,
+            "optimizer": f"adam lr={LR}",
+            "dtype": "float32",
+            "loss": "mean((y(1) - y0[:, ::-1])**2)",
+        },
+        "torch_threads": args.torch_threads if torch_list else None,
+        "solver_steps_note": (
+            "JAX: diffrax num_steps (accepted + rejected) of the forward solve; torch: "
+            "calls of the field (forward solve, plus the adjoint solve for odeint_adjoint); "
+            "Dopri5 costs 2 calls to pick the first step and 6 per step"
+        ),
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "quick": args.quick,
+        "timing_wall_s": elapsed,
+        "note": note,
+        "results": rows,
+        "targets": targets,
+        "table_markdown": table,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""jaxdyn: a JAX toolkit for modelling and studying dynamics.
+
+Public API (re-exports only):
+
+- `odeint`, `Solution`, `Stats`, `RESULTS`, `SOLVERS`, `ADJOINTS` — solving ODEs (`jaxdyn.solve`).
+- `MLPField`, `NeuralODE` — models (`jaxdyn.models`).
+- `fit`, `make_step`, `FitResult`, `TrainingDivergedError` — training (`jaxdyn.train`).
+- `ConfigError`, `load_config` — typed configs (`jaxdyn.config`).
+"""
+
+from . import data as data
+from . import models as models
+from . import train as train
+from .config import ConfigError as ConfigError
+from .config import load_config as load_config
+from .models import MLPField as MLPField
+from .models import NeuralODE as NeuralODE
+from .solve import ADJOINTS as ADJOINTS
+from .solve import RESULTS as RESULTS
+from .solve import SOLVERS as SOLVERS
+from .solve import Solution as Solution
+from .solve import Stats as Stats
+from .solve import odeint as odeint
+from .train import FitResult as FitResult
+from .train import TrainingDivergedError as TrainingDivergedError
+from .train import fit as fit
+from .train import make_step as make_step
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Neural vector fields `f(t, y, args)` for differential-equation models."""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+__all__ = ["ACTIVATIONS", "FEATURES", "MLPField"]
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "softplus": jax.nn.softplus,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "identity": lambda x: x,
+}
+
+
+def _cube(y: Array) -> Array:
+    return y**3
+
+
+FEATURES: dict[str, Callable[[Array], Array]] = {
+    "identity": lambda y: y,
+    "cube": _cube,
+}
+
+
+def _lookup(kind: str, name: str | Callable, table: dict) -> Callable:
+    if callable(name):
+        return name
+    if name not in table:
+        raise ValueError(f"unknown {kind}={name!r}; expected one of {sorted(table)}")
+    return table[name]
+
+
+class MLPField(eqx.Module):
+    """A multilayer-perceptron vector field, `dy/dt = MLP(φ(y) [, t])`.
+
+    `φ` is a fixed input feature map (`identity`, or `cube` for the spiral demo of Chen et
+    al. 2018, "Neural Ordinary Differential Equations"); with `time=True` the time is
+    appended as an extra input, making the field non-autonomous.
+    """
+
+    mlp: eqx.nn.MLP
+    feature: Callable[[Array], Array] = eqx.field(static=True)
+    time: bool = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        depth: int,
+        *,
+        activation: str | Callable = "tanh",
+        feature: str | Callable = "identity",
+        time: bool = False,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:** `dim`, the state dimension; `width` and `depth`, the hidden layers
+        (depth = number of hidden layers); `activation` and `feature` by name or callable;
+        `time`, whether `t` is an input; `key`, for the initialisation."""
+        if dim < 1 or width < 1 or depth < 0:
+            raise ValueError(
+                f"MLPField needs dim >= 1, width >= 1, depth >= 0; got {dim}, {width}, {depth}"
+            )
+        self.dim = dim
+        self.time = time
+        self.feature = _lookup("feature", feature, FEATURES)
+        self.mlp = eqx.nn.MLP(
+            in_size=dim + int(time),
+            out_size=dim,
+            width_size=width,
+            depth=depth,
+            activation=_lookup("activation", activation, ACTIVATIONS),
+            key=key,
+        )
+
+    def __call__(self, t: Scalar, y: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
+        x = self.feature(y)
+        if self.time:
+            x = jnp.concatenate([x, jnp.reshape(t, (1,)).astype(x.dtype)])
+        return self.mlp(x)

@@ -1,0 +1,377 @@
+"""Integrate ordinary differential equations: a thin, typed layer over Diffrax.
+
+`odeint` solves the initial-value problem
+
+    dy/dt = f(t, y, args),    y(ts[0]) = y0,
+
+and returns the solution at the times `ts` together with solver statistics and a result
+code. Solvers, step-size control and adjoints are chosen by name (or passed as Diffrax
+objects); failures follow an explicit policy instead of returning silent garbage.
+"""
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from diffrax._root_finder import use_stepsize_tol
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+
+__all__ = [
+    "ADJOINTS",
+    "RESULTS",
+    "SOLVERS",
+    "Solution",
+    "Stats",
+    "odeint",
+]
+
+RESULTS = dfx.RESULTS
+
+SOLVERS: dict[str, type[dfx.AbstractSolver]] = {
+    "euler": dfx.Euler,
+    "heun": dfx.Heun,
+    "midpoint": dfx.Midpoint,
+    "ralston": dfx.Ralston,
+    "bosh3": dfx.Bosh3,
+    "tsit5": dfx.Tsit5,
+    "dopri5": dfx.Dopri5,
+    "dopri8": dfx.Dopri8,
+    "kvaerno3": dfx.Kvaerno3,
+    "kvaerno5": dfx.Kvaerno5,
+}
+
+ADJOINTS: dict[str, type[dfx.AbstractAdjoint]] = {
+    "checkpoint": dfx.RecursiveCheckpointAdjoint,
+    "backsolve": dfx.BacksolveAdjoint,
+    "direct": dfx.DirectAdjoint,
+}
+
+OnFailure = Literal["raise", "nan", "return"]
+Batch = Literal["vmap", "joint"] | None
+
+_DEFAULT_TOL = 1e-6
+
+
+class Stats(eqx.Module):
+    """Work done by a solve. With `batch="vmap"` every field has a leading batch axis.
+
+    `num_fevals` counts vector-field evaluations of explicit solvers (Euler and explicit
+    Runge–Kutta): exact for fixed steps; for adaptive first-same-as-last solvers it omits the
+    re-evaluation of the first stage after each rejected *first* step (at most
+    `num_rejected_steps`, usually none). It is `None` for solvers whose count is not known in
+    closed form (implicit solvers, whose Newton iterations vary, and other families).
+    """
+
+    num_steps: Int[Array, "*batch"]
+    num_accepted_steps: Int[Array, "*batch"]
+    num_rejected_steps: Int[Array, "*batch"]
+    num_fevals: Int[Array, "*batch"] | None
+
+
+class Solution(eqx.Module):
+    """The result of `odeint`.
+
+    - `ts`: the times the solution is given at, shape `(time,)`.
+    - `ys`: the state at `ts`: each leaf has shape `(time, ...)`, or `(batch, time, ...)` when
+      solved with `batch="vmap"` or `"joint"`.
+    - `stats`: a `Stats`.
+    - `result`: a `RESULTS` code (`RESULTS.successful` or the reason for failure);
+      `RESULTS[result]` is the message. Batched like `stats`.
+    """
+
+    ts: Float[Array, " time"]
+    ys: PyTree[Array]
+    stats: Stats
+    result: RESULTS
+
+    @property
+    def succeeded(self) -> Array:
+        """Boolean array: True where the solve succeeded."""
+        return self.result == RESULTS.successful
+
+
+def _choice_error(argument: str, value: Any, valid) -> ValueError:
+    return ValueError(f"unknown {argument}={value!r}; expected one of {sorted(valid)}")
+
+
+def _resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
+    if isinstance(solver, dfx.AbstractSolver):
+        return solver
+    if isinstance(solver, str) and solver in SOLVERS:
+        return SOLVERS[solver]()
+    raise _choice_error("solver", solver, SOLVERS)
+
+
+def _resolve_adjoint(adjoint: str | dfx.AbstractAdjoint) -> dfx.AbstractAdjoint:
+    if isinstance(adjoint, dfx.AbstractAdjoint):
+        return adjoint
+    if isinstance(adjoint, str) and adjoint in ADJOINTS:
+        return ADJOINTS[adjoint]()
+    raise _choice_error("adjoint", adjoint, ADJOINTS)
+
+
+def _stepsize_controller(
+    solver: dfx.AbstractSolver,
+    rtol: float | None,
+    atol: float | None,
+    dt0: float | None,
+) -> dfx.AbstractStepSizeController:
+    """Fixed steps when `dt0` is given without tolerances; adaptive (PID) otherwise."""
+    name = type(solver).__name__
+    if dt0 is not None and rtol is None and atol is None:
+        root_rtol = getattr(getattr(solver, "root_finder", None), "rtol", None)
+        if isinstance(solver, dfx.AbstractImplicitSolver) and root_rtol is use_stepsize_tol:
+            raise ValueError(
+                f"implicit solver {name} needs rtol/atol for its Newton iteration; "
+                "give rtol and atol (adaptive steps), not dt0 alone, or pass a solver object "
+                "whose root_finder has its own tolerances"
+            )
+        return dfx.ConstantStepSize()
+    if not isinstance(solver, dfx.AbstractAdaptiveSolver):
+        raise ValueError(
+            f"solver {name} has no error estimate, so it cannot adapt its step size: "
+            "give dt0 without rtol/atol for fixed steps, or choose an adaptive solver "
+            "such as 'tsit5'"
+        )
+    rtol = _DEFAULT_TOL if rtol is None else rtol
+    atol = _DEFAULT_TOL if atol is None else atol
+    for argument, value in (("rtol", rtol), ("atol", atol)):
+        if not np.isscalar(value) or not value > 0:
+            raise ValueError(f"{argument} must be a positive number, got {value!r}")
+    return dfx.PIDController(rtol=rtol, atol=atol)
+
+
+def _fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:
+    """Vector-field evaluations of explicit solvers, from their Butcher tableau."""
+    if isinstance(solver, dfx.Euler):
+        return num_steps
+    if isinstance(solver, dfx.AbstractERK):
+        stages = len(solver.tableau.c) + 1
+        if solver.tableau.fsal:  # the last stage of a step is the first of the next
+            return 1 + (stages - 1) * num_steps
+        return stages * num_steps
+    return None
+
+
+def _failure_messages(caller: str, max_steps: int) -> list[str]:
+    """One message per `RESULTS` index, saying what failed and what to change."""
+    specific = {
+        "max_steps_reached": (
+            f"{caller}: the solver reached max_steps={max_steps} before the final time. "
+            "Increase `max_steps`, loosen `rtol`/`atol`, or, if the problem is stiff, "
+            "use an implicit solver such as solver='kvaerno5'."
+        ),
+        "dt_min_reached": (
+            f"{caller}: step size underflow (the step size reached its minimum). The "
+            "dynamics may blow up or be stiff: check the field, or use solver='kvaerno5'."
+        ),
+        "nonfinite": (
+            f"{caller}: NaN or Inf in the state. The solution diverged or the field "
+            "returned NaN: check the field and y0, use a smaller dt0, or adaptive steps."
+        ),
+        "nonlinear_max_steps_reached": (
+            f"{caller}: the implicit solver's Newton iteration did not converge. Loosen "
+            "rtol/atol or check the field's Jacobian."
+        ),
+        "nonlinear_divergence": (
+            f"{caller}: the implicit solver's Newton iteration diverged. Check the field "
+            "for NaN or use smaller steps."
+        ),
+    }
+    messages = [f"{caller}: {m}" for m in RESULTS._index_to_message]
+    for name, message in specific.items():
+        messages[RESULTS._name_to_item[name]._value.item()] = message
+    return messages
+
+
+def apply_failure_policy(
+    ys: PyTree[Array],
+    result: RESULTS,
+    on_failure: OnFailure,
+    caller: str,
+    max_steps: int,
+) -> tuple[PyTree[Array], RESULTS]:
+    """Mark a non-finite state as a failure, then apply `on_failure` to `ys`.
+
+    `raise` raises at run time with a message naming the failure; `nan` replaces `ys` by NaN
+    where the solve failed; `return` leaves `ys` and `result` for the caller.
+    """
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(y)) for y in jax.tree.leaves(ys)]))
+    result = RESULTS.where((result == RESULTS.successful) & ~finite, RESULTS.nonfinite, result)
+    failed = result != RESULTS.successful
+    if on_failure == "raise":
+        ys = eqx.branched_error_if(ys, failed, result._value, _failure_messages(caller, max_steps))
+    elif on_failure == "nan":
+        ys = jax.tree.map(lambda y: jnp.where(failed, jnp.nan, y), ys)
+    return ys, result
+
+
+def _check_ts(ts: Array) -> None:
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {ts.shape}")
+    if not jnp.issubdtype(ts.dtype, jnp.floating):
+        raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
+    if not isinstance(ts, jax.core.Tracer):
+        diffs = np.diff(np.asarray(ts))
+        if not np.all(diffs > 0):
+            bad = int(np.argmin(diffs > 0))
+            raise ValueError(
+                f"ts must be strictly increasing; ts[{bad}]={float(ts[bad])} is followed by "
+                f"ts[{bad + 1}]={float(ts[bad + 1])}"
+            )
+
+
+def _shapes(tree: PyTree) -> PyTree:
+    return jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)
+
+
+def _check_y0(y0: PyTree, batch: Batch) -> None:
+    leaves = jax.tree.leaves(y0)
+    if not leaves:
+        raise ValueError("y0 has no array leaves")
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            raise TypeError(
+                f"y0 must be floating point, got dtype {jnp.result_type(leaf)} "
+                f"(y0 shapes: {_shapes(y0)}); cast it with jnp.asarray(y0, float)"
+            )
+    if batch is not None:
+        sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
+        if None in sizes or len(sizes) != 1:
+            raise ValueError(
+                f"batch={batch!r} needs every leaf of y0 to share a leading batch axis; "
+                f"got shapes {_shapes(y0)}"
+            )
+
+
+def _check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
+    """Trace the field once (no FLOPs) and compare its output with the state."""
+    try:
+        out = jax.eval_shape(field, t0, y0, args)
+    except Exception as error:  # a user's field failing on the given y0
+        raise ValueError(
+            f"field could not be evaluated at y0 with shapes {_shapes(y0)}: {error}"
+        ) from error
+    if jax.tree.structure(out) != jax.tree.structure(y0) or _shapes(out) != _shapes(y0):
+        raise ValueError(
+            "field(t, y, args) must return the same structure and shapes as y0; "
+            f"got {_shapes(out)} for y0 of shapes {_shapes(y0)}"
+        )
+
+
+def _joint_field(field: Callable) -> Callable:
+    """A per-sample field applied to a whole batch, integrated as one state."""
+
+    def batched(t, y, args):
+        return jax.vmap(field, in_axes=(None, 0, None))(t, y, args)
+
+    return batched
+
+
+def odeint(
+    field: Callable[[Any, PyTree, Any], PyTree],
+    y0: PyTree[ArrayLike],
+    ts: Float[ArrayLike, " time"],
+    *,
+    args: Any = None,
+    solver: str | dfx.AbstractSolver = "tsit5",
+    rtol: float | None = None,
+    atol: float | None = None,
+    dt0: float | None = None,
+    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
+    max_steps: int = 4096,
+    on_failure: OnFailure = "raise",
+    batch: Batch = None,
+) -> Solution:
+    """Solve `dy/dt = field(t, y, args)`, `y(ts[0]) = y0`, and return `y` at `ts`.
+
+    **Arguments:**
+
+    - `field`: a callable `f(t, y, args) -> dy/dt` (an Equinox module or any function). It
+      describes one sample; batching is chosen by `batch`.
+    - `y0`: the initial state, any pytree of floating-point arrays.
+    - `ts`: strictly increasing times of shape `(time,)`; integration runs from `ts[0]` to
+      `ts[-1]` and the solution is saved at every entry.
+    - `solver`: a name from `SOLVERS` (`euler`, `heun`, `midpoint`, `ralston`, `bosh3`,
+      `tsit5`, `dopri5`, `dopri8`, and the stiff `kvaerno3`, `kvaerno5`) or a Diffrax solver.
+    - `rtol`, `atol`: tolerances of the adaptive step-size (PID) controller, `1e-6` when not
+      given. Giving `dt0` without tolerances selects fixed steps of size `dt0` instead.
+    - `dt0`: the (initial) step size; chosen automatically for adaptive solves when `None`.
+    - `adjoint`: how gradients are computed: `checkpoint` (discretise-then-optimise with
+      recursive checkpointing), `backsolve` (the continuous adjoint of Chen et al. 2018),
+      `direct`, or a Diffrax adjoint.
+    - `max_steps`: the step budget; exceeding it is a failure.
+    - `on_failure`: `raise` (an error naming what failed and what to change), `nan` (failed
+      solutions become NaN) or `return` (the caller reads `Solution.result`).
+    - `batch`: `None` for one state; `"vmap"` or `"joint"` when every leaf of `y0` has a
+      leading batch axis. `vmap` solves each sample with its own step sizes; `joint`
+      integrates the batch as one state with one step-size sequence (as torchdiffeq does),
+      which is usually faster for neural-ODE training.
+
+    **Returns:** a `Solution`.
+    """
+    solver_ = _resolve_solver(solver)
+    adjoint_ = _resolve_adjoint(adjoint)
+    if on_failure not in ("raise", "nan", "return"):
+        raise _choice_error("on_failure", on_failure, ("raise", "nan", "return"))
+    if batch not in (None, "vmap", "joint"):
+        raise _choice_error("batch", batch, ("vmap", "joint"))
+    if not (isinstance(max_steps, int) and max_steps > 0):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if dt0 is not None and not (np.isscalar(dt0) and dt0 > 0):
+        raise ValueError(f"dt0 must be a positive number, got {dt0!r}")
+    ts = jnp.asarray(ts)
+    _check_ts(ts)
+    _check_y0(y0, batch)
+    controller = _stepsize_controller(solver_, rtol, atol, dt0)
+    sample_y0 = jax.tree.map(lambda y: y[0], y0) if batch is not None else y0
+    _check_field(field, ts[0], sample_y0, args)
+
+    if ts.shape[0] == 2:
+        saveat = dfx.SaveAt(t0=True, t1=True)  # cheaper than interpolating at ts
+    else:
+        saveat = dfx.SaveAt(ts=ts)
+    vector_field = _joint_field(field) if batch == "joint" else field
+    if isinstance(adjoint_, dfx.BacksolveAdjoint):
+        # The continuous adjoint differentiates only explicit inputs: turn parameters that
+        # the field closes over into leaves of the term (jaxopt #31; optimistix does this).
+        example = y0 if batch == "joint" else sample_y0
+        vector_field = eqx.filter_closure_convert(vector_field, ts[0], example, args)
+    term = dfx.ODETerm(vector_field)
+
+    def solve_one(y0_):
+        sol = dfx.diffeqsolve(
+            term,
+            solver_,
+            ts[0],
+            ts[-1],
+            dt0,
+            y0_,
+            args=args,
+            saveat=saveat,
+            stepsize_controller=controller,
+            adjoint=adjoint_,
+            max_steps=max_steps,
+            throw=False,
+        )
+        ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "odeint", max_steps)
+        num_steps = sol.stats["num_steps"]
+        stats = Stats(
+            num_steps=num_steps,
+            num_accepted_steps=sol.stats["num_accepted_steps"],
+            num_rejected_steps=sol.stats["num_rejected_steps"],
+            num_fevals=_fevals(solver_, num_steps),
+        )
+        return ys, stats, result
+
+    if batch == "vmap":
+        ys, stats, result = jax.vmap(solve_one)(y0)
+    else:
+        ys, stats, result = solve_one(y0)
+        if batch == "joint":  # (time, batch, ...) -> (batch, time, ...)
+            ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, 1), ys)
+    return Solution(ts=ts, ys=ys, stats=stats, result=result)

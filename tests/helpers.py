@@ -1,0 +1,37 @@
+"""Shared builders for the tests."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def decay(t, y, args):
+    """dy/dt = -k y, with y(t) = exp(-k t) y0."""
+    k = 1.0 if args is None else args
+    return -k * y
+
+
+def oscillator(t, y, args):
+    """A pytree state: (x, v) with x'' = -x, so x = cos t, v = -sin t from (1, 0)."""
+    x, v = y
+    return (v, -x)
+
+
+def leaves_equal(a, b) -> bool:
+    """Bitwise equality of the array leaves of two pytrees."""
+    la = jax.tree.leaves(eqx.filter(a, eqx.is_array))
+    lb = jax.tree.leaves(eqx.filter(b, eqx.is_array))
+    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
+
+
+def central_difference(f, x: float, h: float = 1e-6) -> float:
+    """Second-order central finite difference of a scalar function (float64)."""
+    return float((f(x + h) - f(x - h)) / (2 * h))
+
+
+def linear_system(seed: int = 0, dim: int = 3):
+    """A stable random linear system dy/dt = M y."""
+    rng = np.random.default_rng(seed)
+    M = rng.normal(size=(dim, dim)) / np.sqrt(dim) - 0.5 * np.eye(dim)
+    return jnp.asarray(M), jnp.asarray(rng.normal(size=dim))

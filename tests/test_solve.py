@@ -1,0 +1,291 @@
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+import pytest
+from helpers import central_difference, decay, linear_system, oscillator
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxdyn import RESULTS, odeint
+
+# --- convergence order against closed forms ---------------------------------------------
+
+
+def logistic(t, y, args):
+    return y * (1 - y)
+
+
+def logistic_exact(t, y0=0.1):
+    return 1 / (1 + (1 / y0 - 1) * np.exp(-t))
+
+
+def implicit(cls):
+    # Fixed steps need the Newton iteration's own tolerances (well below the truncation error).
+    return cls(root_finder=dfx.VeryChord(rtol=1e-10, atol=1e-10, norm=optx.max_norm))
+
+
+# (solver, expected order, step counts in the asymptotic regime). Explicit solvers are tested
+# on the nonlinear logistic equation (a linear problem lets some tableaus superconverge);
+# implicit ones on linear decay (their chord iteration diverges on the logistic at h = 0.25).
+EXPLICIT_ORDERS = [
+    ("euler", 1, (64, 128)),
+    ("heun", 2, (32, 64)),
+    ("midpoint", 2, (32, 64)),
+    ("ralston", 2, (32, 64)),
+    ("bosh3", 3, (16, 32)),
+    ("tsit5", 5, (8, 16)),
+    ("dopri5", 5, (8, 16)),
+    ("dopri8", 8, (4, 8)),
+]
+IMPLICIT_ORDERS = [("kvaerno3", dfx.Kvaerno3, 3, (16, 32)), ("kvaerno5", dfx.Kvaerno5, 5, (8, 16))]
+
+
+def observed_order(solver, field, y0, exact, counts, t1=2.0):
+    errors = [
+        float(
+            jnp.abs(
+                odeint(field, y0, jnp.array([0.0, t1]), solver=solver, dt0=t1 / n).ys[-1, 0] - exact
+            )
+        )
+        for n in counts
+    ]
+    return np.log2(errors[0] / errors[1])
+
+
+@pytest.mark.parametrize("solver, order, counts", EXPLICIT_ORDERS)
+def test_explicit_solver_order(solver, order, counts):
+    slope = observed_order(solver, logistic, jnp.array([0.1]), logistic_exact(2.0), counts)
+    # Halving h divides the error by ~2^order; 0.5 allows for pre-asymptotic constants
+    # (dopri8 measures 7.51 here, the others within 0.05 of their order or above).
+    assert order - 0.5 <= slope <= order + 1.0
+
+
+@pytest.mark.parametrize("name, cls, order, counts", IMPLICIT_ORDERS)
+def test_implicit_solver_order(name, cls, order, counts):
+    slope = observed_order(implicit(cls), decay, jnp.array([1.0]), np.exp(-2.0), counts)
+    assert order - 0.5 <= slope <= order + 1.0
+
+
+@pytest.mark.parametrize(
+    "solver",
+    ["heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5"],
+)
+def test_adaptive_harmonic_oscillator_pytree_state(solver):
+    ts = jnp.linspace(0.0, 2 * np.pi, 7)
+    sol = odeint(
+        oscillator,
+        (jnp.array(1.0), jnp.array(0.0)),
+        ts,
+        solver=solver,
+        rtol=1e-8,
+        atol=1e-8,
+        max_steps=100_000,
+    )
+    x, v = sol.ys
+    # Global error of a tolerance-1e-8 solve over one period: well under 1e-5.
+    np.testing.assert_allclose(x, np.cos(ts), atol=1e-5)
+    np.testing.assert_allclose(v, -np.sin(ts), atol=1e-5)
+    assert bool(sol.succeeded)
+
+
+@pytest.mark.parametrize("solver", ["tsit5", "dopri8", "kvaerno5"])
+def test_linear_system_matches_expm(solver):
+    M, y0 = linear_system()
+    ts = jnp.linspace(0.0, 3.0, 5)
+    sol = odeint(lambda t, y, args: args @ y, y0, ts, args=M, solver=solver, rtol=1e-10, atol=1e-10)
+    exact = jnp.stack([jax.scipy.linalg.expm(M * t) @ y0 for t in ts])
+    np.testing.assert_allclose(sol.ys, exact, atol=1e-7)  # tol 1e-10, accumulated over 3 s
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+def test_batch_modes_agree_with_loop():
+    M, _ = linear_system(1)
+    y0 = jax.random.normal(jax.random.key(0), (4, 3))
+    ts = jnp.linspace(0.0, 1.0, 4)
+    field = lambda t, y, args: M @ y  # noqa: E731
+    kw = dict(rtol=1e-9, atol=1e-9)
+    loop = jnp.stack([odeint(field, y, ts, **kw).ys for y in y0])
+    vm = odeint(field, y0, ts, batch="vmap", **kw)
+    joint = odeint(field, y0, ts, batch="joint", **kw)
+    assert vm.ys.shape == joint.ys.shape == (4, 4, 3)
+    np.testing.assert_allclose(vm.ys, loop, rtol=0, atol=1e-12)  # same steps per sample
+    np.testing.assert_allclose(joint.ys, loop, atol=1e-7)  # other steps, same tolerance
+    assert vm.stats.num_steps.shape == (4,) and joint.stats.num_steps.shape == ()
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.dictionaries(st.sampled_from("abc"), st.lists(st.integers(1, 3), max_size=2), min_size=1))
+def test_any_pytree_state(shapes):
+    y0 = {k: jnp.ones(tuple(s)) for k, s in shapes.items()}
+    field = lambda t, y, args: jax.tree.map(jnp.negative, y)  # noqa: E731
+    sol = odeint(field, y0, jnp.array([0.0, 0.5, 1.0]), rtol=1e-8, atol=1e-8)
+    for k, s in shapes.items():
+        assert sol.ys[k].shape == (3, *s)
+        np.testing.assert_allclose(sol.ys[k][-1], np.exp(-1.0) * np.ones(s), rtol=1e-6)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "bosh3", "tsit5", "dopri8"])
+@pytest.mark.parametrize("steps", ["fixed", "adaptive", "adaptive-auto-dt0"])
+def test_num_fevals_counts_evaluations(solver, steps):
+    if solver == "euler" and steps != "fixed":
+        pytest.skip("euler has no error estimate")
+    count = np.zeros((), int)
+
+    def counted(t, y, args):
+        jax.debug.callback(lambda: count.__iadd__(1), ordered=True)
+        return -20.0 * y + jnp.sin(10 * t)  # fast enough that some steps are rejected
+
+    kw = {
+        "fixed": dict(dt0=0.01),
+        "adaptive": dict(dt0=0.5, rtol=1e-6, atol=1e-6),
+        "adaptive-auto-dt0": dict(rtol=1e-6, atol=1e-6),
+    }[steps]
+    sol = odeint(counted, jnp.ones(2), jnp.array([0.0, 1.0]), solver=solver, **kw)
+    jax.block_until_ready(sol.ys)
+    jax.effects_barrier()
+    stats = jax.tree.map(int, sol.stats)
+    assert stats.num_steps == stats.num_accepted_steps + stats.num_rejected_steps
+    if steps == "fixed":
+        assert stats.num_fevals == int(count)
+    else:  # documented: re-evaluations after rejected first steps are not counted
+        assert stats.num_fevals <= int(count) <= stats.num_fevals + stats.num_rejected_steps
+
+
+# --- gradients through every adjoint ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve", "direct"])
+def test_gradient_matches_closed_form_and_finite_differences(adjoint):
+    y0 = jnp.array([1.0, 2.0])
+
+    def loss(k):
+        sol = odeint(
+            decay, y0, jnp.array([0.0, 1.5]), args=k, adjoint=adjoint, rtol=1e-10, atol=1e-10
+        )
+        return jnp.sum(sol.ys[-1] ** 2)
+
+    k = 0.7
+    grad = float(jax.grad(loss)(jnp.asarray(k)))
+    exact = float(-2 * 1.5 * np.exp(-2 * 1.5 * k) * np.sum(np.asarray(y0) ** 2))
+    # Solves at tolerance 1e-10: the gradient matches to ~1e-7 relative.
+    assert grad == pytest.approx(exact, rel=1e-6)
+    assert grad == pytest.approx(central_difference(loss, k), rel=1e-6)
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve", "direct"])
+def test_gradient_wrt_module_parameters(adjoint):
+    field = eqx.nn.MLP(2, 2, 8, 1, activation=jnp.tanh, key=jax.random.key(0))
+
+    def loss(field):
+        sol = odeint(
+            lambda t, y, args: field(y),
+            jnp.array([0.5, -0.3]),
+            jnp.array([0.0, 1.0]),
+            adjoint=adjoint,
+            rtol=1e-10,
+            atol=1e-10,
+        )
+        return jnp.sum(sol.ys[-1] ** 2)
+
+    grads = eqx.filter_grad(loss)(field)
+    w = field.layers[0].weight
+    h = 1e-6
+    bump = jnp.zeros_like(w).at[1, 0].set(h)
+    perturbed = lambda d: eqx.tree_at(lambda f: f.layers[0].weight, field, w + d)  # noqa: E731
+    fd = (loss(perturbed(bump)) - loss(perturbed(-bump))) / (2 * h)
+    assert float(grads.layers[0].weight[1, 0]) == pytest.approx(float(fd), rel=1e-5, abs=1e-9)
+
+
+# --- failure policies ----------------------------------------------------------------------
+
+
+def blowup(t, y, args):
+    return y**2  # y(t) = 1 / (1 - t) from y0 = 1: infinite at t = 1
+
+
+def test_raise_names_max_steps():
+    with pytest.raises(RuntimeError, match="max_steps=50"):
+        jax.block_until_ready(odeint(blowup, jnp.ones(1), jnp.array([0.0, 2.0]), max_steps=50).ys)
+
+
+def test_raise_names_nan_state():
+    nan_field = lambda t, y, args: y * jnp.nan  # noqa: E731
+    with pytest.raises(RuntimeError, match="NaN or Inf in the state"):
+        jax.block_until_ready(odeint(nan_field, jnp.ones(1), jnp.array([0.0, 1.0]), dt0=0.1).ys)
+
+
+def test_return_leaves_result_for_caller():
+    sol = odeint(blowup, jnp.ones(1), jnp.array([0.0, 2.0]), max_steps=50, on_failure="return")
+    assert sol.result == RESULTS.max_steps_reached
+    assert not bool(sol.succeeded)
+
+
+def test_nan_policy_marks_only_failed_samples():
+    y0 = jnp.array([[1.0], [0.1]])  # the first blows up at t = 1, the second at t = 10
+    sol = odeint(blowup, y0, jnp.array([0.0, 2.0]), max_steps=200, on_failure="nan", batch="vmap")
+    assert bool(jnp.all(jnp.isnan(sol.ys[0])))
+    np.testing.assert_allclose(sol.ys[1, -1], 0.1 / (1 - 0.2), rtol=1e-5)
+    assert list(np.asarray(sol.succeeded)) == [False, True]
+
+
+def test_raise_under_jit_and_vmap():
+    f = jax.jit(lambda y0: odeint(blowup, y0, jnp.array([0.0, 2.0]), max_steps=50, batch="vmap").ys)
+    with pytest.raises(RuntimeError, match="max_steps"):
+        jax.block_until_ready(f(jnp.array([[1.0], [0.1]])))
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(solver="rk4"), ValueError, "unknown solver='rk4'"),
+        (dict(adjoint="adjoint"), ValueError, "unknown adjoint"),
+        (dict(on_failure="ignore"), ValueError, "unknown on_failure"),
+        (dict(batch="pmap"), ValueError, "unknown batch"),
+        (
+            dict(ts=jnp.array([0.0, 1.0, 0.5])),
+            ValueError,
+            r"ts must be strictly increasing; ts\[1\]",
+        ),
+        (dict(ts=jnp.array([0.0])), ValueError, "at least 2 times"),
+        (dict(ts=jnp.array([0, 1])), TypeError, "ts must be floating point"),
+        (dict(y0=jnp.array([1, 2])), TypeError, "y0 must be floating point"),
+        (dict(y0=jnp.ones(3)), ValueError, "field could not be evaluated at y0 with shapes"),
+        (dict(solver="euler"), ValueError, "no error estimate"),
+        (dict(solver="kvaerno5", dt0=0.1), ValueError, "needs rtol/atol"),
+        (dict(dt0=-0.1), ValueError, "dt0 must be a positive number"),
+        (dict(max_steps=0), ValueError, "max_steps must be a positive int"),
+        (dict(rtol=-1.0), ValueError, "rtol must be a positive number"),
+        (
+            dict(batch="vmap", y0=(jnp.ones((2, 2)), jnp.ones((3, 2)))),
+            ValueError,
+            "leading batch axis",
+        ),
+    ],
+)
+def test_bad_input_is_named(kwargs, error, match):
+    W = jnp.eye(2)
+    args = dict(y0=jnp.ones(2), ts=jnp.array([0.0, 1.0]))
+    args.update(kwargs)
+    field = (
+        (lambda t, y, a: jax.tree.map(lambda x: -x, y))
+        if isinstance(args["y0"], tuple)
+        else (lambda t, y, a: W @ y)
+    )
+    with pytest.raises(error, match=match):
+        odeint(field, args.pop("y0"), args.pop("ts"), **args)
+
+
+def test_field_output_shape_mismatch_is_named():
+    with pytest.raises(ValueError, match=r"got \(3,\) for y0 of shapes \(2,\)"):
+        odeint(lambda t, y, args: jnp.ones(3), jnp.ones(2), jnp.array([0.0, 1.0]))
