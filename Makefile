@@ -24,7 +24,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
-	$(BIN)/jaxdyn run configs/quickstart.yaml --out runs/quickstart
+	$(BIN)/jaxdyn run configs/quickstart.yaml
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -89,6 +89,25 @@ def _key_data(key: PRNGKeyArray) -> Array:
     return key
 
 
+@eqx.filter_jit
+def _run_chunk(params, opt_state, data, key, first, *, static, loss_fn, optimizer, batch_size,
+               has_aux, length):  # fmt: skip
+    """`length` steps from step `first` in one `lax.scan`. Module-level, with the loss,
+    optimiser and sizes as static arguments, so that repeated `fit` calls with the same loss
+    function and optimiser object reuse the compiled chunk instead of retracing it."""
+    step_fn = make_step(loss_fn, optimizer, has_aux=has_aux)
+
+    def body(carry, s):
+        params, opt_state = carry
+        batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
+        batch = sample_batch(data, batch_size, batch_key)
+        model = eqx.combine(params, static)
+        model, opt_state, loss, aux = step_fn(model, opt_state, batch, loss_key)
+        return (eqx.filter(model, eqx.is_inexact_array), opt_state), (loss, aux)
+
+    return jax.lax.scan(body, (params, opt_state), first + jnp.arange(length))
+
+
 def fit(
     loss_fn: LossFn,
     model: eqx.Module,
@@ -169,20 +188,6 @@ def fit(
         else:
             metrics_path.write_text("")
 
-    step_fn = make_step(loss_fn, optimizer, has_aux=has_aux)
-
-    @eqx.filter_jit
-    def run_chunk(params, opt_state, data, key, first, length: int):
-        def body(carry, s):
-            params, opt_state = carry
-            batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
-            batch = sample_batch(data, batch_size, batch_key)
-            model = eqx.combine(params, static)
-            model, opt_state, loss, aux = step_fn(model, opt_state, batch, loss_key)
-            return (eqx.filter(model, eqx.is_inexact_array), opt_state), (loss, aux)
-
-        return jax.lax.scan(body, (params, opt_state), first + jnp.arange(length))
-
     losses, chunks, last_ckpt = [], 0, (start if start > 0 else None)
     bar = tqdm(
         total=steps,
@@ -196,9 +201,11 @@ def fit(
     try:
         while step < steps:
             length = min(chunk, steps - step)
-            (new_params, new_opt_state), (chunk_losses, aux) = run_chunk(
-                params, opt_state, data, key, jnp.asarray(step), length
-            )
+            (new_params, new_opt_state), (chunk_losses, aux) = _run_chunk(
+                params, opt_state, data, key, jnp.asarray(step), static=static,
+                loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, has_aux=has_aux,
+                length=length,
+            )  # fmt: skip
             chunk_losses = np.asarray(chunk_losses)
             bad = ~np.isfinite(chunk_losses)
             if bad.any():

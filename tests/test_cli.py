@@ -1,0 +1,122 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxdyn.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+# Tiny settings: the smoke test of the quickstart experiment (the full target is measured
+# by running the config; see benchmarks/RESULTS.md).
+TINY = [
+    "data.num_points=100",
+    "data.t1=5.0",
+    "model.width=8",
+    "train.batch_size=8",
+    "train.steps=20",
+    "train.chunk=10",
+]
+
+
+def test_list_shows_experiments_and_configs(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "quickstart" in out and "quickstart.yaml" in out
+
+
+def test_show_prints_resolved_config_with_overrides(capsys):
+    assert main(["show", QUICKSTART, "train.steps=123"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 123" in out and "solver: dopri5" in out
+
+
+def test_config_found_by_name(capsys):
+    assert main(["show", "quickstart"]) == 0
+    assert "experiment: quickstart" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "configs/nope.yaml"], "config file not found: configs/nope.yaml"),
+        (["run", QUICKSTART, "train.stpes=5"], "unknown config key 'train.stpes'"),
+        (["run", QUICKSTART, "train.steps=abc"], "bad value for config key 'train.steps'"),
+        (["show", QUICKSTART, "solve.adjoint=magic"], "'magic' is not one of"),
+        (["run", "--resume", "/nonexistent/run"], "holds no run"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxdyn: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unknown_experiment_suggests_the_closest(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("experiment: quickstrat\n")
+    assert main(["show", str(path)]) == 2
+    assert "unknown experiment 'quickstrat' (did you mean 'quickstart'?)" in capsys.readouterr().err
+
+
+def test_quickstart_smoke_writes_a_complete_run_dir(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", QUICKSTART, *TINY, "--out", str(out)]) == 0
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoint/state.eqx",
+        "trajectory.png",
+        "phase_portrait.png",
+        "loss.png",
+    ):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["rel_l2_error"] > 0
+    assert {"wall_time_s", "versions", "machine", "target_met"} <= set(summary)
+    assert "steps: 20" in (out / "config.yaml").read_text()
+    # The same directory again, without --resume, is refused rather than overwritten.
+    assert main(["run", QUICKSTART, *TINY, "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def _jaxdyn(*args):
+    env = os.environ | {"JAX_ENABLE_X64": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxdyn.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_killed_run_resumes_bitwise_identical(tmp_path):
+    settings = [*TINY[:-2], "train.steps=2000", "train.chunk=10"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    reference = _jaxdyn("run", QUICKSTART, *settings, "--out", str(full))
+    victim = _jaxdyn("run", QUICKSTART, *settings, "--out", str(cut))
+    info = cut / "checkpoint" / "info.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and victim.poll() is None:
+        if info.exists() and json.loads(info.read_text() or '{"step": 0}')["step"] >= 50:
+            break
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = json.loads(info.read_text())["step"]
+    assert 50 <= killed_at < 2000 and not (cut / "summary.json").exists()
+
+    assert _jaxdyn("run", "--resume", str(cut)).wait() == 0
+    assert reference.wait() == 0
+    ours = (cut / "checkpoint" / "state.eqx").read_bytes()
+    assert ours == (full / "checkpoint" / "state.eqx").read_bytes()
+    lines = (cut / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(2000))
+    assert json.loads((cut / "summary.json").read_text())["resumed"] is True

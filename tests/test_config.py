@@ -1,0 +1,68 @@
+import pytest
+
+from jaxdyn import ConfigError, load_config
+from jaxdyn.experiments.quickstart import QuickstartConfig
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    def write(text):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def test_defaults_fill_in_and_overrides_apply(config_file):
+    path = config_file("experiment: quickstart\ntrain:\n  steps: 7\n")
+    cfg = load_config(path, QuickstartConfig, ["model.width=32", "solve.rtol=1e-4"])
+    assert cfg.train.steps == 7 and cfg.model.width == 32 and cfg.solve.rtol == 1e-4
+    assert cfg.train.batch_size == QuickstartConfig().train.batch_size
+    with pytest.raises(Exception):  # noqa: B017 - read-only config
+        cfg.train.steps = 3
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        (
+            "experiment: quickstart\ntrain:\n  stpes: 5\n",
+            [],
+            "unknown config key 'train.stpes' (did you mean 'steps'?)",
+        ),
+        (
+            "experiment: quickstart\n",
+            ["train.step=5"],
+            "unknown config key 'train.step' (did you mean 'steps'?)",
+        ),
+        (
+            "experiment: quickstart\n",
+            ["model.widht=5"],
+            "unknown config key 'model.widht' (did you mean 'width'?)",
+        ),
+        (
+            "experiment: quickstart\ntrain:\n  steps: many\n",
+            [],
+            "bad value for config key 'train.steps'",
+        ),
+        ("experiment: quickstart\n", ["train.lr=fast"], "bad value for config key 'train.lr'"),
+        (
+            "experiment: quickstart\n",
+            ["solve.solver=rk45"],
+            "bad value for config key 'solve.solver': 'rk45' is not one of",
+        ),
+        ("experiment: quickstart\n", ["train.steps"], "must have the form key=value"),
+        ("experiment: quickstart\n  bad: [", [], "not valid YAML"),
+    ],
+)
+def test_mistakes_name_the_key(config_file, text, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file(text), QuickstartConfig, overrides)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", QuickstartConfig)

@@ -1,0 +1,78 @@
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn import MLPField, NeuralODE
+
+
+def field(time=False, feature="identity"):
+    return MLPField(3, 16, 2, time=time, feature=feature, key=jax.random.key(0))
+
+
+def test_mlp_field_shapes_and_time_input():
+    f = field(time=True)
+    y = jnp.ones(3)
+    assert f(0.0, y).shape == (3,)
+    assert not np.allclose(f(0.0, y), f(1.0, y))  # time is an input
+    g = field(time=False)
+    np.testing.assert_array_equal(g(0.0, y), g(1.0, y))
+
+
+def test_cube_feature_applies_before_mlp():
+    f, g = field(feature="cube"), field()
+    y = jnp.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(f(0.0, y), g(0.0, y**3), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(activation="sigmoidal"), "unknown activation='sigmoidal'"),
+        (dict(feature="square"), "unknown feature='square'"),
+        (dict(width=0), "width >= 1"),
+    ],
+)
+def test_mlp_field_bad_arguments(kwargs, match):
+    args = dict(dim=2, width=8, depth=1, key=jax.random.key(0)) | kwargs
+    with pytest.raises(ValueError, match=match):
+        MLPField(**args)
+
+
+def test_neural_ode_single_batched_and_vmapped_agree():
+    model = NeuralODE(field(), rtol=1e-9, atol=1e-9)
+    ts = jnp.linspace(0.0, 1.0, 5)
+    y0 = jax.random.normal(jax.random.key(1), (4, 3))
+    single = jnp.stack([model(ts, y) for y in y0])
+    batched = model(ts, y0)
+    vmapped = jax.vmap(model, in_axes=(None, 0))(ts, y0)
+    joint = dataclasses.replace(model, batch="joint")(ts, y0)
+    assert single.shape == batched.shape == (4, 5, 3)
+    np.testing.assert_allclose(batched, single, atol=1e-12)
+    np.testing.assert_allclose(vmapped, single, atol=1e-12)
+    np.testing.assert_allclose(joint, single, atol=1e-7)  # one shared step sequence
+
+
+def test_neural_ode_rejects_bad_state_rank():
+    with pytest.raises(ValueError, match=r"y0 of shape \(dim,\) or \(batch, dim\)"):
+        NeuralODE(field())(jnp.array([0.0, 1.0]), jnp.ones((2, 2, 3)))
+
+
+def test_neural_ode_gradient_matches_finite_differences():
+    model = NeuralODE(field(time=True), rtol=1e-10, atol=1e-10)
+    ts = jnp.array([0.0, 0.5, 1.0])
+    y0 = jnp.array([0.3, -0.2, 0.1])
+
+    def loss(m):
+        return jnp.sum(m(ts, y0) ** 2)
+
+    grads = eqx.filter_grad(loss)(model)
+    bias = model.field.mlp.layers[-1].bias
+    h = 1e-6
+    shift = lambda d: eqx.tree_at(lambda m: m.field.mlp.layers[-1].bias, model, bias + d)  # noqa: E731
+    e = jnp.zeros(3).at[2].set(h)
+    fd = (loss(shift(e)) - loss(shift(-e))) / (2 * h)
+    assert float(grads.field.mlp.layers[-1].bias[2]) == pytest.approx(float(fd), rel=1e-6)

@@ -1,0 +1,17 @@
+"""The README's library example runs as written."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    monkeypatch.chdir(tmp_path)  # the example writes runs/mine
+    namespace: dict = {}
+    exec(compile(blocks[0], str(README), "exec"), namespace)
+    assert bool(namespace["sol"].succeeded)
+    assert namespace["result"].step == 2000
+    assert (tmp_path / "runs" / "mine" / "checkpoint" / "state.eqx").is_file()
