@@ -38,8 +38,6 @@ import argparse
 import datetime
 import gc
 import json
-import os
-import platform
 import random
 import tempfile
 import time
@@ -51,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdyn._environment import machine, versions
 from jaxdyn.models import MLPField, NeuralODE
 from jaxdyn.train import fit, make_step
 
@@ -115,13 +114,6 @@ def bare_train(run_chunk, params, opt_state, data, key, steps: int, chunk: int):
         losses.append(chunk_losses)
     jax.block_until_ready((params, opt_state, losses))
     return np.concatenate([np.asarray(x) for x in losses])
-
-
-def versions() -> dict:
-    out = {}
-    for module in ("jax", "jaxlib", "equinox", "diffrax", "optax"):
-        out[module] = __import__(module).__version__
-    return out
 
 
 def main() -> None:
@@ -259,12 +251,7 @@ def main() -> None:
     record = {
         "benchmark": "fit_overhead",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "jax_devices": [str(d) for d in jax.devices()],
-        },
+        "machine": machine(),
         "versions": versions(),
         "workload": {
             "model": f"NeuralODE(MLPField({DIM}, {WIDTH}, {DEPTH}), dopri5, rtol=atol={RTOL}, "

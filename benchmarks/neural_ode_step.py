@@ -40,7 +40,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import random
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdyn._environment import machine, versions
 from jaxdyn.models import MLPField, NeuralODE
 
 OUT = Path(__file__).resolve().parent / "out" / "neural_ode_step.json"
@@ -232,16 +232,6 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
 # --------------------------------------------------------------------------- benchmark
 
 
-def versions() -> dict:
-    out = {}
-    for module in ("jax", "jaxlib", "equinox", "diffrax", "optax", "torch", "torchdiffeq"):
-        try:
-            out[module] = __import__(module).__version__
-        except ImportError:
-            out[module] = None
-    return out
-
-
 def time_round_robin(contenders, reps: int, warmup: int, seed: int = 0) -> None:
     """Warm up, then time `reps` rounds with one repetition of each contender per round."""
     for c in contenders:
@@ -419,13 +409,8 @@ def main() -> None:
     record = {
         "benchmark": "neural_ode_step",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "jax_devices": [str(d) for d in jax.devices()],
-        },
-        "versions": versions(),
+        "machine": machine(),
+        "versions": versions("torch", "torchdiffeq"),
         "workload": {
             "field": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh",
             "batch": args.batch,

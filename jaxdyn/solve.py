@@ -98,20 +98,13 @@ def _choice_error(argument: str, value: Any, valid) -> ValueError:
     return ValueError(f"unknown {argument}={value!r}; expected one of {sorted(valid)}")
 
 
-def _resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
-    if isinstance(solver, dfx.AbstractSolver):
-        return solver
-    if isinstance(solver, str) and solver in SOLVERS:
-        return SOLVERS[solver]()
-    raise _choice_error("solver", solver, SOLVERS)
-
-
-def _resolve_adjoint(adjoint: str | dfx.AbstractAdjoint) -> dfx.AbstractAdjoint:
-    if isinstance(adjoint, dfx.AbstractAdjoint):
-        return adjoint
-    if isinstance(adjoint, str) and adjoint in ADJOINTS:
-        return ADJOINTS[adjoint]()
-    raise _choice_error("adjoint", adjoint, ADJOINTS)
+def _resolve(argument: str, value, table: dict[str, type], base: type):
+    """A solver or adjoint given by name (looked up in `table`) or as an object."""
+    if isinstance(value, base):
+        return value
+    if isinstance(value, str) and value in table:
+        return table[value]()
+    raise _choice_error(argument, value, table)
 
 
 def _stepsize_controller(
@@ -314,8 +307,8 @@ def odeint(
 
     **Returns:** a `Solution`.
     """
-    solver_ = _resolve_solver(solver)
-    adjoint_ = _resolve_adjoint(adjoint)
+    solver_ = _resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
+    adjoint_ = _resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
     if on_failure not in ("raise", "nan", "return"):
         raise _choice_error("on_failure", on_failure, ("raise", "nan", "return"))
     if batch not in (None, "vmap", "joint"):

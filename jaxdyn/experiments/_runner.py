@@ -2,36 +2,22 @@
 
 import datetime
 import json
-import os
-import platform
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from .._environment import machine, versions
 from ..config import ConfigError, load_config, read_experiment_name, to_yaml
 from ._registry import Experiment, get
 
 __all__ = ["execute", "load"]
-
-_PACKAGES = ("jaxdyn", "jax", "jaxlib", "equinox", "diffrax", "optax", "jaxopt", "numpy")
 
 
 def load(path: str | Path, overrides=()) -> tuple[Experiment, DictConfig]:
     """The experiment a config file names, and the config validated against its schema."""
     experiment = get(read_experiment_name(path))
     return experiment, load_config(path, experiment.schema, overrides)
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in _PACKAGES:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
 
 
 def execute(
@@ -69,8 +55,8 @@ def execute(
         "wall_time_s": round(time.perf_counter() - start, 3),
         "resumed": resume,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "versions": _versions(),
+        "machine": machine(),
+        "versions": versions(),
     }
     (run_dir / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
     return run_dir, record
