@@ -1,0 +1,17 @@
+"""Implicit differentiation: solutions of root, fixed-point and argmin problems, and
+hypergradients, differentiated by the implicit function theorem (Blondel et al. 2022)."""
+
+from ._argmin import ARGMIN_METHODS as ARGMIN_METHODS
+from ._argmin import PROJECTIONS as PROJECTIONS
+from ._argmin import PROXES as PROXES
+from ._argmin import argmin as argmin
+from ._fixed_point import FIXED_POINT_METHODS as FIXED_POINT_METHODS
+from ._fixed_point import fixed_point as fixed_point
+from ._hypergrad import InnerProblem as InnerProblem
+from ._hypergrad import Neumann as Neumann
+from ._hypergrad import Truncated as Truncated
+from ._hypergrad import hypergradient as hypergradient
+from ._hypergrad import neumann_solve as neumann_solve
+from ._info import SolveInfo as SolveInfo
+from ._root import ROOT_METHODS as ROOT_METHODS
+from ._root import root as root

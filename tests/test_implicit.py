@@ -1,0 +1,255 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import central_difference
+
+from jaxdyn.implicit import (
+    InnerProblem,
+    Neumann,
+    Truncated,
+    argmin,
+    fixed_point,
+    hypergradient,
+    neumann_solve,
+    root,
+)
+
+RNG = np.random.default_rng(0)
+X = jnp.asarray(RNG.normal(size=(40, 6)))
+Y = X @ jnp.asarray(RNG.normal(size=6)) + 0.3 * jnp.asarray(RNG.normal(size=40))
+XV = jnp.asarray(RNG.normal(size=(25, 6)))
+YV = XV @ jnp.asarray(RNG.normal(size=6))
+
+
+# --- root ------------------------------------------------------------------------------------
+
+
+def cubic(x, theta):
+    return x**3 + theta * x - 1.0  # root x*: dx*/dθ = -x* / (3x*² + θ)
+
+
+@pytest.mark.parametrize("method, kw", [
+    ("newton", {}), ("broyden", {}), ("bisection", dict(bracket=(0.0, 2.0))),
+])  # fmt: skip
+def test_root_gradient_matches_closed_form(method, kw):
+    solve = lambda th: root(cubic, jnp.array(0.5), th, method=method, tol=1e-11, **kw)[0]  # noqa: E731
+    x = solve(2.0)
+    assert abs(float(cubic(x, 2.0))) < 1e-9
+    # Forward tolerance 1e-11: the implicit gradient is exact to ~1e-9.
+    assert float(jax.grad(solve)(2.0)) == pytest.approx(float(-x / (3 * x**2 + 2.0)), rel=1e-8)
+
+
+def test_root_jacobian_of_linear_system_and_closure():
+    A = jnp.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 4.0]])
+    J = jax.jacobian(lambda b: root(lambda x, b: A @ x - b, jnp.zeros(3), b)[0])(jnp.ones(3))
+    np.testing.assert_allclose(J, jnp.linalg.inv(A), atol=1e-10)
+
+    def through_closure(s):  # `s` is captured by F, not passed as theta
+        return root(lambda x, b: s * (A @ x) - b, jnp.zeros(3), jnp.ones(3))[0].sum()
+
+    exact = jax.grad(lambda s: jnp.linalg.solve(s * A, jnp.ones(3)).sum())(2.0)
+    assert float(jax.grad(through_closure)(2.0)) == pytest.approx(float(exact), rel=1e-9)
+
+
+def test_root_pytree_and_vmap():
+    def F(x, theta):
+        return {"a": x["a"] - theta["c"] * jnp.tanh(x["b"]), "b": x["b"] - 0.5 * x["a"]}
+
+    x0 = {"a": jnp.zeros(2), "b": jnp.zeros(2)}
+    thetas = {"c": jnp.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])}
+    xs, info = jax.vmap(lambda th: root(F, x0, th))(thetas)
+    assert xs["a"].shape == (3, 2) and info.converged.shape == (3,)
+    assert bool(jnp.all(info.converged))
+    f = lambda c: root(F, x0, {"c": jnp.full(2, c)})[0]["a"][0]  # noqa: E731
+    assert float(jax.grad(f)(0.3)) == pytest.approx(central_difference(f, 0.3), rel=1e-6)
+
+
+def test_root_failure_policies():
+    kw = dict(method="broyden", max_iter=2, tol=1e-12)
+    with pytest.raises(RuntimeError, match="root: method='broyden' did not converge"):
+        jax.block_until_ready(root(cubic, jnp.array(0.5), 2.0, **kw)[0])
+    x, info = root(cubic, jnp.array(0.5), 2.0, on_failure="return", **kw)
+    assert not bool(info.converged) and int(info.iterations) == 2 and bool(jnp.isfinite(x))
+    f = lambda th: root(cubic, jnp.array(0.5), th, on_failure="nan", **kw)[0]  # noqa: E731
+    assert bool(jnp.isnan(f(2.0))) and bool(jnp.isnan(jax.grad(f)(2.0)))  # never a silent grad
+
+
+def test_failed_linear_solve_is_reported():
+    A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])  # a rotation: not symmetric positive-definite
+
+    def solve(b, linear_solve):
+        return root(lambda x, b: A @ x - b, jnp.zeros(2), b, linear_solve=linear_solve)[0]
+
+    np.testing.assert_allclose(jax.jacobian(solve)(jnp.ones(2), "gmres"), jnp.linalg.inv(A))
+    with pytest.raises(RuntimeError, match="cg needs a symmetric positive-definite"):
+        jax.block_until_ready(jax.jacobian(solve)(jnp.ones(2), "cg"))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: root(cubic, jnp.array(0.5), 2.0, method="secant"), "unknown method='secant'"),
+    (lambda: root(cubic, jnp.array(0.5), 2.0, method="bisection"), "needs bracket"),
+    (lambda: root(lambda x, t: jnp.ones(3), jnp.zeros(2), 1.0), r"must return the structure"),
+    (lambda: root(lambda x, t: x @ jnp.ones(5), jnp.zeros(2), 1.0), "F could not be evaluated"),
+    (lambda: root(cubic, jnp.array(0.5), 2.0, on_failure="warn"), "unknown on_failure"),
+    (lambda: root(cubic, jnp.array(0.5), 2.0, linear_solve="qr"), "unknown linear_solve"),
+])  # fmt: skip
+def test_root_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# --- fixed point ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["iteration", "anderson"])
+def test_linear_fixed_point_closed_form(method):
+    A = jnp.array([[0.5, 0.1], [0.2, 0.3]])
+    b = jnp.array([1.0, 2.0])
+    solve = lambda th: fixed_point(lambda x, t: A @ x + b * t, jnp.zeros(2), th,  # noqa: E731
+                                   method=method, tol=1e-12)[0]  # fmt: skip
+    exact = jnp.linalg.solve(jnp.eye(2) - A, b)  # x* = (I - A)⁻¹ b θ
+    np.testing.assert_allclose(solve(1.5), 1.5 * exact, atol=1e-10)
+    np.testing.assert_allclose(jax.jacobian(solve)(1.5), exact, atol=1e-10)
+
+
+def test_fixed_point_of_expansion_fails_clearly():
+    with pytest.raises(RuntimeError, match="check that T is a contraction"):
+        jax.block_until_ready(
+            fixed_point(lambda x, t: 2.0 * x + t, jnp.ones(2), 1.0, method="iteration")[0]
+        )
+
+
+# --- argmin -----------------------------------------------------------------------------------
+
+
+def ridge(w, lam):
+    return 0.5 * jnp.mean((X @ w - Y) ** 2) + 0.5 * lam * jnp.sum(w**2)
+
+
+def ridge_exact(lam):
+    n = X.shape[0]
+    return jnp.linalg.solve(X.T @ X / n + lam * jnp.eye(6), X.T @ Y / n)
+
+
+@pytest.mark.parametrize("method, tol", [("lbfgs", 1e-10), ("gradient_descent", 1e-8)])
+def test_argmin_ridge_solution_and_jacobian(method, tol):
+    solve = lambda lam: argmin(ridge, jnp.zeros(6), lam, method=method, tol=tol,  # noqa: E731
+                               max_iter=20_000)[0]  # fmt: skip
+    np.testing.assert_allclose(solve(0.3), ridge_exact(0.3), atol=1e-7)
+    np.testing.assert_allclose(
+        jax.jacobian(solve)(0.3), jax.jacobian(ridge_exact)(0.3), atol=1e-6
+    )  # the Jacobian error follows the forward tolerance
+
+
+def test_lasso_gradient_matches_finite_differences():
+    step = 1.0 / float(jnp.linalg.eigvalsh(X.T @ X / X.shape[0]).max())
+
+    def solve(lam):
+        w, _ = argmin(lambda w, t: 0.5 * jnp.mean((X @ w - Y) ** 2), jnp.zeros(6), None,
+                      method="prox_gradient", prox="lasso", hyperparams=lam, step_size=step,
+                      tol=1e-11, max_iter=50_000, linear_solve="gmres")  # fmt: skip
+        return w
+
+    w = solve(0.5)
+    assert 0 < int(jnp.sum(w == 0)) < 6  # some coordinates are exactly zero
+    np.testing.assert_allclose(
+        jax.jacobian(solve)(0.5), (solve(0.5 + 1e-6) - solve(0.5 - 1e-6)) / 2e-6, atol=1e-6
+    )
+
+
+def test_simplex_projection_jacobian_closed_form():
+    c = jnp.array([0.5, 0.3, -0.2, 0.1])
+
+    def solve(c):
+        return argmin(lambda w, c: 0.5 * jnp.sum((w - c) ** 2), jnp.ones(4) / 4, c,
+                      method="projected_gradient", projection="simplex", step_size=1.0,
+                      tol=1e-12, linear_solve="gmres")[0]  # fmt: skip
+
+    np.testing.assert_allclose(solve(c), [8 / 15, 1 / 3, 0.0, 2 / 15], atol=1e-10)
+    active = jnp.array([1.0, 1.0, 0.0, 1.0])
+    exact = jnp.diag(active) - jnp.outer(active, active) / 3  # projection onto the face
+    np.testing.assert_allclose(jax.jacobian(solve)(c), exact, atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="prox_gradient"), "needs prox="),
+    (dict(method="projected_gradient"), "needs projection="),
+    (dict(method="lbfgs", prox="lasso"), "is unconstrained"),
+    (dict(method="prox_gradient", prox="lasso2", hyperparams=1.0), "unknown prox='lasso2'"),
+])  # fmt: skip
+def test_argmin_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        argmin(ridge, jnp.zeros(6), 0.1, **kwargs)
+
+
+def test_argmin_needs_scalar_objective():
+    with pytest.raises(ValueError, match="must return a scalar"):
+        argmin(lambda w, t: w, jnp.zeros(3), 0.1)
+
+
+# --- hypergradients -----------------------------------------------------------------------------
+
+
+def inner_ridge(w, loglam):
+    return 0.5 * jnp.mean((X @ w - Y) ** 2) + 0.5 * jnp.sum(jnp.exp(loglam) * w**2)
+
+
+def validation(w, loglam):
+    return 0.5 * jnp.mean((XV @ w - YV) ** 2)
+
+
+def exact_hypergradient(loglam):
+    return jax.grad(lambda t: validation(ridge_exact_vec(t), t))(loglam)
+
+
+def ridge_exact_vec(loglam):
+    n = X.shape[0]
+    return jnp.linalg.solve(X.T @ X / n + jnp.diag(jnp.exp(loglam) * jnp.ones(6)), X.T @ Y / n)
+
+
+def problem(iterations):
+    smooth = float(jnp.linalg.eigvalsh(X.T @ X / X.shape[0]).max()) + 1.0
+    return InnerProblem(inner_ridge, jnp.zeros(6), step_size=1 / smooth, iterations=iterations,
+                        tol=1e-8)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["implicit", "unrolled"])
+def test_hypergradient_matches_closed_form(mode):
+    theta = jnp.log(jnp.full(6, 0.1)) + jnp.linspace(-1, 1, 6)  # one λ per feature
+    value, grad, info = hypergradient(validation, problem(2000), theta, mode=mode)
+    assert bool(info.converged)
+    # Inner problem solved to |∇f| ≤ 1e-8 in float64: relative error well below 1e-6.
+    np.testing.assert_allclose(grad, exact_hypergradient(theta), rtol=1e-6, atol=1e-12)
+    assert float(value) == pytest.approx(float(validation(ridge_exact_vec(theta), theta)))
+
+
+def test_truncated_and_neumann_approximate_from_both_sides():
+    theta = jnp.log(0.1)
+    exact = float(exact_hypergradient(theta))
+    err = lambda m: abs(float(hypergradient(validation, problem(2000), theta, mode=m)[1]) - exact)  # noqa: E731
+    assert err(Truncated(2000)) < 1e-8  # truncating nothing is unrolling
+    assert err("truncated(1)") > err("truncated(20)") > 1e-8
+    assert err(Neumann(2)) > err("neumann(50)") > err(Neumann(500))
+    assert err(Neumann(500)) < 1e-6 * abs(exact)
+
+
+def test_implicit_hypergradient_refuses_unconverged_inner_problem():
+    with pytest.raises(RuntimeError, match="inner problem did not converge"):
+        jax.block_until_ready(hypergradient(validation, problem(5), jnp.log(0.1))[1])
+    # The pitfall this guards against: 5 steps give a far-off implicit gradient.
+    _, grad, info = hypergradient(validation, problem(5), jnp.log(0.1), on_failure="return")
+    assert not bool(info.converged)
+    assert abs(float(grad) - float(exact_hypergradient(jnp.log(0.1)))) > 1e-3
+
+
+def test_neumann_solve_inverts_a_contraction():
+    A = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+    b = jnp.array([1.0, -1.0])
+    v = neumann_solve(lambda x: A @ x, b, k=200, alpha=0.4)
+    np.testing.assert_allclose(v, jnp.linalg.solve(A, b), atol=1e-10)
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="unknown mode='truncated'"):
+        hypergradient(validation, problem(5), 0.0, mode="truncated")
