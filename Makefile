@@ -33,6 +33,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/neural_ode_step.py
+	$(BIN)/python benchmarks/fit_overhead.py
 
-clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+clean:  # keeps runs/ (results)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

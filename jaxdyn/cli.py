@@ -6,6 +6,7 @@ problem and exit with status 2, without a traceback.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def _cmd_list(_args) -> int:
         for path in sorted(directory.glob("*.yaml")):
             try:
                 name = experiments.load(path)[0].name
-            except ConfigError:
+            except Exception:  # any broken file is listed as invalid, not fatal
                 name = "(invalid)"
             configs.setdefault(name, []).append(str(path))
     for name in experiments.names():
@@ -107,15 +108,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "run" and args.config and "=" in args.config:
-        # `jaxdyn run --resume DIR key=value`: the first override lands in `config`.
-        args.overrides.insert(0, args.config)
-        args.config = None
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may also follow options (`run CONFIG --out D key=value`).
+    unknown = [a for a in extra if "=" not in a or a.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides.extend(extra)
+    if args.command == "run" and args.resume and args.config and "=" in args.config:
+        if not Path(args.config).is_file():
+            # `jaxdyn run --resume DIR key=value`: the first override lands in `config`.
+            args.overrides.insert(0, args.config)
+            args.config = None
     try:
         return args.handler(args)
     except ConfigError as error:
         print(f"jaxdyn: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError) as error:
+        # The library's argument checks (a value or combination a config allowed but the
+        # solver or the loop refuses) are user mistakes too: one line, unless asked.
+        if os.environ.get("JAXDYN_TRACEBACK"):
+            raise
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"jaxdyn: error: {first} (JAXDYN_TRACEBACK=1 shows where)", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .solve import ADJOINTS, SOLVERS
 
@@ -20,8 +20,10 @@ __all__ = [
     "ConfigError",
     "SolveConfig",
     "TrainConfig",
+    "at_least",
     "choice",
     "load_config",
+    "positive",
     "read_experiment_name",
     "to_yaml",
 ]
@@ -36,16 +38,27 @@ def choice(default: Any, choices: Sequence[Any]) -> Any:
     return dataclasses.field(default=default, metadata={"choices": tuple(choices)})
 
 
+def at_least(default: Any, low: float) -> Any:
+    """A numeric schema field whose value (when not null) must be `>= low`."""
+    return dataclasses.field(default=default, metadata={"check": (lambda v: v >= low, f">= {low}")})
+
+
+def positive(default: Any) -> Any:
+    """A numeric schema field whose value (when not null) must be `> 0`."""
+    return dataclasses.field(default=default, metadata={"check": (lambda v: v > 0, "> 0")})
+
+
 @dataclasses.dataclass
 class SolveConfig:
-    """How a model's ODE is solved (see `jaxdyn.solve.odeint`)."""
+    """How a model's ODE is solved (see `jaxdyn.solve.odeint`): as there, `rtol`/`atol` null
+    means 1e-6 for adaptive steps, and `dt0` with null tolerances means fixed steps."""
 
     solver: str = choice("tsit5", SOLVERS)
-    rtol: float | None = 1e-6
-    atol: float | None = 1e-6
-    dt0: float | None = None
+    rtol: float | None = positive(None)
+    atol: float | None = positive(None)
+    dt0: float | None = positive(None)
     adjoint: str = choice("checkpoint", ADJOINTS)
-    max_steps: int = 4096
+    max_steps: int = at_least(4096, 1)
     batch: str = choice("vmap", ("vmap", "joint"))
 
 
@@ -53,13 +66,13 @@ class SolveConfig:
 class TrainConfig:
     """The optimisation loop (see `jaxdyn.train.fit`)."""
 
-    steps: int = 2000
-    batch_size: int = 32
+    steps: int = at_least(2000, 1)
+    batch_size: int | None = at_least(32, 1)  # null: the whole data set every step
     optimizer: str = choice("adam", ("adam", "adamw", "rmsprop", "sgd"))
-    lr: float = 1e-3
+    lr: float = positive(1e-3)
     schedule: str = choice("constant", ("constant", "cosine"))
-    chunk: int = 100
-    checkpoint_every: int = 1
+    chunk: int = at_least(100, 1)
+    checkpoint_every: int = at_least(1, 1)
 
 
 def _closest(word: str, options: Sequence[str]) -> str:
@@ -72,38 +85,48 @@ def _node_keys(schema: DictConfig, dotted: str) -> list[str]:
     return list(node.keys()) if isinstance(node, DictConfig) else []
 
 
-def _explain(error: OmegaConfBaseException, schema: DictConfig, source: str) -> ConfigError:
-    key = getattr(error, "full_key", None) or getattr(error, "key", None) or "?"
+def _explain(error: Exception, schema: DictConfig, source: str, key: str | None) -> ConfigError:
+    """One line for an OmegaConf error; `key` is the override's key, used when the error
+    does not name one."""
+    found = getattr(error, "full_key", None) or getattr(error, "key", None)
+    key = found or key or "(top level)"
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
     if isinstance(error, ConfigKeyError):
         parent, _, leaf = str(key).rpartition(".")
         hint = _closest(leaf, _node_keys(schema, parent))
         return ConfigError(f"{source}: unknown config key '{key}'{hint}")
-    if isinstance(error, ValidationError):
-        detail = str(error).splitlines()[0]
-        return ConfigError(f"{source}: bad value for config key '{key}': {detail}")
-    return ConfigError(f"{source}: {str(error).splitlines()[0]}")
+    return ConfigError(f"{source}: bad value for config key '{key}': {detail}")
 
 
-def _check_choices(cfg: DictConfig, schema: type, prefix: str = "") -> None:
+def _check_fields(cfg: DictConfig, schema: type, prefix: str = "") -> None:
+    """Choices and ranges declared in the schema's field metadata."""
     for field in dataclasses.fields(schema):
         value = cfg[field.name]
         key = f"{prefix}{field.name}"
         if dataclasses.is_dataclass(field.type):
-            _check_choices(value, field.type, key + ".")
+            _check_fields(value, field.type, key + ".")
         elif "choices" in field.metadata and value not in field.metadata["choices"]:
-            options = ", ".join(map(str, field.metadata["choices"]))
+            options = list(map(str, field.metadata["choices"]))
             raise ConfigError(
-                f"bad value for config key '{key}': {value!r} is not one of {options}"
-                + _closest(str(value), list(map(str, field.metadata["choices"])))
+                f"bad value for config key '{key}': {value!r} is not one of "
+                f"{', '.join(options)}{_closest(str(value), options)}"
             )
+        elif "check" in field.metadata and value is not None:
+            test, description = field.metadata["check"]
+            if not test(value):
+                raise ConfigError(
+                    f"bad value for config key '{key}': {value!r} is not {description}"
+                )
 
 
 def read_experiment_name(path: str | Path) -> str:
     """The `experiment:` entry of a config file."""
     raw = _read_yaml(path)
     name = raw.get("experiment")
-    if not isinstance(name, str):
+    if name is None:
         raise ConfigError(f"{path}: missing the top-level key 'experiment' naming the experiment")
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: config key 'experiment' must be a name, got {name!r}")
     return name
 
 
@@ -120,6 +143,16 @@ def _read_yaml(path: str | Path) -> DictConfig:
     return raw
 
 
+def _offending_key(structured: DictConfig, raw: DictConfig) -> str | None:
+    """The first top-level key of `raw` that does not merge into the schema on its own."""
+    for key in raw:
+        try:
+            OmegaConf.merge(structured, {key: raw[key]})
+        except (OmegaConfBaseException, TypeError):
+            return str(key)
+    return None
+
+
 def load_config(path: str | Path, schema: type, overrides: Sequence[str] = ()) -> DictConfig:
     """Load a YAML file into `schema` and apply `key=value` overrides (dotted keys).
 
@@ -127,19 +160,20 @@ def load_config(path: str | Path, schema: type, overrides: Sequence[str] = ()) -
     missing file, an unknown key, a wrong type or a value outside a field's choices.
     """
     structured = OmegaConf.structured(schema)
+    raw = _read_yaml(path)
     try:
-        cfg = OmegaConf.merge(structured, _read_yaml(path))
-    except OmegaConfBaseException as error:
-        raise _explain(error, structured, str(path)) from None
+        cfg = OmegaConf.merge(structured, raw)
+    except (OmegaConfBaseException, TypeError) as error:  # TypeError: mapping onto a list
+        raise _explain(error, structured, str(path), _offending_key(structured, raw)) from None
     for override in overrides:
         key, sep, _ = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} must have the form key=value")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
-        except OmegaConfBaseException as error:
-            raise _explain(error, structured, f"override {override!r}") from None
-    _check_choices(cfg, schema)
+        except (OmegaConfBaseException, TypeError) as error:
+            raise _explain(error, structured, f"override {override!r}", key) from None
+    _check_fields(cfg, schema)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -1,20 +1,19 @@
-"""Figures shared by experiments (matplotlib, headless)."""
+"""Figures shared by experiments. Built on `matplotlib.figure.Figure` directly (no pyplot),
+so they render headless and never change the caller's matplotlib backend."""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-__all__ = ["loss_curve", "plt"]
+__all__ = ["Figure", "loss_curve"]
 
 
 def loss_curve(losses: np.ndarray, path: str | Path, *, title: str = "training loss") -> Path:
     """Plot per-step losses (log scale) with a moving average; save to `path`."""
     losses = np.asarray(losses)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     steps = np.arange(losses.size)
     ax.plot(steps, losses, lw=0.6, alpha=0.4, label="per step")
     window = max(1, losses.size // 50)
@@ -27,5 +26,4 @@ def loss_curve(losses: np.ndarray, path: str | Path, *, title: str = "training l
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)

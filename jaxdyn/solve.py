@@ -107,6 +107,17 @@ def _resolve(argument: str, value, table: dict[str, type], base: type):
     raise _choice_error(argument, value, table)
 
 
+def _check_positive(argument: str, value: Any) -> None:
+    """A positive real scalar (Python, NumPy or JAX); traced values cannot be checked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    is_real = isinstance(value, int | float | np.number | np.ndarray | jax.Array) and not (
+        isinstance(value, bool)
+    )
+    if not is_real or np.ndim(value) != 0 or not np.isrealobj(value) or not float(value) > 0:
+        raise ValueError(f"{argument} must be a positive number, got {value!r}")
+
+
 def _stepsize_controller(
     solver: dfx.AbstractSolver,
     rtol: float | None,
@@ -132,9 +143,8 @@ def _stepsize_controller(
         )
     rtol = _DEFAULT_TOL if rtol is None else rtol
     atol = _DEFAULT_TOL if atol is None else atol
-    for argument, value in (("rtol", rtol), ("atol", atol)):
-        if not np.isscalar(value) or not value > 0:
-            raise ValueError(f"{argument} must be a positive number, got {value!r}")
+    _check_positive("rtol", rtol)
+    _check_positive("atol", atol)
     return dfx.PIDController(rtol=rtol, atol=atol)
 
 
@@ -244,7 +254,7 @@ def _check_y0(y0: PyTree, batch: Batch) -> None:
 def _check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
     """Trace the field once (no FLOPs) and compare its output with the state."""
     try:
-        out = jax.eval_shape(field, t0, y0, args)
+        out = eqx.filter_eval_shape(field, t0, y0, args)
     except Exception as error:  # a user's field failing on the given y0
         raise ValueError(
             f"field could not be evaluated at y0 with shapes {_shapes(y0)}: {error}"
@@ -315,8 +325,8 @@ def odeint(
         raise _choice_error("batch", batch, ("vmap", "joint"))
     if not (isinstance(max_steps, int) and max_steps > 0):
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    if dt0 is not None and not (np.isscalar(dt0) and dt0 > 0):
-        raise ValueError(f"dt0 must be a positive number, got {dt0!r}")
+    if dt0 is not None:
+        _check_positive("dt0", dt0)
     ts = jnp.asarray(ts)
     _check_ts(ts)
     _check_y0(y0, batch)

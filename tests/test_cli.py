@@ -49,13 +49,16 @@ def test_config_found_by_name(capsys):
         (["run", QUICKSTART, "train.steps=abc"], "bad value for config key 'train.steps'"),
         (["show", QUICKSTART, "solve.adjoint=magic"], "'magic' is not one of"),
         (["run", "--resume", "/nonexistent/run"], "holds no run"),
+        (["run", QUICKSTART, "experiment=other"], "'experiment' cannot be overridden"),
+        (["run", QUICKSTART, *TINY, "solve.solver=euler"], "solver Euler has no error estimate"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("jaxdyn: error: ") and message in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    last = err.strip().split("\n")[-1]  # a progress bar may precede a mistake found in fit
+    assert last.startswith("jaxdyn: error: ") and message in last
+    assert "Traceback" not in err
 
 
 def test_unknown_experiment_suggests_the_closest(tmp_path, capsys):
@@ -120,3 +123,31 @@ def test_killed_run_resumes_bitwise_identical(tmp_path):
     lines = (cut / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(2000))
     assert json.loads((cut / "summary.json").read_text())["resumed"] is True
+
+
+def test_resume_refuses_a_changed_config_and_keeps_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = [*TINY, "train.schedule=constant"]
+    assert main(["run", QUICKSTART, *tiny, "--out", str(out)]) == 0
+    saved = (out / "config.yaml").read_text()
+    assert main(["run", "--resume", str(out), "model.width=16"]) == 2
+    assert "config key 'model.width' changed (8 -> 16)" in capsys.readouterr().err
+    assert (out / "config.yaml").read_text() == saved  # still resumable
+    # Extending the run (constant learning rate) is allowed.
+    assert main(["run", "--resume", str(out), "train.steps=30"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 30
+
+
+def test_default_run_dirs_never_collide(tmp_path, monkeypatch):
+    from jaxdyn.experiments._runner import _new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first, second = _new_run_dir("quickstart"), _new_run_dir("quickstart")
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_config_path_with_equals_sign(tmp_path, capsys):
+    folder = tmp_path / "lr=0.1"
+    folder.mkdir()
+    (folder / "q.yaml").write_text(Path(QUICKSTART).read_text())
+    assert main(["show", str(folder / "q.yaml")]) == 0

@@ -53,6 +53,12 @@ def test_defaults_fill_in_and_overrides_apply(config_file):
             "bad value for config key 'solve.solver': 'rk45' is not one of",
         ),
         ("experiment: quickstart\n", ["train.steps"], "must have the form key=value"),
+        ("experiment: quickstart\n", ["train.lr=-1"], "'train.lr': -1.0 is not > 0"),
+        ("experiment: quickstart\n", ["data.window=1"], "'data.window': 1 is not >= 2"),
+        ("experiment: quickstart\n", ["data.y0=[1,2,3]"], "is not a list of 2 numbers"),
+        ("experiment: quickstart\n", ["data.y0.0=5"], "bad value for config key 'data.y0.0'"),
+        ("experiment: quickstart\n", ["solve=3"], "bad value for config key 'solve'"),
+        ("experiment: quickstart\ntrain: 5\n", [], "bad value for config key 'train'"),
         ("experiment: quickstart\n  bad: [", [], "not valid YAML"),
     ],
 )

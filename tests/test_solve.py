@@ -289,3 +289,10 @@ def test_bad_input_is_named(kwargs, error, match):
 def test_field_output_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"got \(3,\) for y0 of shapes \(2,\)"):
         odeint(lambda t, y, args: jnp.ones(3), jnp.ones(2), jnp.array([0.0, 1.0]))
+
+
+def test_args_may_hold_non_arrays():
+    args = {"rate": 2.0, "name": "decay", "transform": jnp.negative}
+    sol = odeint(lambda t, y, a: a["transform"](a["rate"] * y), jnp.ones(2),
+                 jnp.array([0.0, 1.0]), args=args, rtol=jnp.float32(1e-8), atol=1e-8)  # fmt: skip
+    np.testing.assert_allclose(sol.ys[-1], np.exp(-2.0) * np.ones(2), rtol=1e-6)

@@ -145,9 +145,13 @@ def test_divergence_names_step_and_last_checkpoint(tmp_path):
             run_dir=tmp_path,
             progress=False,
         )
-    # The checkpoint holds the last good state, not the diverged one.
+    # The checkpoint holds the last good state (c = 40 after 40 steps), not the diverged one.
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert rows[-1]["step"] == 39
+    like = (Clock(jnp.asarray(0.0)), optax.sgd(1.0).init(Clock(jnp.asarray(0.0))),
+            jax.random.key_data(jax.random.key(0)), jnp.asarray(0))  # fmt: skip
+    clock, _, _, step = load_checkpoint(tmp_path / "checkpoint", like)
+    assert int(step) == 40 and float(clock.c) == 40.0
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -199,3 +203,25 @@ def test_fit_rejects_ragged_data():
             key=jax.random.key(0),
             progress=False,
         )
+
+
+def test_resume_survives_a_torn_metrics_line(tmp_path):
+    run(tmp_path, steps=40)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 40, "lo')  # killed mid-append
+    run(tmp_path, steps=60, resume=True)
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(60))
+
+
+def test_checkpoint_has_the_usual_permissions(tmp_path):
+    save_checkpoint(tmp_path, {"w": jnp.ones(2)}, 1)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "state.eqx").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_partial_last_chunk_matches_other_chunkings():
+    a = run(steps=45)  # chunks of 20: the last one is 5 steps
+    b = fit(mse, model(), regression(), optax.adam(1e-2), steps=45, batch_size=16,
+            key=jax.random.key(2), chunk=45, progress=False)  # fmt: skip
+    assert a.losses.shape == (45,) and leaves_equal(a.model, b.model)

@@ -4,6 +4,7 @@ differentiated with respect to `θ` implicitly."""
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
@@ -90,7 +91,7 @@ def argmin(
         )
     x0, theta, hyperparams = as_arrays((x0, theta, hyperparams))
     fn = convert(f, "f", x0, theta)
-    value = jax.eval_shape(fn, x0, theta)
+    value = eqx.filter_eval_shape(fn, x0, theta)
     if not (hasattr(value, "shape") and value.shape == ()):
         raise ValueError(f"f(x, theta) must return a scalar; got {jax.tree.map(jnp.shape, value)}")
     message = (

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 from jaxtyping import ArrayLike, PyTree
 
@@ -43,7 +44,7 @@ def fixed_point(
     check_choice("on_failure", on_failure, ("raise", "nan", "return"))
     x0, theta = as_arrays((x0, theta))
     fn = convert(T, "T", x0, theta)
-    check_same_shapes("T(x, theta)", jax.eval_shape(fn, x0, theta), x0)
+    check_same_shapes("T(x, theta)", eqx.filter_eval_shape(fn, x0, theta), x0)
     message = (
         f"fixed_point: method={method!r} did not converge to tol={tol} in max_iter={max_iter} "
         "iterations; raise max_iter, use method='anderson', or check that T is a contraction"

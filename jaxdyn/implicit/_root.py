@@ -27,7 +27,7 @@ def convert(fn: Callable, name: str, *example: Any) -> Callable:
     the example inputs is reported as a `ValueError` naming it and the input shapes."""
     try:
         converted = eqx.filter_closure_convert(fn, *example)
-        jax.eval_shape(converted, *example)  # trivial closures are not traced above
+        eqx.filter_eval_shape(converted, *example)  # trivial closures are not traced above
     except Exception as error:
         raise ValueError(
             f"{name} could not be evaluated at inputs of shapes {_shapes(example)}: {error}"
@@ -88,7 +88,7 @@ def root(
         if jnp.ndim(x0) != 0:
             raise ValueError("method='bisection' solves scalar equations; x is not a scalar")
     fn = convert(F, "F", x0, theta)
-    check_same_shapes("F(x, theta)", jax.eval_shape(fn, x0, theta), x0)
+    check_same_shapes("F(x, theta)", eqx.filter_eval_shape(fn, x0, theta), x0)
     message = (
         f"root: method={method!r} did not converge to tol={tol} in max_iter={max_iter} "
         "iterations; raise max_iter, improve x0, or loosen tol"

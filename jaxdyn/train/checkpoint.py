@@ -8,13 +8,13 @@ from pathlib import Path
 import equinox as eqx
 from jaxtyping import PyTree
 
-__all__ = ["CHECKPOINT_FILE", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FILE", "atomic_write", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILE = "state.eqx"
 _INFO_FILE = "info.json"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write to a temporary file in the same directory, then rename it over `path`.
 
     `os.replace` is atomic on POSIX: a reader (or a resumed run after a kill) sees either the
@@ -26,11 +26,18 @@ def _atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(directory: str | Path, state: PyTree, step: int) -> Path:
@@ -42,9 +49,9 @@ def save_checkpoint(directory: str | Path, state: PyTree, step: int) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CHECKPOINT_FILE
-    _atomic_write(path, lambda f: eqx.tree_serialise_leaves(f, state))
+    atomic_write(path, lambda f: eqx.tree_serialise_leaves(f, state))
     info = json.dumps({"step": int(step), "file": CHECKPOINT_FILE}).encode()
-    _atomic_write(directory / _INFO_FILE, lambda f: f.write(info))
+    atomic_write(directory / _INFO_FILE, lambda f: f.write(info))
     return path
 
 

@@ -90,20 +90,26 @@ def _key_data(key: PRNGKeyArray) -> Array:
 
 
 @eqx.filter_jit
-def _run_chunk(params, opt_state, data, key, first, *, static, loss_fn, optimizer, batch_size,
-               has_aux, length):  # fmt: skip
-    """`length` steps from step `first` in one `lax.scan`. Module-level, with the loss,
-    optimiser and sizes as static arguments, so that repeated `fit` calls with the same loss
-    function and optimiser object reuse the compiled chunk instead of retracing it."""
+def _run_chunk(params, opt_state, data, key, first, last, *, static, loss_fn, optimizer,
+               batch_size, has_aux, length):  # fmt: skip
+    """Steps `first, …, first + length - 1` in one `lax.scan`; steps from `last` on are
+    skipped (`lax.cond`), so a final partial chunk reuses the compiled chunk. Module-level,
+    with the loss, optimiser and sizes as static arguments, so that repeated `fit` calls with
+    the same loss function and optimiser object reuse the compilation too."""
     step_fn = make_step(loss_fn, optimizer, has_aux=has_aux)
 
-    def body(carry, s):
+    def step(carry, s):
         params, opt_state = carry
         batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
         batch = sample_batch(data, batch_size, batch_key)
         model = eqx.combine(params, static)
         model, opt_state, loss, aux = step_fn(model, opt_state, batch, loss_key)
         return (eqx.filter(model, eqx.is_inexact_array), opt_state), (loss, aux)
+
+    def body(carry, s):
+        shapes = jax.eval_shape(step, carry, s)[1]
+        skip = lambda carry, s: (carry, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))  # noqa: E731
+        return jax.lax.cond(s < last, step, skip, carry, s)
 
     return jax.lax.scan(body, (params, opt_state), first + jnp.arange(length))
 
@@ -202,11 +208,11 @@ def fit(
         while step < steps:
             length = min(chunk, steps - step)
             (new_params, new_opt_state), (chunk_losses, aux) = _run_chunk(
-                params, opt_state, data, key, jnp.asarray(step), static=static,
-                loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, has_aux=has_aux,
-                length=length,
+                params, opt_state, data, key, jnp.asarray(step), jnp.asarray(steps),
+                static=static, loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size,
+                has_aux=has_aux, length=chunk,
             )  # fmt: skip
-            chunk_losses = np.asarray(chunk_losses)
+            chunk_losses = np.asarray(chunk_losses)[:length]
             bad = ~np.isfinite(chunk_losses)
             if bad.any():
                 where = (
@@ -220,7 +226,7 @@ def fit(
                 )
             params, opt_state = new_params, new_opt_state
             if metrics_path is not None:
-                aux = jax.tree.map(np.asarray, aux)
+                aux = {name: np.asarray(value)[:length] for name, value in aux.items()}
                 append_metrics(
                     metrics_path,
                     (
