@@ -107,6 +107,11 @@ def _resolve(argument: str, value, table: dict[str, type], base: type):
     raise _choice_error(argument, value, table)
 
 
+def resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
+    """A solver named in `SOLVERS`, or a Diffrax solver object as it is."""
+    return _resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
+
+
 def _check_positive(argument: str, value: Any) -> None:
     """A positive real scalar (Python, NumPy or JAX); traced values cannot be checked."""
     if isinstance(value, jax.core.Tracer):
@@ -118,7 +123,7 @@ def _check_positive(argument: str, value: Any) -> None:
         raise ValueError(f"{argument} must be a positive number, got {value!r}")
 
 
-def _stepsize_controller(
+def stepsize_controller(
     solver: dfx.AbstractSolver,
     rtol: float | None,
     atol: float | None,
@@ -317,7 +322,7 @@ def odeint(
 
     **Returns:** a `Solution`.
     """
-    solver_ = _resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
+    solver_ = resolve_solver(solver)
     adjoint_ = _resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
     if on_failure not in ("raise", "nan", "return"):
         raise _choice_error("on_failure", on_failure, ("raise", "nan", "return"))
@@ -330,7 +335,7 @@ def odeint(
     ts = jnp.asarray(ts)
     _check_ts(ts)
     _check_y0(y0, batch)
-    controller = _stepsize_controller(solver_, rtol, atol, dt0)
+    controller = stepsize_controller(solver_, rtol, atol, dt0)
     sample_y0 = jax.tree.map(lambda y: y[0], y0) if batch is not None else y0
     _check_field(field, ts[0], sample_y0, args)
 

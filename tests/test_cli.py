@@ -7,21 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_experiments import TINY as SMOKE
 
 from jaxdyn.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
-# Tiny settings: the smoke test of the quickstart experiment (the full target is measured
-# by running the config; see benchmarks/RESULTS.md).
-TINY = [
-    "data.num_points=100",
-    "data.t1=5.0",
-    "model.width=8",
-    "train.batch_size=8",
-    "train.steps=20",
-    "train.chunk=10",
-]
+TINY = SMOKE["quickstart"]  # tiny settings; the full target is measured by running the config
 
 
 def test_list_shows_experiments_and_configs(capsys):

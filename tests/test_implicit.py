@@ -13,6 +13,7 @@ from jaxdyn.implicit import (
     hypergradient,
     neumann_solve,
     root,
+    steady_state,
 )
 
 RNG = np.random.default_rng(0)
@@ -253,3 +254,46 @@ def test_neumann_solve_inverts_a_contraction():
 def test_bad_mode():
     with pytest.raises(ValueError, match="unknown mode='truncated'"):
         hypergradient(validation, problem(5), 0.0, mode="truncated")
+
+
+# --- steady states -----------------------------------------------------------------------------
+
+
+def relaxing(t, y, theta):
+    A = jnp.array([[2.0, 0.5, 0.0], [0.3, 1.5, 0.2], [0.0, 0.4, 1.0]])
+    return -A @ y + jnp.tanh(theta["W"] @ y) + theta["b"]
+
+
+THETA = {"W": 0.3 * jnp.eye(3), "b": jnp.array([1.0, -0.5, 0.2])}
+
+
+def test_steady_state_agrees_with_root():
+    y, info = steady_state(relaxing, jnp.zeros(3), THETA)
+    assert bool(info.converged) and int(info.iterations) > 0
+    y_root, _ = root(lambda y, th: relaxing(0.0, y, th), jnp.zeros(3), THETA, tol=1e-12)
+    np.testing.assert_allclose(y, y_root, atol=1e-7)  # the event fires at |f| < 1e-8 (+ rtol)
+    g_ss = jax.grad(lambda th: steady_state(relaxing, jnp.zeros(3), th)[0].sum())(THETA)
+    g_root = jax.grad(
+        lambda th: root(lambda y, t: relaxing(0.0, y, t), jnp.zeros(3), th, tol=1e-12)[0].sum()
+    )(THETA)
+    for a, b in zip(jax.tree.leaves(g_ss), jax.tree.leaves(g_root), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_steady_state_of_an_oscillator_fails_clearly():
+    def rotation(t, y, theta):
+        return jnp.array([y[1], -y[0]])  # circles forever: no rest
+
+    with pytest.raises(RuntimeError, match="steady_state: no equilibrium reached"):
+        jax.block_until_ready(steady_state(rotation, jnp.array([1.0, 0.0]), None, max_steps=300)[0])
+    _, info = steady_state(rotation, jnp.array([1.0, 0.0]), None, t_max=5.0, on_failure="return")
+    assert not bool(info.converged)
+
+
+def test_tiny_cotangents_still_solve():
+    """Krylov solves are normalised: a cotangent of 1e-30 gives the same direction."""
+    A = jnp.array([[3.0, 1.0], [0.5, 2.0]])
+    solve = lambda b: root(lambda x, b: A @ x - b, jnp.zeros(2), b)[0]  # noqa: E731
+    _, vjp = jax.vjp(solve, jnp.ones(2))
+    (small,) = vjp(jnp.array([1e-30, 2e-30]))
+    np.testing.assert_allclose(small * 1e30, jnp.linalg.solve(A.T, jnp.array([1.0, 2.0])))

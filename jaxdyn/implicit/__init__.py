@@ -15,3 +15,4 @@ from ._hypergrad import neumann_solve as neumann_solve
 from ._info import SolveInfo as SolveInfo
 from ._root import ROOT_METHODS as ROOT_METHODS
 from ._root import root as root
+from ._steady_state import steady_state as steady_state

@@ -22,9 +22,11 @@ __all__ = ["InnerProblem", "Neumann", "Truncated", "hypergradient", "neumann_sol
 
 
 class InnerProblem(eqx.Module):
-    """The inner problem `minₓ f(x, θ)`, solved by `iterations` steps of gradient descent
-    `x ← x - step_size ∇ₓf(x, θ)` from `x0`: the iteration every mode shares (unrolled and
-    truncated modes differentiate through it; implicit and Neumann modes only run it)."""
+    """The inner problem `minₓ f(x, θ)`, solved by gradient descent
+    `x ← x - step_size ∇ₓf(x, θ)` from `x0`: the iteration every mode shares. Unrolled and
+    truncated modes differentiate through exactly `iterations` steps; implicit and Neumann
+    modes only need the solution, so they stop as soon as `‖∇ₓf‖ ≤ tol` (at most
+    `iterations` steps)."""
 
     objective: Callable[[PyTree, Any], Scalar] = eqx.field(static=True)
     x0: PyTree
@@ -43,9 +45,26 @@ class InnerProblem(eqx.Module):
         return jax.lax.scan(step, x, length=iterations)[0]
 
     def info(self, x: PyTree, theta: Any, objective=None) -> SolveInfo:
-        """Convergence of the inner problem: `‖∇ₓf(x, θ)‖ ≤ tol`."""
+        """Convergence after the fixed `iterations` steps of `run`: `‖∇ₓf(x, θ)‖ ≤ tol`."""
         grad = jax.grad(self.objective if objective is None else objective)
         return SolveInfo.of(self.iterations, tree_norm(grad(x, theta)), self.tol)
+
+    def solve(self, x: PyTree, theta: Any, objective=None) -> tuple[PyTree, SolveInfo]:
+        """Gradient steps until `‖∇ₓf‖ ≤ tol`, at most `iterations` (a `lax.while_loop`: for
+        the modes that only need the solution, not a path to differentiate)."""
+        grad = jax.grad(self.objective if objective is None else objective)
+
+        def cond(carry):
+            _, g, i = carry
+            return (i < self.iterations) & ~(tree_norm(g) <= self.tol)
+
+        def body(carry):
+            x, g, i = carry
+            x = jax.tree.map(lambda a, b: a - self.step_size * b, x, g)
+            return x, grad(x, theta), i + 1
+
+        x, g, i = jax.lax.while_loop(cond, body, (x, grad(x, theta), jnp.asarray(0)))
+        return x, SolveInfo.of(i, tree_norm(g), self.tol)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +165,7 @@ def hypergradient(
         )  # fmt: skip
 
     def forward(x0, objective, theta):
-        x = inner.run(x0, theta, inner.iterations, objective)
-        info = inner.info(x, theta, objective)
+        x, info = inner.solve(x0, theta, objective)
         return apply_policy(x, info, on_failure, message), info
 
     def optimality(x, objective, theta):

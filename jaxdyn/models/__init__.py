@@ -1,5 +1,7 @@
 """Equinox modules whose forward pass is a differential equation."""
 
+from .deq import DEQ as DEQ
+from .deq import TanhCell as TanhCell
 from .fields import ACTIVATIONS as ACTIVATIONS
 from .fields import FEATURES as FEATURES
 from .fields import MLPField as MLPField

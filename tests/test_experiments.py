@@ -1,0 +1,29 @@
+"""Smoke tests: every registered experiment runs at tiny settings and writes its records.
+(Full targets are measured by running the configs; see benchmarks/RESULTS.md.)"""
+
+import json
+
+import pytest
+
+from jaxdyn import experiments
+from jaxdyn.cli import main
+
+TINY = {
+    "quickstart": ["data.num_points=100", "data.t1=5.0", "model.width=8",
+                   "train.batch_size=8", "train.steps=20", "train.chunk=10"],
+    "deq_digits": ["model.width=16", "train.steps=20", "train.chunk=10",
+                   "train.batch_size=32"],
+}  # fmt: skip
+
+
+def test_every_experiment_has_a_config_and_a_smoke_setting():
+    assert sorted(TINY) == experiments.names()
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_experiment_smoke(name, tmp_path):
+    out = tmp_path / name
+    assert main(["run", name, *TINY[name], "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiment"] == name and "target_met" in summary
+    assert list(out.glob("*.png")), "an experiment writes figures"
