@@ -13,7 +13,13 @@ from jaxdyn.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
-TINY = SMOKE["quickstart"]  # tiny settings; the full target is measured by running the config
+TINY = SMOKE["quickstart"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Runs without --out write to ./runs: keep them out of the source tree."""
+    monkeypatch.chdir(tmp_path)  # tiny settings; the full target is measured by running the config
 
 
 def test_list_shows_experiments_and_configs(capsys):

@@ -13,6 +13,9 @@ TINY = {
                    "train.batch_size=8", "train.steps=20", "train.chunk=10"],
     "deq_digits": ["model.width=16", "train.steps=20", "train.chunk=10",
                    "train.batch_size=32"],
+    "ridge_tuning": ["train.steps=4", "train.chunk=2", "grid_points=5"],
+    "logistic_tuning": ["train.steps=3", "train.chunk=3", "monotone_steps=2", "inner_tol=1e-6",
+                        "grid_points=3"],
 }  # fmt: skip
 
 
