@@ -34,6 +34,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/neural_ode_step.py
 	$(BIN)/python benchmarks/fit_overhead.py
+	$(BIN)/python benchmarks/hypergradient.py
 
 clean:  # keeps runs/ (results)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,5 +1,6 @@
-"""Implicit differentiation: solutions of root, fixed-point and argmin problems, and
-hypergradients, differentiated by the implicit function theorem (Blondel et al. 2022)."""
+"""Implicit differentiation: solutions of root, fixed-point, argmin and steady-state problems,
+hypergradients and influence functions, differentiated by the implicit function theorem
+(Blondel et al. 2022; Koh & Liang 2017)."""
 
 from ._argmin import ARGMIN_METHODS as ARGMIN_METHODS
 from ._argmin import PROJECTIONS as PROJECTIONS
@@ -12,6 +13,11 @@ from ._hypergrad import Neumann as Neumann
 from ._hypergrad import Truncated as Truncated
 from ._hypergrad import hypergradient as hypergradient
 from ._hypergrad import neumann_solve as neumann_solve
+from ._influence import EXACT_MAX_PARAMS as EXACT_MAX_PARAMS
+from ._influence import INFLUENCE_METHODS as INFLUENCE_METHODS
+from ._influence import ekfac_influence as ekfac_influence
+from ._influence import influence as influence
+from ._influence import leave_one_out_change as leave_one_out_change
 from ._info import SolveInfo as SolveInfo
 from ._root import ROOT_METHODS as ROOT_METHODS
 from ._root import root as root

@@ -154,6 +154,10 @@ def influence(
       relative residual exceeds 1e-3, or a non-finite LiSSA estimate `raise` an error, give
       NaN scores (`"nan"`), or are returned as computed (`"return"`).
 
+    The computation is jit-compiled with the functions and settings (`method`, `damping`,
+    `cg_tol`, ...) static, so calls that repeat them reuse the compile; it can also run inside
+    `jax.jit` (with `key` traced).
+
     **Returns:** `I`, shape `(n,)`.
     """
     check_choice("method", method, INFLUENCE_METHODS)
@@ -279,7 +283,7 @@ def _apply_policy(scores: Array, failed: Array, on_failure: OnFailure, message: 
 
 def _mlp_layers(mlp: eqx.nn.MLP) -> list[eqx.nn.Linear]:
     """The Linear layers of `mlp` in order (a scanned MLP's stacked hidden layers unstacked)."""
-    if not mlp.scan:
+    if not mlp.scan or len(mlp.layers) == 1:
         return list(mlp.layers)
     first, hidden, last = mlp.layers
     unstacked = [jax.tree.map(lambda x, i=i: x[i], hidden) for i in range(mlp.depth - 1)]
@@ -418,7 +422,7 @@ def _ekfac_influence(mlp, loss_fn, train_data, test_data, *, damping, weight_dec
         _, q_a = jnp.linalg.eigh(jnp.einsum("ni,nj->ij", a, a) / a.shape[0])
         _, q_s = jnp.linalg.eigh(jnp.einsum("nko,nkp->op", gk, gk) / gk.shape[0])
         corrected = jnp.einsum("nko,ni->oi", (gk @ q_s) ** 2, (a @ q_a) ** 2) / a.shape[0]
-        v = jnp.einsum("no,ni->oi", g_test, a_test) / a_test.shape[0] + weight_decay * weights
+        v = jnp.einsum("no,ni->oi", g_test, a_test) / a_test.shape[0]  # ∇_l L, no decay
         u = q_s @ ((q_s.T @ v @ q_a) / (corrected + shift)) @ q_a.T  # (G_l + shift I)⁻¹ v
         # ∇_l ℓ(θ̂, z)ᵀ u with ∇_l ℓ = g aᵀ + weight_decay [W | b]
         scores = scores - jnp.einsum("no,oi,ni->n", g, u, a) - weight_decay * jnp.sum(u * weights)
