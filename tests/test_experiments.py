@@ -14,6 +14,9 @@ TINY = {
     "deq_digits": ["model.width=16", "train.steps=20", "train.chunk=10",
                    "train.batch_size=32"],
     "ridge_tuning": ["train.steps=4", "train.chunk=2", "grid_points=5"],
+    "energy_sensitivity": ["system.num_particles=16", "minimise.method=gradient_descent",
+                           "minimise.step_size=0.2", "minimise.tol=1e-12",
+                           "sensitivity.timing_repeats=1", "sensitivity.dense_check=false"],
     "logistic_tuning": ["train.steps=3", "train.chunk=3", "monotone_steps=2", "inner_tol=1e-6",
                         "grid_points=3"],
 }  # fmt: skip

@@ -177,6 +177,7 @@ def test_simplex_projection_jacobian_closed_form():
     (dict(method="prox_gradient"), "needs prox="),
     (dict(method="projected_gradient"), "needs projection="),
     (dict(method="lbfgs", prox="lasso"), "is unconstrained"),
+    (dict(method="lbfgs", step_size=0.1), "lbfgs uses its own line search"),
     (dict(method="prox_gradient", prox="lasso2", hyperparams=1.0), "unknown prox='lasso2'"),
 ])  # fmt: skip
 def test_argmin_bad_input(kwargs, match):

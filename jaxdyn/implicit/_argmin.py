@@ -84,6 +84,11 @@ def argmin(
         raise ValueError("method='prox_gradient' needs prox= (e.g. 'lasso') and hyperparams=")
     if method == "projected_gradient" and projection is None:
         raise ValueError("method='projected_gradient' needs projection= (e.g. 'simplex')")
+    if method == "lbfgs" and step_size is not None:
+        raise ValueError(
+            "step_size applies to the first-order methods; lbfgs uses its own line search "
+            "(drop step_size or use method='gradient_descent')"
+        )
     if method in ("lbfgs", "gradient_descent") and (prox is not None or projection is not None):
         raise ValueError(
             f"method={method!r} is unconstrained; use 'prox_gradient' or "

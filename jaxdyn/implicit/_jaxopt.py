@@ -81,9 +81,10 @@ def linear_solver(
 
     message = (
         f"{caller}: the implicit-function linear system was not solved (relative residual > "
-        f"{check}): its Jacobian may be singular or ill-conditioned, or the linear solver "
-        "unsuited to it (cg needs a symmetric positive-definite Jacobian; try "
-        "linear_solve='normal_cg', 'gmres' or 'lu'), or raise linear_max_iter."
+        f"{check}): its Jacobian may be singular (a symmetry, such as a translation, leaves the "
+        "solution undetermined: remove it, e.g. pin the centre of mass) or ill-conditioned, "
+        "or the linear solver unsuited to it (cg needs a symmetric positive-definite Jacobian; "
+        "try linear_solve='normal_cg', 'gmres' or 'lu'), or raise linear_max_iter."
     )
 
     def checked(matvec, b):
