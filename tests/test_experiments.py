@@ -14,6 +14,8 @@ TINY = {
     "deq_digits": ["model.width=16", "train.steps=20", "train.chunk=10",
                    "train.batch_size=32"],
     "ridge_tuning": ["train.steps=4", "train.chunk=2", "grid_points=5"],
+    "distillation": ["train.steps=4", "train.chunk=2"],
+    "reweighting": ["train.steps=4", "train.chunk=2"],
     "energy_sensitivity": ["system.num_particles=16", "minimise.method=gradient_descent",
                            "minimise.step_size=0.2", "minimise.tol=1e-12",
                            "sensitivity.timing_repeats=1", "sensitivity.dense_check=false"],
