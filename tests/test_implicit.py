@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,10 +218,13 @@ def problem(iterations):
                         tol=1e-8)  # fmt: skip
 
 
-@pytest.mark.parametrize("mode", ["implicit", "unrolled"])
-def test_hypergradient_matches_closed_form(mode):
+@pytest.mark.parametrize("mode, forward", [
+    ("implicit", "gradient_descent"), ("implicit", "lbfgs"), ("unrolled", "gradient_descent"),
+])  # fmt: skip
+def test_hypergradient_matches_closed_form(mode, forward):
     theta = jnp.log(jnp.full(6, 0.1)) + jnp.linspace(-1, 1, 6)  # one λ per feature
-    value, grad, info = hypergradient(validation, problem(2000), theta, mode=mode)
+    inner = dataclasses.replace(problem(2000), forward_solver=forward)
+    value, grad, info = hypergradient(validation, inner, theta, mode=mode)
     assert bool(info.converged)
     # Inner problem solved to |∇f| ≤ 1e-8 in float64: relative error well below 1e-6.
     np.testing.assert_allclose(grad, exact_hypergradient(theta), rtol=1e-6, atol=1e-12)

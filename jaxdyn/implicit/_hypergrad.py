@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import PyTree, Scalar
 
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
-from ._jaxopt import implicit_solve, linear_solver
+from ._jaxopt import implicit_solve, jaxopt, linear_solver
 from ._root import convert
 
 __all__ = ["InnerProblem", "Neumann", "Truncated", "hypergradient", "neumann_solve"]
@@ -26,13 +26,18 @@ class InnerProblem(eqx.Module):
     `x ← x - step_size ∇ₓf(x, θ)` from `x0`: the iteration every mode shares. Unrolled and
     truncated modes differentiate through exactly `iterations` steps; implicit and Neumann
     modes only need the solution, so they stop as soon as `‖∇ₓf‖ ≤ tol` (at most
-    `iterations` steps)."""
+    `iterations` steps) and, with `forward_solver="lbfgs"`, reach it by L-BFGS instead —
+    the implicit gradient does not depend on how the solution was found."""
 
     objective: Callable[[PyTree, Any], Scalar] = eqx.field(static=True)
     x0: PyTree
     step_size: float = eqx.field(static=True)
     iterations: int = eqx.field(static=True)
     tol: float = eqx.field(static=True, default=1e-6)
+    forward_solver: str = eqx.field(static=True, default="gradient_descent")
+
+    def __check_init__(self):
+        check_choice("forward_solver", self.forward_solver, ("gradient_descent", "lbfgs"))
 
     def run(self, x: PyTree, theta: Any, iterations: int, objective=None) -> PyTree:
         """`iterations` gradient steps (a `lax.scan`, so it can be differentiated);
@@ -165,7 +170,13 @@ def hypergradient(
         )  # fmt: skip
 
     def forward(x0, objective, theta):
-        x, info = inner.solve(x0, theta, objective)
+        if inner.forward_solver == "lbfgs":
+            solver = jaxopt.LBFGS(fun=lambda x, t: objective(x, t), tol=inner.tol,
+                                  maxiter=inner.iterations, implicit_diff=False)  # fmt: skip
+            x, state = solver.run(x0, theta)
+            info = SolveInfo.of(state.iter_num, state.error, inner.tol)
+        else:
+            x, info = inner.solve(x0, theta, objective)
         return apply_policy(x, info, on_failure, message), info
 
     def optimality(x, objective, theta):
