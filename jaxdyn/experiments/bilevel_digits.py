@@ -35,8 +35,9 @@ from ..config import TrainConfig, at_least, positive
 from ..data import digits
 from ..implicit import SolveInfo, argmin
 from ..plotting import Figure, loss_curve
-from ..train import fit, make_optimizer, read_metrics
+from ..train import read_metrics
 from ._registry import register
+from ._training import fit_from_config
 
 NUM_CLASSES = 10
 Params = tuple[Float[Array, "64 10"], Float[Array, " 10"]]
@@ -137,18 +138,9 @@ def accuracy(params: Params, images, labels) -> float:
     return float(np.mean(predicted == np.asarray(labels)))
 
 
-def _optimizer(cfg: DictConfig):
-    t = cfg.train
-    return make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps)
-
-
 def _fit_outer(loss_fn, model, data, cfg, key, run_dir, resume):
-    t = cfg.train
-    return fit(
-        loss_fn, model, data, _optimizer(cfg), steps=t.steps, batch_size=t.batch_size,
-        key=key, chunk=t.chunk, has_aux=True, run_dir=run_dir,
-        checkpoint_every=t.checkpoint_every, resume=resume,
-    )  # fmt: skip
+    return fit_from_config(loss_fn, model, data, cfg.train, key=key, run_dir=run_dir,
+                           resume=resume, has_aux=True)  # fmt: skip
 
 
 def _inner_record(rows: list[dict]) -> dict:

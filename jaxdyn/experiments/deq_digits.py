@@ -19,8 +19,9 @@ from ..config import TrainConfig, at_least, choice, positive
 from ..data import digits
 from ..models import DEQ, TanhCell
 from ..plotting import Figure, loss_curve
-from ..train import fit, make_optimizer, read_metrics
+from ..train import read_metrics
 from ._registry import register
+from ._training import fit_from_config
 
 
 @dataclasses.dataclass
@@ -101,13 +102,9 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         penalty = jnp.mean(jax.vmap(model.deq.jacobian_penalty)(z, e, keys))
         return nll + weight * penalty, {"nll": nll, "jacobian": penalty}
 
-    t = cfg.train
-    result = fit(
-        loss_fn, model, (jnp.asarray(x_train), jnp.asarray(y_train)),
-        make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps),
-        steps=t.steps, batch_size=t.batch_size, key=train_key, chunk=t.chunk, has_aux=True,
-        run_dir=run_dir, checkpoint_every=t.checkpoint_every, resume=resume,
-    )  # fmt: skip
+    data = (jnp.asarray(x_train), jnp.asarray(y_train))
+    result = fit_from_config(loss_fn, model, data, cfg.train, key=train_key, run_dir=run_dir,
+                             resume=resume, has_aux=True)  # fmt: skip
     test_acc, iterations, converged = accuracy_and_iterations(result.model, x_test, y_test)
     train_acc, _, _ = accuracy_and_iterations(result.model, x_train, y_train)
 

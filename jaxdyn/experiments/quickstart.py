@@ -20,8 +20,9 @@ from ..data import spiral, spiral_field, windows
 from ..models import ACTIVATIONS, FEATURES, MLPField, NeuralODE
 from ..plotting import Figure, loss_curve
 from ..solve import RESULTS
-from ..train import fit, make_optimizer, read_metrics
+from ..train import read_metrics
 from ._registry import register
+from ._training import fit_from_config
 
 
 @dataclasses.dataclass
@@ -128,13 +129,8 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         pred = model(ts_window, batch[:, 0])
         return jnp.mean(jnp.abs(pred - batch))
 
-    t = cfg.train
-    result = fit(
-        loss_fn, model, segments,
-        make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps),
-        steps=t.steps, batch_size=t.batch_size, key=train_key, chunk=t.chunk,
-        run_dir=run_dir, checkpoint_every=t.checkpoint_every, resume=resume,
-    )  # fmt: skip
+    result = fit_from_config(loss_fn, model, segments, cfg.train, key=train_key,
+                             run_dir=run_dir, resume=resume)  # fmt: skip
     # Evaluate without raising: a failed long-horizon solve is a result to record, not a
     # reason to lose the trained model (which is in the checkpoint) and the figures.
     model = dataclasses.replace(result.model, on_failure="return")
