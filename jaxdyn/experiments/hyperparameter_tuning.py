@@ -24,8 +24,9 @@ from omegaconf import DictConfig
 from ..config import TrainConfig, at_least, positive
 from ..implicit import argmin
 from ..plotting import Figure
-from ..train import fit, make_optimizer, read_metrics
+from ..train import read_metrics
 from ._registry import register
+from ._training import fit_from_config
 
 
 def _split(n: int, seed: int, fractions=(0.6, 0.2)) -> tuple[np.ndarray, ...]:
@@ -38,6 +39,17 @@ def _standardise(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (x - reference.mean(0)) / reference.std(0)
 
 
+def _load(loader, seed: int, standardise_target: bool) -> tuple[Array, ...]:
+    """A scikit-learn dataset split 60/20/20 and standardised on the training part, as float64
+    arrays `(x_train, y_train, x_val, y_val, x_test, y_test)` (call inside `enable_x64`)."""
+    x, y = loader(return_X_y=True)
+    train, val, test = _split(len(y), seed)
+    x = _standardise(x, x[train])
+    if standardise_target:
+        y = _standardise(y, y[train])
+    return tuple(jnp.asarray(a[i], dtype=jnp.float64) for i in (train, val, test) for a in (x, y))
+
+
 class LogLambda(eqx.Module):
     """The outer variable: log of the regularisation strength(s)."""
 
@@ -45,13 +57,9 @@ class LogLambda(eqx.Module):
 
 
 def _fit_outer(cfg, run_dir, resume, loss_fn, theta0, data):
-    t = cfg.train
-    return fit(
-        loss_fn, LogLambda(theta0), data,
-        make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps),
-        steps=t.steps, batch_size=t.batch_size, key=jax.random.key(cfg.seed), chunk=t.chunk,
-        has_aux=True, run_dir=run_dir, checkpoint_every=t.checkpoint_every, resume=resume,
-    )  # fmt: skip
+    return fit_from_config(loss_fn, LogLambda(theta0), data, cfg.train,
+                           key=jax.random.key(cfg.seed), run_dir=run_dir, resume=resume,
+                           has_aux=True)  # fmt: skip
 
 
 # --- ridge ------------------------------------------------------------------------------------
@@ -84,12 +92,7 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     from sklearn.datasets import load_diabetes
 
     with jax.enable_x64(True):
-        x_all, y_all = load_diabetes(return_X_y=True)
-        train, val, test = _split(len(y_all), cfg.seed)
-        x_all = _standardise(x_all, x_all[train])
-        y_all = (y_all - y_all[train].mean()) / y_all[train].std()
-        parts = (x_all[train], y_all[train], x_all[val], y_all[val], x_all[test], y_all[test])
-        xt, yt, xv, yv, xs, ys = (jnp.asarray(a, dtype=jnp.float64) for a in parts)
+        xt, yt, xv, yv, xs, ys = _load(load_diabetes, cfg.seed, standardise_target=True)
 
         def inner(w, log_lambda):
             return 0.5 * jnp.mean((xt @ w - yt) ** 2) + 0.5 * jnp.exp(log_lambda) * w @ w
@@ -191,11 +194,7 @@ def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     from sklearn.datasets import load_breast_cancer
 
     with jax.enable_x64(True):
-        x_all, y_all = load_breast_cancer(return_X_y=True)
-        train, val, test = _split(len(y_all), cfg.seed)
-        x_all = _standardise(x_all, x_all[train])
-        parts = (x_all[train], y_all[train], x_all[val], y_all[val], x_all[test], y_all[test])
-        xt, yt, xv, yv, xs, ys = (jnp.asarray(a, dtype=jnp.float64) for a in parts)
+        xt, yt, xv, yv, xs, ys = _load(load_breast_cancer, cfg.seed, standardise_target=False)
         nll, inner = _logistic_parts(xt, yt)
         d = xt.shape[1]
         start = (jnp.zeros(d), jnp.zeros(()))

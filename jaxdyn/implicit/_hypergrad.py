@@ -39,10 +39,13 @@ class InnerProblem(eqx.Module):
     def __check_init__(self):
         check_choice("forward_solver", self.forward_solver, ("gradient_descent", "lbfgs"))
 
+    def _grad(self, objective=None) -> Callable:
+        return jax.grad(self.objective if objective is None else objective)
+
     def run(self, x: PyTree, theta: Any, iterations: int, objective=None) -> PyTree:
         """`iterations` gradient steps (a `lax.scan`, so it can be differentiated);
         `objective` replaces `self.objective` (hypergradient passes a closure-converted one)."""
-        grad = jax.grad(self.objective if objective is None else objective)
+        grad = self._grad(objective)
 
         def step(x, _):
             return jax.tree.map(lambda a, b: a - self.step_size * b, x, grad(x, theta)), None
@@ -51,13 +54,13 @@ class InnerProblem(eqx.Module):
 
     def info(self, x: PyTree, theta: Any, objective=None) -> SolveInfo:
         """Convergence after the fixed `iterations` steps of `run`: `‖∇ₓf(x, θ)‖ ≤ tol`."""
-        grad = jax.grad(self.objective if objective is None else objective)
+        grad = self._grad(objective)
         return SolveInfo.of(self.iterations, tree_norm(grad(x, theta)), self.tol)
 
     def solve(self, x: PyTree, theta: Any, objective=None) -> tuple[PyTree, SolveInfo]:
         """Gradient steps until `‖∇ₓf‖ ≤ tol`, at most `iterations` (a `lax.while_loop`: for
         the modes that only need the solution, not a path to differentiate)."""
-        grad = jax.grad(self.objective if objective is None else objective)
+        grad = self._grad(objective)
 
         def cond(carry):
             _, g, i = carry
