@@ -20,6 +20,8 @@ import numpy as np
 from diffrax._root_finder import use_stepsize_tol
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
+from ._trees import check_same_shapes, shapes
+
 __all__ = [
     "ADJOINTS",
     "RESULTS",
@@ -233,10 +235,6 @@ def _check_ts(ts: Array) -> None:
             )
 
 
-def _shapes(tree: PyTree) -> PyTree:
-    return jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)
-
-
 def _check_y0(y0: PyTree, batch: Batch) -> None:
     leaves = jax.tree.leaves(y0)
     if not leaves:
@@ -245,14 +243,14 @@ def _check_y0(y0: PyTree, batch: Batch) -> None:
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
             raise TypeError(
                 f"y0 must be floating point, got dtype {jnp.result_type(leaf)} "
-                f"(y0 shapes: {_shapes(y0)}); cast it with jnp.asarray(y0, float)"
+                f"(y0 shapes: {shapes(y0)}); cast it with jnp.asarray(y0, float)"
             )
     if batch is not None:
         sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
         if None in sizes or len(sizes) != 1:
             raise ValueError(
                 f"batch={batch!r} needs every leaf of y0 to share a leading batch axis; "
-                f"got shapes {_shapes(y0)}"
+                f"got shapes {shapes(y0)}"
             )
 
 
@@ -262,13 +260,9 @@ def _check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
         out = eqx.filter_eval_shape(field, t0, y0, args)
     except Exception as error:  # a user's field failing on the given y0
         raise ValueError(
-            f"field could not be evaluated at y0 with shapes {_shapes(y0)}: {error}"
+            f"field could not be evaluated at y0 with shapes {shapes(y0)}: {error}"
         ) from error
-    if jax.tree.structure(out) != jax.tree.structure(y0) or _shapes(out) != _shapes(y0):
-        raise ValueError(
-            "field(t, y, args) must return the same structure and shapes as y0; "
-            f"got {_shapes(out)} for y0 of shapes {_shapes(y0)}"
-        )
+    check_same_shapes("field(t, y, args)", out, y0, "y0")
 
 
 def _joint_field(field: Callable) -> Callable:

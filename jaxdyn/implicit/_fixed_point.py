@@ -7,9 +7,10 @@ import equinox as eqx
 import jax
 from jaxtyping import ArrayLike, PyTree
 
+from .._trees import check_same_shapes
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice
 from ._jaxopt import implicit_solve, jaxopt, linear_solver
-from ._root import check_same_shapes, convert
+from ._root import convert
 
 __all__ = ["FIXED_POINT_METHODS", "fixed_point"]
 
@@ -44,7 +45,7 @@ def fixed_point(
     check_choice("on_failure", on_failure, ("raise", "nan", "return"))
     x0, theta = as_arrays((x0, theta))
     fn = convert(T, "T", x0, theta)
-    check_same_shapes("T(x, theta)", eqx.filter_eval_shape(fn, x0, theta), x0)
+    check_same_shapes("T(x, theta)", eqx.filter_eval_shape(fn, x0, theta), x0, "x0")
     message = (
         f"fixed_point: method={method!r} did not converge to tol={tol} in max_iter={max_iter} "
         "iterations; raise max_iter, use method='anderson', or check that T is a contraction"

@@ -4,21 +4,17 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import ArrayLike, PyTree
 
+from .._trees import check_same_shapes, shapes
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
 from ._jaxopt import implicit_solve, jaxopt, linear_solver
 
 __all__ = ["ROOT_METHODS", "root"]
 
 ROOT_METHODS = ("newton", "broyden", "bisection")
-
-
-def _shapes(tree: PyTree) -> PyTree:
-    return jax.tree.map(jnp.shape, tree)
 
 
 def convert(fn: Callable, name: str, *example: Any) -> Callable:
@@ -30,18 +26,9 @@ def convert(fn: Callable, name: str, *example: Any) -> Callable:
         eqx.filter_eval_shape(converted, *example)  # trivial closures are not traced above
     except Exception as error:
         raise ValueError(
-            f"{name} could not be evaluated at inputs of shapes {_shapes(example)}: {error}"
+            f"{name} could not be evaluated at inputs of shapes {shapes(example)}: {error}"
         ) from error
     return converted
-
-
-def check_same_shapes(what: str, out: PyTree, x0: PyTree) -> None:
-    """`what` must return the structure and shapes of `x0`."""
-    if jax.tree.structure(out) != jax.tree.structure(x0) or _shapes(out) != _shapes(x0):
-        raise ValueError(
-            f"{what} must return the structure and shapes of x0; got {_shapes(out)} "
-            f"for x0 of shapes {_shapes(x0)}"
-        )
 
 
 def root(
@@ -88,7 +75,7 @@ def root(
         if jnp.ndim(x0) != 0:
             raise ValueError("method='bisection' solves scalar equations; x is not a scalar")
     fn = convert(F, "F", x0, theta)
-    check_same_shapes("F(x, theta)", eqx.filter_eval_shape(fn, x0, theta), x0)
+    check_same_shapes("F(x, theta)", eqx.filter_eval_shape(fn, x0, theta), x0, "x0")
     message = (
         f"root: method={method!r} did not converge to tol={tol} in max_iter={max_iter} "
         "iterations; raise max_iter, improve x0, or loosen tol"

@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
 
+from .._trees import check_same_shapes
 from ..solve import RESULTS, resolve_solver, stepsize_controller
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
 from ._jaxopt import implicit_solve, linear_solver
-from ._root import check_same_shapes, convert
+from ._root import convert
 
 __all__ = ["steady_state"]
 
@@ -54,7 +55,7 @@ def steady_state(
         return field(0.0, y, theta)
 
     fn = convert(autonomous, "field", y0, theta)
-    check_same_shapes("field(t, y, theta)", eqx.filter_eval_shape(fn, y0, theta), y0)
+    check_same_shapes("field(t, y, theta)", eqx.filter_eval_shape(fn, y0, theta), y0, "y0")
     message = (
         f"steady_state: no equilibrium reached (max_steps={max_steps}, t_max={t_max}); the "
         "solution may oscillate or diverge, or need more steps: raise max_steps or t_max"
