@@ -1,13 +1,5 @@
-"""Integrate ordinary differential equations: a thin, typed layer over Diffrax.
-
-`odeint` solves the initial-value problem
-
-    dy/dt = f(t, y, args),    y(ts[0]) = y0,
-
-and returns the solution at the times `ts` together with solver statistics and a result
-code. Solvers, step-size control and adjoints are chosen by name (or passed as Diffrax
-objects); failures follow an explicit policy instead of returning silent garbage.
-"""
+"""What `odeint` and `sdeint` share: names of solvers and adjoints, `Solution` and `Stats`,
+argument checks, step-size control and the failure policy."""
 
 from collections.abc import Callable
 from typing import Any, Literal
@@ -18,18 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from diffrax._root_finder import use_stepsize_tol
-from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+from jaxtyping import Array, Float, Int, PyTree
 
-from ._trees import check_same_shapes, shapes
-
-__all__ = [
-    "ADJOINTS",
-    "RESULTS",
-    "SOLVERS",
-    "Solution",
-    "Stats",
-    "odeint",
-]
+from .._trees import check_same_shapes, shapes
 
 RESULTS = dfx.RESULTS
 
@@ -96,25 +79,25 @@ class Solution(eqx.Module):
         return self.result == RESULTS.successful
 
 
-def _choice_error(argument: str, value: Any, valid) -> ValueError:
+def choice_error(argument: str, value: Any, valid) -> ValueError:
     return ValueError(f"unknown {argument}={value!r}; expected one of {sorted(valid)}")
 
 
-def _resolve(argument: str, value, table: dict[str, type], base: type):
+def resolve(argument: str, value, table: dict[str, type], base: type):
     """A solver or adjoint given by name (looked up in `table`) or as an object."""
     if isinstance(value, base):
         return value
     if isinstance(value, str) and value in table:
         return table[value]()
-    raise _choice_error(argument, value, table)
+    raise choice_error(argument, value, table)
 
 
 def resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
     """A solver named in `SOLVERS`, or a Diffrax solver object as it is."""
-    return _resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
+    return resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
 
 
-def _check_positive(argument: str, value: Any) -> None:
+def check_positive(argument: str, value: Any) -> None:
     """A positive real scalar (Python, NumPy or JAX); traced values cannot be checked."""
     if isinstance(value, jax.core.Tracer):
         return
@@ -150,12 +133,12 @@ def stepsize_controller(
         )
     rtol = _DEFAULT_TOL if rtol is None else rtol
     atol = _DEFAULT_TOL if atol is None else atol
-    _check_positive("rtol", rtol)
-    _check_positive("atol", atol)
+    check_positive("rtol", rtol)
+    check_positive("atol", atol)
     return dfx.PIDController(rtol=rtol, atol=atol)
 
 
-def _fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:
+def fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:
     """Vector-field evaluations of explicit solvers, from their Butcher tableau."""
     if isinstance(solver, dfx.Euler):
         return num_steps
@@ -220,7 +203,7 @@ def apply_failure_policy(
     return ys, result
 
 
-def _check_ts(ts: Array) -> None:
+def check_ts(ts: Array) -> None:
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {ts.shape}")
     if not jnp.issubdtype(ts.dtype, jnp.floating):
@@ -235,7 +218,7 @@ def _check_ts(ts: Array) -> None:
             )
 
 
-def _check_y0(y0: PyTree, batch: Batch) -> None:
+def check_y0(y0: PyTree, batch: Batch) -> None:
     leaves = jax.tree.leaves(y0)
     if not leaves:
         raise ValueError("y0 has no array leaves")
@@ -254,7 +237,7 @@ def _check_y0(y0: PyTree, batch: Batch) -> None:
             )
 
 
-def _check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
+def check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
     """Trace the field once (no FLOPs) and compare its output with the state."""
     try:
         out = eqx.filter_eval_shape(field, t0, y0, args)
@@ -265,115 +248,10 @@ def _check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
     check_same_shapes("field(t, y, args)", out, y0, "y0")
 
 
-def _joint_field(field: Callable) -> Callable:
+def joint_field(field: Callable) -> Callable:
     """A per-sample field applied to a whole batch, integrated as one state."""
 
     def batched(t, y, args):
         return jax.vmap(field, in_axes=(None, 0, None))(t, y, args)
 
     return batched
-
-
-def odeint(
-    field: Callable[[Any, PyTree, Any], PyTree],
-    y0: PyTree[ArrayLike],
-    ts: Float[ArrayLike, " time"],
-    *,
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int = 4096,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
-) -> Solution:
-    """Solve `dy/dt = field(t, y, args)`, `y(ts[0]) = y0`, and return `y` at `ts`.
-
-    **Arguments:**
-
-    - `field`: a callable `f(t, y, args) -> dy/dt` (an Equinox module or any function). It
-      describes one sample; batching is chosen by `batch`.
-    - `y0`: the initial state, any pytree of floating-point arrays.
-    - `ts`: strictly increasing times of shape `(time,)`; integration runs from `ts[0]` to
-      `ts[-1]` and the solution is saved at every entry.
-    - `solver`: a name from `SOLVERS` (`euler`, `heun`, `midpoint`, `ralston`, `bosh3`,
-      `tsit5`, `dopri5`, `dopri8`, and the stiff `kvaerno3`, `kvaerno5`) or a Diffrax solver.
-    - `rtol`, `atol`: tolerances of the adaptive step-size (PID) controller, `1e-6` when not
-      given. Giving `dt0` without tolerances selects fixed steps of size `dt0` instead.
-    - `dt0`: the (initial) step size; chosen automatically for adaptive solves when `None`.
-    - `adjoint`: how gradients are computed: `checkpoint` (discretise-then-optimise with
-      recursive checkpointing), `backsolve` (the continuous adjoint of Chen et al. 2018),
-      `direct`, or a Diffrax adjoint.
-    - `max_steps`: the step budget; exceeding it is a failure.
-    - `on_failure`: `raise` (an error naming what failed and what to change), `nan` (failed
-      solutions become NaN) or `return` (the caller reads `Solution.result`).
-    - `batch`: `None` for one state; `"vmap"` or `"joint"` when every leaf of `y0` has a
-      leading batch axis. `vmap` solves each sample with its own step sizes; `joint`
-      integrates the batch as one state with one step-size sequence (as torchdiffeq does),
-      which is usually faster for neural-ODE training.
-
-    **Returns:** a `Solution`.
-    """
-    solver_ = resolve_solver(solver)
-    adjoint_ = _resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
-    if on_failure not in ("raise", "nan", "return"):
-        raise _choice_error("on_failure", on_failure, ("raise", "nan", "return"))
-    if batch not in (None, "vmap", "joint"):
-        raise _choice_error("batch", batch, ("vmap", "joint"))
-    if not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    if dt0 is not None:
-        _check_positive("dt0", dt0)
-    ts = jnp.asarray(ts)
-    _check_ts(ts)
-    _check_y0(y0, batch)
-    controller = stepsize_controller(solver_, rtol, atol, dt0)
-    sample_y0 = jax.tree.map(lambda y: y[0], y0) if batch is not None else y0
-    _check_field(field, ts[0], sample_y0, args)
-
-    if ts.shape[0] == 2:
-        saveat = dfx.SaveAt(t0=True, t1=True)  # cheaper than interpolating at ts
-    else:
-        saveat = dfx.SaveAt(ts=ts)
-    vector_field = _joint_field(field) if batch == "joint" else field
-    if isinstance(adjoint_, dfx.BacksolveAdjoint):
-        # The continuous adjoint differentiates only explicit inputs: turn parameters that
-        # the field closes over into leaves of the term (jaxopt #31; optimistix does this).
-        example = y0 if batch == "joint" else sample_y0
-        vector_field = eqx.filter_closure_convert(vector_field, ts[0], example, args)
-    term = dfx.ODETerm(vector_field)
-
-    def solve_one(y0_):
-        sol = dfx.diffeqsolve(
-            term,
-            solver_,
-            ts[0],
-            ts[-1],
-            dt0,
-            y0_,
-            args=args,
-            saveat=saveat,
-            stepsize_controller=controller,
-            adjoint=adjoint_,
-            max_steps=max_steps,
-            throw=False,
-        )
-        ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "odeint", max_steps)
-        num_steps = sol.stats["num_steps"]
-        stats = Stats(
-            num_steps=num_steps,
-            num_accepted_steps=sol.stats["num_accepted_steps"],
-            num_rejected_steps=sol.stats["num_rejected_steps"],
-            num_fevals=_fevals(solver_, num_steps),
-        )
-        return ys, stats, result
-
-    if batch == "vmap":
-        ys, stats, result = jax.vmap(solve_one)(y0)
-    else:
-        ys, stats, result = solve_one(y0)
-        if batch == "joint":  # (time, batch, ...) -> (batch, time, ...)
-            ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, 1), ys)
-    return Solution(ts=ts, ys=ys, stats=stats, result=result)
