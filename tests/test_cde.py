@@ -1,0 +1,343 @@
+"""cdeint, the irregular-data utilities and NeuralCDE (float64, see conftest.py)."""
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import central_difference
+from jax.scipy.linalg import expm
+
+from jaxdyn.data.irregular import (
+    augment,
+    cubic_path,
+    drop_observations,
+    fill_forward,
+    hermite_coefficients,
+    observation_counts,
+    observation_mask,
+)
+from jaxdyn.models.cde import CDEField, NeuralCDE
+from jaxdyn.solve import RESULTS
+from jaxdyn.solve._cde import cdeint
+
+nan = np.nan
+
+
+def irregular_grid(count: int = 12, seed: int = 0) -> jax.Array:
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(np.concatenate([[0.0], np.sort(rng.uniform(0.0, 3.0, count - 2)), [3.0]]))
+
+
+def scalar_path(ts):
+    """A smooth scalar control sampled at `ts`, as a backward-Hermite cubic path."""
+    x = jnp.sin(2 * ts) + 0.3 * ts
+    return cubic_path(ts, hermite_coefficients(ts, x[:, None]))
+
+
+A = jnp.array([[0.0, 1.0], [-1.0, -0.2]])
+Y0 = jnp.array([1.0, 0.5])
+
+
+def linear_field(t, y, args):
+    """dy = θ A y dX for a scalar X, with y(t) = exp(θ A (X_t - X_0)) y0."""
+    theta = 1.0 if args is None else args
+    return (theta * A @ y)[:, None]
+
+
+def linear_exact(path, ts, theta=1.0):
+    x0 = path.evaluate(ts[0])[0]
+    return jax.vmap(lambda t: expm(theta * A * (path.evaluate(t)[0] - x0)) @ Y0)(ts)
+
+
+# --- cdeint against closed forms ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "solver, options, tol",
+    [
+        # Adaptive at 1e-8 tolerances: the global error is a small multiple of them.
+        ("tsit5", dict(rtol=1e-8, atol=1e-8), 1e-7),
+        # Fixed steps cross the kinks of dX/dt at the knots: second order, 4e-4 at h = 0.01.
+        ("heun", dict(dt0=0.01), 1e-3),
+    ],
+)
+def test_linear_cde_matches_matrix_exponential(solver, options, tol):
+    ts = irregular_grid()
+    path = scalar_path(ts)
+    sol = cdeint(linear_field, path, Y0, ts, solver=solver, **options)
+    assert sol.ys.shape == (ts.shape[0], 2)
+    assert bool(sol.succeeded)
+    np.testing.assert_allclose(sol.ys, linear_exact(path, ts), atol=tol)
+
+
+def test_two_channels_with_commuting_matrices():
+    # dy = A1 y dX1 + A2 y dX2 with A2 = A1², so y(t) = exp(A1 ΔX1 + A2 ΔX2) y0.
+    ts = irregular_grid(15, seed=1)
+    x = jnp.stack([jnp.sin(2 * ts), jnp.cos(ts) + ts**2 / 4], axis=-1)
+    path = cubic_path(ts, hermite_coefficients(ts, x))
+    mats = jnp.stack([A, A @ A], axis=-1)  # (hidden, hidden, channels)
+
+    def field(t, y, args):
+        return jnp.einsum("ijc,j->ic", mats, y)
+
+    sol = cdeint(field, path, Y0, ts, rtol=1e-9, atol=1e-9)
+    dx = jax.vmap(path.evaluate)(ts) - path.evaluate(ts[0])
+    exact = jax.vmap(lambda d: expm(jnp.einsum("ijc,c->ij", mats, d)) @ Y0)(dx)
+    np.testing.assert_allclose(sol.ys, exact, atol=1e-7)  # 100 × tolerance, as above
+
+
+def test_adaptive_steps_stop_at_knots_and_count_fevals():
+    ts = irregular_grid()
+    path = scalar_path(ts)
+    evaluations = []
+
+    def counted(t, y, args):
+        jax.debug.callback(lambda: evaluations.append(1))
+        return linear_field(t, y, args)
+
+    sol = cdeint(counted, path, Y0, ts)
+    jax.block_until_ready(sol.ys)
+    # Measured: 38 steps (112 without stepping to the knots) and error 3e-6 at tol 1e-6.
+    assert int(sol.stats.num_steps) < 60
+    np.testing.assert_allclose(sol.ys, linear_exact(path, ts), atol=2e-5)
+    # num_fevals misses only re-evaluations after steps rejected just past a knot.
+    assert 0 <= len(evaluations) - int(sol.stats.num_fevals) <= 6
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+def test_gradient_matches_finite_differences_and_closed_form(adjoint):
+    ts = irregular_grid(8)
+    path = scalar_path(ts)
+    ends = ts[jnp.array([0, -1])]
+
+    @jax.jit  # theta stays an array: a Python float in `args` would be static (a recompile)
+    def loss(theta):
+        sol = cdeint(
+            linear_field, path, Y0, ends, args=theta, rtol=1e-10, atol=1e-10, adjoint=adjoint
+        )
+        return jnp.sum(sol.ys[-1])
+
+    def exact_loss(theta):
+        return jnp.sum(linear_exact(path, ts, theta)[-1])
+
+    grad = float(jax.jit(jax.grad(loss))(0.7))
+    # Central differences of a solve at tol 1e-10 with h = 1e-5: error ~ 1e-10 / 1e-5 + h².
+    assert grad == pytest.approx(central_difference(loss, 0.7, h=1e-5), abs=1e-5)
+    assert grad == pytest.approx(float(jax.grad(exact_loss)(0.7)), abs=1e-6)
+
+
+def test_gradient_with_respect_to_the_observations():
+    # Differentiable through the spline: d y_T / d x_k against central differences.
+    ts = irregular_grid(8)
+    x = jnp.sin(2 * ts)[:, None]
+
+    @jax.jit
+    def loss(shift):
+        path = cubic_path(ts, hermite_coefficients(ts, x.at[3, 0].add(shift)))
+        return jnp.sum(cdeint(linear_field, path, Y0, ts, rtol=1e-10, atol=1e-10).ys[-1])
+
+    grad = float(jax.jit(jax.grad(loss))(0.0))
+    assert grad != 0.0
+    assert grad == pytest.approx(central_difference(loss, 0.0, h=1e-5), abs=1e-5)
+
+
+def test_vmap_over_series_matches_one_at_a_time():
+    ts = irregular_grid(10)
+    values = jnp.stack([jnp.sin(2 * ts), jnp.cos(3 * ts), ts**2])[..., None]  # (3, time, 1)
+    coefficients = hermite_coefficients(ts, values)
+
+    def solve(coefficients, y0):
+        return cdeint(linear_field, cubic_path(ts, coefficients), y0, ts).ys
+
+    y0s = jnp.stack([Y0, 2 * Y0, -Y0])
+    batched = jax.jit(jax.vmap(solve))(coefficients, y0s)
+    assert batched.shape == (3, ts.shape[0], 2)
+    solve_one = jax.jit(solve)
+    for i in range(3):
+        one = solve_one(jax.tree.map(lambda c, i=i: c[i], coefficients), y0s[i])
+        # Batched adaptive solves share one loop, not the step sizes: agree to the tolerance.
+        np.testing.assert_allclose(batched[i], one, atol=1e-5)
+
+
+def test_failure_policies():
+    ts = irregular_grid()
+    path = scalar_path(ts)
+    with pytest.raises(Exception, match="max_steps=3"):
+        cdeint(linear_field, path, Y0, ts, max_steps=3)
+    sol = cdeint(linear_field, path, Y0, ts, max_steps=3, on_failure="nan")
+    assert bool(jnp.all(jnp.isnan(sol.ys)))
+    sol = cdeint(linear_field, path, Y0, ts, max_steps=3, on_failure="return")
+    assert sol.result == RESULTS.max_steps_reached
+
+
+# --- clear errors -------------------------------------------------------------------------
+
+
+def test_errors_name_the_bad_argument():
+    ts = irregular_grid()
+    path = scalar_path(ts)
+    with pytest.raises(ValueError, match=r"\(hidden, channels\) = \(2, 1\).*got \(2,\)"):
+        cdeint(lambda t, y, a: A @ y, path, Y0, ts)
+    with pytest.raises(ValueError, match="path channels 1"):
+        cdeint(lambda t, y, a: jnp.zeros((2, 3)), path, Y0, ts)
+    scalar_values = dfx.CubicInterpolation(ts, dfx.backward_hermite_coefficients(ts, ts))
+    with pytest.raises(ValueError, match=r"shape \(channels,\), got shape \(\)"):
+        cdeint(linear_field, scalar_values, Y0, ts)
+    with pytest.raises(TypeError, match="path must be a Diffrax path"):
+        cdeint(linear_field, jnp.zeros((12, 1)), Y0, ts)
+    with pytest.raises(ValueError, match="within the path's interval"):
+        cdeint(linear_field, path, Y0, jnp.array([0.0, 4.0]))
+    with pytest.raises(ValueError, match=r"y0 must be .* shape \(hidden,\)"):
+        cdeint(linear_field, path, jnp.ones((3, 2)), ts)
+    with pytest.raises(ValueError, match="unknown on_failure"):
+        cdeint(linear_field, path, Y0, ts, on_failure="ignore")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        cdeint(linear_field, path, Y0, ts[::-1])
+    with pytest.raises(ValueError, match=r"coefficients of one series .* \(11, channels\)"):
+        cubic_path(ts, hermite_coefficients(ts, jnp.ones((2, 12, 1))))
+
+
+# --- irregular-data utilities -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.5, 0.7])
+def test_drop_observations_drops_the_requested_fraction_per_series(rate):
+    values = jnp.ones((6, 20, 3))
+    dropped = drop_observations(jax.random.key(0), values, rate)
+    missing = jnp.isnan(dropped)
+    # Whole time steps go missing (every channel), exactly floor(rate · time) per series.
+    assert bool(jnp.all(missing.all(-1) == missing.any(-1)))
+    np.testing.assert_array_equal(missing[..., 0].sum(-1), int(rate * 20))
+    if rate > 0:  # independent draws per series
+        assert len({tuple(np.asarray(m)) for m in missing[..., 0]}) > 1
+    np.testing.assert_array_equal(dropped[~missing], 1.0)
+
+
+def test_drop_observations_is_jittable_with_a_traced_rate_and_checks_it():
+    values = jnp.ones((4, 10, 2))
+    dropped = jax.jit(drop_observations)(jax.random.key(1), values, 0.5)
+    np.testing.assert_array_equal(jnp.isnan(dropped[..., 0]).sum(-1), 5)
+    with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
+        drop_observations(jax.random.key(0), values, 1.0)
+    with pytest.raises(ValueError, match=r"shape \(\*batch, time, channels\)"):
+        drop_observations(jax.random.key(0), jnp.ones(10), 0.5)
+
+
+def test_fill_forward_hand_example():
+    values = jnp.array([[nan, 1.0], [2.0, nan], [nan, nan], [4.0, 5.0], [nan, nan]])
+    expected = jnp.array([[nan, 1.0], [2.0, 1.0], [2.0, 1.0], [4.0, 5.0], [4.0, 5.0]])
+    np.testing.assert_array_equal(fill_forward(values), expected)
+    batched = jax.jit(fill_forward)(jnp.stack([values, -values]))
+    np.testing.assert_array_equal(batched, jnp.stack([expected, -expected]))
+
+
+def test_mask_counts_and_augment():
+    ts = jnp.array([0.0, 0.5, 2.0])
+    values = jnp.array([[1.0, nan], [nan, nan], [3.0, 4.0]])
+    np.testing.assert_array_equal(
+        observation_mask(values), [[True, False], [False, False], [True, True]]
+    )
+    np.testing.assert_array_equal(observation_counts(values), [[1, 0], [1, 0], [2, 1]])
+    augmented = augment(ts, values, counts=True)
+    assert augmented.shape == (3, 5)
+    np.testing.assert_array_equal(augmented[:, 0], ts)  # time is observed everywhere
+    np.testing.assert_array_equal(augmented[:, 1:3], [[1, 0], [1, 0], [2, 1]])
+    np.testing.assert_array_equal(augmented[:, 3:], values)
+    assert augment(ts, jnp.stack([values] * 4)).shape == (4, 3, 3)
+    with pytest.raises(ValueError, match=r"ts must have shape \(time,\)"):
+        augment(ts[:2], values)
+
+
+def test_hermite_path_interpolates_and_bridges_missing_values():
+    ts = jnp.array([0.0, 0.4, 1.0, 1.3, 2.0, 3.1])
+    values = jnp.array([[nan, 1.0], [2.0, 0.5], [nan, nan], [1.0, nan], [3.0, 2.0], [nan, nan]])
+    coefficients = hermite_coefficients(ts, values)
+    assert all(c.shape == (5, 2) for c in coefficients)
+    assert not any(bool(jnp.isnan(c).any()) for c in coefficients)
+    path = cubic_path(ts, coefficients)
+    at_knots = jax.vmap(path.evaluate)(ts)
+    # Through every observation; a gap is bridged by one cubic from the observation before
+    # it to the one after it (so not flat); before the first observation, that observation;
+    # after the last, the last (carried forward).
+    observed = observation_mask(values)
+    np.testing.assert_allclose(at_knots[observed], values[observed], atol=1e-12)
+    np.testing.assert_allclose(at_knots[0], [2.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(at_knots[-1], [3.0, 2.0], atol=1e-12)
+    assert 1.0 < float(at_knots[2, 0]) < 2.0 and float(at_knots[2, 1]) != 0.5
+    # The same spline as diffrax's, given the start and end values.
+    reference = dfx.CubicInterpolation(
+        ts,
+        dfx.backward_hermite_coefficients(
+            ts, values, replace_nans_at_start=jnp.array([2.0, 1.0]), fill_forward_nans_at_end=True
+        ),
+    )
+    t = jnp.linspace(0.0, 3.1, 17)
+    np.testing.assert_allclose(jax.vmap(path.evaluate)(t), jax.vmap(reference.evaluate)(t))
+    batched = hermite_coefficients(ts, jnp.stack([values, values]))
+    assert all(c.shape == (2, 5, 2) for c in batched)
+
+
+# --- NeuralCDE ----------------------------------------------------------------------------
+
+
+# Fixed Heun steps keep these tests' compiles short (adaptive solves are tested above).
+FIXED = dict(solver="heun", dt0=0.125)
+
+
+def small_dataset(batch=3, time=9, channels=2):
+    ts = jnp.linspace(0.0, 1.0, time)
+    raw = jax.random.normal(jax.random.key(0), (batch, time, channels)).cumsum(axis=1) / 3
+    values = augment(ts, drop_observations(jax.random.key(1), raw, 0.3), counts=True)
+    return ts, hermite_coefficients(ts, values), values.shape[-1]
+
+
+def test_neural_cde_shapes_vmap_jit():
+    ts, coefficients, channels = small_dataset()
+    model = NeuralCDE(channels, hidden=4, out=3, width=8, depth=1, key=jax.random.key(2), **FIXED)
+    one = jax.tree.map(lambda c: c[0], coefficients)
+    hidden = model.hidden_path(ts, one)
+    assert hidden.shape == (ts.shape[0], 4)
+    # Without a readout (same key, so the same initial map and field) the final state, the
+    # last point of the hidden path (fixed steps: the same steps, equal to rounding).
+    final = NeuralCDE(channels, 4, None, 8, 1, key=jax.random.key(2), **FIXED)(ts, one)
+    assert final.shape == (4,)
+    np.testing.assert_allclose(final, hidden[-1], atol=1e-12)
+
+    @eqx.filter_jit
+    def logits(model, coefficients):
+        return jax.vmap(model, in_axes=(None, 0))(ts, coefficients)
+
+    batched = logits(model, coefficients)
+    assert batched.shape == (3, 3)
+    np.testing.assert_allclose(batched[0], model.readout(final), atol=1e-12)
+
+
+def test_neural_cde_gradient_is_finite_and_nonzero():
+    ts, coefficients, channels = small_dataset()
+    model = NeuralCDE(channels, 4, 2, 8, 1, key=jax.random.key(3), **FIXED)
+    labels = jnp.array([0, 1, 1])
+
+    @eqx.filter_jit
+    @eqx.filter_grad
+    def grad(model):
+        logits = jax.vmap(model, in_axes=(None, 0))(ts, coefficients)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
+
+    leaves = jax.tree.leaves(eqx.filter(grad(model), eqx.is_array))
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
+    field_grads = jax.tree.leaves(eqx.filter(grad(model).field, eqx.is_array))
+    assert any(bool(jnp.any(g != 0)) for g in field_grads)
+
+
+def test_neural_cde_field_is_bounded_and_errors_are_clear():
+    field = CDEField(4, 3, 8, 1, key=jax.random.key(0))
+    out = field(0.0, 100 * jnp.ones(4))
+    assert out.shape == (4, 3) and bool(jnp.all(jnp.abs(out) <= 1))  # tanh-terminated
+    ts, coefficients, channels = small_dataset()
+    model = NeuralCDE(channels + 1, 4, 2, 8, 1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=f"built for {channels + 1} channels"):
+        model(ts, jax.tree.map(lambda c: c[0], coefficients))
+    with pytest.raises(ValueError, match="CDEField needs"):
+        CDEField(0, 3, 8, 1, key=jax.random.key(0))
