@@ -3,7 +3,8 @@
 Public API (re-exports only):
 
 - `odeint`, `Solution`, `Stats`, `RESULTS`, `SOLVERS`, `ADJOINTS` — solving ODEs (`jaxdyn.solve`).
-- `MLPField`, `NeuralODE` — models (`jaxdyn.models`).
+- `sdeint`, `cdeint` — solving SDEs and CDEs (`jaxdyn.solve`).
+- `MLPField`, `NeuralODE`, `NeuralSDE`, `NeuralCDE` — models (`jaxdyn.models`).
 - `fit`, `make_step`, `FitResult`, `TrainingDivergedError` — training (`jaxdyn.train`).
 - `ConfigError`, `load_config` — typed configs (`jaxdyn.config`).
 """
@@ -14,13 +15,17 @@ from . import train as train
 from .config import ConfigError as ConfigError
 from .config import load_config as load_config
 from .models import MLPField as MLPField
+from .models import NeuralCDE as NeuralCDE
 from .models import NeuralODE as NeuralODE
+from .models import NeuralSDE as NeuralSDE
 from .solve import ADJOINTS as ADJOINTS
 from .solve import RESULTS as RESULTS
 from .solve import SOLVERS as SOLVERS
 from .solve import Solution as Solution
 from .solve import Stats as Stats
+from .solve import cdeint as cdeint
 from .solve import odeint as odeint
+from .solve import sdeint as sdeint
 from .train import FitResult as FitResult
 from .train import TrainingDivergedError as TrainingDivergedError
 from .train import fit as fit

@@ -1,6 +1,14 @@
-"""Data: synthetic dynamical systems and trajectory utilities."""
+"""Data: synthetic dynamical systems, trajectory and irregular-time-series utilities."""
 
 from .digits import digits as digits
+from .irregular import HermiteCoefficients as HermiteCoefficients
+from .irregular import augment as augment
+from .irregular import cubic_path as cubic_path
+from .irregular import drop_observations as drop_observations
+from .irregular import fill_forward as fill_forward
+from .irregular import hermite_coefficients as hermite_coefficients
+from .irregular import observation_counts as observation_counts
+from .irregular import observation_mask as observation_mask
 from .systems import SPIRAL_MATRIX as SPIRAL_MATRIX
 from .systems import spiral as spiral
 from .systems import spiral_field as spiral_field

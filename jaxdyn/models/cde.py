@@ -9,8 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from ..data.irregular import HermiteCoefficients, cubic_path
-from ..solve import OnFailure, Solution
-from ..solve._cde import cdeint
+from ..solve import OnFailure, Solution, cdeint
 from .fields import ACTIVATIONS, _lookup
 
 __all__ = ["CDEField", "NeuralCDE"]

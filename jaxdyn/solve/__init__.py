@@ -1,10 +1,16 @@
 """Solving differential equations: a thin, typed layer over Diffrax.
 
 - `odeint`: ordinary differential equations `dy = f(t, y) dt`.
+- `sdeint`: stochastic differential equations `dy = f(t, y) dt + g(t, y) dW` (Itô or
+  Stratonovich), on a `GridBrownianPath` or a `VirtualBrownianPath`; `convert_drift`.
+- `cdeint`: controlled differential equations `dy = f(t, y) dX(t)` (neural CDEs).
 - `Solution`, `Stats`, `RESULTS`: what a solve returns.
 - `SOLVERS`, `ADJOINTS`: the solver and adjoint names `odeint` accepts.
 """
 
+from ._brownian import GridBrownianPath as GridBrownianPath
+from ._brownian import VirtualBrownianPath as VirtualBrownianPath
+from ._cde import cdeint as cdeint
 from ._common import ADJOINTS as ADJOINTS
 from ._common import RESULTS as RESULTS
 from ._common import SOLVERS as SOLVERS
@@ -16,3 +22,9 @@ from ._common import apply_failure_policy as apply_failure_policy
 from ._common import resolve_solver as resolve_solver
 from ._common import stepsize_controller as stepsize_controller
 from ._ode import odeint as odeint
+from ._sde import NOISES as NOISES
+from ._sde import SDE_SOLVERS as SDE_SOLVERS
+from ._sde import Calculus as Calculus
+from ._sde import Noise as Noise
+from ._sde import convert_drift as convert_drift
+from ._sde import sdeint as sdeint

@@ -1,0 +1,375 @@
+"""sdeint: convergence orders against exact solutions, calculus conversion, Brownian paths
+(grid and virtual, same key same path), gradients, batching and errors."""
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import central_difference
+
+from jaxdyn.models import MLPField, NeuralSDE
+from jaxdyn.solve import GridBrownianPath, VirtualBrownianPath, convert_drift, sdeint
+
+KEY = jax.random.key(0)
+MU, SIGMA = 0.5, 0.8
+
+
+# Geometric Brownian motion with a second component Z = W (dZ = 1·dW, solved exactly by every
+# scheme), so the exact solution can be written with the path's own W(T).
+def gbm_drift(t, y, args):
+    return jnp.stack([MU * y[0], 0.0 * y[1]])
+
+
+def gbm_diffusion(t, y, args):
+    return jnp.stack([SIGMA * y[0], jnp.ones_like(y[1])])
+
+
+Y0 = jnp.array([1.0, 0.0])
+
+
+def gbm_exact(w, calculus="ito"):
+    rate = MU - 0.5 * SIGMA**2 if calculus == "ito" else MU
+    return jnp.exp(rate + SIGMA * w)
+
+
+def strong_error(solver, dt0, calculus="ito", n=400, brownian="grid"):
+    sol = sdeint(
+        gbm_drift,
+        gbm_diffusion,
+        Y0,
+        jnp.array([0.0, 1.0]),
+        key=KEY,
+        noise="scalar",
+        solver=solver,
+        calculus=calculus,
+        dt0=dt0,
+        brownian=brownian,
+        n_samples=n,
+    )
+    y1 = sol.ys[:, -1]
+    return float(jnp.mean(jnp.abs(y1[:, 0] - gbm_exact(y1[:, 1], calculus))))
+
+
+def slope(dts, errors):
+    return np.polyfit(np.log(dts), np.log(errors), 1)[0]
+
+
+@pytest.mark.parametrize(
+    "solver, order, calculus",
+    [
+        ("euler", 0.5, "ito"),
+        ("milstein", 1.0, "ito"),
+        ("milstein", 1.0, "stratonovich"),
+        ("heun", 1.0, "stratonovich"),  # Heun: order 1 for commutative noise
+    ],
+)
+def test_strong_order_on_gbm(solver, order, calculus):
+    dts = [2.0**-k for k in range(3, 8)]
+    errors = [strong_error(solver, dt, calculus) for dt in dts]
+    assert abs(slope(dts, errors) - order) < 0.15, errors
+
+
+def test_weak_order_euler_on_gbm_and_ou():
+    """Euler–Maruyama's mean follows its discrete recursion exactly; the bias vs the exact
+    mean falls like dt (weak order 1)."""
+    n = 20000
+    dts = [0.5, 0.25, 0.125]
+    gbm_bias, ou_bias = [], []
+    for dt in dts:
+        steps = round(1 / dt)
+        gbm = sdeint(
+            lambda t, y, a: MU * y,
+            lambda t, y, a: 0.5 * y,
+            jnp.ones(1),
+            jnp.array([0.0, 1.0]),
+            key=KEY,
+            dt0=dt,
+            n_samples=n,
+        ).ys[:, -1, 0]
+        assert abs(float(gbm.mean()) - (1 + MU * dt) ** steps) < 4 * float(gbm.std()) / n**0.5
+        gbm_bias.append(np.exp(MU) - float(gbm.mean()))
+        ou = sdeint(
+            lambda t, y, a: -y,
+            lambda t, y, a: 0.5 * jnp.ones_like(y),
+            jnp.ones(1),
+            jnp.array([0.0, 1.0]),
+            key=KEY,
+            noise="additive",
+            dt0=dt,
+            n_samples=n,
+        ).ys[:, -1, 0]
+        mean, var = (1 - dt) ** steps, 0.25 * dt * sum((1 - dt) ** (2 * k) for k in range(steps))
+        assert abs(float(ou.mean()) - mean) < 4 * (var / n) ** 0.5
+        assert abs(float(ou.var()) - var) < 4 * var * (2 / n) ** 0.5
+        ou_bias.append(np.exp(-1.0) - float(ou.mean()))
+    assert abs(slope(dts, gbm_bias) - 1.0) < 0.25, gbm_bias
+    assert abs(slope(dts, ou_bias) - 1.0) < 0.25, ou_bias
+
+
+def test_srk_on_additive_noise_is_accurate():
+    """ShARK (additive noise, uses Lévy areas) on Ornstein–Uhlenbeck: error far below
+    Euler–Maruyama's. The reference solves the same `VirtualBrownianPath` (sample `i` uses
+    key `split(key, n)[i]`) with 256 steps directly in Diffrax."""
+    ts, n = jnp.linspace(0.0, 1.0, 11), 50
+
+    def final(solver):
+        return sdeint(
+            lambda t, y, a: -y,
+            lambda t, y, a: 0.5 * jnp.ones_like(y),
+            jnp.ones(1),
+            ts,
+            key=KEY,
+            noise="additive",
+            solver=solver,
+            brownian="virtual",
+            dt0=0.1,
+            n_samples=n,
+        ).ys[:, -1, 0]
+
+    def reference(key):
+        path = VirtualBrownianPath(key, ts, ts, (1,), jnp.float64, dfx.SpaceTimeLevyArea, 2**-9)
+        drift = dfx.ODETerm(lambda t, y, a: -y)
+        terms = dfx.MultiTerm(drift, dfx.ControlTerm(lambda t, y, a: 0.5 * jnp.eye(1), path))
+        return dfx.diffeqsolve(terms, dfx.ShARK(), 0.0, 1.0, 2**-8, jnp.ones(1)).ys[-1, 0]
+
+    exact = jax.vmap(reference)(jax.random.split(KEY, n))
+    err_srk = float(jnp.mean(jnp.abs(final("srk") - exact)))
+    err_euler = float(jnp.mean(jnp.abs(final("euler") - exact)))
+    assert err_srk < 0.1 * err_euler, (err_srk, err_euler)
+
+
+@pytest.mark.parametrize("solver", ["heun", "reversible_heun", "euler", "srk"])
+def test_stratonovich_gbm_by_every_solver(solver):
+    """Native Stratonovich solvers and Euler–Maruyama on the converted drift all converge to
+    the Stratonovich solution X0 exp(μT + σW_T) (Euler–Maruyama at strong order 0.5)."""
+    bound = 0.1 if solver == "euler" else 0.01
+    assert strong_error(solver, 2.0**-8, "stratonovich", n=200) < bound
+
+
+@pytest.mark.parametrize("noise", ["diagonal", "scalar", "general"])
+def test_convert_drift_matches_closed_form(noise):
+    """For g(y) = σ y (diagonal/scalar) the Itô→Stratonovich drift is f - σ²y/2 (diagonal),
+    f - ½σ² y·1 (scalar: c = ½ J_g g); general is checked on two independent columns."""
+    y = jnp.array([0.7, -1.3])
+    f = lambda t, y, a: jnp.zeros_like(y)  # noqa: E731
+    if noise == "general":
+        g = lambda t, y, a: jnp.stack([SIGMA * y, 2.0 * y], axis=-1)  # noqa: E731
+        expected = -0.5 * (SIGMA**2 + 4.0) * y
+    else:
+        g = lambda t, y, a: SIGMA * y  # noqa: E731
+        expected = -0.5 * SIGMA**2 * y
+    strat = convert_drift(f, g, noise=noise, to="stratonovich")
+    back = convert_drift(strat, g, noise=noise, to="ito")
+    np.testing.assert_allclose(strat(0.0, y, None), expected, rtol=1e-12)
+    np.testing.assert_allclose(back(0.0, y, None), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["euler", "milstein", "heun", "srk", "reversible_heun"])
+def test_same_key_same_path_grid_and_virtual(solver):
+    kw = dict(key=KEY, noise="scalar", solver=solver, dt0=0.05, n_samples=8)
+    ts = jnp.linspace(0.0, 1.0, 4)
+    grid = sdeint(gbm_drift, gbm_diffusion, Y0, ts, brownian="grid", **kw).ys
+    virtual = sdeint(gbm_drift, gbm_diffusion, Y0, ts, brownian="virtual", **kw).ys
+    np.testing.assert_allclose(grid, virtual, rtol=1e-10, atol=1e-10)
+
+
+def test_path_at_save_times_does_not_depend_on_dt0():
+    ts = jnp.linspace(0.0, 1.0, 5)
+    paths = [
+        sdeint(gbm_drift, gbm_diffusion, Y0, ts, key=KEY, noise="scalar", dt0=dt).ys[:, 1]
+        for dt in (0.25, 0.1, 0.01)
+    ]
+    np.testing.assert_allclose(paths[0], paths[1], atol=1e-12)
+    np.testing.assert_allclose(paths[0], paths[2], atol=1e-12)
+
+
+def test_vmap_and_joint_batches_agree_and_samples_differ():
+    y0 = jnp.stack([Y0, 2 * Y0, 3 * Y0])
+    kw = dict(key=KEY, noise="scalar", dt0=0.1)
+    ts = jnp.linspace(0.0, 1.0, 3)
+    a = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="vmap", **kw)
+    b = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="joint", **kw)
+    assert a.ys.shape == b.ys.shape == (3, 3, 2)
+    np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
+    assert len(set(np.asarray(a.ys[:, -1, 1]).round(8))) == 3  # one path per sample
+    kw["key"] = jax.random.split(KEY, 3)[1]
+    one = sdeint(gbm_drift, gbm_diffusion, y0[1], ts, **kw)
+    np.testing.assert_allclose(one.ys, a.ys[1], rtol=1e-12)
+
+
+def test_virtual_path_statistics():
+    """Increments of the virtual path over sub-intervals inside and across grid cells have
+    variance equal to their length and are independent; Lévy areas have variance h/12; the
+    path agrees with the grid path on grid cells."""
+    ts = jnp.array([0.0, 0.3, 1.0])
+    grid = jnp.array([0.0, 0.1, 0.2, 0.3, 0.65, 1.0])
+    keys = jax.random.split(KEY, 3000)
+
+    def draws(key):
+        v = VirtualBrownianPath(key, ts, grid, (), jnp.float64, dfx.SpaceTimeLevyArea, 0.01)
+        g = GridBrownianPath(key, ts, grid, (), jnp.float64, dfx.SpaceTimeLevyArea)
+        inside = v.evaluate(0.12, 0.17, use_levy=True)
+        across = v.evaluate(0.25, 0.5, use_levy=True)
+        disjoint = v.evaluate(0.5, 0.9)
+        cell = v.evaluate(0.3, 0.65, use_levy=True)
+        grid_cell = g.evaluate(0.3, 0.65, use_levy=True)
+        diff = jnp.stack([cell.W - grid_cell.W, cell.H - grid_cell.H])
+        return inside.W, inside.H, across.W, across.H, disjoint, diff, cell.H
+
+    w1, h1, w2, h2, w3, diff, hc = jax.vmap(draws)(keys)
+    n = keys.shape[0]
+    for sample, var in [(w1, 0.05), (h1, 0.05 / 12), (w2, 0.25), (h2, 0.25 / 12), (w3, 0.4)]:
+        assert abs(float(jnp.var(sample)) / var - 1) < 4 * (2 / n) ** 0.5
+    assert abs(float(jnp.corrcoef(w2, w3)[0, 1])) < 4 / n**0.5
+    np.testing.assert_allclose(diff, 0.0, atol=1e-12)
+    assert abs(float(jnp.var(hc)) / (0.35 / 12) - 1) < 4 * (2 / n) ** 0.5
+
+
+@pytest.mark.parametrize("adjoint, brownian", [("checkpoint", "grid"), ("direct", "virtual")])
+def test_gradient_matches_finite_differences(adjoint, brownian):
+    ts = jnp.linspace(0.0, 1.0, 3)
+
+    def loss(theta):
+        sol = sdeint(
+            lambda t, y, a: -a * y,
+            lambda t, y, a: 0.3 * jnp.sin(y) + a * 0.1,
+            jnp.array([1.0, -0.5]),
+            ts,
+            key=KEY,
+            args=theta,
+            dt0=0.02,
+            solver="milstein",
+            adjoint=adjoint,
+            brownian=brownian,
+        )
+        return jnp.sum(sol.ys**2)
+
+    grad = float(jax.grad(loss)(0.7))
+    assert grad == pytest.approx(central_difference(loss, 0.7), rel=1e-6)
+
+
+def test_backsolve_gradient_agrees_with_checkpoint():
+    """The continuous adjoint with reversible Heun (Kidger et al. 2021) on the same path."""
+    ts = jnp.array([0.0, 1.0])
+
+    def loss(theta, adjoint):
+        sol = sdeint(
+            lambda t, y, a: -a * y,
+            lambda t, y, a: 0.5 * (1 + 0.1 * y**2),
+            jnp.array([1.0, 0.5]),
+            ts,
+            key=KEY,
+            args=theta,
+            dt0=0.01,
+            solver="reversible_heun",
+            calculus="stratonovich",
+            adjoint=adjoint,
+            brownian="virtual",
+        )
+        return jnp.sum(sol.ys[-1])
+
+    a = jax.grad(loss)(1.0, "checkpoint")
+    b = jax.grad(loss)(1.0, "backsolve")
+    assert float(b) == pytest.approx(float(a), rel=1e-3)
+
+
+def test_adaptive_virtual_solve_converges_to_exact_stratonovich_gbm():
+    def solve(rtol):
+        y1 = sdeint(
+            gbm_drift,
+            gbm_diffusion,
+            Y0,
+            jnp.array([0.0, 1.0]),
+            key=KEY,
+            noise="scalar",
+            calculus="stratonovich",
+            solver="heun",
+            rtol=rtol,
+            atol=rtol,
+            brownian="virtual",
+            n_samples=50,
+        ).ys[:, -1]
+        return float(jnp.max(jnp.abs(y1[:, 0] - gbm_exact(y1[:, 1], "stratonovich"))))
+
+    loose, tight = solve(1e-2), solve(1e-4)
+    assert tight < loose / 20 and tight < 5e-3, (loose, tight)
+
+
+def test_neural_sde_shapes_jit_and_gradients():
+    k1, k2 = jax.random.split(KEY)
+    model = NeuralSDE(MLPField(3, 8, 1, key=k1), MLPField(3, 8, 1, key=k2), dt0=0.1)
+    ts = jnp.linspace(0.0, 1.0, 4)
+    y0 = jnp.ones((5, 3))
+    assert model(ts, y0[0], key=KEY).shape == (4, 3)
+    assert model(ts, y0, key=KEY).shape == (5, 4, 3)
+
+    @eqx.filter_jit
+    @eqx.filter_grad
+    def grad(m):
+        return jnp.mean(m(ts, y0, key=KEY)[:, -1] ** 2)
+
+    grads = jax.tree.leaves(eqx.filter(grad(model), eqx.is_array))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in grads)
+
+
+def test_general_noise_shapes():
+    sol = sdeint(
+        lambda t, y, a: -y,
+        lambda t, y, a: jnp.ones((2, 3)) * 0.1,
+        jnp.ones(2),
+        jnp.linspace(0, 1, 3),
+        key=KEY,
+        dt0=0.1,
+        noise="general",
+    )
+    assert sol.ys.shape == (3, 2) and bool(sol.succeeded)
+
+
+def test_failure_is_named():
+    with pytest.raises(Exception, match="sdeint: NaN or Inf"):
+        sdeint(
+            lambda t, y, a: y**3,
+            lambda t, y, a: y,
+            jnp.ones(1) * 10.0,
+            jnp.array([0.0, 1.0]),
+            key=KEY,
+            dt0=0.1,
+        ).ys.block_until_ready()
+
+
+def _ok(t, y, a):
+    return -y
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(noise="weird"), ValueError, "unknown noise='weird'"),
+        (dict(calculus="levy"), ValueError, "unknown calculus"),
+        (dict(brownian="tree"), ValueError, "unknown brownian"),
+        (dict(solver="rk4"), ValueError, "unknown solver='rk4'"),
+        (dict(dt0=None), ValueError, "needs dt0"),
+        (dict(dt0=None, rtol=1e-3, atol=1e-3), ValueError, "brownian='grid' answers fixed"),
+        (dict(adjoint="backsolve"), ValueError, "use brownian='virtual'"),
+        (dict(key=0), TypeError, "key=jax.random.key"),
+        (dict(y0=(jnp.ones(2), jnp.ones(2))), TypeError, "one array"),
+        (dict(y0=jnp.ones((2, 2))), ValueError, r"shape \(dim,\)"),
+        (dict(diffusion=lambda t, y, a: jnp.ones(3)), ValueError, "noise='diagonal' needs"),
+        (
+            dict(noise="general", solver="milstein", diffusion=lambda t, y, a: jnp.ones((2, 2))),
+            ValueError,
+            "commutative noise",
+        ),
+        (dict(n_samples=0), ValueError, "n_samples"),
+        (dict(dt0=-0.1), ValueError, "dt0 must be a positive number"),
+    ],
+)
+def test_bad_input_is_named(kwargs, error, match):
+    call = dict(drift=_ok, diffusion=_ok, y0=jnp.ones(2), ts=jnp.array([0.0, 1.0]), key=KEY)
+    call["dt0"] = 0.1
+    call.update(kwargs)
+    with pytest.raises(error, match=match):
+        sdeint(**call)
