@@ -21,6 +21,9 @@ TINY = {
                            "sensitivity.timing_repeats=1", "sensitivity.dense_check=false"],
     "logistic_tuning": ["train.steps=3", "train.chunk=3", "monotone_steps=2", "inner_tol=1e-6",
                         "grid_points=3"],
+    "fractional_hurst": ["data.num_steps=10", "data.num_paths=4", "data.fine_factor=2",
+                         "model.num_k=3", "var_error.ks=[1,2]", "var_error.num_times=10",
+                         "train.steps=4", "train.chunk=2"],
 }  # fmt: skip
 
 

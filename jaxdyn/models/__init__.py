@@ -7,5 +7,11 @@ from .deq import TanhCell as TanhCell
 from .fields import ACTIVATIONS as ACTIVATIONS
 from .fields import FEATURES as FEATURES
 from .fields import MLPField as MLPField
+from .fractional import FractionalOU as FractionalOU
+from .fractional import MarkovFBM as MarkovFBM
+from .fractional import markov_fbm_weights as markov_fbm_weights
+from .fractional import sample_type2_fbm as sample_type2_fbm
+from .fractional import type2_fbm_covariance as type2_fbm_covariance
+from .fractional import type2_fbm_variance as type2_fbm_variance
 from .ode import NeuralODE as NeuralODE
 from .sde import NeuralSDE as NeuralSDE
