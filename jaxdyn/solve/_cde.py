@@ -20,56 +20,18 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._common import (
-    ADJOINTS,
     OnFailure,
     Solution,
-    Stats,
     apply_failure_policy,
-    check_positive,
+    check_options,
     check_ts,
-    choice_error,
-    fevals,
-    resolve,
     resolve_solver,
+    save_times,
+    solve_stats,
     stepsize_controller,
 )
 
 # The three helpers below are generic (odeint inlines the same code): candidates for _common.
-
-
-def _resolve_options(
-    solver: str | dfx.AbstractSolver,
-    adjoint: str | dfx.AbstractAdjoint,
-    on_failure: OnFailure,
-    max_steps: int,
-    dt0: float | None,
-) -> tuple[dfx.AbstractSolver, dfx.AbstractAdjoint]:
-    """Resolve solver and adjoint names and check the options every solve shares."""
-    solver_ = resolve_solver(solver)
-    adjoint_ = resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
-    if on_failure not in ("raise", "nan", "return"):
-        raise choice_error("on_failure", on_failure, ("raise", "nan", "return"))
-    if not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    if dt0 is not None:
-        check_positive("dt0", dt0)
-    return solver_, adjoint_
-
-
-def _saveat(ts: Array) -> dfx.SaveAt:
-    if ts.shape[0] == 2:
-        return dfx.SaveAt(t0=True, t1=True)  # cheaper than interpolating at ts
-    return dfx.SaveAt(ts=ts)
-
-
-def _stats(solver: dfx.AbstractSolver, sol: dfx.Solution) -> Stats:
-    num_steps = sol.stats["num_steps"]
-    return Stats(
-        num_steps=num_steps,
-        num_accepted_steps=sol.stats["num_accepted_steps"],
-        num_rejected_steps=sol.stats["num_rejected_steps"],
-        num_fevals=fevals(solver, num_steps),
-    )
 
 
 def _path_channels(path: dfx.AbstractPath) -> tuple[int, ...]:
@@ -162,7 +124,8 @@ def cdeint(
 
     **Returns:** a `Solution` whose `ys` has shape `(time, hidden)`.
     """
-    solver_, adjoint_ = _resolve_options(solver, adjoint, on_failure, max_steps, dt0)
+    solver_ = resolve_solver(solver)
+    adjoint_ = check_options(adjoint, on_failure, max_steps, dt0)
     ts = jnp.asarray(ts)
     check_ts(ts)
     y0 = jnp.asarray(y0)
@@ -194,14 +157,14 @@ def cdeint(
         dt0,
         y0,
         args=args,
-        saveat=_saveat(ts),
+        saveat=save_times(ts),
         stepsize_controller=controller,
         adjoint=adjoint_,
         max_steps=max_steps,
         throw=False,
     )
     ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "cdeint", max_steps)
-    stats = _stats(solver_, sol)
+    stats = solve_stats(solver_, sol)
     if jumps and stats.num_fevals is not None and getattr(solver_.tableau, "fsal", False):
         # A first-same-as-last solver re-evaluates its first stage after stepping over a knot.
         crossed = jnp.sum((knots > ts[0]) & (knots < ts[-1]))

@@ -58,7 +58,7 @@ class Stats(eqx.Module):
 
 
 class Solution(eqx.Module):
-    """The result of `odeint`.
+    """The result of `odeint`, `sdeint` or `cdeint`.
 
     - `ts`: the times the solution is given at, shape `(time,)`.
     - `ys`: the state at `ts`: each leaf has shape `(time, ...)`, or `(batch, time, ...)` when
@@ -255,3 +255,41 @@ def joint_field(field: Callable) -> Callable:
         return jax.vmap(field, in_axes=(None, 0, None))(t, y, args)
 
     return batched
+
+
+def check_options(
+    adjoint: str | dfx.AbstractAdjoint,
+    on_failure: OnFailure,
+    max_steps: int,
+    dt0: float | None,
+    batch: Batch = None,
+) -> dfx.AbstractAdjoint:
+    """Check the options every solve shares; return the adjoint resolved by name."""
+    adjoint_ = resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
+    if on_failure not in ("raise", "nan", "return"):
+        raise choice_error("on_failure", on_failure, ("raise", "nan", "return"))
+    if batch not in (None, "vmap", "joint"):
+        raise choice_error("batch", batch, ("vmap", "joint"))
+    if not (isinstance(max_steps, int) and max_steps > 0):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if dt0 is not None:
+        check_positive("dt0", dt0)
+    return adjoint_
+
+
+def save_times(ts: Array) -> dfx.SaveAt:
+    """Save at `ts`; for two times, at the endpoints (cheaper than interpolating at ts)."""
+    if ts.shape[0] == 2:
+        return dfx.SaveAt(t0=True, t1=True)
+    return dfx.SaveAt(ts=ts)
+
+
+def solve_stats(solver: dfx.AbstractSolver, sol: dfx.Solution) -> Stats:
+    """`Stats` of a Diffrax solution."""
+    num_steps = sol.stats["num_steps"]
+    return Stats(
+        num_steps=num_steps,
+        num_accepted_steps=sol.stats["num_accepted_steps"],
+        num_rejected_steps=sol.stats["num_rejected_steps"],
+        num_fevals=fevals(solver, num_steps),
+    )

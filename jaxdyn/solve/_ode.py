@@ -19,21 +19,18 @@ import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float, PyTree
 
 from ._common import (
-    ADJOINTS,
     Batch,
     OnFailure,
     Solution,
-    Stats,
     apply_failure_policy,
     check_field,
-    check_positive,
+    check_options,
     check_ts,
     check_y0,
-    choice_error,
-    fevals,
     joint_field,
-    resolve,
     resolve_solver,
+    save_times,
+    solve_stats,
     stepsize_controller,
 )
 
@@ -81,15 +78,7 @@ def odeint(
     **Returns:** a `Solution`.
     """
     solver_ = resolve_solver(solver)
-    adjoint_ = resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
-    if on_failure not in ("raise", "nan", "return"):
-        raise choice_error("on_failure", on_failure, ("raise", "nan", "return"))
-    if batch not in (None, "vmap", "joint"):
-        raise choice_error("batch", batch, ("vmap", "joint"))
-    if not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    if dt0 is not None:
-        check_positive("dt0", dt0)
+    adjoint_ = check_options(adjoint, on_failure, max_steps, dt0, batch)
     ts = jnp.asarray(ts)
     check_ts(ts)
     check_y0(y0, batch)
@@ -97,10 +86,7 @@ def odeint(
     sample_y0 = jax.tree.map(lambda y: y[0], y0) if batch is not None else y0
     check_field(field, ts[0], sample_y0, args)
 
-    if ts.shape[0] == 2:
-        saveat = dfx.SaveAt(t0=True, t1=True)  # cheaper than interpolating at ts
-    else:
-        saveat = dfx.SaveAt(ts=ts)
+    saveat = save_times(ts)
     vector_field = joint_field(field) if batch == "joint" else field
     if isinstance(adjoint_, dfx.BacksolveAdjoint):
         # The continuous adjoint differentiates only explicit inputs: turn parameters that
@@ -125,13 +111,7 @@ def odeint(
             throw=False,
         )
         ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "odeint", max_steps)
-        num_steps = sol.stats["num_steps"]
-        stats = Stats(
-            num_steps=num_steps,
-            num_accepted_steps=sol.stats["num_accepted_steps"],
-            num_rejected_steps=sol.stats["num_rejected_steps"],
-            num_fevals=fevals(solver_, num_steps),
-        )
+        stats = solve_stats(solver_, sol)
         return ys, stats, result
 
     if batch == "vmap":

@@ -21,17 +21,16 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from .._trees import shapes
 from ._brownian import brownian_grid, brownian_path
 from ._common import (
-    ADJOINTS,
     Batch,
     OnFailure,
     Solution,
-    Stats,
     apply_failure_policy,
+    check_options,
     check_positive,
     check_ts,
     choice_error,
-    fevals,
-    resolve,
+    save_times,
+    solve_stats,
     stepsize_controller,
 )
 
@@ -283,12 +282,7 @@ def sdeint(
         raise choice_error("calculus", calculus, CALCULI)
     if brownian not in BROWNIAN:
         raise choice_error("brownian", brownian, BROWNIAN)
-    if on_failure not in ("raise", "nan", "return"):
-        raise choice_error("on_failure", on_failure, ("raise", "nan", "return"))
-    if batch not in (None, "vmap", "joint"):
-        raise choice_error("batch", batch, ("vmap", "joint"))
-    if not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    adjoint_ = check_options(adjoint, on_failure, max_steps, dt0, batch)
     _check_key(key)
     if n_samples is not None:
         if not (isinstance(n_samples, int) and n_samples > 0):
@@ -300,9 +294,7 @@ def sdeint(
     ts = jnp.asarray(ts)
     check_ts(ts)
     adaptive = rtol is not None or atol is not None
-    if dt0 is not None:
-        check_positive("dt0", dt0)
-    elif not adaptive:
+    if dt0 is None and not adaptive:
         raise ValueError(
             "sdeint needs dt0 (fixed steps) or rtol/atol (adaptive steps, brownian='virtual')"
         )
@@ -326,7 +318,6 @@ def sdeint(
     solver_, native = _solver(solver, structure, additive, calculus, adaptive)
     if native != calculus and not additive:
         drift = convert_drift(drift, diffusion, noise=noise, to=native)
-    adjoint_ = resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
 
     backsolve = isinstance(adjoint_, dfx.BacksolveAdjoint)
     if backsolve and brownian == "grid":
@@ -363,7 +354,7 @@ def sdeint(
         example = y0 if batch == "joint" else sample
         f = eqx.filter_closure_convert(f, ts[0], example, args)
         g = eqx.filter_closure_convert(g, ts[0], example, args)
-    saveat = dfx.SaveAt(t0=True, t1=True) if ts.shape[0] == 2 else dfx.SaveAt(ts=ts)
+    saveat = save_times(ts)
 
     def solve(y0_, path):
         terms = dfx.MultiTerm(dfx.ODETerm(f), _NoiseTerm(g, path, structure))
@@ -382,13 +373,7 @@ def sdeint(
             throw=False,
         )
         ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "sdeint", max_steps)
-        num_steps = sol.stats["num_steps"]
-        stats = Stats(
-            num_steps=num_steps,
-            num_accepted_steps=sol.stats["num_accepted_steps"],
-            num_rejected_steps=sol.stats["num_rejected_steps"],
-            num_fevals=fevals(solver_, num_steps),
-        )
+        stats = solve_stats(solver_, sol)
         return ys, stats, result
 
     path_args = (ts, grid, noise_shape, y0.dtype, levy, tol)
