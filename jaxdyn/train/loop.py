@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree, Scalar
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import append_metrics, truncate_metrics
