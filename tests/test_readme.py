@@ -15,3 +15,11 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert bool(namespace["sol"].succeeded)
     assert namespace["result"].step == 2000
     assert (tmp_path / "runs" / "mine" / "checkpoint" / "state.eqx").is_file()
+
+
+def test_readme_stochastic_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace: dict = {}
+    exec(compile(blocks[1], str(README), "exec"), namespace)
+    assert namespace["sol"].ys.shape == (1000, 11, 1)
+    assert namespace["logits"].shape == (1, 3)
