@@ -33,6 +33,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/neural_ode_step.py
+	$(BIN)/python benchmarks/neural_sde_step.py
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/hypergradient.py
 
