@@ -1,0 +1,303 @@
+"""Stable neural SDEs (Oh, Lim & Kim 2024), the GRU-Δt baseline and the UEA loader
+(float64, see conftest.py)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import central_difference
+
+from jaxdyn.data.irregular import augment, drop_observations, hermite_coefficients
+from jaxdyn.data.uea import UEA_DATASETS, uea
+from jaxdyn.models.gru import GRUDeltaT
+from jaxdyn.models.stable_sde import (
+    ControlledDrift,
+    ControlledNeuralSDE,
+    NeuralGSDE,
+    NeuralLNSDE,
+    NeuralLSDE,
+    TimeDiffusion,
+)
+from jaxdyn.solve import sdeint
+
+KEY = jax.random.key(0)
+CLASSES = [NeuralLSDE, NeuralLNSDE, NeuralGSDE, ControlledNeuralSDE]
+TS = jnp.linspace(0.0, 1.0, 9)
+CHANNELS, HIDDEN, OUT = 3, 4, 2  # 3 = time + 2 values
+
+
+def series(batch: int = 3, rate: float = 0.3, seed: int = 0):
+    """Hermite coefficients of `batch` noisy series on TS with a fraction `rate` dropped."""
+    rng = np.random.default_rng(seed)
+    values = jnp.asarray(rng.normal(size=(batch, TS.shape[0], CHANNELS - 1)))
+    values = drop_observations(jax.random.key(seed), values, rate)
+    return hermite_coefficients(TS, augment(TS, values))
+
+
+def build(cls, out=OUT, **kwargs):
+    return cls(CHANNELS, HIDDEN, out, 8, 1, dt0=0.125, key=KEY, **kwargs)
+
+
+def one(coefficients, i: int = 0):
+    return tuple(c[i] for c in coefficients)
+
+
+# --- shapes, jit, vmap, gradients ----------------------------------------------------------
+
+
+@eqx.filter_jit
+def batched(model, coefficients, keys):
+    return jax.vmap(lambda c, k: model(TS, c, key=k))(coefficients, keys)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_jit_vmap_shapes_and_finite_gradients(cls):
+    model = build(cls)
+    coefficients = series()
+    keys = jax.random.split(KEY, 3)
+
+    @eqx.filter_jit
+    def loss_and_grad(model):
+        def loss(model):
+            logits = batched(model, coefficients, keys)
+            return jnp.mean(logits**2), logits
+
+        return eqx.filter_value_and_grad(loss, has_aux=True)(model)
+
+    (loss, logits), grads = loss_and_grad(model)
+    assert logits.shape == (3, OUT) and bool(jnp.isfinite(loss))
+    grads = jax.tree.leaves(eqx.filter(grads, eqx.is_array))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in grads)
+
+
+def test_one_series_unjitted_matches_the_jitted_batch():
+    """What the classes share (`_PathSDEClassifier`), checked once: vmap and jit change
+    nothing (same key, same Brownian path; float64 round-off only), `out=None` returns the
+    state, and `solve` saves the state where asked."""
+    model = build(NeuralLSDE)
+    coefficients = series()
+    keys = jax.random.split(KEY, 3)
+    logits = batched(model, coefficients, keys)
+    np.testing.assert_allclose(model(TS, one(coefficients, 1), key=keys[1]), logits[1],
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    assert build(NeuralLSDE, out=None)(TS, one(coefficients), key=KEY).shape == (HIDDEN,)
+    sol = model.solve(TS, one(coefficients), key=KEY, save_ts=TS)
+    assert sol.ys.shape == (TS.shape[0], HIDDEN) and bool(sol.succeeded)
+
+
+@pytest.mark.parametrize("cls", [NeuralLSDE, NeuralGSDE])
+def test_gradient_matches_finite_difference(cls):
+    """With the key fixed, the Euler path is a smooth function of the parameters: the
+    derivative in the diffusion's scale logit θ matches a central difference (float64,
+    h = 1e-6: truncation ~1e-12, round-off ~1e-10)."""
+    model = build(cls)
+    coefficients = one(series(batch=1))
+
+    def loss(theta):
+        m = eqx.tree_at(lambda m: m.diffusion.theta, model, jnp.asarray(theta))
+        return jnp.sum(m(TS, coefficients, key=KEY) ** 2)
+
+    loss = jax.jit(loss)
+    autodiff = float(jax.jit(jax.grad(loss))(1.0))
+    assert abs(autodiff) > 1e-6  # the noise reaches the readout
+    assert autodiff == pytest.approx(central_difference(loss, 1.0), rel=1e-6, abs=1e-9)
+
+
+# --- the stable classes' structure ---------------------------------------------------------
+
+
+def test_lsde_diffusion_does_not_depend_on_the_state():
+    model = build(NeuralLSDE)
+    path = model._path(TS, one(series()))
+    z = jax.random.normal(KEY, (HIDDEN,))
+    for t in (0.0, 0.4, 1.0):
+        g = model._sde_diffusion(t, z, path)
+        np.testing.assert_array_equal(g, model._sde_diffusion(t, 100.0 * z - 3.0, path))
+        jacobian = jax.jacfwd(lambda y, t=t: model._sde_diffusion(t, y, path))(z)
+        np.testing.assert_array_equal(jacobian, 0.0)
+    assert model.noise == "additive"
+
+
+def test_lnsde_diffusion_is_linear_in_the_state():
+    """g(t, a z1 + b z2) = a g(t, z1) + b g(t, z2), and g(t, z) = σ(t) ⊙ z (exact up to
+    float64 round-off)."""
+    model = build(NeuralLNSDE)
+    path = model._path(TS, one(series()))
+    z1, z2 = jax.random.normal(KEY, (2, HIDDEN))
+    a, b = 2.5, -0.7
+    for t in (0.0, 0.4, 1.0):
+        g = lambda z, t=t: model._sde_diffusion(t, z, path)  # noqa: E731
+        np.testing.assert_allclose(g(a * z1 + b * z2), a * g(z1) + b * g(z2), rtol=1e-13,
+                                   atol=1e-13)  # fmt: skip
+        np.testing.assert_allclose(g(z1), model.diffusion(t) * z1, rtol=1e-15)
+    np.testing.assert_array_equal(model._sde_diffusion(0.3, jnp.zeros(HIDDEN), path), 0.0)
+
+
+def _noisy(model, sigma_logit: float = 8.0):
+    """The model with σ(t) ≈ 1 everywhere: the last diffusion layer's bias set high."""
+    bias = lambda m: m.diffusion.mlp.layers[-1].bias  # noqa: E731
+    return eqx.tree_at(bias, model, jnp.full(HIDDEN, sigma_logit))
+
+
+def test_gsde_keeps_the_state_positive_where_euler_in_z_does_not():
+    """With σ ≈ 1 and a coarse step (dt0 = 1 on [0, 8]), Euler–Maruyama on dz = zγ dt + zσ dW
+    crosses zero (a step multiplies z by 1 + γ dt + σ ΔW, negative when ΔW < -1 - γ); the
+    GSDE, solved for log z, stays positive on every path."""
+    ts = jnp.linspace(0.0, 8.0, 9)
+    model = _noisy(NeuralGSDE(CHANNELS, HIDDEN, OUT, 8, 1, dt0=1.0, key=KEY))
+    values = jax.random.normal(KEY, (ts.shape[0], CHANNELS - 1))
+    coefficients = hermite_coefficients(ts, augment(ts, values))
+    path = model._path(ts, coefficients)
+    z0 = jnp.exp(model.initial(path.evaluate(ts[0])))
+    keys = jax.random.split(KEY, 20)
+    gsde = jax.vmap(lambda k: model.solve(ts, coefficients, key=k, save_ts=ts).ys)(keys)
+    euler = sdeint(
+        lambda t, z, p: model.geometric_drift(t, z, p.evaluate(t)),
+        lambda t, z, p: model.geometric_diffusion(t, z),
+        jnp.broadcast_to(z0, (20, HIDDEN)), ts, key=KEY, args=path, dt0=1.0, batch="vmap",
+        on_failure="return",  # log z of a negative z is NaN: those paths stop there
+    ).ys  # fmt: skip
+    assert float(jnp.min(gsde)) > 0
+    assert float(jnp.nanmin(euler)) < 0
+
+
+def test_gsde_matches_the_geometric_closed_form():
+    """With γ and σ constant (all weights before the output biases zeroed), the GSDE is
+    geometric Brownian motion, z(T) = z(0) exp((γ - σ²/2) T + σ W(T)), and Euler in log z is
+    exact. W(T) is read from the same key by solving dy = dW (float64 round-off only)."""
+    model = build(NeuralGSDE)
+    zero = lambda m: [m.drift.mlp.layers[-1].weight, m.diffusion.mlp.layers[-1].weight]  # noqa: E731
+    model = eqx.tree_at(zero, model, replace_fn=jnp.zeros_like)
+    gamma = jnp.tanh(model.drift.mlp.layers[-1].bias)
+    sigma = jnp.tanh(jax.nn.sigmoid(model.diffusion.theta)
+                     * jax.nn.relu(model.diffusion.mlp.layers[-1].bias))  # fmt: skip
+    assert float(jnp.min(sigma)) > 0  # some noise to test
+    coefficients = one(series())
+    path = model._path(TS, coefficients)
+    z0 = jnp.exp(model.initial(path.evaluate(TS[0])))
+    zs = model.solve(TS, coefficients, key=KEY).ys
+    w = sdeint(lambda t, y, a: jnp.zeros_like(y), lambda t, y, a: jnp.ones_like(y),
+               jnp.zeros(HIDDEN), TS[jnp.array([0, -1])], key=KEY, dt0=0.125,
+               noise="additive").ys[-1]  # fmt: skip
+    t_final = float(TS[-1] - TS[0])
+    exact = z0 * jnp.exp((gamma - 0.5 * sigma**2) * t_final + sigma * w)
+    np.testing.assert_allclose(zs[0], z0, rtol=1e-14)
+    np.testing.assert_allclose(zs[-1], exact, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_drift_and_time_diffusion_are_bounded(cls):
+    """γ ∈ (-1, 1) and σ(t) ∈ [0, 1) whatever the inputs, even far outside the data."""
+    model = build(cls)
+    z = 1e3 * jax.random.normal(KEY, (50, HIDDEN))
+    x = 1e3 * jax.random.normal(jax.random.key(1), (50, CHANNELS))
+    t = jnp.linspace(-50.0, 50.0, 50)
+    gamma = jax.vmap(model.drift)(t, z, x)
+    assert float(jnp.max(jnp.abs(gamma))) <= 1.0
+    if isinstance(model.diffusion, TimeDiffusion):
+        sigma = jax.vmap(model.diffusion)(t)
+        assert float(jnp.min(sigma)) >= 0.0 and float(jnp.max(sigma)) < 1.0
+
+
+def test_naive_neural_sde_diffusion_depends_on_the_state():
+    """The baseline has none of the stable structure: its diffusion changes with z."""
+    model = _noisy(build(ControlledNeuralSDE), 0.0)
+    path = model._path(TS, one(series()))
+    z = jax.random.normal(KEY, (HIDDEN,))
+    jacobian = jax.jacfwd(lambda y: model._sde_diffusion(0.3, y, path))(z)
+    assert float(jnp.max(jnp.abs(jacobian))) > 0
+
+
+def test_lsde_drift_is_autonomous_apart_from_the_control():
+    drift = ControlledDrift(HIDDEN, CHANNELS, 8, 1, time=False, key=KEY)
+    z, x = jnp.ones(HIDDEN), jnp.ones(CHANNELS)
+    np.testing.assert_array_equal(drift(0.0, z, x), drift(2.0, z, x))
+    timed = ControlledDrift(HIDDEN, CHANNELS, 8, 1, time=True, key=KEY)
+    assert not np.array_equal(timed(0.0, z, x), timed(2.0, z, x))
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_errors_name_the_bad_argument(cls):
+    model = build(cls)
+    wrong = hermite_coefficients(TS, jnp.ones((TS.shape[0], CHANNELS + 1)))
+    with pytest.raises(ValueError, match="built for 3 channels.*have 4"):
+        model(TS, wrong, key=KEY)
+    with pytest.raises(ValueError, match="hidden to be an int >= 1, got 0"):
+        cls(CHANNELS, 0, OUT, 8, 1, dt0=0.1, key=KEY)
+    with pytest.raises(ValueError, match="dt0 > 0"):
+        cls(CHANNELS, HIDDEN, OUT, 8, 1, dt0=-0.1, key=KEY)
+    with pytest.raises(ValueError, match="out to be an int >= 1"):
+        cls(CHANNELS, HIDDEN, 0, 8, 1, dt0=0.1, key=KEY)
+    with pytest.raises(ValueError, match="known at trace time"):
+        eqx.filter_jit(lambda ts: model(ts, one(series()), key=KEY))(TS)
+
+
+# --- GRU-Δt ---------------------------------------------------------------------------------
+
+
+def test_gru_skips_missing_steps_and_appends_the_gap():
+    """On a series with missing rows, GRU-Δt equals the GRU run on the observed rows alone,
+    each with its time since the previous observation appended (0 for the first)."""
+    rng = np.random.default_rng(0)
+    ts = jnp.asarray(np.sort(rng.uniform(0.0, 5.0, 10)))
+    values = rng.normal(size=(10, 2))
+    values[[0, 3, 4, 8]] = np.nan
+    model = GRUDeltaT(2, 5, 3, key=KEY)
+    observed = ~np.isnan(values).all(axis=1)
+    t_obs, x_obs = np.asarray(ts)[observed], values[observed]
+    h = jnp.zeros(5)
+    for k in range(x_obs.shape[0]):
+        gap = 0.0 if k == 0 else t_obs[k] - t_obs[k - 1]
+        h = model.cell(jnp.concatenate([jnp.asarray(x_obs[k]), jnp.asarray([gap])]), h)
+    np.testing.assert_allclose(model.hidden_states(ts, jnp.asarray(values))[-1], h, rtol=1e-13)
+    np.testing.assert_allclose(model(ts, jnp.asarray(values)), model.readout(h), rtol=1e-13)
+
+
+def test_gru_fills_a_partially_missing_channel_forward():
+    ts = jnp.arange(4.0)
+    values = jnp.asarray([[1.0, 2.0], [3.0, np.nan], [np.nan, 5.0], [7.0, 8.0]])
+    filled = jnp.asarray([[1.0, 2.0], [3.0, 2.0], [3.0, 5.0], [7.0, 8.0]])
+    model = GRUDeltaT(2, 5, None, key=KEY)
+    np.testing.assert_array_equal(model(ts, values), model(ts, filled))
+    assert model(ts, values).shape == (5,)
+
+
+def test_gru_batches_jit_and_errors():
+    model = GRUDeltaT(2, 5, 3, key=KEY)
+    values = drop_observations(KEY, jnp.ones((4, 6, 2)), 0.5)
+    ts = jnp.linspace(0.0, 1.0, 6)
+    out = eqx.filter_jit(jax.vmap(model, in_axes=(None, 0)))(ts, values)
+    assert out.shape == (4, 3) and bool(jnp.all(jnp.isfinite(out)))
+    with pytest.raises(ValueError, match=r"values of shape \(time, 2\)"):
+        model(ts, jnp.ones((6, 3)))
+    with pytest.raises(ValueError, match="hidden to be an int >= 1"):
+        GRUDeltaT(2, 0, 3, key=KEY)
+
+
+# --- the UEA loader -------------------------------------------------------------------------
+
+
+def test_basic_motions_loader():
+    data = uea("BasicMotions")
+    assert data.x_train.shape == data.x_test.shape == (40, 100, 6)
+    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int32
+    assert data.classes == ("badminton", "running", "standing", "walking")
+    assert set(data.y_train.tolist()) == set(data.y_test.tolist()) == {0, 1, 2, 3}
+    # Standardised with training statistics: training mean 0, std 1 per channel (float32
+    # sums over 4,000 values: ~1e-6); the test split is only shifted and scaled by them.
+    np.testing.assert_allclose(data.x_train.mean(axis=(0, 1)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(data.x_train.std(axis=(0, 1)), 1.0, rtol=1e-5)
+    assert data.ts[0] == 0.0 and data.ts[-1] == 1.0 and np.all(np.diff(data.ts) > 0)
+    short = uea("BasicMotions", stride=2)
+    assert short.x_train.shape == (40, 50, 6)
+    np.testing.assert_allclose(short.ts, data.ts[::2])
+    with pytest.raises(ValueError, match="unknown UEA dataset name='Basic'"):
+        uea("Basic")
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        uea(stride=0)
+    assert "BasicMotions" in UEA_DATASETS
