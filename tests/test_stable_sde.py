@@ -229,8 +229,9 @@ def test_errors_name_the_bad_argument(cls):
         model(TS, wrong, key=KEY)
     with pytest.raises(ValueError, match="hidden to be an int >= 1, got 0"):
         cls(CHANNELS, 0, OUT, 8, 1, dt0=0.1, key=KEY)
-    with pytest.raises(ValueError, match="dt0 > 0"):
-        cls(CHANNELS, HIDDEN, OUT, 8, 1, dt0=-0.1, key=KEY)
+    for dt0 in (-0.1, None):
+        with pytest.raises(ValueError, match=f"dt0 > 0 \\(the fixed step size\\), got {dt0}"):
+            cls(CHANNELS, HIDDEN, OUT, 8, 1, dt0=dt0, key=KEY)
     with pytest.raises(ValueError, match="out to be an int >= 1"):
         cls(CHANNELS, HIDDEN, 0, 8, 1, dt0=0.1, key=KEY)
     with pytest.raises(ValueError, match="known at trace time"):

@@ -26,6 +26,7 @@ with ReLU hidden layers; `σ(t) = tanh(s · relu(MLP(φ(t))))` with a learnt sca
 hold by construction.
 """
 
+import numbers
 from collections.abc import Callable
 
 import diffrax as dfx
@@ -177,7 +178,7 @@ class _PathSDEClassifier(eqx.Module):
     readout: eqx.nn.Linear | None
     hidden: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
-    dt0: float | None = eqx.field(static=True)
+    dt0: float = eqx.field(static=True)
     solver: str | dfx.AbstractSolver = eqx.field(static=True)
     adjoint: str | dfx.AbstractAdjoint = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
@@ -193,14 +194,14 @@ class _PathSDEClassifier(eqx.Module):
         _check_sizes(name, channels=channels, hidden=hidden, width=width, depth=depth)
         if out is not None:
             _check_sizes(name, out=out)
-        if dt0 is not None and not (isinstance(dt0, int | float) and dt0 > 0):
-            raise ValueError(f"{name} needs dt0 > 0 (the Euler step), got {dt0!r}")
+        if isinstance(dt0, bool) or not (isinstance(dt0, numbers.Real) and dt0 > 0):
+            raise ValueError(f"{name} needs dt0 > 0 (the fixed step size), got {dt0!r}")
         k_initial, k_drift, k_readout = jax.random.split(key, 3)
         self.hidden, self.channels = hidden, channels
         self.initial = eqx.nn.Linear(channels, hidden, key=k_initial)
         self.drift = ControlledDrift(hidden, channels, width, depth, time=time, key=k_drift)
         self.readout = None if out is None else eqx.nn.Linear(hidden, out, key=k_readout)
-        self.dt0, self.solver, self.adjoint = dt0, solver, adjoint
+        self.dt0, self.solver, self.adjoint = float(dt0), solver, adjoint
         self.max_steps, self.on_failure = max_steps, on_failure
 
     def _initial_state(self, x0: Array) -> Array:
@@ -266,16 +267,15 @@ class _PathSDEClassifier(eqx.Module):
 
 _SOLVE_DOC = """
     **Arguments:** `channels`, of the path (time included); `hidden`, the state size; `out`,
-    the readout size (`None`: return `z(t_N)`); `width`, `depth`, of the drift and diffusion
-    networks; `dt0`, the fixed step (`None` with an adaptive Diffrax solver object is not
-    supported by the grid Brownian path: give `dt0`); `solver`, a `sdeint` solver name
-    (`euler`, Euler–Maruyama, by default, as the paper); `adjoint`, `max_steps`,
-    `on_failure`, as for `sdeint`; `key`.
+    the readout size (`None`: return the final state); `width`, `depth`, of the drift and
+    diffusion networks; `dt0`, the fixed step size (the Brownian path is drawn on that grid);
+    `solver`, an `sdeint` solver name (`euler`, Euler–Maruyama, by default, as the paper) or
+    a Diffrax solver; `adjoint`, `max_steps`, `on_failure`, as for `sdeint`; `key`.
 """
 
 
 class NeuralLSDE(_PathSDEClassifier):
-    """Neural Langevin-type SDE (Oh, Lim & Kim 2024, §3.1 with the control of §3.4):
+    """Neural Langevin-type SDE (Oh, Lim & Kim 2024, with the controlled path of their §3.4):
 
         dz(t) = γ(z̃(t)) dt + σ(t) dW(t),    z̃(t) = ζ(z(t), X(t)).
 
@@ -294,7 +294,7 @@ class NeuralLSDE(_PathSDEClassifier):
     noise = "additive"
 
     def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float | None, solver: str | dfx.AbstractSolver = "euler",
+                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
                  adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
                  on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
         k_common, k_diffusion = jax.random.split(key)
@@ -313,7 +313,7 @@ class NeuralLSDE(_PathSDEClassifier):
 
 
 class NeuralLNSDE(_PathSDEClassifier):
-    """Neural linear-noise SDE (Oh, Lim & Kim 2024, §3.1 with the control of §3.4):
+    """Neural linear-noise SDE (Oh, Lim & Kim 2024, with the controlled path of their §3.4):
 
         dz(t) = γ(t, z̃(t)) dt + σ(t) ⊙ z(t) dW(t),    z̃(t) = ζ(t, z(t), X(t)),
 
@@ -332,7 +332,7 @@ class NeuralLNSDE(_PathSDEClassifier):
     diffusion: TimeDiffusion
 
     def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float | None, solver: str | dfx.AbstractSolver = "euler",
+                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
                  adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
                  on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
         k_common, k_diffusion = jax.random.split(key)
@@ -351,7 +351,7 @@ class NeuralLNSDE(_PathSDEClassifier):
 
 
 class NeuralGSDE(_PathSDEClassifier):
-    """Neural geometric SDE (Oh, Lim & Kim 2024, §3.1 with the control of §3.4):
+    """Neural geometric SDE (Oh, Lim & Kim 2024, with the controlled path of their §3.4):
 
         dz(t)/z(t) = γ(t, z̃(t)) dt + σ(t) dW(t),    z̃(t) = ζ(t, z(t), X(t)),
 
@@ -381,7 +381,7 @@ class NeuralGSDE(_PathSDEClassifier):
     diffusion: TimeDiffusion
 
     def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float | None, solver: str | dfx.AbstractSolver = "euler",
+                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
                  adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
                  on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
         k_common, k_diffusion = jax.random.split(key)
@@ -432,7 +432,7 @@ class ControlledNeuralSDE(_PathSDEClassifier):
     diffusion: _StateDiffusion
 
     def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float | None, solver: str | dfx.AbstractSolver = "euler",
+                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
                  adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
                  on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
         k_common, k_diffusion = jax.random.split(key)
