@@ -24,6 +24,13 @@ TINY = {
     "fractional_hurst": ["data.num_steps=10", "data.num_paths=4", "data.fine_factor=2",
                          "model.num_k=3", "var_error.ks=[1,2]", "var_error.num_times=10",
                          "train.steps=4", "train.chunk=2"],
+    "irregular_classification": ["data.missing_rates=[0.0,0.5]", "num_seeds=1", "data.stride=20",
+                                 "model.hidden=4", "model.width=4", "model.eval_samples=1",
+                                 "train.steps=2", "train.chunk=2", "model.models=[gru_dt,gsde]"],
+    "sde_fit": ["data.num_paths=16", "data.horizon=1.0", "data.fine_factor=2", "data.solver=euler",
+                "model.width=8", "model.depth=1", "evaluation.times=[1.0]",
+                "evaluation.num_replicates=1", "evaluation.grid_points=11", "train.steps=2",
+                "train.chunk=2", "train.batch_size=4"],
 }  # fmt: skip
 
 
