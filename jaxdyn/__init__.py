@@ -10,6 +10,7 @@ Public API (re-exports only):
 """
 
 from . import data as data
+from . import metrics as metrics
 from . import models as models
 from . import train as train
 from .config import ConfigError as ConfigError

@@ -9,7 +9,13 @@ from .irregular import fill_forward as fill_forward
 from .irregular import hermite_coefficients as hermite_coefficients
 from .irregular import observation_counts as observation_counts
 from .irregular import observation_mask as observation_mask
+from .stochastic import double_well_diffusion as double_well_diffusion
+from .stochastic import double_well_drift as double_well_drift
+from .stochastic import double_well_paths as double_well_paths
 from .systems import SPIRAL_MATRIX as SPIRAL_MATRIX
 from .systems import spiral as spiral
 from .systems import spiral_field as spiral_field
+from .uea import UEA_DATASETS as UEA_DATASETS
+from .uea import UEADataset as UEADataset
+from .uea import uea as uea
 from .windows import windows as windows

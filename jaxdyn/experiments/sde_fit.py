@@ -17,23 +17,24 @@ negative log-likelihood per transition, minimised by `jaxdyn.train.fit` over min
 approximations (`model.estimators`; several are fitted side by side from the same
 initialisation and minibatches, the first is the one the targets judge):
 
-- `euler`: the Euler–Maruyama density `N(x + f Δ, σ² Δ)` (`euler_maruyama_log_density`;
-  Florens-Zmirou 1989; with neural drift and diffusion, Dietrich et al. 2023). Its maximiser
-  with unlimited data is `f̂ = E[x_{n+1} - x_n | x_n]/Δ = f + (Δ/2)(f f' + ½σ² f'') + O(Δ²)`
-  and `σ̂² = Var[x_{n+1} | x_n]/Δ = σ²(1 + f' Δ) + O(Δ²)` (additive noise): biased at
-  first order in Δ. In the wells, `f' = -2`, so at Δ = 0.1 `σ̂ ≈ 0.91 σ`.
+- `euler`: the Euler–Maruyama density `N(x + f Δ, σ² Δ)`
+  (`jaxdyn.train.euler_maruyama_log_density`; Florens-Zmirou 1989; with neural drift and
+  diffusion, Dietrich et al. 2023). Its maximiser with unlimited data is `f̂ = E[x_{n+1} - x_n |
+  x_n]/Δ = f + (Δ/2)(f f' + ½σ² f'') + O(Δ²)` and `σ̂² = Var[x_{n+1} | x_n]/Δ = σ²(1 + f' Δ) +
+  O(Δ²)` (additive noise): biased at first order in Δ. In the wells, `f' = -2`, so at Δ = 0.1
+  `σ̂ ≈ 0.91 σ`.
 - `local_linear`: the local-linearisation density of Ozaki (1992) and Shoji & Ozaki (1998)
-  (`local_linear_log_density`): the drift is expanded to first order in `x` (Jacobian `J`)
-  and, by Itô's formula, to first order in `t` (`M = ½ tr(σσᵀ ∇²f)`) around `x_n`, with the
-  diffusion frozen at `x_n`; the resulting linear SDE has the Gaussian transition with mean
-  `x + J⁻¹(e^{JΔ} - 1) f + J⁻²(e^{JΔ} - 1 - JΔ) M` and variance `∫₀^Δ e^{Js} σσᵀ e^{Jᵀs} ds`
-  (in one dimension by `φ`-functions with a series near `JΔ = 0`; in more from matrix
-  exponentials, Van Loan 1978; no inverse of `J` either way). It is
-  exact for linear drift with additive noise (Ornstein–Uhlenbeck), and its mean and variance
-  agree with the true conditional moments through O(Δ²) for additive noise, so its bias is
-  O(Δ²) where Euler's is O(Δ). What remains: the skewness of the true transition (not
-  Gaussian), and with multiplicative noise (`σ₁ > 0`) the frozen diffusion leaves an O(Δ)
-  bias in `σ̂²`, as in Euler.
+  (`jaxdyn.train.local_linear_log_density`): the drift is expanded to first order in `x`
+  (Jacobian `J`) and, by Itô's formula, to first order in `t` (`M = ½ tr(σσᵀ ∇²f)`) around
+  `x_n`, with the diffusion frozen at `x_n`; the resulting linear SDE has the Gaussian
+  transition with mean `x + J⁻¹(e^{JΔ} - 1) f + J⁻²(e^{JΔ} - 1 - JΔ) M` and variance `∫₀^Δ
+  e^{Js} σσᵀ e^{Jᵀs} ds` (in one dimension by `φ`-functions with a series near `JΔ = 0`; in more
+  from matrix exponentials, Van Loan 1978; no inverse of `J` either way). It is exact for linear
+  drift with additive noise (Ornstein–Uhlenbeck), and its mean and variance agree with the true
+  conditional moments through O(Δ²) for additive noise, so its bias is O(Δ²) where Euler's is
+  O(Δ). What remains: the skewness of the true transition (not Gaussian), and with
+  multiplicative noise (`σ₁ > 0`) the frozen diffusion leaves an O(Δ) bias in `σ̂²`, as in
+  Euler.
 
 Evaluation. On a grid over the central `1 - 2q` quantile range of the observed states:
 the diffusion's maximum and mean relative error `|σ̂ - σ|/σ`, and the drift's error
@@ -50,10 +51,7 @@ W₁(data, true SDE)` (means over replicates). Also recorded: each density's NLL
 of all the data at the learned and at the true drift and diffusion (a learned NLL far below
 the truth's says the density is misspecified at this Δ: Euler's is).
 
-Implementation note: the one-dimensional densities and Euler's with diagonal noise use no
-LAPACK call. With jax 0.10.2 on 2 CPU cores, the matrix path (batched Cholesky and LU solves)
-over 50 000 transitions in one jit deadlocked, reproducibly: both XLA intra-op threads sat in
-jaxlib's `ParallelBatchMap` (batched `trsm`), each waiting for the other (seen with gdb).
+The densities live in `jaxdyn.train.transition` (with a note on LAPACK on 2 CPU cores).
 
 References: Ozaki (1992), "A bridge between nonlinear time series models and nonlinear
 stochastic dynamical systems: a local linearization approach", Statistica Sinica 2; Shoji &
@@ -75,191 +73,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, choice, positive
 from ..data.stochastic import double_well_diffusion, double_well_drift, double_well_paths
-from ..models import ACTIVATIONS, MLPField, NeuralSDE
+from ..metrics import wasserstein_1d
+from ..models import ACTIVATIONS, MLPField, NeuralSDE, SoftplusField
 from ..plotting import Figure, loss_curve
 from ..solve import SDE_SOLVERS
-from ..train import read_metrics
+from ..train import TRANSITION_DENSITIES, read_metrics, transition_nll
 from ._registry import register
 from ._training import fit_from_config
-
-__all__ = [
-    "TRANSITION_DENSITIES",
-    "SoftplusField",
-    "euler_maruyama_log_density",
-    "local_linear_log_density",
-    "mean_negative_log_likelihood",
-    "wasserstein_1d",
-]
 
 Field = Callable[[Any, Array, Any], Array]
 
 
-# --- transition densities ---------------------------------------------------------------------
-
-
-def _noise_covariance(g: Array, y: Array) -> Array:
-    """`σσᵀ` for a diffusion of shape `(dim,)` (diagonal noise) or `(dim, m)` (general)."""
-    if g.shape == y.shape:
-        return jnp.diag(g**2)
-    if g.ndim == 2 and g.shape[0] == y.shape[0]:
-        return g @ g.T
-    raise ValueError(
-        f"the diffusion must return shape {y.shape} (diagonal noise) or {y.shape + ('m',)} "
-        f"(general noise) for a state of shape {y.shape}; got {g.shape}"
-    )
-
-
-def _check_transition(y0: Array, y1: Array) -> None:
-    if y0.ndim != 1 or y0.shape != y1.shape:
-        raise ValueError(
-            f"a transition needs y0 and y1 of the same shape (dim,); got {y0.shape}, {y1.shape}"
-        )
-
-
-def _gaussian_log_density(residual: Array, covariance: Array) -> Scalar:
-    """`log N(residual; 0, covariance)`; `covariance` a matrix, or a vector (its diagonal)."""
-    dim = residual.shape[0]
-    if covariance.ndim == 1:  # elementwise: no LAPACK call (see the module's note)
-        quadratic, log_det = jnp.sum(residual**2 / covariance), jnp.sum(jnp.log(covariance))
-    else:
-        chol = jnp.linalg.cholesky(covariance)
-        z = jax.scipy.linalg.solve_triangular(chol, residual, lower=True)
-        quadratic, log_det = jnp.sum(z**2), 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (quadratic + log_det + dim * math.log(2.0 * math.pi))
-
-
-def euler_maruyama_log_density(
-    drift: Field,
-    diffusion: Field,
-    t: Scalar,
-    y0: Float[ArrayLike, " dim"],
-    y1: Float[ArrayLike, " dim"],
-    dt: float | Scalar,
-    args: Any = None,
-) -> Scalar:
-    """`log p(y1 | y0)` for one step `dt` of Euler–Maruyama from `(t, y0)`:
-
-        y1 ~ N(y0 + f(t, y0) dt,  σσᵀ(t, y0) dt)
-
-    (Florens-Zmirou 1989). `drift(t, y, args)` returns `(dim,)`; `diffusion(t, y, args)`
-    returns `(dim,)` (diagonal noise) or `(dim, m)` (general), as for `sdeint`. As an estimator
-    of `f` and `σ` from observations `dt` apart it is biased at first order in `dt`.
-    """
-    y0, y1 = jnp.asarray(y0), jnp.asarray(y1)
-    _check_transition(y0, y1)
-    f = drift(t, y0, args)
-    g = diffusion(t, y0, args)
-    covariance = g**2 if g.shape == y0.shape else _noise_covariance(g, y0)
-    return _gaussian_log_density(y1 - y0 - f * dt, covariance * dt)
-
-
-def _phi(z: Array, k: int) -> Array:
-    """`φ_k(z) = (e^z - Σ_{j<k} z^j/j!) / z^k` (so `φ₁ = (e^z - 1)/z`, `φ₂ = (e^z - 1 - z)/z²`),
-    by its Taylor series `Σ_j z^j/(j+k)!` for `|z| < 0.1` (12 terms: truncation below 1e-19)
-    and by the closed form elsewhere (cancellation error ≈ 2ε/|z| for `φ₂`), with the
-    double-`where` that keeps gradients finite."""
-    small = jnp.abs(z) < 0.1
-    z_series = jnp.where(small, z, 0.0)
-    series = jnp.zeros_like(z)
-    for j in reversed(range(12)):
-        series = series * z_series + 1.0 / math.factorial(j + k)
-    z_exact = jnp.where(small, 1.0, z)
-    head = jnp.expm1(z_exact) if k == 1 else jnp.expm1(z_exact) - z_exact
-    return jnp.where(small, series, head / z_exact**k)
-
-
-def local_linear_log_density(
-    drift: Field,
-    diffusion: Field,
-    t: Scalar,
-    y0: Float[ArrayLike, " dim"],
-    y1: Float[ArrayLike, " dim"],
-    dt: float | Scalar,
-    args: Any = None,
-) -> Scalar:
-    """`log p(y1 | y0)` under the local linearisation of Shoji & Ozaki (1998) (Ozaki 1992).
-
-    Around `(t, y0)`, with `f = f(t, y0)`, `J = ∂f/∂y`, `Q = σσᵀ(t, y0)` and, by Itô's formula,
-    `M_i = ½ tr(Q ∇²f_i)`, the SDE is replaced by the linear one
-    `dy = (f + J (y - y0) + M s) ds + σ(t, y0) dW`, whose transition is Gaussian:
-
-        y1 ~ N(y0 + J⁻¹(e^{J dt} - I) f + J⁻²(e^{J dt} - I - J dt) M,  ∫₀^{dt} e^{Js} Q e^{Jᵀs} ds).
-
-    In one dimension this is `N(y0 + dt φ₁(J dt) f + dt² φ₂(J dt) M, Q dt φ₁(2J dt))` with
-    `φ₁(z) = (e^z - 1)/z`, `φ₂(z) = (e^z - 1 - z)/z²` (series near 0: no inverse of `J`). In
-    more dimensions the mean is read off the exponential of the augmented matrix
-    `[[J, M, f], [0, 0, 1], [0, 0, 0]] dt` and the covariance off that of `[[-J, Q], [0, Jᵀ]] dt`
-    (Van Loan 1978). Exact for Ornstein–Uhlenbeck processes; for additive noise the mean and
-    covariance are right through O(dt²). Arguments as in `euler_maruyama_log_density`; the
-    drift must be twice differentiable in `y`.
-    """
-    y0, y1 = jnp.asarray(y0), jnp.asarray(y1)
-    _check_transition(y0, y1)
-    dim = y0.shape[0]
-
-    def f_at(y):
-        return drift(t, y, args)
-
-    f = f_at(y0)
-    jac = jax.jacfwd(f_at)(y0)
-    hessian = jax.jacfwd(jax.jacfwd(f_at))(y0)  # (dim, dim, dim): ∂²f_i/∂y_k∂y_l
-    q = _noise_covariance(diffusion(t, y0, args), y0)
-    m = 0.5 * jnp.einsum("kl,ikl->i", q, hessian)
-    if dim == 1:  # closed form: no matrix exponential, no LAPACK call
-        z = jac[0] * dt
-        mean_increment = dt * _phi(z, 1) * f + dt**2 * _phi(z, 2) * m
-        variance = q[0] * dt * _phi(2.0 * z, 1)
-        return _gaussian_log_density(y1 - y0 - mean_increment, variance)
-
-    dtype = jnp.result_type(y0, f)
-    augmented = jnp.zeros((dim + 2, dim + 2), dtype)
-    augmented = augmented.at[:dim, :dim].set(jac).at[:dim, dim].set(m).at[:dim, dim + 1].set(f)
-    augmented = augmented.at[dim, dim + 1].set(1.0)
-    mean_increment = jax.scipy.linalg.expm(augmented * dt)[:dim, dim + 1]
-
-    van_loan = jnp.block([[-jac, q], [jnp.zeros_like(jac), jac.T]]) * dt
-    blocks = jax.scipy.linalg.expm(van_loan)
-    covariance = blocks[dim:, dim:].T @ blocks[:dim, dim:]
-    covariance = 0.5 * (covariance + covariance.T)
-    return _gaussian_log_density(y1 - y0 - mean_increment, covariance)
-
-
-#: Transition densities by the names `model.estimators` uses.
-TRANSITION_DENSITIES: dict[str, Callable[..., Scalar]] = {
-    "euler": euler_maruyama_log_density,
-    "local_linear": local_linear_log_density,
-}
-
-
-def wasserstein_1d(a: Float[ArrayLike, " n"], b: Float[ArrayLike, " m"]) -> Scalar:
-    """The Wasserstein-1 distance between the empirical distributions of two 1-D samples,
-    exactly: `W₁ = ∫ |F_a(x) - F_b(x)| dx` over the merged sorted samples (for `n = m` this is
-    `mean|sort(a) - sort(b)|`)."""
-    a, b = jnp.sort(jnp.ravel(jnp.asarray(a))), jnp.sort(jnp.ravel(jnp.asarray(b)))
-    z = jnp.sort(jnp.concatenate([a, b]))
-    cdf_a = jnp.searchsorted(a, z[:-1], side="right").astype(z.dtype) / a.shape[0]
-    cdf_b = jnp.searchsorted(b, z[:-1], side="right").astype(z.dtype) / b.shape[0]
-    return jnp.sum(jnp.abs(cdf_a - cdf_b) * jnp.diff(z))
-
-
 # --- model ------------------------------------------------------------------------------------
-
-
-class SoftplusField(eqx.Module):
-    """A positive field `σ(t, y) = softplus(h(t, y))`, e.g. a diagonal diffusion."""
-
-    field: Field
-
-    def __call__(self, t: Scalar, y: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
-        return jax.nn.softplus(self.field(t, y, args))
-
-
-# --- config -----------------------------------------------------------------------------------
 
 
 def _interval(values) -> bool:
@@ -353,23 +183,6 @@ def _true_sde(d: DictConfig) -> tuple[Field, Field]:
     return double_well_drift, lambda t, y, args: double_well_diffusion(t, y, sigmas)
 
 
-def mean_negative_log_likelihood(
-    density: str,
-    drift: Field,
-    diffusion: Field,
-    transitions: tuple[Float[Array, " n"], Float[Array, "n dim"], Float[Array, "n dim"]],
-    dt: float,
-) -> Scalar:
-    """`-(1/n) Σ_k log p(y1_k | t_k, y0_k)` over transitions `(t, y0, y1)` a step `dt` apart,
-    by the transition density named `density` (a key of `TRANSITION_DENSITIES`)."""
-    log_density = TRANSITION_DENSITIES[density]
-
-    def one(t, y0, y1):
-        return log_density(drift, diffusion, t, y0, y1, dt)
-
-    return -jnp.mean(jax.vmap(one)(*transitions))
-
-
 @register("sde_fit", SDEFitConfig)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Drift and diffusion of a stochastic double well from paths, by transition likelihood."""
@@ -404,7 +217,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     def loss_fn(models: dict[str, NeuralSDE], batch, key):
         batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
         nll = {
-            name: mean_negative_log_likelihood(name, m.drift, m.diffusion, batch, d.obs_dt)
+            name: transition_nll(name, m.drift, m.diffusion, batch, d.obs_dt)
             for name, m in models.items()
         }
         return sum(nll.values()), {f"nll_{name}": value for name, value in nll.items()}
@@ -455,7 +268,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     @eqx.filter_jit
     def full_nll(models):
         return {
-            name: mean_negative_log_likelihood(name, m.drift, m.diffusion, transitions, d.obs_dt)
+            name: transition_nll(name, m.drift, m.diffusion, transitions, d.obs_dt)
             for name, m in models.items()
         }
 

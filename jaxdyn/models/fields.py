@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-__all__ = ["ACTIVATIONS", "FEATURES", "MLPField"]
+__all__ = ["ACTIVATIONS", "FEATURES", "MLPField", "SoftplusField"]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
@@ -86,3 +86,15 @@ class MLPField(eqx.Module):
         if self.time:
             x = jnp.concatenate([x, jnp.reshape(t, (1,)).astype(x.dtype)])
         return self.mlp(x)
+
+
+class SoftplusField(eqx.Module):
+    """A positive field `σ(t, y) = softplus(h(t, y))`, e.g. a diagonal diffusion."""
+
+    field: Callable[..., Array]
+
+    def __call__(self, t: Scalar, y: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
+        return jax.nn.softplus(self.field(t, y, args))
+
+
+# --- config -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Jittable training: `fit`, `make_step`, atomic checkpoints and the metrics log."""
+"""Jittable training: `fit`, `make_step`, atomic checkpoints, the metrics log, and SDE
+transition likelihoods."""
 
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
@@ -10,3 +11,7 @@ from .loop import sample_batch as sample_batch
 from .metrics import read_metrics as read_metrics
 from .optim import OPTIMIZERS as OPTIMIZERS
 from .optim import make_optimizer as make_optimizer
+from .transition import TRANSITION_DENSITIES as TRANSITION_DENSITIES
+from .transition import euler_maruyama_log_density as euler_maruyama_log_density
+from .transition import local_linear_log_density as local_linear_log_density
+from .transition import transition_nll as transition_nll

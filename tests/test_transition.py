@@ -1,5 +1,5 @@
-"""Transition densities of the `sde_fit` experiment against closed forms (float64), the exact
-Wasserstein-1 distance against scipy, and the double-well data generator."""
+"""Transition densities (`jaxdyn.train.transition`) against closed forms (float64), and the
+double-well data generator."""
 
 import math
 
@@ -11,12 +11,7 @@ import scipy.linalg
 import scipy.stats
 
 from jaxdyn.data.stochastic import double_well_diffusion, double_well_drift, double_well_paths
-from jaxdyn.experiments.sde_fit import (
-    euler_maruyama_log_density,
-    local_linear_log_density,
-    mean_negative_log_likelihood,
-    wasserstein_1d,
-)
+from jaxdyn.train import euler_maruyama_log_density, local_linear_log_density, transition_nll
 
 DT = 0.1
 
@@ -106,7 +101,7 @@ def test_local_linear_is_exact_for_a_linear_system_with_general_noise():
     assert float(got) == pytest.approx(expected, rel=1e-10)  # Lyapunov solve: ~1e-13 relative
 
 
-def test_mean_negative_log_likelihood_averages_transitions():
+def test_transition_nll_averages_transitions():
     sigma = (0.5, 0.2)
     diffusion = lambda t, y, args: double_well_diffusion(t, y, sigma)  # noqa: E731
     rng = np.random.default_rng(0)
@@ -117,7 +112,7 @@ def test_mean_negative_log_likelihood_averages_transitions():
     )
     for name, density in (("euler", euler_maruyama_log_density),
                           ("local_linear", local_linear_log_density)):  # fmt: skip
-        got = mean_negative_log_likelihood(name, double_well_drift, diffusion, (t, y0, y1), DT)
+        got = transition_nll(name, double_well_drift, diffusion, (t, y0, y1), DT)
         each = [
             density(double_well_drift, diffusion, 0.0, a, b, DT)
             for a, b in zip(y0, y1, strict=True)
@@ -130,20 +125,6 @@ def test_bad_diffusion_shape_names_the_shapes():
         euler_maruyama_log_density(
             lambda t, y, a: y, lambda t, y, a: jnp.ones(3), 0.0, jnp.ones(2), jnp.ones(2), DT
         )
-
-
-def test_wasserstein_1d_is_exact():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=300), rng.normal(0.3, 1.5, size=170)
-    # Both compute ∫|F_a - F_b| exactly; they differ by float64 rounding only.
-    assert float(wasserstein_1d(a, b)) == pytest.approx(
-        scipy.stats.wasserstein_distance(a, b), rel=1e-12
-    )
-    c = rng.normal(size=300)
-    assert float(wasserstein_1d(a, c)) == pytest.approx(
-        np.mean(np.abs(np.sort(a) - np.sort(c))), rel=1e-12
-    )
-    assert float(wasserstein_1d(a, a + 0.25)) == pytest.approx(0.25, rel=1e-12)
 
 
 def test_double_well_paths_shapes_start_and_relaxation():
