@@ -199,6 +199,39 @@ def test_vmap_and_joint_batches_agree_and_samples_differ():
     np.testing.assert_allclose(one.ys, a.ys[1], rtol=1e-12)
 
 
+def test_joint_milstein_solves_per_sample_on_the_same_paths():
+    # Milstein's state derivative of the diffusion would be batch² on the joint state.
+    y0 = jnp.stack([Y0, 2 * Y0, 3 * Y0])
+    kw = dict(key=KEY, noise="diagonal", solver="milstein", dt0=0.1)
+    ts = jnp.linspace(0.0, 1.0, 3)
+    a = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="vmap", **kw)
+    b = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="joint", **kw)
+    np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
+
+
+def test_repeated_calls_build_equal_fields():
+    # Fields sdeint builds compare equal across calls, so Diffrax's jit cache is reused
+    # (a fresh closure per call would recompile every un-jitted call).
+    from jaxdyn.solve._sde import _Joint
+
+    assert _Joint(gbm_drift) == _Joint(gbm_drift)
+    for noise in ("diagonal", "scalar"):
+        a = convert_drift(gbm_drift, gbm_diffusion, noise=noise, to="stratonovich")
+        b = convert_drift(gbm_drift, gbm_diffusion, noise=noise, to="stratonovich")
+        assert a == b and hash(a) == hash(b)
+
+
+def test_numpy_times_under_jit():
+    ts = np.linspace(0.0, 1.0, 4)  # NumPy: known at trace time even inside jit
+
+    @jax.jit
+    def final(y0, key):
+        return sdeint(gbm_drift, gbm_diffusion, y0, ts, key=key, noise="scalar", dt0=0.1).ys[-1]
+
+    expected = sdeint(gbm_drift, gbm_diffusion, Y0, ts, key=KEY, noise="scalar", dt0=0.1).ys[-1]
+    np.testing.assert_allclose(final(Y0, KEY), expected, rtol=1e-12)
+
+
 def test_virtual_path_statistics():
     """Increments of the virtual path over sub-intervals inside and across grid cells have
     variance equal to their length and are independent; Lévy areas have variance h/12; the

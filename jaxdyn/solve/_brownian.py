@@ -40,21 +40,25 @@ LevyArea = type[dfx.BrownianIncrement] | type[dfx.SpaceTimeLevyArea]
 _W, _H, _TREE, _BRIDGE = 0, 1, 2, 3  # fold_in tags: increments on ts, Lévy areas, tree, bridge
 
 
-def brownian_grid(ts: Array, dt0: float | None) -> Array:
+def brownian_grid(ts: Array, dt0: float | None, times: np.ndarray | None = None) -> Array:
     """The grid of a solve: the times `ts`, plus the steps of size `dt0` when given.
 
     With `dt0`, the uniform points `ts[0] + k·dt0` are merged with `ts`; a uniform point closer
-    than `dt0/1000` to a time of `ts` is dropped, so no cell is degenerate. This needs `ts`
-    known at trace time (not a traced argument of a jitted function).
+    than `dt0/1000` to a time of `ts` is dropped, so no cell is degenerate. This needs the
+    times known at trace time: `times`, a host copy of `ts` (given when `ts` came from NumPy,
+    which `jnp.asarray` turns into a tracer under `jit`), or `ts` itself when it is concrete.
     """
     if dt0 is None:
         return ts
-    if isinstance(ts, jax.core.Tracer):
-        raise ValueError(
-            "sdeint with fixed steps (dt0) needs `ts` known at trace time, to build the step "
-            "grid; close over ts instead of passing it as an argument of a jitted function"
-        )
-    times = np.asarray(ts, dtype=np.float64)
+    if times is None:
+        if isinstance(ts, jax.core.Tracer):
+            raise ValueError(
+                "sdeint with fixed steps (dt0) needs `ts` known at trace time, to build the "
+                "step grid; close over ts (a NumPy or concrete JAX array) instead of passing "
+                "it as an argument of a jitted function"
+            )
+        times = np.asarray(ts)
+    times = np.asarray(times, dtype=np.float64)
     t0, t1 = times[0], times[-1]
     count = int(math.ceil((t1 - t0) / dt0 - 1e-9))
     uniform = t0 + dt0 * np.arange(count)

@@ -16,6 +16,7 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._trees import shapes
@@ -94,24 +95,43 @@ class _NoiseTerm(dfx.ControlTerm):
         return jnp.einsum("...ij,...j->...i", vf, control)
 
 
-def _correction(diffusion: Callable, structure: str) -> Callable:
+def _correction(diffusion: Callable, structure: str, t, y, args) -> Array:
     """`c(t, y) = ½ Σ_j (∂g_j/∂y) g_j`, the Itô–Stratonovich drift difference (columns `g_j`)."""
+    g = diffusion(t, y, args)
+    if structure == "diagonal":  # c_i = ½ g_i ∂g_i/∂y_i
+        jac = jax.jacfwd(lambda y_: diffusion(t, y_, args))(y)
+        return 0.5 * g * jnp.diagonal(jac)
+    if structure == "scalar":
+        return 0.5 * jax.jvp(lambda y_: diffusion(t, y_, args), (y,), (g,))[1]
 
-    def c(t, y, args):
-        g = diffusion(t, y, args)
-        if structure == "diagonal":  # c_i = ½ g_i ∂g_i/∂y_i
-            jac = jax.jacfwd(lambda y_: diffusion(t, y_, args))(y)
-            return 0.5 * g * jnp.diagonal(jac)
-        if structure == "scalar":
-            return 0.5 * jax.jvp(lambda y_: diffusion(t, y_, args), (y,), (g,))[1]
+    def column(j):
+        g_j = lambda y_: diffusion(t, y_, args)[:, j]  # noqa: E731
+        return jax.jvp(g_j, (y,), (g[:, j],))[1]
 
-        def column(j):
-            g_j = lambda y_: diffusion(t, y_, args)[:, j]  # noqa: E731
-            return jax.jvp(g_j, (y,), (g[:, j],))[1]
+    return 0.5 * jnp.sum(jax.vmap(column)(jnp.arange(g.shape[1])), axis=0)
 
-        return 0.5 * jnp.sum(jax.vmap(column)(jnp.arange(g.shape[1])), axis=0)
 
-    return c
+class _ConvertedDrift(eqx.Module):
+    """`f + sign · c`: a module rather than a closure, so that equal conversions compare
+    equal and a second un-jitted `sdeint` call reuses Diffrax's compiled solve."""
+
+    drift: Callable
+    diffusion: Callable
+    structure: str = eqx.field(static=True)
+    sign: float = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        correction = _correction(self.diffusion, self.structure, t, y, args)
+        return self.drift(t, y, args) + self.sign * correction
+
+
+class _Joint(eqx.Module):
+    """A field of one state applied to a batch `(batch, dim)` of states (`batch="joint"`)."""
+
+    fn: Callable
+
+    def __call__(self, t, y, args):
+        return jax.vmap(self.fn, in_axes=(None, 0, None))(t, y, args)
 
 
 def convert_drift(
@@ -135,13 +155,7 @@ def convert_drift(
         raise choice_error("to", to, CALCULI)
     if noise == "additive":
         return drift
-    c = _correction(diffusion, noise)
-    sign = 1.0 if to == "ito" else -1.0
-
-    def converted(t, y, args):
-        return drift(t, y, args) + sign * c(t, y, args)
-
-    return converted
+    return _ConvertedDrift(drift, diffusion, noise, 1.0 if to == "ito" else -1.0)
 
 
 def _solver(name, structure: str, additive: bool, calculus: str, adaptive: bool):
@@ -270,7 +284,8 @@ def sdeint(
       adjoint; pair with `reversible_heun` for exact gradients), `direct`, or a Diffrax adjoint.
     - `max_steps`, `on_failure`: as in `odeint`.
     - `batch`: `None`, `"vmap"` (each sample solved separately) or `"joint"` (the batch as one
-      state, one step sequence; same paths as `vmap`).
+      state, one step sequence; same paths as `vmap`; Milstein solves as `vmap`, since it
+      differentiates the diffusion in the state).
     - `n_samples`: solve `n_samples` paths from one `y0` of shape `(dim,)` (batched as `batch`,
       `vmap` by default).
 
@@ -291,8 +306,10 @@ def sdeint(
         y0 = jnp.broadcast_to(y0, (n_samples,) + y0.shape)
         batch = batch or "vmap"
     y0 = _check_state(y0, batch)
+    # A host copy of the times when they are known (NumPy input stays concrete under jit).
+    times = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
     ts = jnp.asarray(ts)
-    check_ts(ts)
+    check_ts(ts if times is None else times)
     adaptive = rtol is not None or atol is not None
     if dt0 is None and not adaptive:
         raise ValueError(
@@ -318,6 +335,11 @@ def sdeint(
     solver_, native = _solver(solver, structure, additive, calculus, adaptive)
     if native != calculus and not additive:
         drift = convert_drift(drift, diffusion, noise=noise, to=native)
+    if batch == "joint" and isinstance(solver_, dfx.ItoMilstein | dfx.StratonovichMilstein):
+        # Milstein differentiates the diffusion in the state: on the joint (batch, dim) state
+        # that Jacobian is batch² in size. Solving each sample on its own uses the very same
+        # per-sample Brownian paths (both layouts split `key` into `batch` keys).
+        batch = "vmap"
 
     backsolve = isinstance(adjoint_, dfx.BacksolveAdjoint)
     if backsolve and brownian == "grid":
@@ -325,7 +347,7 @@ def sdeint(
             "adjoint='backsolve' solves backwards in time on its own steps, which the grid "
             "path cannot answer: use brownian='virtual' (or adjoint='checkpoint')"
         )
-    grid = brownian_grid(ts, None if adaptive else dt0)
+    grid = brownian_grid(ts, None if adaptive else dt0, times)
     if adaptive:
         controller = stepsize_controller(solver_, rtol, atol, dt0)
     elif backsolve:  # the backward solve takes steps of -dt0, so the forward one does too
@@ -345,10 +367,7 @@ def sdeint(
             "paths do not provide (they give increments and space-time Lévy areas)"
         )
 
-    def joint(fn):
-        return lambda t, y, a: jax.vmap(fn, in_axes=(None, 0, None))(t, y, a)
-
-    f, g = (joint(drift), joint(diffusion)) if batch == "joint" else (drift, diffusion)
+    f, g = (_Joint(drift), _Joint(diffusion)) if batch == "joint" else (drift, diffusion)
     if backsolve:
         # The continuous adjoint differentiates only explicit inputs (see odeint).
         example = y0 if batch == "joint" else sample
