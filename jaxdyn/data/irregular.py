@@ -3,7 +3,7 @@
 Series are arrays `values` of shape `(*batch, time, channels)` on a shared grid `ts`, with
 NaN marking a missing observation, as in the irregular-sampling experiments of Kidger,
 Morrill, Foster & Lyons (2020), "Neural Controlled Differential Equations for Irregular
-Time Series", and Oh, Lim & Kang (2024), "Stable Neural Stochastic Differential Equations
+Time Series", and Oh, Lim & Kim (2024), "Stable Neural Stochastic Differential Equations
 in Analyzing Irregular Time Series Data". A neural CDE reads them through a continuous path:
 `hermite_coefficients` fits the backward-Hermite cubic spline (Morrill et al. 2021) and
 `cubic_path` turns the coefficients of one series into a `diffrax.CubicInterpolation`.
@@ -55,7 +55,7 @@ def drop_observations(
 
     Each series independently loses `floor(rate · time)` time steps chosen uniformly
     without replacement, the protocol of Kidger et al. (2020, §4.1) for 30%, 50% and 70%
-    missing data, reused by Oh, Lim & Kang (2024). `rate` is in `[0, 1)`.
+    missing data, reused by Oh, Lim & Kim (2024). `rate` is in `[0, 1)`.
     """
     values = jnp.asarray(values)
     _check_values(values)
