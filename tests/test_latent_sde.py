@@ -1,0 +1,214 @@
+"""LatentSDE: the integrated path KL against the closed form for two Ornstein–Uhlenbeck
+processes, the context interpolation and the backwards encoder, ELBO gradients (finite
+differences, float64), shapes under jit/vmap, KL annealing, and argument errors."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxdyn.models.latent_sde import (
+    LatentSDE,
+    StepCounted,
+    counting_steps,
+    kl_warmup,
+    sdeint_path_kl,
+)
+from jaxdyn.train import fit
+
+KEY = jax.random.key(0)
+A, B, SIGMA, X0, T = 1.0, 3.0, 0.5, 1.0, 1.0  # posterior rate a, prior rate b
+
+
+class OU(eqx.Module):
+    rate: float
+
+    def __call__(self, t, z, args):
+        return -self.rate * z
+
+
+class Constant(eqx.Module):
+    value: float
+
+    def __call__(self, t, z, args):
+        return jnp.full_like(z, self.value)
+
+
+def ou_kl_closed_form(a, b, sigma, x0, t1):
+    """KL between the path measures of dX = -aX dt + σ dW (posterior) and dX = -bX dt + σ dW
+    from the same x0 on [0, t1]: ½ (a - b)²/σ² ∫ E[X_t²] dt, E[X_t²] = x0² e^{-2at} +
+    σ²(1 - e^{-2at})/(2a) under the posterior."""
+    decay = (1 - np.exp(-2 * a * t1)) / (2 * a)
+    second_moment_integral = x0**2 * decay + sigma**2 / (2 * a) * (t1 - decay)
+    return 0.5 * (a - b) ** 2 / sigma**2 * second_moment_integral
+
+
+def ou_kl_euler(a, b, sigma, x0, t1, dt):
+    """The exact expectation of the Euler–Maruyama KL sum ½ (a-b)²/σ² Σ X_n² dt, with
+    E[X_{n+1}²] = (1 - a dt)² E[X_n²] + σ² dt."""
+    m, total = x0**2, 0.0
+    for _ in range(round(t1 / dt)):
+        total += m * dt
+        m = (1 - a * dt) ** 2 * m + sigma**2 * dt
+    return 0.5 * (a - b) ** 2 / sigma**2 * total
+
+
+def test_euler_kl_expectation_converges_to_the_closed_form():
+    # The recursion used as the Monte-Carlo test's reference is itself checked: its bias is
+    # O(dt) (left Riemann sum and Euler's second moment), so 10x smaller dt, ~10x smaller error.
+    exact = ou_kl_closed_form(A, B, SIGMA, X0, T)
+    errors = [abs(ou_kl_euler(A, B, SIGMA, X0, T, dt) / exact - 1) for dt in (0.01, 0.001)]
+    assert errors[1] < 2e-3 and 7 < errors[0] / errors[1] < 13
+
+
+def test_path_kl_zero_noise_limit_is_the_deterministic_sum():
+    # With σ → 0 the path is deterministic, X_n = x0 (1 - a dt)^n, and σ²·KL is the exact sum
+    # ½ (a-b)² Σ X_n² dt. σ = 1e-7 perturbs X by ~1e-8: rtol 1e-6 leaves room for that only.
+    sigma, dt = 1e-7, 0.01
+    ts = np.linspace(0.0, T, 11)
+    zs, kl = sdeint_path_kl(OU(A), OU(B), Constant(sigma), jnp.array([X0]), ts, key=KEY, dt0=dt)
+    n = np.arange(round(T / dt))
+    path = X0 * (1 - A * dt) ** n
+    expected = 0.5 * (A - B) ** 2 * np.cumsum(path**2 * dt)
+    np.testing.assert_allclose(sigma**2 * np.asarray(kl[1:]), expected[9::10], rtol=1e-6)
+    np.testing.assert_allclose(zs[1:, 0], X0 * (1 - A * dt) ** (10 * np.arange(1, 11)), rtol=1e-6)
+    assert kl.shape == (11,) and zs.shape == (11, 1) and kl[0] == 0
+
+
+def test_path_kl_monte_carlo_matches_the_ou_closed_form():
+    # 20000 paths: the estimator's standard error is ~0.4% of the KL. Tolerance: 4 standard
+    # errors (a false failure has probability ~6e-5) plus Euler's exact bias at dt = 0.002,
+    # computed by `ou_kl_euler` (about 0.4% here).
+    dt, n = 0.002, 20_000
+    _, kl = sdeint_path_kl(OU(A), OU(B), Constant(SIGMA), jnp.full((n, 1), X0),
+                           np.array([0.0, T]), key=KEY, dt0=dt, batch="vmap")  # fmt: skip
+    samples = np.asarray(kl[:, -1])
+    mean, se = samples.mean(), samples.std() / np.sqrt(n)
+    exact = ou_kl_closed_form(A, B, SIGMA, X0, T)
+    bias = abs(ou_kl_euler(A, B, SIGMA, X0, T, dt) - exact)
+    assert abs(mean - ou_kl_euler(A, B, SIGMA, X0, T, dt)) < 4 * se
+    assert abs(mean - exact) < 4 * se + bias
+
+
+def small_model(**kwargs):
+    options = dict(context_size=3, hidden_size=5, width=8, depth=1, dt0=0.05, obs_std=0.1)
+    return LatentSDE(2, 3, **{**options, **kwargs}, key=jax.random.key(1))
+
+
+TS = np.array([0.1, 0.25, 0.3, 0.6, 0.9])
+XS = jnp.asarray(np.random.default_rng(0).normal(size=(5, 2)))
+
+
+def test_no_path_kl_when_posterior_and_prior_agree():
+    model = small_model(prior="ou")
+    model = eqx.tree_at(lambda m: m.posterior_drift, model, lambda t, z, c: model.prior_drift(t, z))
+    out = eqx.filter_jit(lambda m: m.elbo(TS, XS, key=KEY, n_samples=3, t0=0.0))(model)
+    assert float(out.kl_path) == 0.0 and float(out.kl_z0) > 0
+    np.testing.assert_allclose(out.value, out.log_likelihood - out.kl_z0, rtol=1e-12)
+
+
+def test_context_is_the_encoder_output_at_the_next_observation():
+    from jaxdyn.models.latent_sde import _Posterior
+
+    obs = jnp.array([0.1, 0.5, 0.9])
+    contexts = jnp.array([[0.0], [1.0], [2.0]])
+    drift = _Posterior(lambda t, z, c: c)
+    for t, index in ((0.0, 0), (0.1, 1), (0.3, 1), (0.5, 2), (0.9, 2), (1.2, 2)):
+        assert drift(t, jnp.zeros(1), (obs, contexts))[0] == index
+
+
+def test_encoder_runs_backwards_in_time():
+    model = small_model()
+    base = model.encode(TS, XS)
+    last = model.encode(TS, XS.at[-1].add(1.0))
+    first = model.encode(TS, XS.at[0].add(1.0))
+    assert base.shape == (5, 3)
+    assert np.all(np.any(np.asarray(last != base), axis=1))  # c_k sees x_N for every k
+    np.testing.assert_array_equal(first[1:], base[1:])  # only c_1 sees x_1
+    assert np.any(first[0] != base[0])
+
+
+def test_elbo_gradient_matches_finite_differences():
+    # Fixed key: the ELBO estimate is a smooth function of the parameters. Central differences
+    # in float64 with h = 1e-6 are accurate to ~1e-8 relative; rtol 1e-5 allows for that.
+    model = small_model(time_input=True)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def objective(p):
+        m = eqx.combine(p, static)
+        return m.elbo(TS, XS, key=KEY, n_samples=2, kl_weight=0.5, t0=0.0).value
+
+    objective = jax.jit(objective)
+    grads = jax.jit(jax.grad(objective))(params)
+    leaves = jax.tree.leaves(grads)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
+    direction = jax.tree.map(
+        lambda x: jax.random.normal(jax.random.key(3), x.shape, x.dtype), params
+    )
+    analytic = sum(jnp.vdot(g, d) for g, d in zip(leaves, jax.tree.leaves(direction), strict=True))
+    h = 1e-6
+    shift = lambda s: jax.tree.map(lambda p, d: p + s * d, params, direction)  # noqa: E731
+    numeric = (objective(shift(h)) - objective(shift(-h))) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+
+
+def test_shapes_under_jit_and_vmap():
+    model = small_model(prior="ou")
+    xs = jnp.stack([XS, 2 * XS, -XS])
+    keys = jax.random.split(KEY, 3)
+
+    @eqx.filter_jit
+    def batch_elbo(model, xs, keys):
+        return jax.vmap(lambda x, k: model.elbo(TS, x, key=k, n_samples=2))(xs, keys)
+
+    out = batch_elbo(model, xs, keys)
+    assert all(v.shape == (3,) for v in out) and bool(jnp.all(jnp.isfinite(out.value)))
+    save = np.linspace(0.0, 1.2, 7)
+    post = eqx.filter_jit(lambda m, k: m.sample_posterior(save, XS, TS, key=k, n_samples=4))
+    assert post(model, KEY).shape == (4, 7, 3)
+    prior = eqx.filter_jit(lambda m, k: m.sample_prior(save, key=k, n_samples=5))(model, KEY)
+    assert prior.shape == (5, 7, 3) and model.decode(prior).shape == (5, 7, 2)
+
+
+def test_kl_warmup_and_step_counter():
+    np.testing.assert_allclose([kl_warmup(s, 4) for s in range(6)], [0.25, 0.5, 0.75, 1, 1, 1])
+    assert float(kl_warmup(10, 0)) == 1.0
+
+    def loss(counted, batch, key):  # the weight read from the counter; the counter untrained
+        w = kl_warmup(jax.lax.stop_gradient(counted.step), 2)
+        return w * jnp.sum((counted.model - batch) ** 2)
+
+    data = jnp.ones((4, 2))
+    result = fit(loss, StepCounted(jnp.zeros(2)), data, counting_steps(optax.adamw(0.1)),
+                 steps=5, batch_size=None, key=KEY, chunk=2, progress=False)  # fmt: skip
+    assert float(result.model.step) == 5.0
+    assert float(jnp.sum(result.model.model)) > 0  # the wrapped model was trained
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"xs of shape \(time, data\) = \(5, 2\)"):
+        model.elbo(TS, XS[:, :1], key=KEY)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        model.elbo(TS[::-1], XS, key=KEY)
+    with pytest.raises(ValueError, match="t0=0.5 must not be after"):
+        model.elbo(TS, XS, key=KEY, t0=0.5)
+    with pytest.raises(ValueError, match="n_samples must be a positive int"):
+        model.elbo(TS, XS, key=KEY, n_samples=0)
+    with pytest.raises(ValueError, match="kl_weight must be a scalar"):
+        model.elbo(TS, XS, key=KEY, kl_weight=jnp.ones(2))
+    with pytest.raises(ValueError, match="known at trace time"):
+        jax.jit(lambda ts: model.elbo(ts, XS, key=KEY).value)(TS)
+    with pytest.raises(ValueError, match="at least two observation times"):
+        model.elbo(TS[:1], XS[:1], key=KEY)
+    with pytest.raises(ValueError, match=r"ts\[0\]=0.5 must not be after obs_ts"):
+        model.sample_posterior(np.array([0.5, 1.0]), XS, TS, key=KEY)
+    with pytest.raises(ValueError, match="unknown prior='gp'"):
+        small_model(prior="gp")
+    with pytest.raises(ValueError, match="latent_size to be an int >= 1"):
+        LatentSDE(2, 0, key=KEY)
+    with pytest.raises(ValueError, match=r"z0 of shape \(2, 1\) needs batch='vmap' or 'joint'"):
+        sdeint_path_kl(OU(A), OU(B), Constant(SIGMA), jnp.ones((2, 1)), TS, key=KEY, dt0=0.1)
