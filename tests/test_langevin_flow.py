@@ -1,0 +1,229 @@
+"""LangevinFlow and the GRU sequential VAE: shapes, jit, gradients, the Langevin drift and
+potential against finite differences, energy conservation/dissipation, coupling structure,
+errors. (x64 is on in conftest.)"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from jaxdyn.models.langevin_flow import (
+    CoupledOscillatorPotential,
+    LangevinDynamics,
+    LangevinFlow,
+    TransformerDecoder,
+)
+from jaxdyn.models.seq_vae import (
+    BidirectionalGRU,
+    SequentialVAE,
+    gaussian_kl,
+    poisson_log_likelihood,
+)
+
+KEY = jax.random.key(0)
+T, IN, OUT = 12, 5, 7
+# One jitted sample function for all tests: compiled once per model (un-jitted calls would
+# run Diffrax's solve eagerly).
+_sample = eqx.filter_jit(lambda model, spikes, key: model(spikes, key))
+
+
+def _spikes(shape=(T, IN)):
+    return jax.random.poisson(jax.random.key(1), 0.5, shape).astype(jnp.float64)
+
+
+def _models():
+    lf = LangevinFlow(IN, OUT, units=4, inputs=2, encoder_size=8, decoder_width=8, key=KEY)
+    vae = SequentialVAE(IN, OUT, encoder_size=8, generator_size=8, factor_size=3, key=KEY)
+    return {"langevin_flow": lf, "seq_vae": vae}
+
+
+def _dynamics(units=5, damping=0.5, noise=0.1, key=KEY):
+    kp, kd = jax.random.split(key)
+    return LangevinDynamics(CoupledOscillatorPotential(units, key=kp), 2, damping=damping,
+                            noise=noise, key=kd)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["langevin_flow", "seq_vae"])
+def test_shapes_jit_and_finite_gradients(name):
+    model = _models()[name]
+    spikes = _spikes()
+    out = _sample(model, spikes, KEY)
+    latent = 4 if name == "langevin_flow" else 3
+    assert out.log_rates.shape == (T, OUT) and out.latents.shape == (T, latent)
+    assert out.kl.shape == () and float(out.kl) >= 0.0  # a sum of KL divergences
+    assert np.all(np.isfinite(out.log_rates))
+
+    def loss(m):  # negative ELBO of a batch of two trials
+        keys = jax.random.split(KEY, 2)
+        batch = _spikes((2, T, IN))
+        o = jax.vmap(m)(batch, keys)
+        full = jnp.concatenate([batch, batch[..., :2]], axis=-1)  # OUT = IN + 2 targets
+        return -poisson_log_likelihood(o.log_rates, full) + jnp.sum(o.kl)
+
+    grads = eqx.filter_jit(eqx.filter_grad(loss))(model)
+    leaves = jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array))
+    assert leaves and all(np.all(np.isfinite(g)) for g in leaves)
+    assert any(np.any(g != 0) for g in leaves)
+
+
+@pytest.mark.parametrize("name", ["langevin_flow", "seq_vae"])
+def test_same_key_same_sample_other_key_other_sample(name):
+    model = _models()[name]
+    a, b = _sample(model, _spikes(), KEY), _sample(model, _spikes(), KEY)
+    c = _sample(model, _spikes(), jax.random.key(5))
+    assert np.array_equal(a.log_rates, b.log_rates)
+    assert not np.allclose(a.log_rates, c.log_rates)
+
+
+def test_potential_gradient_matches_finite_differences():
+    potential = CoupledOscillatorPotential(6, key=KEY)
+    x = jax.random.normal(jax.random.key(2), (6,))
+    grad = potential.gradient(x)
+    h = 1e-6
+    fd = np.array([(potential(x.at[i].add(h)) - potential(x.at[i].add(-h))) / (2 * h)
+                   for i in range(6)])  # fmt: skip
+    # central differences in float64: error O(h²·U''') + rounding O(1e-16/h) ≈ 1e-9
+    np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-8)
+
+
+def test_potential_closed_form():
+    potential = CoupledOscillatorPotential(4, key=KEY)
+    x = jnp.array([0.3, -1.2, 2.0, 0.1])
+    k, c = np.exp(potential.log_stiffness), np.exp(potential.log_coupling)
+    a = np.asarray(potential.anharmonicity)
+    xn = np.asarray(x)
+    expected = sum(0.5 * k[i] * xn[i] ** 2 + a[i] * np.log(np.cosh(xn[i])) for i in range(4))
+    expected += sum(0.5 * c[i] * (xn[i] - xn[(i + 1) % 4]) ** 2 for i in range(4))
+    np.testing.assert_allclose(potential(x), expected, rtol=1e-12)
+    # log cosh without overflow for large |x|
+    assert np.isfinite(potential(jnp.full(4, 800.0)))
+
+
+def test_potential_coupling_is_nearest_neighbour_on_a_ring():
+    units = 6
+    potential = CoupledOscillatorPotential(units, key=KEY)
+    x = jax.random.normal(jax.random.key(3), (units,))
+    hessian = np.asarray(jax.hessian(potential)(x))
+    for i in range(units):
+        for j in range(units):
+            neighbours = (i - j) % units in (1, units - 1)
+            if i != j and not neighbours:
+                assert hessian[i, j] == 0.0
+            if neighbours:  # ∂²U/∂x_i∂x_{i+1} = -c_i
+                c = np.exp(potential.log_coupling)[min(i, j) if abs(i - j) == 1 else units - 1]
+                np.testing.assert_allclose(hessian[i, j], -c, rtol=1e-12)
+
+
+def test_drift_is_minus_grad_u_minus_damping_v_plus_input_force():
+    dyn = _dynamics()
+    n = dyn.units
+    y = jax.random.normal(jax.random.key(4), (2 * n,))
+    x, v = y[:n], y[n:]
+    u = jax.random.normal(jax.random.key(5), (10, 2))
+    dt = 0.1
+    for t, k in ((0.0, 0), (0.35, 3), (0.7, 7), (0.95, 9), (5.0, 9)):
+        f = dyn.drift(t, y, (0.0, dt, u))
+        h = 1e-6  # ∇U by central differences (float64), independent of jax.grad
+        grad = np.array([(dyn.potential(x.at[i].add(h)) - dyn.potential(x.at[i].add(-h)))
+                         / (2 * h) for i in range(n)])  # fmt: skip
+        expected_dv = -grad - float(dyn.damping) * np.asarray(v) + dyn.input_map @ u[k]
+        np.testing.assert_allclose(f[:n], v, rtol=0, atol=0)
+        np.testing.assert_allclose(f[n:], expected_dv, rtol=1e-7, atol=1e-7)
+    no_input = dyn.drift(0.0, y, None)[n:]
+    np.testing.assert_allclose(no_input, -dyn.potential.gradient(x) - dyn.damping * v)
+    g = dyn.diffusion(0.0, y, None)
+    assert g.shape == (2 * n, n)
+    np.testing.assert_allclose(g, np.vstack([np.zeros((n, n)), float(dyn.noise) * np.eye(n)]))
+
+
+def _energy_path(dyn, dt, horizon=1.0):
+    ts = np.linspace(0.0, horizon, round(horizon / dt) + 1)
+    y0 = jnp.concatenate([jnp.linspace(-0.8, 0.8, dyn.units), jnp.linspace(0.5, -0.5, dyn.units)])
+    ys = dyn.simulate(y0, ts, key=KEY)
+    return ts, ys, jax.vmap(dyn.energy)(ys)
+
+
+def test_energy_conserved_without_damping_noise_and_inputs():
+    dyn = _dynamics(damping=1e-300, noise=1e-300)
+    errors = []
+    for dt in (0.01, 0.005, 0.0025):
+        _, _, energy = _energy_path(dyn, dt)
+        errors.append(float(jnp.max(jnp.abs(energy - energy[0]))) / float(energy[0]))
+    # Euler is first order: the energy error halves with the step (ratio 2 ± 10%)
+    assert errors[-1] < 0.02
+    for coarse, fine in zip(errors, errors[1:], strict=False):
+        assert 1.8 < coarse / fine < 2.2
+
+
+def test_energy_dissipated_by_damping():
+    gamma = 0.8
+    dyn = _dynamics(damping=gamma, noise=1e-300)
+    ts, ys, energy = _energy_path(dyn, 0.001)
+    n = dyn.units
+    assert np.all(np.diff(np.asarray(energy)) < 0)  # strictly decreasing at this step
+    # dE/dt = -γ|v|²: the energy lost equals γ ∫|v|² dt (trapezoid), up to O(dt)
+    speed2 = jnp.sum(ys[:, n:] ** 2, axis=1)
+    lost = gamma * float(jnp.sum(0.5 * (speed2[1:] + speed2[:-1]) * jnp.diff(jnp.asarray(ts))))
+    np.testing.assert_allclose(float(energy[0] - energy[-1]), lost, rtol=5e-3)
+
+
+def test_inputs_are_piecewise_constant_per_bin():
+    dyn = _dynamics(damping=1e-300, noise=1e-300)
+    u = jnp.zeros((4, 2)).at[2].set(jnp.array([1.0, -1.0]))
+    ts = np.linspace(0.0, 0.4, 5)
+    y0 = jnp.zeros(2 * dyn.units)
+    ys = dyn.simulate(y0, ts, key=KEY, inputs=u, substeps=3)
+    # Nothing moves before bin 2; the force acts on [0.2, 0.3) only.
+    np.testing.assert_allclose(ys[:3], 0.0, rtol=0, atol=1e-250)  # σ = 1e-300, not 0
+    assert np.any(ys[3] != 0.0)
+
+
+def test_gaussian_kl_and_poisson_likelihood_closed_forms():
+    mean, log_var, s = jnp.array([0.3, -1.0]), jnp.array([-0.5, 0.4]), 0.7
+    sd = np.exp(0.5 * np.asarray(log_var))
+    expected = np.sum(np.log(s / sd) + (sd**2 + np.asarray(mean) ** 2) / (2 * s**2) - 0.5)
+    np.testing.assert_allclose(gaussian_kl(mean, log_var, s), expected, rtol=1e-12)
+    assert float(gaussian_kl(jnp.zeros(3), jnp.zeros(3))) == 0.0
+    counts, log_rates = jnp.array([0.0, 1.0, 4.0]), jnp.array([-1.0, 0.2, 1.5])
+    expected = np.sum(poisson.logpmf(np.asarray(counts), np.exp(np.asarray(log_rates))))
+    np.testing.assert_allclose(poisson_log_likelihood(log_rates, counts), expected, rtol=1e-12)
+
+
+def test_bidirectional_gru_directions():
+    enc = BidirectionalGRU(IN, 6, key=KEY)
+    spikes = _spikes()
+    features, summary = enc(spikes)
+    assert features.shape == (T, 12) and summary.shape == (12,)
+    # the forward half at t depends on s_{≤t} only, the backward half on s_{≥t}
+    changed = spikes.at[-1].add(3.0)
+    features2, _ = enc(changed)
+    np.testing.assert_array_equal(features[:-1, :6], features2[:-1, :6])
+    assert not np.allclose(features[:-1, 6:], features2[:-1, 6:])
+
+
+def test_errors():
+    models = _models()
+    for model in models.values():
+        with pytest.raises(ValueError, match="spikes of shape"):
+            model(_spikes((T, IN + 1)), KEY)
+        with pytest.raises(ValueError, match="spikes of shape"):
+            model(_spikes((2, T, IN)), KEY)
+    with pytest.raises(ValueError, match="units"):
+        LangevinFlow(IN, OUT, units=0, key=KEY)
+    with pytest.raises(ValueError, match="dt"):
+        LangevinFlow(IN, OUT, dt=0.0, key=KEY)
+    with pytest.raises(ValueError, match="factor_size"):
+        SequentialVAE(IN, OUT, factor_size=0, key=KEY)
+    with pytest.raises(ValueError, match="divisible"):
+        TransformerDecoder(3, 4, width=10, heads=3, key=KEY)
+    with pytest.raises(ValueError, match="frequency_range"):
+        CoupledOscillatorPotential(3, frequency_range=(2.0, 1.0), key=KEY)
+    with pytest.raises(ValueError, match="damping"):
+        _dynamics(damping=0.0)
+    dyn = _dynamics()
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        dyn.simulate(jnp.zeros(10), np.linspace(0, 1, 5), key=KEY, inputs=jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match="y0 of shape"):
+        dyn.simulate(jnp.zeros(4), np.linspace(0, 1, 5), key=KEY)
