@@ -1,3 +1,7 @@
 """Metrics for comparing models, samples and data."""
 
+from .regression import linear_r2 as linear_r2
+from .regression import r2_score as r2_score
+from .spikes import bits_per_spike as bits_per_spike
+from .spikes import co_bps as co_bps
 from .wasserstein import wasserstein_1d as wasserstein_1d

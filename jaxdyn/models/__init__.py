@@ -17,6 +17,10 @@ from .fractional import type2_fbm_variance as type2_fbm_variance
 from .gru import GRUDeltaT as GRUDeltaT
 from .ode import NeuralODE as NeuralODE
 from .sde import NeuralSDE as NeuralSDE
+from .spike_glm import SmoothingGLMRates as SmoothingGLMRates
+from .spike_glm import gaussian_smooth as gaussian_smooth
+from .spike_glm import gaussian_window as gaussian_window
+from .spike_glm import smoothing_glm_baseline as smoothing_glm_baseline
 from .stable_sde import SDE_CLASSIFIERS as SDE_CLASSIFIERS
 from .stable_sde import ControlledDrift as ControlledDrift
 from .stable_sde import ControlledNeuralSDE as ControlledNeuralSDE
