@@ -232,7 +232,9 @@ def _reconstruction_figure(run_dir, ts, xs, recon, n_series) -> None:
                             label="posterior 95%")  # fmt: skip
             ax.plot(ts, recon[i, :, :, j].mean(axis=0), "C0-", lw=1.2, label="posterior mean")
             ax.plot(ts, xs[i, :, j], "k.", ms=3, label="data")
-            ax.set(ylabel=f"{name} (test path {i})" if j == 0 else None)
+            ax.set(ylabel=f"test path {i}" if j == 0 else None)
+            if i == 0:
+                ax.set_title(f"coordinate {name}")
             if i == n_series - 1:
                 ax.set_xlabel("t")
     axes[0, 0].legend(fontsize=7)

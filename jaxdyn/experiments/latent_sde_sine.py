@@ -64,7 +64,7 @@ class LatentSDEModelConfig:
     prior: str = choice("ou", PRIORS)
     time_input: bool = True  # the posterior drift sees t
     diffusion_scale: float = positive(1.0)
-    obs_std: float = positive(0.01)  # the likelihood's noise
+    obs_std: float = positive(0.05)  # the likelihood's noise (torchsde: 0.05)
     dt0: float = positive(0.02)
     solver: str = choice("euler", SDE_SOLVERS)
     n_samples: int = at_least(32, 1)  # posterior paths per ELBO estimate
