@@ -31,6 +31,17 @@ TINY = {
                 "model.width=8", "model.depth=1", "evaluation.times=[1.0]",
                 "evaluation.num_replicates=1", "evaluation.grid_points=11", "train.steps=2",
                 "train.chunk=2", "train.batch_size=4"],
+    "latent_sde_sine": ["data.num_test=10", "model.latent_size=1", "model.context_size=2",
+                        "model.hidden_size=4", "model.width=8", "model.depth=1", "model.dt0=0.1",
+                        "model.n_samples=2", "evaluation.eval_samples=4",
+                        "evaluation.grid_points=11", "evaluation.plot_paths=2", "train.steps=2",
+                        "train.chunk=2"],
+    "latent_sde_lorenz": ["data.num_train=8", "data.num_test=2", "data.num_times=6",
+                          "data.horizon=0.1", "data.sim_dt=0.01", "model.latent_size=2",
+                          "model.context_size=2", "model.hidden_size=4", "model.width=8",
+                          "model.depth=1", "model.dt0=0.02", "train.steps=2", "train.chunk=2",
+                          "train.batch_size=4", "evaluation.eval_samples=2",
+                          "evaluation.plot_series=1", "evaluation.plot_paths=2"],
 }  # fmt: skip
 
 

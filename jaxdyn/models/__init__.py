@@ -15,6 +15,16 @@ from .fractional import sample_type2_fbm as sample_type2_fbm
 from .fractional import type2_fbm_covariance as type2_fbm_covariance
 from .fractional import type2_fbm_variance as type2_fbm_variance
 from .gru import GRUDeltaT as GRUDeltaT
+from .latent_sde import ELBO as ELBO
+from .latent_sde import PRIORS as PRIORS
+from .latent_sde import ContextDrift as ContextDrift
+from .latent_sde import DiagonalDiffusion as DiagonalDiffusion
+from .latent_sde import LatentSDE as LatentSDE
+from .latent_sde import OUDrift as OUDrift
+from .latent_sde import StepCounted as StepCounted
+from .latent_sde import counting_steps as counting_steps
+from .latent_sde import kl_warmup as kl_warmup
+from .latent_sde import sdeint_path_kl as sdeint_path_kl
 from .ode import NeuralODE as NeuralODE
 from .sde import NeuralSDE as NeuralSDE
 from .spike_glm import SmoothingGLMRates as SmoothingGLMRates
