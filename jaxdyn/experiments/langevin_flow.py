@@ -157,7 +157,7 @@ class LangevinFlowExperimentConfig:
     target: LangevinFlowTargetConfig = dataclasses.field(default_factory=LangevinFlowTargetConfig)
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
-            steps=1000, batch_size=32, optimizer="adam", lr=5e-3, schedule="cosine", chunk=100
+            steps=1500, batch_size=32, optimizer="adam", lr=5e-3, schedule="cosine", chunk=100
         )  # fmt: skip
     )
 
