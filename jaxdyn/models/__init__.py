@@ -15,6 +15,10 @@ from .fractional import sample_type2_fbm as sample_type2_fbm
 from .fractional import type2_fbm_covariance as type2_fbm_covariance
 from .fractional import type2_fbm_variance as type2_fbm_variance
 from .gru import GRUDeltaT as GRUDeltaT
+from .langevin_flow import CoupledOscillatorPotential as CoupledOscillatorPotential
+from .langevin_flow import LangevinDynamics as LangevinDynamics
+from .langevin_flow import LangevinFlow as LangevinFlow
+from .langevin_flow import TransformerDecoder as TransformerDecoder
 from .latent_sde import ELBO as ELBO
 from .latent_sde import PRIORS as PRIORS
 from .latent_sde import ContextDrift as ContextDrift
@@ -27,6 +31,11 @@ from .latent_sde import kl_warmup as kl_warmup
 from .latent_sde import sdeint_path_kl as sdeint_path_kl
 from .ode import NeuralODE as NeuralODE
 from .sde import NeuralSDE as NeuralSDE
+from .seq_vae import BidirectionalGRU as BidirectionalGRU
+from .seq_vae import LatentOutput as LatentOutput
+from .seq_vae import SequentialVAE as SequentialVAE
+from .seq_vae import gaussian_kl as gaussian_kl
+from .seq_vae import poisson_log_likelihood as poisson_log_likelihood
 from .spike_glm import SmoothingGLMRates as SmoothingGLMRates
 from .spike_glm import gaussian_smooth as gaussian_smooth
 from .spike_glm import gaussian_window as gaussian_window
