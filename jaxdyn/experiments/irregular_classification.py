@@ -28,7 +28,6 @@ accuracy is appended to `results.jsonl` as soon as it is known; `--resume` skips
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 import equinox as eqx
@@ -45,6 +44,7 @@ from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS
 from ..plotting import Figure
 from ..train import fit, make_optimizer
+from ._records import append_result, read_results
 from ._registry import register
 
 #: Model keys, in the order of the table, and their display names.
@@ -178,18 +178,6 @@ def irregular_inputs(data: UEADataset, rate: float, key, time_scale: float) -> d
 # --- records ---------------------------------------------------------------------------------
 
 
-def _read_results(path: Path) -> dict:
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line from an interrupted run
-                continue
-            done[(row["model"], row["rate"], row["seed"])] = row
-    return done
-
-
 def _stats(values: list[float]) -> dict:
     values = np.asarray(values, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
@@ -252,7 +240,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     }
 
     results_path = run_dir / "results.jsonl"
-    done = _read_results(results_path) if resume else {}
+    done = read_results(results_path, ("model", "rate", "seed")) if resume else {}
     if not resume:
         results_path.write_text("")
     for seed in seeds:
@@ -291,8 +279,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                     "final_loss": float(result.losses[-1]) if result.losses.size else None,
                 }
                 done[(name, rate, seed)] = row
-                with results_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_result(results_path, row)
 
     accuracy = {
         name: {f"{r:g}": _stats([done[(name, r, s)]["test_accuracy"] for s in seeds])

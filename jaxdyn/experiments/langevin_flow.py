@@ -38,7 +38,6 @@ finished runs and resumes an interrupted one from its checkpoint.
 """
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from ..models.seq_vae import SequentialVAE, poisson_log_likelihood
 from ..models.spike_glm import gaussian_smooth, smoothing_glm_baseline
 from ..plotting import Figure
 from ..train import fit, make_optimizer
+from ._records import append_result, read_results
 from ._registry import register
 
 #: Model keys, in the order of the table, and their display names.
@@ -265,18 +265,6 @@ def _predict_fn(samples: int):
 # --- records ----------------------------------------------------------------------------------
 
 
-def _read_results(path: Path) -> dict:
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line from an interrupted run
-                continue
-            done[(row["model"], row["seed"])] = row
-    return done
-
-
 def _stats(values) -> dict:
     values = np.asarray(values, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
@@ -326,7 +314,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     losses = {}
 
     results_path = run_dir / "results.jsonl"
-    done = _read_results(results_path) if resume else {}
+    done = read_results(results_path, ("model", "seed")) if resume else {}
     if not resume:
         results_path.write_text("")
     oracle, figures = {}, {}
@@ -384,8 +372,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             print(f"[langevin_flow] seed {seed}: {MODELS[name]}: " + ", ".join(
                 f"{k} {row[k]:.3f}" for k in (*METRICS, "seconds")), flush=True)  # fmt: skip
             done[(name, seed)] = row
-            with results_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_result(results_path, row)
             if seed == seeds[0]:
                 mapped = _linear_map(latents, data["latents"], train)[test]
                 np.savez(run_dir / f"predictions-{name}.npz", rates=pred.astype(np.float32),
