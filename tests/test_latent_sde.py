@@ -1,6 +1,8 @@
 """LatentSDE: the integrated path KL against the closed form for two Ornstein–Uhlenbeck
 processes, the context interpolation and the backwards encoder, ELBO gradients (finite
-differences, float64), shapes under jit/vmap, KL annealing, and argument errors."""
+differences, float64), shapes under jit/vmap, KL annealing, and argument errors; torchsde's
+sine setup (fixed OU prior and diffusion, sin/cos time features, zero-initialised drift,
+identity decoder, Laplace likelihood, path KL past the data) and the exponential lr decay."""
 
 import equinox as eqx
 import jax
@@ -10,6 +12,8 @@ import optax
 import pytest
 
 from jaxdyn.models.latent_sde import (
+    ConstantDiffusion,
+    ContextDrift,
     LatentSDE,
     StepCounted,
     counting_steps,
@@ -212,3 +216,157 @@ def test_bad_inputs_raise_clear_errors():
         LatentSDE(2, 0, key=KEY)
     with pytest.raises(ValueError, match=r"z0 of shape \(2, 1\) needs batch='vmap' or 'joint'"):
         sdeint_path_kl(OU(A), OU(B), Constant(SIGMA), jnp.ones((2, 1)), TS, key=KEY, dt0=0.1)
+
+
+# --- torchsde's sine setup: fixed OU prior and diffusion, time features, Laplace, t1 ----------
+
+
+def torchsde_model(**kwargs):
+    options = dict(context_size=3, hidden_size=5, width=8, depth=1, dt0=0.05, prior="ou_fixed",
+                   diffusion="constant", diffusion_scale=0.5, time_input="sincos",
+                   posterior_context=False, activation="tanh", decoder="identity",
+                   likelihood="laplace", obs_std=0.05)  # fmt: skip
+    return LatentSDE(1, 1, **{**options, **kwargs}, key=jax.random.key(2))
+
+
+XS1 = jnp.asarray(0.8 * np.sin(2 * np.pi * TS))[:, None]
+
+
+def test_constant_diffusion_is_fixed():
+    g = ConstantDiffusion(3, 0.5)
+    np.testing.assert_array_equal(g(0.0, jnp.arange(3.0)), [0.5, 0.5, 0.5])
+    assert g(0.0, jnp.zeros(3, jnp.float32)).dtype == jnp.float32
+    assert jax.tree.leaves(eqx.filter(g, eqx.is_inexact_array)) == []  # nothing to train
+    with pytest.raises(ValueError, match="sigma > 0"):
+        ConstantDiffusion(1, 0.0)
+
+
+def test_context_drift_inputs():
+    key = jax.random.key(4)
+    z, c = jnp.array([0.3, -0.2]), jnp.array([1.0, 2.0, 3.0])
+    sincos = ContextDrift(2, 3, 6, 1, time="sincos", use_context=False, key=key)
+    assert sincos.mlp.in_size == 4  # (z, sin t, cos t)
+    np.testing.assert_array_equal(sincos(0.7, z, c), sincos(0.7, z, 0 * c))  # ignores c
+    manual = sincos.mlp(jnp.concatenate([z, jnp.sin(jnp.array([0.7])), jnp.cos(jnp.array([0.7]))]))
+    np.testing.assert_allclose(sincos(0.7, z, c), manual, rtol=1e-12)
+    with_t = ContextDrift(2, 3, 6, 1, time=True, key=key)
+    assert with_t.time == "t" and with_t.mlp.in_size == 6
+    assert ContextDrift(2, 3, 6, 1, key=key).mlp.in_size == 5
+    zero = ContextDrift(2, 3, 6, 2, time="sincos", zero_init=True, activation="tanh", key=key)
+    np.testing.assert_array_equal(zero(0.3, z, c), [0.0, 0.0])  # Glow's trick: starts at zero
+    assert float(jnp.max(jnp.abs(zero.mlp.layers[0].weight))) > 0
+    with pytest.raises(ValueError, match="unknown time input 'hours'"):
+        ContextDrift(2, 3, 6, 1, time="hours", key=key)
+    with pytest.raises(ValueError, match="unknown activation 'relu'"):
+        ContextDrift(2, 3, 6, 1, activation="relu", key=key)
+
+
+def test_fixed_ou_prior_and_p_z0_get_no_gradient():
+    model = torchsde_model()
+    mean, std = model.prior_z0()
+    np.testing.assert_allclose(mean, [0.0])
+    np.testing.assert_allclose(std, [0.5 / np.sqrt(2.0)], rtol=1e-12)  # N(0, σ²/2θ)
+    np.testing.assert_allclose(model.prior_drift(0.0, jnp.array([2.0])), [-2.0], rtol=1e-12)
+    assert model.decoder is None and model.decode(jnp.ones((4, 7, 1))).shape == (4, 7, 1)
+
+    def value(m):
+        return m.elbo(TS, XS1, key=KEY, n_samples=3, t0=0.0, t1=1.5).value
+
+    grads = eqx.filter_jit(eqx.filter_grad(value))(model)
+    for fixed in (grads.prior_drift.mean, grads.prior_drift.log_rate, grads.prior_z0_mean,
+                  grads.prior_z0_log_std):  # fmt: skip
+        np.testing.assert_array_equal(fixed, 0.0)
+    assert float(jnp.max(jnp.abs(grads.posterior_drift.mlp.layers[-1].weight))) > 0
+    assert float(jnp.max(jnp.abs(grads.to_initial.weight))) > 0  # q(z0) is learned
+    learned = eqx.filter_grad(value)(small_model_1d(prior="ou"))
+    assert float(jnp.max(jnp.abs(learned.prior_drift.log_rate))) > 0
+    assert float(jnp.max(jnp.abs(learned.prior_z0_log_std))) > 0
+
+
+def small_model_1d(**kwargs):
+    return torchsde_model(**{"diffusion": "learned", "decoder": "linear", **kwargs})
+
+
+def test_laplace_log_likelihood_by_hand():
+    model = torchsde_model(obs_std=0.2)
+    xs, zs = jnp.array([[0.5], [-1.0]]), jnp.array([[0.3], [-0.4]])
+    expected = [-0.2 / 0.2 - np.log(0.4), -0.6 / 0.2 - np.log(0.4)]
+    np.testing.assert_allclose(model.log_likelihood(xs, zs), expected, rtol=1e-12)
+    normal = torchsde_model(obs_std=0.2, likelihood="normal")
+    gauss = -0.5 * (np.array([0.2, 0.6]) / 0.2) ** 2 - np.log(0.2 * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(normal.log_likelihood(xs, zs), gauss, rtol=1e-12)
+
+
+def test_elbo_terms_agree_with_sample_posterior_and_t1_extends_the_path_kl():
+    # The ELBO's paths are `sample_posterior`'s for the same key and times (t0, obs, t1): its
+    # log-likelihood is theirs, recomputed here. Integrating the KL further only adds to it.
+    model = torchsde_model(zero_init=False)
+    times = np.concatenate([[0.0], TS, [1.5]])
+    out = model.elbo(TS, XS1, key=KEY, n_samples=4, t0=0.0, t1=1.5)
+    zs = model.sample_posterior(times, XS1, TS, key=KEY, n_samples=4)
+    expected = jnp.mean(jnp.sum(model.log_likelihood(XS1, zs[:, 1:-1]), axis=1))
+    np.testing.assert_allclose(out.log_likelihood, expected, rtol=1e-10)
+    short = model.elbo(TS, XS1, key=KEY, n_samples=4, t0=0.0)
+    assert float(out.kl_path) > float(short.kl_path) > 0
+    assert float(out.kl_z0) == float(short.kl_z0)
+    same = model.elbo(TS, XS1, key=KEY, n_samples=4, t0=0.0, t1=float(TS[-1]))
+    np.testing.assert_allclose(same.value, short.value, rtol=1e-12)
+    with pytest.raises(ValueError, match="t1=0.5 must not be before"):
+        model.elbo(TS, XS1, key=KEY, t1=0.5)
+
+
+def test_torchsde_setup_gradient_matches_finite_differences():
+    model = torchsde_model(zero_init=False)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def objective(p):
+        m = eqx.combine(p, static)
+        return m.elbo(TS, XS1, key=KEY, n_samples=2, kl_weight=0.5, t0=0.0, t1=1.2).value
+
+    objective = jax.jit(objective)
+    grads = jax.jit(jax.grad(objective))(params)
+    direction = jax.tree.map(
+        lambda x: jax.random.normal(jax.random.key(5), x.shape, x.dtype), params
+    )
+    # The fixed prior's parameters are behind stop_gradient: not a direction to difference in.
+    fixed = lambda p: (p.prior_drift.mean, p.prior_drift.log_rate, p.prior_z0_mean,  # noqa: E731
+                       p.prior_z0_log_std)  # fmt: skip
+    direction = eqx.tree_at(fixed, direction, replace_fn=jnp.zeros_like)
+    analytic = sum(
+        jnp.vdot(g, d)
+        for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
+    )
+    h = 1e-6
+    shift = lambda s: jax.tree.map(lambda p, d: p + s * d, params, direction)  # noqa: E731
+    numeric = (objective(shift(h)) - objective(shift(-h))) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+
+
+def test_new_options_raise_clear_errors():
+    with pytest.raises(ValueError, match="decoder='identity' needs latent_size == data_size"):
+        LatentSDE(2, 3, decoder="identity", key=KEY)
+    with pytest.raises(ValueError, match="unknown diffusion='fixed'"):
+        torchsde_model(diffusion="fixed")
+    with pytest.raises(ValueError, match="unknown likelihood='cauchy'"):
+        torchsde_model(likelihood="cauchy")
+    with pytest.raises(ValueError, match="ou_rate > 0"):
+        torchsde_model(ou_rate=0.0)
+
+
+def test_exponential_learning_rate_decay(tmp_path):
+    # SGD on a linear loss: the update at step n is -lr · decay^n · gradient.
+    from omegaconf import OmegaConf
+
+    from jaxdyn.experiments.latent_sde_sine import fit_with_kl_warmup
+
+    train = OmegaConf.create(dict(optimizer="sgd", lr=0.1, lr_decay=0.5, schedule="constant",
+                                  steps=3, batch_size=None, chunk=3,
+                                  checkpoint_every=1))  # fmt: skip
+
+    def loss_fn(model, step, batch, key):
+        return jnp.sum(2.0 * model), {"step": step}
+
+    result = fit_with_kl_warmup(loss_fn, jnp.zeros(2), jnp.ones((1, 1)), train, key=KEY,
+                                run_dir=tmp_path, resume=False)  # fmt: skip
+    np.testing.assert_allclose(result.model.model, -0.1 * 2.0 * (1 + 0.5 + 0.25), rtol=1e-6)
+    assert float(result.model.step) == 3.0

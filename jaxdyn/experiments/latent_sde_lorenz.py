@@ -90,7 +90,7 @@ class LatentSDELorenzConfig:
             width=64,
             depth=2,
             prior="mlp",
-            time_input=False,
+            time_input="none",
             obs_std=0.01,
             dt0=0.02,
             n_samples=1,
