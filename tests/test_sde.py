@@ -209,6 +209,13 @@ def test_joint_milstein_solves_per_sample_on_the_same_paths():
     np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
 
 
+def test_float32_state_under_x64_with_milstein():
+    # Diffrax's Milstein promotes its step to float64 under x64; sdeint keeps y0's dtype.
+    ys = sdeint(gbm_drift, gbm_diffusion, Y0.astype(jnp.float32), np.linspace(0.0, 1.0, 3),
+                key=KEY, noise="diagonal", solver="milstein", dt0=0.1).ys  # fmt: skip
+    assert ys.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(ys)))
+
+
 def test_repeated_calls_build_equal_fields():
     # Fields sdeint builds compare equal across calls, so Diffrax's jit cache is reused
     # (a fresh closure per call would recompile every un-jitted call).

@@ -335,7 +335,14 @@ def sdeint(
     solver_, native = _solver(solver, structure, additive, calculus, adaptive)
     if native != calculus and not additive:
         drift = convert_drift(drift, diffusion, noise=noise, to=native)
-    if batch == "joint" and isinstance(solver_, dfx.ItoMilstein | dfx.StratonovichMilstein):
+    milstein = isinstance(solver_, dfx.ItoMilstein | dfx.StratonovichMilstein)
+    state_dtype = y0.dtype
+    if milstein and jax.config.jax_enable_x64 and y0.dtype != jnp.float64:
+        # Diffrax 0.7's Milstein builds an identity matrix in the default dtype (float64
+        # under x64) and cannot store the promoted step in a narrower state: solve in
+        # float64 and return the state's dtype.
+        y0 = y0.astype(jnp.float64)
+    if batch == "joint" and milstein:
         # Milstein differentiates the diffusion in the state: on the joint (batch, dim) state
         # that Jacobian is batch² in size. Solving each sample on its own uses the very same
         # per-sample Brownian paths (both layouts split `key` into `batch` keys).
@@ -406,4 +413,4 @@ def sdeint(
         ys = jnp.moveaxis(ys, 0, 1)
     else:
         ys, stats, result = solve(y0, brownian_path(brownian, key, *path_args))
-    return Solution(ts=ts, ys=ys, stats=stats, result=result)
+    return Solution(ts=ts, ys=ys.astype(state_dtype), stats=stats, result=result)
