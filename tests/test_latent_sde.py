@@ -8,19 +8,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxdyn.models.latent_sde import (
     ConstantDiffusion,
     ContextDrift,
     LatentSDE,
-    StepCounted,
-    counting_steps,
-    kl_warmup,
     sdeint_path_kl,
 )
-from jaxdyn.train import fit
 
 KEY = jax.random.key(0)
 A, B, SIGMA, X0, T = 1.0, 3.0, 0.5, 1.0, 1.0  # posterior rate a, prior rate b
@@ -175,21 +170,6 @@ def test_shapes_under_jit_and_vmap():
     assert post(model, KEY).shape == (4, 7, 3)
     prior = eqx.filter_jit(lambda m, k: m.sample_prior(save, key=k, n_samples=5))(model, KEY)
     assert prior.shape == (5, 7, 3) and model.decode(prior).shape == (5, 7, 2)
-
-
-def test_kl_warmup_and_step_counter():
-    np.testing.assert_allclose([kl_warmup(s, 4) for s in range(6)], [0.25, 0.5, 0.75, 1, 1, 1])
-    assert float(kl_warmup(10, 0)) == 1.0
-
-    def loss(counted, batch, key):  # the weight read from the counter; the counter untrained
-        w = kl_warmup(jax.lax.stop_gradient(counted.step), 2)
-        return w * jnp.sum((counted.model - batch) ** 2)
-
-    data = jnp.ones((4, 2))
-    result = fit(loss, StepCounted(jnp.zeros(2)), data, counting_steps(optax.adamw(0.1)),
-                 steps=5, batch_size=None, key=KEY, chunk=2, progress=False)  # fmt: skip
-    assert float(result.model.step) == 5.0
-    assert float(jnp.sum(result.model.model)) > 0  # the wrapped model was trained
 
 
 def test_bad_inputs_raise_clear_errors():

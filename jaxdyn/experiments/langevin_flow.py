@@ -16,10 +16,11 @@ Models:
   training loop: the GLMs are fitted by scikit-learn).
 
 The two VAEs minimise, per train trial, `−log p(all neurons' counts | latent sample) + β KL`
-(normalised per bin and neuron), with the KL weight `β = min(1, step / kl_warmup)`. `fit`'s
-loss sees `(params, batch, key)` only, so the step is a counter carried in the trained
-pytree (`{"model", "step"}`), advanced by 1 per step by the optimiser (its gradient is
-zero): it is checkpointed with the parameters, so a resumed run continues the warm-up.
+(normalised per bin and neuron), with the KL weight `β = min(1, (step + 1) / kl_warmup)`
+(`jaxdyn.train.kl_warmup`). `fit`'s loss sees `(model, batch, key)` only, so the step is a
+counter carried with the model (`jaxdyn.train.StepCounted`), advanced by 1 per step by the
+optimiser (`counting_steps`): it is checkpointed with the parameters, so a resumed run
+continues the warm-up.
 Gradients are clipped to global norm `clip_norm`.
 
 Evaluation on the test trials, with rates averaged over `eval_samples` posterior samples
@@ -56,7 +57,7 @@ from ..models.langevin_flow import LangevinFlow
 from ..models.seq_vae import SequentialVAE, poisson_log_likelihood
 from ..models.spike_glm import gaussian_smooth, smoothing_glm_baseline
 from ..plotting import Figure
-from ..train import fit, make_optimizer
+from ..train import StepCounted, counting_steps, fit, kl_warmup, make_optimizer
 from ._records import append_result, read_results
 from ._registry import register
 
@@ -218,30 +219,19 @@ def _with_bias(model, log_mean_counts):
 
 def _loss_fn(heldin: int, warmup: int):
     """Negative ELBO per bin and neuron of a batch of train trials `(batch, bins, neurons)`;
-    `params = {"model", "step"}` (the KL warm-up reads the step)."""
+    `counted` is a `StepCounted` model (the KL warm-up reads the step)."""
 
-    def loss(params, batch, key):
-        model = params["model"]
+    def loss(counted, batch, key):
+        model = counted.model
         keys = jax.random.split(key, batch.shape[0])
         out = jax.vmap(model)(batch[..., :heldin], keys)
         per_trial = batch.shape[1] * batch.shape[2]
         nll = -poisson_log_likelihood(out.log_rates, batch) / (batch.shape[0] * per_trial)
         kl = jnp.mean(out.kl) / per_trial
-        step = jax.lax.stop_gradient(params["step"])
-        beta = jnp.minimum(1.0, step / warmup) if warmup > 0 else jnp.ones_like(step)
+        beta = kl_warmup(jax.lax.stop_gradient(counted.step), warmup)
         return nll + beta * kl, {"nll": nll, "kl": kl, "beta": beta}
 
     return loss
-
-
-def _counting(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
-    """`optimizer` on `params["model"]`, and `params["step"] += 1` every step."""
-
-    def update(updates, state, params=None):
-        updates, state = optimizer.update(updates, state, params)
-        return {**updates, "step": jnp.ones_like(updates["step"])}, state
-
-    return optax.GradientTransformation(optimizer.init, update)
 
 
 def _predict_fn(samples: int):
@@ -306,7 +296,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     ):
         raise ValueError(f"train.batch_size={t.batch_size} exceeds the number of train trials")
     # One optimiser, loss and predictor for the whole run: `fit` compiles once per model.
-    optimizer = _counting(optax.chain(
+    optimizer = counting_steps(optax.chain(
         optax.clip_by_global_norm(cfg.model.clip_norm),
         make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps),
     ))  # fmt: skip
@@ -349,16 +339,16 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                 model = build_model(name, cfg, heldin, neurons, model_key)
                 mean_counts = spikes[train].mean(axis=(0, 1))
                 model = _with_bias(model, np.log(np.maximum(mean_counts, 1e-3)))
-                params = {"model": model, "step": jnp.zeros((), jnp.result_type(float))}
                 result = fit(
-                    losses[name], params, jnp.asarray(spikes[train]), optimizer, steps=t.steps,
+                    losses[name], StepCounted(model), jnp.asarray(spikes[train]), optimizer,
+                    steps=t.steps,
                     batch_size=t.batch_size, key=train_key, chunk=t.chunk, has_aux=True,
                     run_dir=run_dir / "fits" / f"{name}-seed{seed}",
                     checkpoint_every=t.checkpoint_every, resume=resume,
                 )  # fmt: skip
                 final_loss = float(result.losses[-1]) if result.losses.size else None
                 heldin_spikes = jnp.asarray(spikes[..., :heldin])
-                pred_all, latents = predict(result.model["model"], heldin_spikes, eval_key)
+                pred_all, latents = predict(result.model.model, heldin_spikes, eval_key)
                 pred, latents = np.asarray(pred_all)[test], np.asarray(latents)
             row = {
                 "model": name,

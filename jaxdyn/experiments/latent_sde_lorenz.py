@@ -35,10 +35,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, positive
-from ..models.latent_sde import LatentSDE, kl_warmup
+from ..models.latent_sde import LatentSDE
 from ..plotting import Figure, loss_curve
 from ..solve import sdeint
-from ..train import read_metrics
+from ..train import kl_warmup, read_metrics
 from ._registry import register
 from .latent_sde_sine import LatentSDEModelConfig, build_latent_sde, fit_with_kl_warmup
 

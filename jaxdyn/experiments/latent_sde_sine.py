@@ -52,13 +52,18 @@ from ..models.latent_sde import (
     PRIORS,
     TIME_INPUTS,
     LatentSDE,
-    StepCounted,
-    counting_steps,
-    kl_warmup,
 )
 from ..plotting import Figure, loss_curve
 from ..solve import SDE_SOLVERS
-from ..train import FitResult, fit, make_optimizer, read_metrics
+from ..train import (
+    FitResult,
+    StepCounted,
+    counting_steps,
+    fit,
+    kl_warmup,
+    make_optimizer,
+    read_metrics,
+)
 from ._registry import register
 
 

@@ -15,3 +15,6 @@ from .transition import TRANSITION_DENSITIES as TRANSITION_DENSITIES
 from .transition import euler_maruyama_log_density as euler_maruyama_log_density
 from .transition import local_linear_log_density as local_linear_log_density
 from .transition import transition_nll as transition_nll
+from .warmup import StepCounted as StepCounted
+from .warmup import counting_steps as counting_steps
+from .warmup import kl_warmup as kl_warmup
