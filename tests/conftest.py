@@ -1,6 +1,21 @@
 """Tests run in float64 so gradients can be compared with finite differences.
-(x64 is enabled here only, never by the library.)"""
+(x64 is enabled here only, never by the library.)
 
-import jax
+Compilation dominates the suite's time on CPU (most tests compile a solve and its gradient
+once and run it on tiny inputs), so the tests ask XLA for its cheapest backend optimisation:
+on `tests/test_sde.py` this cut CPU time by 25% (4 min 16 s → 3 min 11 s). Results are the
+same programs compiled with fewer LLVM passes; the benchmarks and experiments keep XLA's
+defaults. A flag the user already set in `XLA_FLAGS` wins.
+"""
+
+import os
+
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+_flags = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = " ".join(
+    [_flags] + [f for f in _FAST_COMPILE if f.split("=")[0] not in _flags]
+).strip()
+
+import jax  # noqa: E402  (XLA reads XLA_FLAGS when the backend starts)
 
 jax.config.update("jax_enable_x64", True)

@@ -45,8 +45,8 @@ TINY = {
     "langevin_flow": ["data.num_trials=20", "data.num_neurons=10", "data.num_bins=20",
                       "num_seeds=1", "model.langevin_flow.units=4", "model.langevin_flow.inputs=2",
                       "model.langevin_flow.encoder_size=8", "model.langevin_flow.decoder_width=8",
-                      "model.seq_vae.encoder_size=8", "model.seq_vae.generator_size=8",
-                      "model.seq_vae.factor_size=2", "model.smoothing_glm.kernel_sd_bins=2.0",
+                      "model.models=[langevin_flow,smoothing_glm]",  # seq_vae: its own tests
+                      "model.smoothing_glm.kernel_sd_bins=2.0",
                       "model.eval_samples=2", "train.steps=2", "train.chunk=2",
                       "train.batch_size=4"],
 }  # fmt: skip
