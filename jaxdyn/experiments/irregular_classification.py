@@ -44,7 +44,7 @@ from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS
 from ..plotting import Figure
 from ..train import fit, make_optimizer
-from ._records import append_result, read_results
+from ._records import append_result, read_results, summary_stats
 from ._registry import register
 
 #: Model keys, in the order of the table, and their display names.
@@ -178,12 +178,6 @@ def irregular_inputs(data: UEADataset, rate: float, key, time_scale: float) -> d
 # --- records ---------------------------------------------------------------------------------
 
 
-def _stats(values: list[float]) -> dict:
-    values = np.asarray(values, dtype=float)
-    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return {"mean": float(values.mean()), "std": std, "runs": values.tolist()}
-
-
 def _table(accuracy: dict, rates: list[float], drops: dict) -> str:
     header = ["model"] + [f"{round(100 * r)}% missing" for r in rates] + ["drop 0→50% (pts)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -282,13 +276,15 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                 append_result(results_path, row)
 
     accuracy = {
-        name: {f"{r:g}": _stats([done[(name, r, s)]["test_accuracy"] for s in seeds])
+        name: {f"{r:g}": summary_stats([done[(name, r, s)]["test_accuracy"] for s in seeds])
                for r in rates}
         for name in names
     }  # fmt: skip
     train_accuracy = {
-        name: {f"{r:g}": _stats([done[(name, r, s)]["train_accuracy"] for s in seeds])["mean"]
-               for r in rates}
+        name: {
+            f"{r:g}": summary_stats([done[(name, r, s)]["train_accuracy"] for s in seeds])["mean"]
+            for r in rates
+        }
         for name in names
     }  # fmt: skip
     drops, paired = {}, {}
@@ -299,7 +295,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         }
         # The drop seed by seed: its spread says how well the seeds resolve the target.
         paired = {
-            name: _stats([100 * (done[(name, 0.0, s)]["test_accuracy"]
+            name: summary_stats([100 * (done[(name, 0.0, s)]["test_accuracy"]
                                  - done[(name, 0.5, s)]["test_accuracy"]) for s in seeds])
             for name in names
         }  # fmt: skip

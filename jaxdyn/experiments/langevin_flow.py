@@ -58,7 +58,8 @@ from ..models.seq_vae import SequentialVAE, poisson_log_likelihood
 from ..models.spike_glm import gaussian_smooth, smoothing_glm_baseline
 from ..plotting import Figure
 from ..train import StepCounted, counting_steps, fit, kl_warmup, make_optimizer
-from ._records import append_result, read_results
+from ..train.checkpoint import atomic_write
+from ._records import append_result, read_results, summary_stats
 from ._registry import register
 
 #: Model keys, in the order of the table, and their display names.
@@ -255,12 +256,6 @@ def _predict_fn(samples: int):
 # --- records ----------------------------------------------------------------------------------
 
 
-def _stats(values) -> dict:
-    values = np.asarray(values, dtype=float)
-    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return {"mean": float(values.mean()), "std": std, "runs": values.tolist()}
-
-
 METRICS = ("co_bps", "rate_r2", "latent_r2")
 
 
@@ -289,6 +284,12 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         raise ValueError(
             f"model.langevin_flow.decoder_width={m.decoder_width} must be divisible by "
             f"model.langevin_flow.heads={m.heads}"
+        )
+    window = int(6 * cfg.model.smoothing_glm.kernel_sd_bins)
+    if "smoothing_glm" in names and window > cfg.data.num_bins:
+        raise ValueError(
+            f"model.smoothing_glm.kernel_sd_bins={cfg.model.smoothing_glm.kernel_sd_bins} gives "
+            f"a {window}-bin window, longer than a trial (data.num_bins={cfg.data.num_bins})"
         )
     t = cfg.train
     if t.batch_size is not None and t.batch_size > cfg.data.num_trials - round(
@@ -361,20 +362,21 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             }
             print(f"[langevin_flow] seed {seed}: {MODELS[name]}: " + ", ".join(
                 f"{k} {row[k]:.3f}" for k in (*METRICS, "seconds")), flush=True)  # fmt: skip
+            if seed == seeds[0]:  # saved (atomically) before the row marks the model done
+                arrays = {"rates": pred.astype(np.float32), "latents": _linear_map(
+                    latents, data["latents"], train)[test].astype(np.float32)}  # fmt: skip
+                atomic_write(run_dir / f"predictions-{name}.npz",
+                             lambda f, arrays=arrays: np.savez(f, **arrays))  # fmt: skip
             done[(name, seed)] = row
             append_result(results_path, row)
-            if seed == seeds[0]:
-                mapped = _linear_map(latents, data["latents"], train)[test]
-                np.savez(run_dir / f"predictions-{name}.npz", rates=pred.astype(np.float32),
-                         latents=mapped.astype(np.float32))  # fmt: skip
         if seed == seeds[0]:
             figures = {"data": data}
 
     stats = {
-        name: {k: _stats([done[(name, s)][k] for s in seeds]) for k in (*METRICS, "seconds")}
+        name: {k: summary_stats([done[(name, s)][k] for s in seeds]) for k in (*METRICS, "seconds")}
         for name in names
     }
-    oracle_stats = _stats([oracle[s] for s in seeds])
+    oracle_stats = summary_stats([oracle[s] for s in seeds])
     predictions = {}
     for name in names:
         path = run_dir / f"predictions-{name}.npz"

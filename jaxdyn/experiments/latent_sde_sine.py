@@ -204,6 +204,11 @@ def fit_with_kl_warmup(
         return loss_fn(counted.model, jax.lax.stop_gradient(counted.step), batch, key)
 
     decay = train.get("lr_decay")
+    if decay is not None and train.schedule != "constant":
+        raise ValueError(
+            f"train.lr_decay={decay} replaces the schedule: set train.schedule=constant, or "
+            f"train.lr_decay=null to use train.schedule={train.schedule}"
+        )
     if decay is None:
         optimizer = make_optimizer(train.optimizer, train.lr, schedule=train.schedule,
                                    steps=train.steps)  # fmt: skip
@@ -255,7 +260,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
 
     # The posterior on [0, horizon], at the plot grid and the held-out times together.
     grid = np.linspace(0.0, d.horizon, e.grid_points).astype(np.float32)
-    times = np.union1d(grid, test_ts)
+    times = np.union1d(np.union1d(grid, test_ts), obs_ts)  # obs_ts: observed_in_band
     sample = eqx.filter_jit(
         lambda model, key: model.decode(
             model.sample_posterior(
