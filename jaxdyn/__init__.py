@@ -6,10 +6,12 @@ Public API (re-exports only):
 - `sdeint`, `cdeint` — solving SDEs and CDEs (`jaxdyn.solve`).
 - `MLPField`, `NeuralODE`, `NeuralSDE`, `NeuralCDE` — models (`jaxdyn.models`).
 - `fit`, `make_step`, `FitResult`, `TrainingDivergedError` — training (`jaxdyn.train`).
+- Subpackages: `data`, `generative`, `metrics`, `models`, `train` (and `solve`, `implicit`).
 - `ConfigError`, `load_config` — typed configs (`jaxdyn.config`).
 """
 
 from . import data as data
+from . import generative as generative
 from . import metrics as metrics
 from . import models as models
 from . import train as train
