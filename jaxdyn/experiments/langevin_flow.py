@@ -384,7 +384,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             with np.load(path) as f:
                 predictions[name] = {"rates": f["rates"], "latents": f["latents"]}
     data = figures.get("data") or make_dataset(cfg, seeds[0])
-    _rates_figure(run_dir / "rates.png", data, predictions)
+    _rates_figure(run_dir / "rates.png", data, predictions, cfg.data.bin_size)
     _latents_figure(run_dir / "latents.png", data, predictions)
 
     lf = stats.get("langevin_flow")
@@ -430,12 +430,12 @@ def _linear_map(latents, truth, fit_on) -> np.ndarray:
 # --- figures ----------------------------------------------------------------------------------
 
 
-def _rates_figure(path: Path, data: dict, predictions: dict) -> None:
+def _rates_figure(path: Path, data: dict, predictions: dict, bin_size: float) -> None:
     heldin, neurons = data["heldin"], data["spikes"].shape[2]
     shown = [0, 1, heldin, min(heldin + 1, neurons - 1)]  # two held-in, two held-out
     trial = 0  # the first test trial
     test = data["test"][trial]
-    ms = 1000 * np.arange(data["spikes"].shape[1]) * 0.01
+    ms = 1000 * np.arange(data["spikes"].shape[1]) * bin_size
     fig = Figure(figsize=(11, 6))
     axes = fig.subplots(2, 2, sharex=True).ravel()
     for ax, n in zip(axes, shown, strict=True):
