@@ -258,7 +258,7 @@ def test_fixed_ou_prior_and_p_z0_get_no_gradient():
         np.testing.assert_array_equal(fixed, 0.0)
     assert float(jnp.max(jnp.abs(grads.posterior_drift.mlp.layers[-1].weight))) > 0
     assert float(jnp.max(jnp.abs(grads.to_initial.weight))) > 0  # q(z0) is learned
-    learned = eqx.filter_grad(value)(small_model_1d(prior="ou"))
+    learned = eqx.filter_jit(eqx.filter_grad(value))(small_model_1d(prior="ou"))
     assert float(jnp.max(jnp.abs(learned.prior_drift.log_rate))) > 0
     assert float(jnp.max(jnp.abs(learned.prior_z0_log_std))) > 0
 

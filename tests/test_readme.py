@@ -13,7 +13,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(blocks[0], str(README), "exec"), namespace)
     assert bool(namespace["sol"].succeeded)
-    assert namespace["result"].step == 2000
+    assert namespace["result"].step == 500
     assert (tmp_path / "runs" / "mine" / "checkpoint" / "state.eqx").is_file()
 
 
