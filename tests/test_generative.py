@@ -16,6 +16,8 @@ from jaxdyn.generative import (
     TrigonometricInterpolant,
     denoiser_loss,
     flow_matching_loss,
+    ot_coupling,
+    ot_plan,
     score_loss,
     standard_normal,
     velocity_loss,
@@ -185,3 +187,35 @@ def test_errors():
         InterpolantOracle(LinearInterpolant(), standard_normal(3), TARGET)
     with pytest.raises(ValueError, match=r"x must have shape \(2,\)"):
         InterpolantOracle(LinearInterpolant(), BASE, TARGET).velocity(0.5, jnp.zeros(3))
+
+
+def test_ot_coupling_pairs_along_the_plan():
+    # Two sets related by a small shift: the OT plan pairs each point with its own shift, so
+    # re-paired batches are (nearly) the shifted pairs, while independent pairs are far apart.
+    key = jax.random.key(0)
+    x0 = 3.0 * jax.random.normal(key, (64, 2))
+    x1 = x0[::-1] + 0.05
+    a, b = jax.jit(ot_coupling, static_argnames=("epsilon",))(
+        jax.random.key(1), x0, x1, epsilon=1e-3
+    )
+    # The entropic blur (ε = 1e-3 of the mean cost, a length ~0.2) lets a few draws pick a
+    # near neighbour's partner; most drawn pairs are exact OT pairs.
+    exact = jnp.all(jnp.abs(b - a - 0.05) < 1e-9, axis=1)
+    assert float(jnp.mean(exact)) > 0.9
+    assert float(jnp.mean(jnp.sum((b - a) ** 2, axis=1))) < 0.01 * float(
+        jnp.mean(jnp.sum((x1 - x0) ** 2, axis=1))
+    )
+    plan, converged = ot_plan(x0, x1, epsilon=1e-3)
+    assert bool(converged)
+    np.testing.assert_allclose(plan.sum(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(plan.sum(axis=1), 1 / 64, rtol=1e-2)  # Sinkhorn threshold 1e-3
+
+
+def test_ot_plan_reports_non_convergence():
+    x0 = jax.random.normal(jax.random.key(0), (32, 2))
+    _, converged = ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_iterations=5, throw=False)
+    assert not bool(converged)
+    with pytest.raises(Exception, match="Sinkhorn did not converge"):
+        ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_iterations=5)
+    with pytest.raises(ValueError, match="same sample shape"):
+        ot_plan(x0, jnp.zeros((32, 3)))

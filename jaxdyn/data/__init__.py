@@ -21,6 +21,17 @@ from .stochastic import double_well_paths as double_well_paths
 from .systems import SPIRAL_MATRIX as SPIRAL_MATRIX
 from .systems import spiral as spiral
 from .systems import spiral_field as spiral_field
+from .toy2d import CHECKERBOARD_ENTROPY as CHECKERBOARD_ENTROPY
+from .toy2d import TOY2D as TOY2D
+from .toy2d import blobs as blobs
+from .toy2d import blobs_mixture as blobs_mixture
+from .toy2d import checkerboard as checkerboard
+from .toy2d import checkerboard_log_density as checkerboard_log_density
+from .toy2d import circles as circles
+from .toy2d import eight_gaussians as eight_gaussians
+from .toy2d import eight_gaussians_mixture as eight_gaussians_mixture
+from .toy2d import moons as moons
+from .toy2d import toy2d as toy2d
 from .uea import UEA_DATASETS as UEA_DATASETS
 from .uea import UEADataset as UEADataset
 from .uea import uea as uea

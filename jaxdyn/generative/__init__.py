@@ -1,6 +1,9 @@
-"""Generative dynamics: stochastic interpolants, their regression losses, and a Gaussian-mixture
-oracle (exact density, score and velocity) for testing them."""
+"""Generative dynamics: stochastic interpolants, their regression losses, minibatch OT couplings,
+samplers (transport ODE, SDE), exact likelihood, and a Gaussian-mixture oracle (exact density,
+score and velocity) for testing them."""
 
+from .coupling import ot_coupling as ot_coupling
+from .coupling import ot_plan as ot_plan
 from .interpolants import GAMMAS as GAMMAS
 from .interpolants import EncoderDecoderInterpolant as EncoderDecoderInterpolant
 from .interpolants import Interpolant as Interpolant
