@@ -1,9 +1,22 @@
 """Generative dynamics: stochastic interpolants, their regression losses, minibatch OT couplings,
-samplers (transport ODE, SDE), exact likelihood, and a Gaussian-mixture oracle (exact density,
-score and velocity) for testing them."""
+samplers (transport ODE, SDE), exact likelihood, a Gaussian-mixture oracle (exact density,
+score and velocity) for testing them, score-based diffusion (VP/VE SDEs, denoising score
+matching, probability-flow / reverse-SDE / predictor-corrector samplers) and the score
+Fokker-Planck residual."""
 
 from .coupling import ot_coupling as ot_coupling
 from .coupling import ot_plan as ot_plan
+from .diffusion import VESDE as VESDE
+from .diffusion import VPSDE as VPSDE
+from .diffusion import DiffusionSDE as DiffusionSDE
+from .diffusion import diffused_mixture as diffused_mixture
+from .diffusion import dsm_loss as dsm_loss
+from .diffusion import probability_flow as probability_flow
+from .diffusion import sample_predictor_corrector as sample_predictor_corrector
+from .diffusion import sample_probability_flow as sample_probability_flow
+from .diffusion import sample_reverse_sde as sample_reverse_sde
+from .fokker_planck import fokker_planck_loss as fokker_planck_loss
+from .fokker_planck import fokker_planck_residual as fokker_planck_residual
 from .interpolants import GAMMAS as GAMMAS
 from .interpolants import EncoderDecoderInterpolant as EncoderDecoderInterpolant
 from .interpolants import Interpolant as Interpolant
