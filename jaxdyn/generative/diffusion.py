@@ -158,7 +158,9 @@ class VPSDE(DiffusionSDE):
         return jnp.asarray(1.0)
 
     def _langevin_alpha(self, t: Array, dt: float) -> Array:
-        return 1.0 - self.beta(t) * dt  # 1 − β_i of the discretised chain
+        # the chain's 1 − β_i ≈ 1 − β(t) dt, as exp(−β(t) dt): equal to first order, positive
+        # for any step
+        return jnp.exp(-self.beta(t) * dt)
 
 
 class VESDE(DiffusionSDE):
@@ -349,7 +351,8 @@ def sample_predictor_corrector(
 
         x ← x + ε s(t_i, x) + √(2ε) z,    ε = 2 α_i (snr ‖z‖ / ‖s(t_i, x)‖)²,
 
-    (norms averaged over the batch; `α_i = 1 − β(t_i) h` for `VPSDE`, `1` for `VESDE`), then one
+    (norms averaged over the batch; `α_i = exp(−β(t_i) h) ≈ 1 − β(t_i) h` for `VPSDE`, `1` for
+    `VESDE`), then one
     Euler–Maruyama step of the reverse SDE to `t_{i+1}` (the predictor),
     `x ← x − [f − g² s] (−h) + g √h z`. With `denoise` the last predictor step omits its noise
     (returns its mean, as the authors do). `corrector_steps=0` is plain Euler–Maruyama.
