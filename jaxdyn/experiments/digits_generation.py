@@ -174,6 +174,15 @@ class ConditionalVelocity(eqx.Module):
     def __init__(
         self, width: int, depth: int, activation: str, frequencies: int, *, key: PRNGKeyArray
     ):
+        if width < 1 or depth < 0 or frequencies < 0:
+            raise ValueError(
+                "ConditionalVelocity needs width >= 1, depth >= 0, frequencies >= 0; got "
+                f"{width}, {depth}, {frequencies}"
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation={activation!r}; expected one of {sorted(ACTIVATIONS)}"
+            )
         self.frequencies = frequencies
         self.mlp = eqx.nn.MLP(
             in_size=DIM + 1 + 2 * frequencies + NUM_CLASSES + 1,
