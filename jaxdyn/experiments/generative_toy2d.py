@@ -32,8 +32,9 @@ trained with `jaxdyn.train.fit` on the mean of `velocity_loss` (`|b(t, x_t) − 
 
 Evaluation, per (dataset, family):
 
-- ODE samples: `num_samples` base points pushed through `sample_ode` (dopri5 at
-  `evaluation.rtol`/`atol`; NFE from its stats);
+- ODE samples: `num_samples` base points pushed through the transport ODE by `odeint` (dopri5
+  at `evaluation.rtol`/`atol`, one step sequence for the batch, as `sample_ode` does; saved at
+  41 times for the trajectories; NFE from its stats);
 - W2²: `wasserstein2_squared` (exact OT, POT) between the ODE samples and `num_samples` fresh
   data samples, with the *floor* `W2²` between two independent data sets of the same size (the
   empirical W2² of `n` samples of the same law is not zero: 0.041 for the checkerboard at
@@ -72,7 +73,6 @@ from ..generative import (
     OneSidedInterpolant,
     TrigonometricInterpolant,
     log_likelihood,
-    sample_ode,
     standard_normal,
     velocity_loss,
 )
@@ -143,22 +143,24 @@ def _flow_matching_loss(dataset: str, interpolant: Interpolant, batch_size: int,
 # --- evaluation (module-level jits: compiled once, reused by every pair) ----------------------
 
 
+_toy2d = jax.jit(toy2d, static_argnums=(0, 2))  # one compilation per (name, n), not per op
+
+
 @eqx.filter_jit
-def _ode_samples(model, x0, rtol: float, atol: float):
-    return sample_ode(model, x0, rtol=rtol, atol=atol)
+def _ode_paths(model, x0, num_times: int, rtol: float, atol: float):
+    """The transport ODE `dx/dt = b(t, x)` from `t = 0` to 1 (dopri5, one step sequence for
+    the batch: what `sample_ode` solves), saved at `num_times` equally spaced times, so that
+    samples and trajectories come from one solve (and one compilation). Returns
+    `(paths (batch, time, 2), num_fevals)`."""
+    ts = jnp.linspace(0.0, 1.0, num_times, dtype=x0.dtype)
+    sol = odeint(lambda t, y, args: model(t, y), x0, ts, solver="dopri5", rtol=rtol, atol=atol,
+                 batch="joint")  # fmt: skip
+    return sol.ys, sol.stats.num_fevals
 
 
 @eqx.filter_jit
 def _log_likelihood(model, x, rtol: float, atol: float):
     return log_likelihood(model, x, standard_normal(2).log_prob, rtol=rtol, atol=atol)
-
-
-@eqx.filter_jit
-def _trajectories(model, x0, num_times: int, rtol: float, atol: float):
-    ts = jnp.linspace(0.0, 1.0, num_times, dtype=x0.dtype)
-    sol = odeint(lambda t, y, args: model(t, y), x0, ts, solver="dopri5", rtol=rtol, atol=atol,
-                 batch="joint")  # fmt: skip
-    return sol.ys  # (batch, time, 2)
 
 
 def _data_entropy(dataset: str, x: Array) -> float | None:
@@ -182,23 +184,26 @@ def evaluate_flow(
     rtol: float,
     atol: float,
     floors: dict,
-) -> tuple[dict, np.ndarray]:
+    num_times: int = 41,
+) -> tuple[dict, np.ndarray, np.ndarray]:
     """W2² of ODE samples to fresh data (and the data-vs-data floor at that size, cached in
-    `floors`), test NLL in nats and the NFE of both solves. Returns `(row, samples)`."""
+    `floors`), test NLL in nats and the NFE of both solves. Returns `(row, samples, paths)`:
+    the samples `(num_samples, 2)` and their paths at `num_times` times."""
     k_base, k_ref, k_ref2, k_test = jax.random.split(key, 4)
     dtype = jnp.result_type(float)
     x0 = jax.random.normal(k_base, (num_samples, 2), dtype)
-    samples, stats = _ode_samples(model, x0, rtol, atol)
-    samples = np.asarray(samples)
+    paths, nfe = _ode_paths(model, x0, num_times, rtol, atol)
+    paths = np.asarray(paths)
+    samples = paths[:, -1]
     if not np.all(np.isfinite(samples)):
         raise FloatingPointError(f"{dataset}: the ODE samples are not finite")
-    reference = toy2d(dataset, k_ref, num_samples)
+    reference = _toy2d(dataset, k_ref, num_samples)
     w2 = wasserstein2_squared(samples, reference)
     if (dataset, num_samples) not in floors:
         floors[dataset, num_samples] = wasserstein2_squared(
-            reference, toy2d(dataset, k_ref2, num_samples)
+            reference, _toy2d(dataset, k_ref2, num_samples)
         )
-    test = toy2d(dataset, k_test, num_nll)
+    test = _toy2d(dataset, k_test, num_nll)
     log_p, nll_stats = _log_likelihood(model, test, rtol, atol)
     log_p = np.asarray(log_p, dtype=np.float64)
     entropy = _data_entropy(dataset, test)
@@ -212,10 +217,10 @@ def evaluate_flow(
         "num_nll": num_nll,
         "data_entropy": entropy,
         "nll_minus_entropy": None if entropy is None else nll - entropy,
-        "sample_nfe": int(stats.num_fevals),
+        "sample_nfe": int(nfe),
         "nll_nfe_mean": float(np.mean(nll_stats.num_fevals)),
     }
-    return row, samples
+    return row, samples, paths
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -366,14 +371,12 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             checkpoint_every=cfg.train.checkpoint_every, resume=resume,
         )  # fmt: skip
         model = result.model
-        row, samples = evaluate_flow(
+        row, samples, paths = evaluate_flow(
             model, dataset, eval_key, num_samples=num_samples, num_nll=num_nll, rtol=e.rtol,
             atol=e.atol, floors=floors,
         )  # fmt: skip
-        x0 = jax.random.normal(jax.random.fold_in(eval_key, 9), (e.num_trajectories, 2))
-        paths = np.asarray(_trajectories(model, x0.astype(jnp.result_type(float)), 41,
-                                         e.rtol, e.atol))  # fmt: skip
-        np.savez(fit_dir / "samples.npz", samples=samples[: e.plot_points], paths=paths)
+        np.savez(fit_dir / "samples.npz", samples=samples[: e.plot_points],
+                 paths=paths[: e.num_trajectories])  # fmt: skip
         losses = [r["loss"] for r in read_metrics(fit_dir / "metrics.jsonl")]
         row = {
             "dataset": dataset,
@@ -452,7 +455,7 @@ def _samples_figure(run_dir: Path, cfg: DictConfig, rows: dict, main) -> None:
     axes = np.asarray(fig.subplots(len(datasets), len(families) + 1, squeeze=False))
     key = jax.random.key(cfg.seed + 1)
     for i, dataset in enumerate(datasets):
-        data = np.asarray(toy2d(dataset, jax.random.fold_in(key, i), cfg.evaluation.plot_points))
+        data = np.asarray(_toy2d(dataset, jax.random.fold_in(key, i), cfg.evaluation.plot_points))
         axes[i, 0].scatter(data[:, 0], data[:, 1], s=0.5, c="0.3", rasterized=True)
         axes[i, 0].set_title(f"{dataset}: data", fontsize=8)
         for j, family in enumerate(families, start=1):

@@ -56,7 +56,7 @@ from ..solve import odeint
 from ..train import fit, make_optimizer
 from ._records import append_result, read_results
 from ._registry import register
-from .generative_toy2d import _log_likelihood, _VelocityField
+from .generative_toy2d import _log_likelihood, _toy2d, _VelocityField
 
 COUPLINGS = ("independent", "ot")
 DATASETS = ("eight_gaussians", "checkerboard", "moons", "circles")
@@ -292,13 +292,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             jax.random.fold_in(jax.random.fold_in(root, 2), d_index), 5
         )
         x0 = jax.random.normal(k_base, (e.num_samples, 2), dtype)
-        reference = np.asarray(toy2d(dataset, k_ref, e.num_samples))
+        reference = np.asarray(_toy2d(dataset, k_ref, e.num_samples))
         floor = None
         for coupling in cfg.couplings:
             if (dataset, coupling) in done:
                 continue
             if floor is None:
-                floor = wasserstein2_squared(reference, toy2d(dataset, k_ref2, e.num_samples))
+                floor = wasserstein2_squared(reference, _toy2d(dataset, k_ref2, e.num_samples))
             model = _VelocityField(2, cfg.model.width, cfg.model.depth, cfg.model.time_frequencies,
                                    cfg.model.activation, key=init_key)  # fmt: skip
             loss = _coupled_loss(dataset, coupling, cfg.train.batch_size, cfg.coupling.epsilon)
@@ -311,7 +311,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             model = result.model
             x_ref, ref_nfe = _adaptive(model, x0, jnp.asarray(e.reference_tol, dtype))
             reference_w2 = _w2(x_ref, reference)
-            test = toy2d(dataset, k_test, e.num_nll)
+            test = _toy2d(dataset, k_test, e.num_nll)
             log_p, _ = _log_likelihood(model, test, e.reference_tol, e.reference_tol)
             log_p = np.asarray(log_p, np.float64)
             x_straight = jax.random.normal(k_straight, (e.num_samples, 2), dtype)
