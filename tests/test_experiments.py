@@ -49,6 +49,12 @@ TINY = {
                       "model.smoothing_glm.kernel_sd_bins=2.0",
                       "model.eval_samples=2", "train.steps=2", "train.chunk=2",
                       "train.batch_size=4"],
+    "digits_generation": ["model.width=16", "model.depth=1", "train.steps=2", "train.chunk=2",
+                          "train.batch_size=16", "evaluation.samples_per_class=40",
+                          "evaluation.grid_samples=2", "evaluation.nll_images=4",
+                          "evaluation.dequantization_draws=2", "evaluation.hutchinson_images=4",
+                          "evaluation.floor_repeats=1", "sampling.rtol=1e-3", "sampling.atol=1e-3",
+                          "evaluation.rtol=1e-3", "evaluation.atol=1e-3"],
 }  # fmt: skip
 
 
