@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/neural_sde_step.py
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/hypergradient.py
+	$(BIN)/python benchmarks/generative.py
 
 clean:  # keeps runs/ (results)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

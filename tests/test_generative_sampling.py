@@ -69,6 +69,10 @@ def test_linear_flow_matches_closed_form(t0, t1):
     x1, stats = sample_ode(lambda t, y: a * y, x, t0=t0, t1=t1, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x1, jnp.exp(a * delta) * x, rtol=1e-8)
     assert int(stats.num_fevals) > 0 and int(stats.num_steps) > 0
+    # dt0 alone: fixed Euler steps, x ← (1 + a h) x ten times (backwards, h = −0.075).
+    x1, stats = sample_ode(lambda t, y: a * y, x, t0=t0, t1=t1, solver="euler", dt0=0.075)
+    np.testing.assert_allclose(x1, (1 + a * delta / 10) ** 10 * x, rtol=1e-12)
+    assert int(stats.num_steps) == 10
 
 
 def test_hutchinson_agrees_with_exact_within_error_bars():

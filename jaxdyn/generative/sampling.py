@@ -72,8 +72,8 @@ def sample_ode(
     t0: float = 0.0,
     t1: float = 1.0,
     solver: str = "dopri5",
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
+    rtol: float | None = None,
+    atol: float | None = None,
     dt0: float | None = None,
     max_steps: int = 4096,
     batch: str = "joint",
@@ -86,7 +86,9 @@ def sample_ode(
     - `velocity`: `b(t, x) -> (dim,)` for one sample.
     - `x0`: samples of `ρ_{t0}`, shape `(dim,)` or `(batch, dim)`.
     - `t0`, `t1`: start and end times (concrete); `t1 < t0` integrates backwards.
-    - `solver`, `rtol`, `atol`, `dt0`, `max_steps`: as in `odeint` (adaptive by default).
+    - `solver`, `rtol`, `atol`, `dt0`, `max_steps`: as in `odeint`. With none of `rtol`,
+      `atol`, `dt0` given, adaptive steps at `rtol = atol = 1e-6`; `dt0` alone gives fixed
+      steps (e.g. `solver="euler", dt0=0.01`: 100 steps, NFE 100).
     - `batch`: for `(batch, dim)` input, `"joint"` (one step sequence for the whole batch) or
       `"vmap"` (each sample its own steps).
 
@@ -96,6 +98,8 @@ def sample_ode(
     x0, batched = _check_samples("x0", x0)
     _check_times(t0, t1)
     _check_batch(batch)
+    if rtol is None and atol is None and dt0 is None:
+        rtol = atol = 1e-6
     ts = jnp.asarray([0.0, abs(float(t1) - float(t0))], dtype=x0.dtype)
     sol = odeint(
         _reversible_field(velocity, float(t0), float(t1)),
