@@ -55,6 +55,10 @@ TINY = {
                           "evaluation.dequantization_draws=2", "evaluation.hutchinson_images=4",
                           "evaluation.floor_repeats=1", "sampling.rtol=1e-3", "sampling.atol=1e-3",
                           "evaluation.rtol=1e-3", "evaluation.atol=1e-3"],
+    "ode_sde_gap": ["data.datasets=[blobs]", "regulariser.weights=[0.0]", "model.width=8",
+                    "model.depth=1", "train.steps=2", "train.chunk=2", "train.batch_size=16",
+                    "regulariser.batch_size=4", "sampling.num_samples=20", "sampling.sde_steps=20",
+                    "sde.t_min=0.05"],
 }  # fmt: skip
 
 
