@@ -59,6 +59,18 @@ TINY = {
                     "model.depth=1", "train.steps=2", "train.chunk=2", "train.batch_size=16",
                     "regulariser.batch_size=4", "sampling.num_samples=20", "sampling.sde_steps=20",
                     "sde.t_min=0.05"],
+    "generative_toy2d": ["datasets=[checkerboard]", "families=[linear]", "model.width=8",
+                         "model.depth=1", "model.time_frequencies=2", "train.steps=2",
+                         "train.chunk=2", "train.batch_size=16", "evaluation.num_samples=40",
+                         "evaluation.num_nll=8", "evaluation.num_trajectories=2",
+                         "evaluation.plot_points=40", "evaluation.rtol=1e-3",
+                         "evaluation.atol=1e-3"],
+    "nfe_quality": ["datasets=[eight_gaussians]", "model.width=8", "model.depth=1",
+                    "model.time_frequencies=2", "train.steps=2", "train.chunk=2",
+                    "train.batch_size=16", "evaluation.num_samples=40", "evaluation.num_nll=8",
+                    "evaluation.tolerances=[1e-3]", "evaluation.step_counts=[2]",
+                    "evaluation.fixed_solvers=[rk4]", "evaluation.reference_steps=2",
+                    "evaluation.reference_tol=1e-3"],
 }  # fmt: skip
 
 
