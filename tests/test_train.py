@@ -225,3 +225,20 @@ def test_partial_last_chunk_matches_other_chunkings():
     b = fit(mse, model(), regression(), optax.adam(1e-2), steps=45, batch_size=16,
             key=jax.random.key(2), chunk=45, progress=False)  # fmt: skip
     assert a.losses.shape == (45,) and leaves_equal(a.model, b.model)
+
+
+def test_fit_without_data_lets_the_loss_draw_its_own():
+    # Estimating a mean from fresh draws each step: the loss sees batch=None and its key.
+    def loss(model, batch, key):
+        assert batch is None
+        x = 3.0 + jax.random.normal(key, (64,))
+        return jnp.mean((model - x) ** 2)
+
+    result = fit(loss, jnp.zeros(()), None, optax.sgd(0.1), steps=60, batch_size=None,
+                 key=jax.random.key(0), chunk=30, progress=False)  # fmt: skip
+    # 60 SGD steps of rate 0.1 on (m − x̄)²: the start's weight is 0.8⁶⁰ ≈ 1e-6; what is left
+    # is the noise of the last few batch means (sd 1/8 each, damped): within 0.2 of 3.
+    assert abs(float(result.model) - 3.0) < 0.2
+    with pytest.raises(ValueError, match="data=None .* needs batch_size=None"):
+        fit(loss, jnp.zeros(()), None, optax.sgd(0.1), steps=1, batch_size=8,
+            key=jax.random.key(0), progress=False)  # fmt: skip

@@ -138,7 +138,9 @@ def fit(
     - `loss_fn`: `(model, batch, key) -> loss`, or `(loss, metrics)` with `has_aux=True`
       where `metrics` is a dict of scalars logged with the loss.
     - `model`: an Equinox module; its floating-point arrays are trained.
-    - `data`: a pytree of arrays with a common leading sample axis.
+    - `data`: a pytree of arrays with a common leading sample axis; or `None` (with
+      `batch_size=None`) when the loss draws fresh data from its key every step, as
+      generative models on a sampler do (the loss then gets `batch=None`).
     - `optimizer`: an optax `GradientTransformation`.
     - `steps`: total number of steps (a resumed run continues up to it).
     - `batch_size`: samples per step, drawn without replacement inside the jit; `None` uses
@@ -162,7 +164,9 @@ def fit(
     ):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"fit: {name} must be an int >= {low}, got {value!r}")
-    n = _num_samples(data)
+    if data is None and batch_size is not None:
+        raise ValueError("fit: data=None (the loss draws its own data) needs batch_size=None")
+    n = None if data is None else _num_samples(data)
     if batch_size is not None and not (isinstance(batch_size, int) and 1 <= batch_size <= n):
         raise ValueError(
             f"fit: batch_size must be an int in [1, {n}] (the data size), got {batch_size!r}"
