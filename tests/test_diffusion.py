@@ -1,7 +1,12 @@
 """Score-based diffusion: the VP/VE kernels against the moment ODEs of the forward SDE, the
 denoising score-matching loss against its closed form for Gaussian data, and the three samplers
 (probability-flow ODE against its closed-form map, reverse SDE and predictor–corrector against
-the exact law) with the exact score of Gaussian data."""
+the exact law) with the exact score of Gaussian data.
+
+Compilation dominates, and the VP and VE SDEs are static (each compiles its own program): the
+SDE-specific pieces (drift, diffusion, kernel, the corrector's step scale) are checked on both
+SDEs, each SDE-generic function (`dsm_loss`, `sample_probability_flow`, `sample_reverse_sde`)
+on one of them."""
 
 import jax
 import jax.numpy as jnp
@@ -78,8 +83,7 @@ def test_prior_log_prob_and_samples():
     np.testing.assert_allclose(draws.std(), np.sqrt(var), rtol=5 * np.sqrt(1 / 40000))
 
 
-@pytest.mark.parametrize("name", sorted(SDES))
-def test_dsm_loss_of_the_exact_score_matches_closed_form(name):
+def test_dsm_loss_of_the_exact_score_matches_closed_form(name="vp"):
     """For Gaussian data and the exact score, `E|σ s + z|² = d a² s²/(a² s² + σ²)` at time `t`
     (write `x_t − a m = a s ξ + σ z`); averaged over `t ~ U[t_min, 1]` by quadrature. The loss
     is also stationary there: `d/dc E|σ c s + z|²` at `c = 1` vanishes."""
@@ -112,10 +116,10 @@ def test_dsm_loss_of_the_exact_score_matches_closed_form(name):
     assert float((wrong - values).mean()) > 10 * stderr(wrong - values)
 
 
-@pytest.mark.parametrize("name", sorted(SDES))
-def test_probability_flow_matches_its_closed_form(name):
+def test_probability_flow_matches_its_closed_form(name="ve"):
     """For Gaussian data the probability-flow map is affine: `x(t) = a_t m + √(V_t / V_1)
-    (x(1) − a_1 m)` with `V_t = a_t² s² + σ_t²` (each coordinate keeps its standardised value)."""
+    (x(1) − a_1 m)` with `V_t = a_t² s² + σ_t²` (each coordinate keeps its standardised value).
+    On VE, the stiffer case for the adaptive solver (`g²` grows to 1.4e3 at `t = 1`)."""
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(3), 64)
     x, stats = sample_probability_flow(
@@ -145,8 +149,7 @@ def _check_law(x, sde, z=5.0, bias=0.0):
 NUM_SAMPLES, NUM_STEPS = 1500, 200
 
 
-@pytest.mark.parametrize("name", sorted(SDES))
-def test_reverse_sde_reproduces_the_data_law(name):
+def test_reverse_sde_reproduces_the_data_law(name="vp"):
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(4), NUM_SAMPLES)
     dt0 = (1 - T_MIN) / NUM_STEPS

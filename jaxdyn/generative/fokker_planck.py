@@ -22,6 +22,23 @@ ODE- and SDE-induced distributions by a quantity controlled by `R`, and regulari
 divergences are exact (traces of `jax.jacfwd`: `dim` forward passes each, meant for small
 dimensions such as 2-D toys, but written for any `dim`), and the outer gradient is `jax.grad` of
 the scalar in brackets, so training with it differentiates the score network three times.
+
+**Scale and weighting.** The residual of a learned score is naturally of size `g(t)²/σ(t)³`:
+for `s = −ε/σ` with `ε = O(1)` varying on the length scale `σ` near the data (as the exact
+score does), `∂_t s ≈ ε σ'/σ²` with `σ' = a² g²/(2σ)` (VP; `g²/(2σ)` for VE) and the spatial
+terms `½ g² ∇(∇·s + |s|²)` are `g²/σ³` too. So `E|R|²` spans many decades over `t ∈ [10⁻³, 1]`
+(for a DSM-trained VP model on the 2-D checkerboard, from `3·10⁸` at `t = 10⁻³` to `2` at
+`t = 0.3`, while `(σ³/g²)² E|R|²` stays within `0.014–0.024`), and an unweighted or `σ²`-weighted
+regulariser is dominated by the smallest times. `fokker_planck_weight` returns the weighting
+`λ_R(t) = (σ(t)³/g(t)²)²` that makes `λ_R |R|²` `O(1)` at every `t`: the residual measured in
+the units of the noise predictor `ε` per unit of `log σ`-time.
+
+**A trivial zero.** With affine drift `f = c(t) x`, `∇·f = c(t) dim` is constant in `x`, so
+`s ≡ 0` (the score of an improper flat density) has `R ≡ 0` exactly. A regulariser that
+outweighs the DSM loss drives the model there (`ε ≡ 0`, DSM loss `= dim`); its samplers then
+just undo the forward drift, `x(t_min) ≈ x(1) a(t_min)/a(1)` (about `150 x(1)` for the default
+VP SDE). Weight the regulariser so that, for a DSM-trained score, it is not much larger than
+the DSM loss's excess `dim − DSM` over that collapse.
 """
 
 from collections.abc import Callable
@@ -33,7 +50,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from .diffusion import DiffusionSDE, _check_sde, _check_t_min
 from .sampling import _check_samples
 
-__all__ = ["fokker_planck_loss", "fokker_planck_residual"]
+__all__ = ["fokker_planck_loss", "fokker_planck_residual", "fokker_planck_weight"]
 
 Score = Callable[[Array, Float[Array, " dim"]], Float[Array, " dim"]]
 
@@ -71,6 +88,20 @@ def fokker_planck_residual(
     return ds_dt - jax.grad(potential)(x)
 
 
+def fokker_planck_weight(sde: DiffusionSDE) -> Callable[[ArrayLike], Array]:
+    """The time weighting `λ_R(t) = (σ(t)³ / g(t)²)²` that makes the squared Fokker–Planck
+    residual of a learned score `O(1)` at every time (see the module: the residual's natural
+    size is `g²/σ³`), for `fokker_planck_loss(..., weight=fokker_planck_weight(sde))`. It
+    vanishes like `t³` as `t → 0` (`σ² ≈ g(0)² t`), which is what keeps the small times, where
+    `|R|²` is largest, from dominating the average."""
+    _check_sde(sde)
+
+    def weight(t: ArrayLike) -> Array:
+        return (sde.std(t) ** 3 / sde.diffusion(t) ** 2) ** 2
+
+    return weight
+
+
 def fokker_planck_loss(
     score: Score,
     sde: DiffusionSDE,
@@ -85,9 +116,9 @@ def fokker_planck_loss(
     `dsm_loss + w_R · fokker_planck_loss`.
 
     **Arguments:** `score`; `sde`; `key`; `x0`, data `(batch, dim)`; `t_min`; `weight`, the time
-    weighting `λ_R(t)` (default `1`). The residual of a learned score grows like a power of
-    `1/σ(t)` as `t → 0` (the score is `O(1/σ)` and each derivative adds a factor), so a
-    weighting such as `σ(t)^k`, or a larger `t_min`, keeps small times from dominating.
+    weighting `λ_R(t)` (default `1`). The residual of a learned score grows like `g²/σ³` as
+    `t → 0`, so without a weighting the smallest times dominate; `fokker_planck_weight(sde)`
+    makes every time count alike.
     """
     _check_sde(sde)
     _check_t_min(t_min)
