@@ -141,7 +141,7 @@ class GapRegulariserConfig:
 @dataclasses.dataclass
 class GapSamplingConfig:
     num_samples: int = at_least(2000, 2)  # per repeat (the W2² sample size)
-    repeats: int = at_least(4, 1)  # independent sample / data sets, for standard errors
+    repeats: int = at_least(3, 1)  # independent sample / data sets, for standard errors
     ode_rtol: float = positive(1e-5)
     ode_atol: float = positive(1e-5)
     sde_steps: int = at_least(1000, 1)
@@ -502,7 +502,9 @@ def _w2_figure(run_dir: Path, cfg: DictConfig, weights: list[float], done: dict)
                 ax.errorbar(weights, [row[key] for row in rows], fmt=style, label=label,
                             yerr=[2 * _se(row, key) for row in rows], capsize=2)  # fmt: skip
         ax.axhline(rows[0]["w2_floor"], color="0.5", ls=":", label="data vs data (floor)")
-        ax.set_xscale("symlog", linthresh=min([w for w in weights if w > 0] or [1.0]))
+        linthresh = min([w for w in weights if w > 0] or [1.0])
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(-0.3 * linthresh, 1.5 * max(max(weights), linthresh))
         ax.set_yscale("log")
         ax.set(xlabel="w_R", ylabel="W2²", title=dataset)
     axes[0].legend(fontsize=7)
