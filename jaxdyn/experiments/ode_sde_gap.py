@@ -122,6 +122,9 @@ class GapModelConfig:
     activation: str = dataclasses.field(
         default="silu", metadata={"choices": tuple(a for a in ACTIVATIONS if a != "relu")}
     )  # smooth: the regulariser differentiates the network three times
+    time_input: str = dataclasses.field(
+        default="t", metadata={"choices": ("t", "log_sigma")}
+    )  # what the MLP sees as time: t itself, or log σ(t) (resolves the small times)
 
 
 @dataclasses.dataclass
@@ -176,26 +179,33 @@ class OdeSdeGapConfig:
 
 
 class NoiseScore(eqx.Module):
-    """`s(t, x) = −ε(t, x)/σ(t)`: the score from a noise predictor `ε` (an MLP of `(x, t)`), so
-    that the DSM residual `σ s + z = z − ε` is `O(1)` at every `t` (Ho et al. 2020)."""
+    """`s(t, x) = −ε(t, x)/σ(t)`: the score from a noise predictor `ε` (an MLP of `(x, τ)`, with
+    `τ = t` or `τ = log σ(t)` by `time_input`), so that the DSM residual `σ s + z = z − ε` is
+    `O(1)` at every `t` (Ho et al. 2020)."""
 
     net: MLPField
     sde: VPSDE
+    time_input: str = eqx.field(static=True, default="t")
+
+    def eps(self, t: Array, x: Array) -> Array:
+        """The noise predictor `ε(t, x)`."""
+        tau = t if self.time_input == "t" else jnp.log(self.sde.std(t))
+        return self.net(tau, x)
 
     def __call__(self, t: Array, x: Array) -> Array:
-        return -self.net(t, x) / self.sde.std(t)
+        return -self.eps(t, x) / self.sde.std(t)
 
 
 def build_score(cfg: DictConfig, key: PRNGKeyArray) -> NoiseScore:
     """The score model an `ode_sde_gap` config describes."""
     m, s = cfg.model, cfg.sde
-    return _init_score(m.width, m.depth, m.activation, s.beta_min, s.beta_max, key)
+    return _init_score(m.width, m.depth, m.activation, m.time_input, s.beta_min, s.beta_max, key)
 
 
 @eqx.filter_jit  # one compiled initialiser, not one small program per eager operation
-def _init_score(width, depth, activation, beta_min, beta_max, key) -> NoiseScore:
+def _init_score(width, depth, activation, time_input, beta_min, beta_max, key) -> NoiseScore:
     net = MLPField(2, width, depth, activation=activation, time=True, key=key)
-    return NoiseScore(net, VPSDE(beta_min, beta_max))
+    return NoiseScore(net, VPSDE(beta_min, beta_max), time_input)
 
 
 _draw = eqx.filter_jit(toy2d)  # `name` and `n` static: one program per (dataset, size)
@@ -239,7 +249,7 @@ def _evaluate(model: NoiseScore, x0: Array, key: PRNGKeyArray, t_min: float, fp_
     xt, _ = sde.marginal_sample(k_x, t, x0)
     residual = jax.vmap(lambda t, x: fokker_planck_residual(model, sde, t, x))(t, xt)
     squared = jnp.sum(residual**2, axis=1)
-    eps = jax.vmap(model.net)(t, xt)
+    eps = jax.vmap(model.eps)(t, xt)
     return {
         "dsm": jnp.mean(dsm_loss(model, sde, k_dsm, x0, t_min=t_min)),
         "fp_natural": jnp.mean(jax.vmap(fokker_planck_weight(sde))(t) * squared),
