@@ -17,6 +17,7 @@ from .diffusion import sample_probability_flow as sample_probability_flow
 from .diffusion import sample_reverse_sde as sample_reverse_sde
 from .fokker_planck import fokker_planck_loss as fokker_planck_loss
 from .fokker_planck import fokker_planck_residual as fokker_planck_residual
+from .fokker_planck import fokker_planck_weight as fokker_planck_weight
 from .interpolants import GAMMAS as GAMMAS
 from .interpolants import EncoderDecoderInterpolant as EncoderDecoderInterpolant
 from .interpolants import Interpolant as Interpolant
