@@ -48,15 +48,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .diffusion import DiffusionSDE, _check_sde, _check_t_min
+from .likelihood import divergence
 from .sampling import _check_samples
 
 __all__ = ["fokker_planck_loss", "fokker_planck_residual", "fokker_planck_weight"]
 
 Score = Callable[[Array, Float[Array, " dim"]], Float[Array, " dim"]]
-
-
-def _divergence(field: Callable[[Array], Array], x: Array) -> Array:
-    return jnp.trace(jax.jacfwd(field)(x))
 
 
 def fokker_planck_residual(
@@ -81,8 +78,8 @@ def fokker_planck_residual(
 
     def potential(y):
         s = score(t, y)
-        div_s = _divergence(lambda z: score(t, z), y)
-        div_f = _divergence(lambda z: sde.drift(t, z), y)
+        div_s = divergence(score, t, y)
+        div_f = divergence(sde.drift, t, y)
         return 0.5 * g2 * (div_s + jnp.sum(s**2)) - jnp.dot(sde.drift(t, y), s) - div_f
 
     return ds_dt - jax.grad(potential)(x)
