@@ -38,6 +38,20 @@ def choice(default: Any, choices: Sequence[Any]) -> Any:
     return dataclasses.field(default=default, metadata={"choices": tuple(choices)})
 
 
+def distinct_names(default: Sequence[str], options: Sequence[str]) -> Any:
+    """A list schema field whose value must be a non-empty list of distinct names from
+    `options` (default: the list `default`)."""
+    options, default = list(options), list(default)
+
+    def check(values) -> bool:
+        return 0 < len(values) == len(set(values)) and set(values) <= set(options)
+
+    return dataclasses.field(
+        default_factory=lambda: list(default),
+        metadata={"check": (check, f"a non-empty list of distinct names from {options}")},
+    )
+
+
 def at_least(default: Any, low: float) -> Any:
     """A numeric schema field whose value (when not null) must be `>= low`."""
     return dataclasses.field(default=default, metadata={"check": (lambda v: v >= low, f">= {low}")})

@@ -63,7 +63,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, positive
+from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
 from ..data.toy2d import CHECKERBOARD_ENTROPY, eight_gaussians_mixture, toy2d
 from ..generative import (
     GAMMAS,
@@ -226,13 +226,6 @@ def evaluate_flow(
 # --- config -----------------------------------------------------------------------------------
 
 
-def _subset(options):
-    def check(values) -> bool:
-        return 0 < len(values) == len(set(values)) and set(values) <= set(options)
-
-    return check
-
-
 @dataclasses.dataclass
 class ToyModelConfig:
     width: int = at_least(256, 1)
@@ -283,21 +276,15 @@ class ToyTargetConfig:
 class GenerativeToy2DConfig:
     experiment: str = "generative_toy2d"
     seed: int = 0
-    datasets: list[str] = dataclasses.field(
-        default_factory=lambda: list(DATASETS),
-        metadata={"check": (_subset(DATASETS), f"a non-empty list of distinct {DATASETS}")},
-    )
-    families: list[str] = dataclasses.field(
-        default_factory=lambda: list(FAMILIES),
-        metadata={"check": (_subset(FAMILIES), f"a non-empty list of distinct {FAMILIES}")},
-    )
+    datasets: list[str] = distinct_names(DATASETS, DATASETS)
+    families: list[str] = distinct_names(FAMILIES, FAMILIES)
     main_dataset: str = choice("checkerboard", DATASETS)
     main_family: str = choice("linear", FAMILIES)
     model: ToyModelConfig = dataclasses.field(default_factory=ToyModelConfig)
     interpolant: ToyInterpolantConfig = dataclasses.field(default_factory=ToyInterpolantConfig)
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
-            steps=12000, batch_size=1024, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
+            steps=30000, batch_size=1024, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
         )  # fmt: skip
     )
     survey: ToySurveyConfig = dataclasses.field(default_factory=ToySurveyConfig)

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive
+from ..config import TrainConfig, at_least, choice, distinct_names, positive
 from ..data.irregular import augment, drop_observations, hermite_coefficients
 from ..data.uea import UEA_DATASETS, UEADataset, uea
 from ..models.cde import NeuralCDE
@@ -59,13 +59,6 @@ MODELS: dict[str, str] = {
 STABLE = ("lsde", "lnsde", "gsde")
 
 
-def _subset(options):
-    return (
-        lambda v: len(v) > 0 and len(set(v)) == len(v) and all(x in options for x in v),
-        f"a non-empty list of distinct names from {', '.join(options)}",
-    )
-
-
 @dataclasses.dataclass
 class IrregularDataConfig:
     name: str = choice("BasicMotions", tuple(UEA_DATASETS))
@@ -86,9 +79,7 @@ class IrregularDataConfig:
 
 @dataclasses.dataclass
 class IrregularModelConfig:
-    models: list[str] = dataclasses.field(
-        default_factory=lambda: list(MODELS), metadata={"check": _subset(tuple(MODELS))}
-    )
+    models: list[str] = distinct_names(MODELS, MODELS)
     hidden: int = at_least(32, 1)  # state size of every model
     width: int = at_least(32, 1)  # hidden layers of the drift / diffusion / CDE field
     depth: int = at_least(1, 0)

@@ -49,7 +49,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive
+from ..config import TrainConfig, at_least, choice, distinct_names, positive
 from ..data.spikes import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
@@ -69,10 +69,6 @@ MODELS: dict[str, str] = {
     "smoothing_glm": "smoothing + GLM",
 }
 TRAINED = ("langevin_flow", "seq_vae")
-
-
-def _subset(values) -> bool:
-    return 0 < len(values) == len(set(values)) and set(values) <= set(MODELS)
 
 
 def _fraction(default: float):
@@ -132,10 +128,7 @@ class SmoothingGLMConfig:
 
 @dataclasses.dataclass
 class ModelsConfig:
-    models: list[str] = dataclasses.field(
-        default_factory=lambda: list(MODELS),
-        metadata={"check": (_subset, f"a non-empty list of distinct {list(MODELS)}")},
-    )
+    models: list[str] = distinct_names(MODELS, MODELS)
     langevin_flow: LangevinFlowConfig = dataclasses.field(default_factory=LangevinFlowConfig)
     seq_vae: SeqVAEConfig = dataclasses.field(default_factory=SeqVAEConfig)
     smoothing_glm: SmoothingGLMConfig = dataclasses.field(default_factory=SmoothingGLMConfig)

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, positive
+from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
 from ..data.toy2d import toy2d
 from ..generative import LinearInterpolant, ot_coupling, velocity_loss
 from ..metrics import wasserstein2_squared
@@ -192,13 +192,6 @@ def steps_to_quality(
 # --- config -----------------------------------------------------------------------------------
 
 
-def _subset(options):
-    def check(values) -> bool:
-        return 0 < len(values) == len(set(values)) and set(values) <= set(options)
-
-    return check
-
-
 def _positive_list(values) -> bool:
     return len(values) > 0 and all(v > 0 for v in values)
 
@@ -224,10 +217,7 @@ class NFEEvaluationConfig:
         default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
         metadata={"check": (_positive_list, "a non-empty list of positive tolerances")},
     )
-    fixed_solvers: list[str] = dataclasses.field(
-        default_factory=lambda: list(FIXED_SOLVERS),
-        metadata={"check": (_subset(FIXED_SOLVERS), f"a list of distinct {FIXED_SOLVERS}")},
-    )
+    fixed_solvers: list[str] = distinct_names(FIXED_SOLVERS, FIXED_SOLVERS)
     step_counts: list[int] = dataclasses.field(
         default_factory=lambda: [1, 2, 4, 8, 16, 32],
         metadata={"check": (_positive_list, "a non-empty list of positive step counts")},
@@ -242,14 +232,8 @@ class NFEEvaluationConfig:
 class NFEQualityConfig:
     experiment: str = "nfe_quality"
     seed: int = 0
-    datasets: list[str] = dataclasses.field(
-        default_factory=lambda: ["eight_gaussians", "checkerboard"],
-        metadata={"check": (_subset(DATASETS), f"a non-empty list of distinct {DATASETS}")},
-    )
-    couplings: list[str] = dataclasses.field(
-        default_factory=lambda: list(COUPLINGS),
-        metadata={"check": (_subset(COUPLINGS), f"a non-empty list of distinct {COUPLINGS}")},
-    )
+    datasets: list[str] = distinct_names(["eight_gaussians", "checkerboard"], DATASETS)
+    couplings: list[str] = distinct_names(COUPLINGS, COUPLINGS)
     model: NFEModelConfig = dataclasses.field(default_factory=NFEModelConfig)
     coupling: NFECouplingConfig = dataclasses.field(default_factory=NFECouplingConfig)
     train: TrainConfig = dataclasses.field(
