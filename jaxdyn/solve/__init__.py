@@ -8,19 +8,19 @@
 - `SOLVERS`, `ADJOINTS`: the solver and adjoint names `odeint` accepts.
 """
 
+from .._solvers import ADJOINTS as ADJOINTS
+from .._solvers import SOLVERS as SOLVERS
+from .._solvers import resolve_solver as resolve_solver
+from .._solvers import stepsize_controller as stepsize_controller
 from ._brownian import GridBrownianPath as GridBrownianPath
 from ._brownian import VirtualBrownianPath as VirtualBrownianPath
 from ._cde import cdeint as cdeint
-from ._common import ADJOINTS as ADJOINTS
 from ._common import RESULTS as RESULTS
-from ._common import SOLVERS as SOLVERS
 from ._common import Batch as Batch
 from ._common import OnFailure as OnFailure
 from ._common import Solution as Solution
 from ._common import Stats as Stats
 from ._common import apply_failure_policy as apply_failure_policy
-from ._common import resolve_solver as resolve_solver
-from ._common import stepsize_controller as stepsize_controller
 from ._ode import odeint as odeint
 from ._sde import NOISES as NOISES
 from ._sde import SDE_SOLVERS as SDE_SOLVERS

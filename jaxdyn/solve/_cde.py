@@ -19,16 +19,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._solvers import resolve_solver, stepsize_controller
 from ._common import (
     OnFailure,
     Solution,
     apply_failure_policy,
     check_options,
     check_ts,
-    resolve_solver,
     save_times,
     solve_stats,
-    stepsize_controller,
 )
 
 # The three helpers below are generic (odeint inlines the same code): candidates for _common.

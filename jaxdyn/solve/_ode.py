@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float, PyTree
 
+from .._solvers import resolve_solver, stepsize_controller
 from ._common import (
     Batch,
     OnFailure,
@@ -28,10 +29,8 @@ from ._common import (
     check_ts,
     check_y0,
     joint_field,
-    resolve_solver,
     save_times,
     solve_stats,
-    stepsize_controller,
 )
 
 

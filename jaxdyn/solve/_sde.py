@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import check_positive, choice_error
+from .._solvers import stepsize_controller
 from .._trees import shapes
 from ._brownian import brownian_grid, brownian_path
 from ._common import (
@@ -27,12 +29,9 @@ from ._common import (
     Solution,
     apply_failure_policy,
     check_options,
-    check_positive,
     check_ts,
-    choice_error,
     save_times,
     solve_stats,
-    stepsize_controller,
 )
 
 __all__ = ["NOISES", "SDE_SOLVERS", "convert_drift", "sdeint"]

@@ -1,0 +1,86 @@
+"""Argument checks shared by several packages, so that one kind of mistake gets one wording.
+
+User mistakes raise `ValueError` / `TypeError` naming the argument and the value (see
+`docs/api.md`); values that are traced cannot be checked and pass.
+"""
+
+from collections.abc import Collection, Mapping
+from typing import Any, Literal, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ON_FAILURE",
+    "OnFailure",
+    "check_choice",
+    "check_count",
+    "check_key",
+    "check_on_failure",
+    "check_positive",
+    "choice_error",
+    "lookup",
+]
+
+OnFailure = Literal["raise", "nan", "return"]
+ON_FAILURE = ("raise", "nan", "return")
+
+T = TypeVar("T")
+
+
+def choice_error(argument: str, value: Any, valid: Collection) -> ValueError:
+    """`unknown argument='value'; expected one of [...]`."""
+    return ValueError(f"unknown {argument}={value!r}; expected one of {sorted(map(str, valid))}")
+
+
+def check_choice(argument: str, value: Any, valid: Collection) -> None:
+    """`value` must be one of `valid`."""
+    if value not in valid:
+        raise choice_error(argument, value, valid)
+
+
+def lookup(argument: str, value: str | T, table: Mapping[str, T]) -> T:
+    """`table[value]` for a name, or `value` itself when it is callable (a user's own)."""
+    if callable(value):
+        return value
+    if value not in table:
+        raise choice_error(argument, value, table)
+    return table[value]
+
+
+def check_on_failure(value: Any) -> None:
+    """`on_failure` must be `raise`, `nan` or `return`."""
+    check_choice("on_failure", value, ON_FAILURE)
+
+
+def check_positive(argument: str, value: Any) -> None:
+    """A positive real scalar (Python, NumPy or JAX); traced values cannot be checked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    is_real = isinstance(value, int | float | np.number | np.ndarray | jax.Array) and not (
+        isinstance(value, bool)
+    )
+    if not is_real or np.ndim(value) != 0 or not np.isrealobj(value) or not float(value) > 0:
+        raise ValueError(f"{argument} must be a positive number, got {value!r}")
+
+
+def check_count(argument: str, value: Any, low: int = 1) -> None:
+    """An integer (not a bool) of at least `low`."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{argument} must be an int >= {low}, got {value!r}")
+
+
+def check_key(key: Any, caller: str) -> None:
+    """One PRNG key: a typed key of shape `()` (`jax.random.key`) or a raw `uint32[2]` key."""
+    is_typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    is_raw = (
+        isinstance(key, jax.Array | jax.core.Tracer)
+        and key.dtype == jnp.uint32
+        and key.shape == (2,)
+    )
+    if not (is_typed and key.shape == ()) and not is_raw:
+        raise TypeError(
+            f"{caller} needs key=jax.random.key(seed) (one key; per-sample keys are split from "
+            f"it), got {type(key).__name__} with shape {getattr(key, 'shape', None)}"
+        )
