@@ -16,10 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-# ott-jax imports jaxopt. jaxopt is imported first through the one module that owns its
-# deprecation notice (so the notice is filtered in one place); ott itself is imported inside
-# `ot_plan`, after it.
-from ..implicit import _jaxopt  # noqa: F401
+from .._jaxopt import load_jaxopt
 
 __all__ = ["ot_coupling", "ot_plan"]
 
@@ -55,6 +52,7 @@ def ot_plan(
         raise ValueError(f"x0 and x1 must have the same sample shape; got {x0.shape}, {x1.shape}")
     if not epsilon > 0:
         raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+    load_jaxopt()  # ott-jax imports jaxopt: first through the module that filters its notice
     from ott.geometry import pointcloud
     from ott.problems.linear import linear_problem
     from ott.solvers.linear import sinkhorn

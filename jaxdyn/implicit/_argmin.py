@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
 
+from .._jaxopt import implicit_solve, jaxopt, linear_solver
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice
-from ._jaxopt import implicit_solve, jaxopt, linear_solver
 from ._root import convert
 
 __all__ = ["ARGMIN_METHODS", "PROJECTIONS", "PROXES", "argmin"]

@@ -7,9 +7,9 @@ import equinox as eqx
 import jax
 from jaxtyping import ArrayLike, PyTree
 
+from .._jaxopt import implicit_solve, jaxopt, linear_solver
 from .._trees import check_same_shapes
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice
-from ._jaxopt import implicit_solve, jaxopt, linear_solver
 from ._root import convert
 
 __all__ = ["FIXED_POINT_METHODS", "fixed_point"]

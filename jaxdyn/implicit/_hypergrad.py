@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree, Scalar
 
+from .._jaxopt import implicit_solve, jaxopt, linear_solver
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
-from ._jaxopt import implicit_solve, jaxopt, linear_solver
 from ._root import convert
 
 __all__ = ["InnerProblem", "Neumann", "Truncated", "hypergradient", "neumann_solve"]

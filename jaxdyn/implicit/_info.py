@@ -5,8 +5,9 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from .._trees import as_arrays, tree_norm
 
 __all__ = ["OnFailure", "SolveInfo", "apply_policy", "as_arrays", "check_choice", "tree_norm"]
 
@@ -26,19 +27,6 @@ class SolveInfo(eqx.Module):
         """From a jaxopt state: converged when the finite residual is within `tol`."""
         error = jnp.asarray(error)
         return cls(jnp.asarray(iterations), error, (error <= tol) & jnp.isfinite(error))
-
-
-def as_arrays(tree: PyTree) -> PyTree:
-    """Python and NumPy numbers become JAX arrays (so they are traced and differentiated);
-    other leaves (functions, strings, None) are left as they are. (JAX's custom VJP also
-    hands weak-typed scalars to the forward pass as Python-float subclasses.)"""
-    numeric = (bool, int, float, complex, np.ndarray, np.generic)
-    return jax.tree.map(lambda v: jnp.asarray(v) if isinstance(v, numeric) else v, tree)
-
-
-def tree_norm(tree: PyTree) -> Array:
-    """The Euclidean norm of all leaves of a pytree together."""
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree.leaves(tree)))
 
 
 def check_choice(argument: str, value, valid) -> None:

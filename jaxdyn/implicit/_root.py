@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import ArrayLike, PyTree
 
+from .._jaxopt import implicit_solve, jaxopt, linear_solver
 from .._trees import check_same_shapes, shapes
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
-from ._jaxopt import implicit_solve, jaxopt, linear_solver
 
 __all__ = ["ROOT_METHODS", "root"]
 

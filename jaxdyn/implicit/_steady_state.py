@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
 
+from .._jaxopt import implicit_solve, linear_solver
 from .._solvers import resolve_solver, stepsize_controller
 from .._trees import check_same_shapes
 from ..solve import RESULTS
 from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
-from ._jaxopt import implicit_solve, linear_solver
 from ._root import convert
 
 __all__ = ["steady_state"]

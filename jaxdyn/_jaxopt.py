@@ -1,30 +1,39 @@
 """The one place jaxopt is imported: implicit differentiation and its linear solvers.
 
-Everything in `jaxdyn.implicit` reaches jaxopt through this module, so the backend can move
-(for example to optimistix/lineax) without touching callers.
+Everything in jaxdyn reaches jaxopt through this module (`jaxdyn.implicit`, and ott-jax, which
+imports jaxopt itself: `load_jaxopt()` first), so the backend can move (for example to
+optimistix/lineax) without touching callers.
 """
 
 import functools
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
-from ._info import as_arrays, tree_norm
+from ._trees import as_arrays, tree_norm
 
-with warnings.catch_warnings():
-    # jaxopt 0.8.5 announces on import that it is no longer maintained. We use it for its
-    # implicit_diff decorator, linear solvers and a few solvers, enclosed here, and accept
-    # that notice deliberately; this is the only filter for it.
-    warnings.filterwarnings("ignore", message="JAXopt is no longer maintained",
-                            category=DeprecationWarning)  # fmt: skip
-    import jaxopt
-    from jaxopt import linear_solve as _linear_solve
 
-__all__ = ["LINEAR_SOLVERS", "implicit_solve", "jaxopt", "linear_solver"]
+def load_jaxopt() -> ModuleType:
+    """jaxopt, imported with its deprecation notice filtered: call it before importing a library
+    that imports jaxopt itself (ott-jax). jaxopt 0.8.5 announces on import that it is no longer
+    maintained; we use it for its implicit_diff decorator, linear solvers and a few solvers,
+    enclosed here, and accept that notice deliberately: this is the only filter for it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAXopt is no longer maintained",
+                                category=DeprecationWarning)  # fmt: skip
+        import jaxopt
+    return jaxopt
+
+
+jaxopt = load_jaxopt()
+from jaxopt import linear_solve as _linear_solve  # noqa: E402
+
+__all__ = ["LINEAR_SOLVERS", "implicit_solve", "jaxopt", "linear_solver", "load_jaxopt"]
 
 LINEAR_SOLVERS: dict[str, Callable] = {
     "cg": _linear_solve.solve_cg,
