@@ -24,8 +24,9 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
 # The API reference (mkdocs.yml) into site/. Strict: any warning fails, so `make test` runs it.
+# Not --quiet: it drops warnings before --strict counts them, and the build then passes.
 # NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its successor (not a warning).
-DOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+DOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 demo: $(VENV)/.installed
 	$(BIN)/jaxdyn run configs/quickstart.yaml

@@ -61,9 +61,11 @@ def _modules(known: dict[str, list[str]], problem: str) -> list:
 
 @functools.cache
 def _griffe_package() -> griffe.Module:
-    """jaxdyn as the reference sees it: static analysis with the extension mkdocs.yml loads."""
+    """jaxdyn as the reference sees it: static analysis with the extension mkdocs.yml loads,
+    of the same source files as the imported package."""
     extensions = griffe.load_extensions(*_handler_options()["extensions"])
-    return griffe.load("jaxdyn", search_paths=[ROOT], extensions=extensions)
+    source = Path(jaxdyn.__file__).resolve().parent.parent
+    return griffe.load("jaxdyn", search_paths=[source], extensions=extensions)
 
 
 @functools.cache
