@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,22 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
+# The API reference (mkdocs.yml) into site/. Strict: any warning fails, so `make test` runs it.
+# Not --quiet: it drops warnings before --strict counts them, and the build then passes.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its successor (not a warning).
+DOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 demo: $(VENV)/.installed
 	$(BIN)/jaxdyn run configs/quickstart.yaml
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(DOCS_BUILD)
 	$(BIN)/python -m pytest
+
+docs: $(VENV)/.installed-test
+	$(DOCS_BUILD)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/neural_ode_step.py
@@ -39,4 +48,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/generative.py
 
 clean:  # keeps runs/ (results)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
