@@ -1,20 +1,26 @@
 """The `jaxdyn` command: `jaxdyn run | list | show`.
 
-User mistakes (a missing file, an unknown key, a wrong type) print one line naming the
-problem and exit with status 2, without a traceback.
+Exit status:
+
+- 2: a usage or config mistake found before any work starts (a missing file, an unknown key, a
+  wrong type, a value or combination of values the experiment refuses): one line naming it.
+- 1: the run failed after it started: one line naming the error and the run directory, whose
+  `error.log` holds the full traceback; its metrics and last checkpoint are kept.
+- 130: interrupted (Ctrl-C); `jaxdyn run --resume DIR` continues.
 """
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, to_yaml
+from .config import ConfigError, closest, to_yaml
 
 __all__ = ["main"]
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _config_dirs() -> list[Path]:
@@ -24,6 +30,7 @@ def _config_dirs() -> list[Path]:
 
 
 def _resolve_config(name: str) -> Path:
+    """A config path, or a config name looked up in `_config_dirs()`."""
     path = Path(name)
     if path.is_file():
         return path
@@ -31,7 +38,8 @@ def _resolve_config(name: str) -> Path:
         candidate = directory / f"{name}.yaml"
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"config file not found: {name}")
+    known = sorted({p.stem for d in _config_dirs() for p in d.glob("*.yaml")})
+    raise ConfigError(f"config file not found: {name}{closest(path.stem, known)}")
 
 
 def _cmd_list(_args) -> int:
@@ -108,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `jaxdyn` command with `argv` (default `sys.argv[1:]`); return its exit status
+    (0, or 1, 2, 130 as the module says)."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # Overrides may also follow options (`run CONFIG --out D key=value`).
@@ -121,19 +131,19 @@ def main(argv: list[str] | None = None) -> int:
             # `jaxdyn run --resume DIR key=value`: the first override lands in `config`.
             args.overrides.insert(0, args.config)
             args.config = None
+    from .experiments import RunFailed, RunInterrupted
+
     try:
         return args.handler(args)
     except ConfigError as error:
         print(f"jaxdyn: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, TypeError) as error:
-        # The library's argument checks (a value or combination a config allowed but the
-        # solver or the loop refuses) are user mistakes too: one line, unless asked.
-        if os.environ.get("JAXDYN_TRACEBACK"):
-            raise
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"jaxdyn: error: {first} (JAXDYN_TRACEBACK=1 shows where)", file=sys.stderr)
-        return EXIT_USAGE
+    except RunFailed as failure:
+        print(f"jaxdyn: error: {failure}", file=sys.stderr)
+        return EXIT_FAILURE
+    except RunInterrupted as interrupt:
+        print(f"jaxdyn: {interrupt}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

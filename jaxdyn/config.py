@@ -22,6 +22,7 @@ __all__ = [
     "TrainConfig",
     "at_least",
     "choice",
+    "closest",
     "load_config",
     "positive",
     "read_experiment_name",
@@ -75,6 +76,20 @@ class SolveConfig:
     max_steps: int = at_least(4096, 1)
     batch: str = choice("vmap", ("vmap", "joint"))
 
+    @staticmethod
+    def check(node: DictConfig, key: str) -> None:
+        """The combinations of solver, tolerances and `dt0` that `odeint` refuses (a solver
+        without an error estimate given no `dt0`; an implicit solver given `dt0` alone)."""
+        from ._solvers import resolve_solver, stepsize_controller
+
+        try:
+            stepsize_controller(resolve_solver(node.solver), node.rtol, node.atol, node.dt0)
+        except ValueError as error:
+            raise ConfigError(
+                f"bad value for config key '{key}.solver' ({key}.dt0={node.dt0}, "
+                f"rtol={node.rtol}, atol={node.atol}): {error}"
+            ) from None
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -89,7 +104,8 @@ class TrainConfig:
     checkpoint_every: int = at_least(1, 1)
 
 
-def _closest(word: str, options: Sequence[str]) -> str:
+def closest(word: str, options: Sequence[str]) -> str:
+    """` (did you mean 'x'?)` for the option closest to `word`, or an empty string."""
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
@@ -107,23 +123,26 @@ def _explain(error: Exception, schema: DictConfig, source: str, key: str | None)
     detail = str(error).splitlines()[0] if str(error) else type(error).__name__
     if isinstance(error, ConfigKeyError):
         parent, _, leaf = str(key).rpartition(".")
-        hint = _closest(leaf, _node_keys(schema, parent))
+        hint = closest(leaf, _node_keys(schema, parent))
         return ConfigError(f"{source}: unknown config key '{key}'{hint}")
     return ConfigError(f"{source}: bad value for config key '{key}': {detail}")
 
 
 def _check_fields(cfg: DictConfig, schema: type, prefix: str = "") -> None:
-    """Choices and ranges declared in the schema's field metadata."""
+    """Choices and ranges declared in the schema's field metadata, and a section's own
+    `check(node, key)` (a static method of its dataclass) for combinations of its keys."""
     for field in dataclasses.fields(schema):
         value = cfg[field.name]
         key = f"{prefix}{field.name}"
         if dataclasses.is_dataclass(field.type):
             _check_fields(value, field.type, key + ".")
+            if hasattr(field.type, "check"):
+                field.type.check(value, key)
         elif "choices" in field.metadata and value not in field.metadata["choices"]:
             options = list(map(str, field.metadata["choices"]))
             raise ConfigError(
                 f"bad value for config key '{key}': {value!r} is not one of "
-                f"{', '.join(options)}{_closest(str(value), options)}"
+                f"{', '.join(options)}{closest(str(value), options)}"
             )
         elif "check" in field.metadata and value is not None:
             test, description = field.metadata["check"]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_experiments import TINY as SMOKE
 
+from jaxdyn import experiments
 from jaxdyn.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,12 +53,48 @@ def test_config_found_by_name(capsys):
         (["run", QUICKSTART, *TINY, "solve.solver=euler"], "solver Euler has no error estimate"),
     ],
 )
-def test_user_mistakes_exit_2_with_one_line(argv, message, capsys):
+def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    last = err.strip().split("\n")[-1]  # a progress bar may precede a mistake found in fit
-    assert last.startswith("jaxdyn: error: ") and message in last
+    assert err.startswith("jaxdyn: error: ") and message in err and err.count("\n") == 1
     assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists(), "a config mistake stops before any work starts"
+
+
+def test_config_name_typo_suggests_the_closest(capsys):
+    assert main(["run", "quikstart"]) == 2
+    assert (
+        "config file not found: quikstart (did you mean 'quickstart'?)" in capsys.readouterr().err
+    )
+
+
+def test_a_failure_during_the_run_exits_1_and_keeps_its_records(tmp_path, capsys, monkeypatch):
+    """A bug after training (here a ValueError raised once `run` has finished its work) is not a
+    user mistake: exit 1, one line naming the run directory, the traceback in error.log, and the
+    metrics and checkpoint kept."""
+    from jaxdyn.experiments import _registry
+
+    quickstart = experiments.get("quickstart")
+
+    def fails_after_training(cfg, run_dir, resume):
+        quickstart.run(cfg, run_dir, resume)
+        raise ValueError("boom in the evaluation")
+
+    monkeypatch.setitem(
+        _registry._REGISTRY, "quickstart", dataclasses.replace(quickstart, run=fails_after_training)
+    )
+    out = tmp_path / "run"
+    assert main(["run", QUICKSTART, *TINY, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err == (
+        f"jaxdyn: error: run failed in {out}: ValueError: boom in the evaluation (full traceback "
+        f"in {out / 'error.log'}; metrics and the last checkpoint are kept: `jaxdyn run --resume "
+        f"{out}` continues once the cause is fixed)"
+    )
+    log = (out / "error.log").read_text()
+    assert log.startswith("Traceback") and "fails_after_training" in log
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 20
+    assert (out / "checkpoint" / "state.eqx").is_file() and not (out / "summary.json").exists()
 
 
 def test_unknown_experiment_suggests_the_closest(tmp_path, capsys):

@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from jaxdyn import ConfigError, load_config
+from jaxdyn import ConfigError, experiments, load_config
 from jaxdyn.experiments.quickstart import QuickstartConfig
 
 
@@ -72,3 +74,22 @@ def test_mistakes_name_the_key(config_file, text, overrides, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml", QuickstartConfig)
+
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_config_loads_against_its_schema(path):
+    """Every shipped YAML validates against its experiment's schema and up-front check, and is
+    named like its experiment."""
+    experiment, cfg = experiments.load(path)
+    assert experiment.name == path.stem == cfg.experiment
+
+
+def test_solve_section_refuses_what_odeint_refuses(config_file):
+    path = config_file("experiment: quickstart\n")
+    with pytest.raises(ConfigError, match="'solve.solver' .*solver Euler has no error estimate"):
+        load_config(path, QuickstartConfig, ["solve.solver=euler"])
+    fixed = load_config(path, QuickstartConfig, ["solve.solver=euler", "solve.dt0=0.1"])
+    assert fixed.solve.dt0 == 0.1

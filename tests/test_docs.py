@@ -34,7 +34,6 @@ DIRECTIVE = re.compile(r"^:::[ \t]*(\S+)[ \t]*$")
 # a fixed module fails as XPASS and these lists cannot go stale).
 # Public functions and classes without a docstring the reference can show:
 KNOWN_UNDOCUMENTED = {
-    "jaxdyn.cli": ["main"],
     "jaxdyn.data": ["blobs", "eight_gaussians"],
 }
 # Public functions named like their own module (`data/toy2d.py` defines `toy2d`): static

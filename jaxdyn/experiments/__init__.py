@@ -8,6 +8,8 @@ from ._registry import Experiment as Experiment
 from ._registry import get as get
 from ._registry import names as names
 from ._registry import register as register
+from ._runner import RunFailed as RunFailed
+from ._runner import RunInterrupted as RunInterrupted
 from ._runner import execute as execute
 from ._runner import load as load
 

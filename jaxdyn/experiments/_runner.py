@@ -1,9 +1,11 @@
-"""Running an experiment into a run directory: resolved config, summary, versions."""
+"""Running an experiment into a run directory: resolved config, summary, versions, and the
+full traceback of a run that fails."""
 
 import datetime
 import itertools
 import json
 import time
+import traceback
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,15 +14,40 @@ from .._environment import machine, versions
 from ..config import ConfigError, load_config, read_experiment_name, to_yaml
 from ._registry import Experiment, get
 
-__all__ = ["execute", "load"]
+__all__ = ["RunFailed", "RunInterrupted", "execute", "load"]
+
+
+class RunFailed(RuntimeError):
+    """An experiment failed after it started. The message is one line naming the error and
+    the run directory, whose `error.log` holds the full traceback; the metrics written so far
+    and the last checkpoint stay there."""
+
+    def __init__(self, run_dir: Path, error: BaseException):
+        first = str(error).splitlines()[0] if str(error) else ""
+        super().__init__(
+            f"run failed in {run_dir}: {type(error).__name__}: {first} (full traceback in "
+            f"{run_dir / 'error.log'}; metrics and the last checkpoint are kept: "
+            f"`jaxdyn run --resume {run_dir}` continues once the cause is fixed)"
+        )
+        self.run_dir = run_dir
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C); the message says how to continue it."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"interrupted; `jaxdyn run --resume {run_dir}` continues the run")
+        self.run_dir = run_dir
 
 
 def load(path: str | Path, overrides=()) -> tuple[Experiment, DictConfig]:
-    """The experiment a config file names, and the config validated against its schema."""
+    """The experiment a config file names, and the config validated against its schema and
+    the experiment's own `check` (so that config mistakes stop before any work starts)."""
     experiment = get(read_experiment_name(path))
     cfg = load_config(path, experiment.schema, overrides)
     if cfg.experiment != experiment.name:
         raise ConfigError("config key 'experiment' cannot be overridden; edit the config file")
+    experiment.check(cfg)
     return experiment, cfg
 
 
@@ -71,6 +98,9 @@ def execute(
     resolved config), `metrics.jsonl` and `checkpoint/` (from training), the experiment's
     figures, and `summary.json` (its metrics, wall time, versions, machine). With
     `resume=True` an interrupted run in `out` continues from its last checkpoint.
+
+    **Raises:** `ConfigError` for a run directory that cannot be used (nothing has started);
+    `RunFailed` when the experiment raises, after writing its traceback to `error.log`.
     """
     if resume:
         run_dir = Path(out)
@@ -89,7 +119,13 @@ def execute(
         run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     start = time.perf_counter()
-    summary = experiment.run(cfg, run_dir, resume)
+    try:
+        summary = experiment.run(cfg, run_dir, resume)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
+    except Exception as error:  # any failure of the run: record it, keep what was written
+        (run_dir / "error.log").write_text("".join(traceback.format_exception(error)))
+        raise RunFailed(run_dir, error) from error
     record = {
         "experiment": experiment.name,
         **summary,
