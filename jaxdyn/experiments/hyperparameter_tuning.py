@@ -56,12 +56,6 @@ class LogLambda(eqx.Module):
     value: Float[Array, "..."]
 
 
-def _fit_outer(cfg, run_dir, resume, loss_fn, theta0, data):
-    return fit_from_config(loss_fn, LogLambda(theta0), data, cfg.train,
-                           key=jax.random.key(cfg.seed), run_dir=run_dir, resume=resume,
-                           has_aux=True)  # fmt: skip
-
-
 # --- ridge ------------------------------------------------------------------------------------
 
 
@@ -108,7 +102,9 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             value, info = implicit_loss(theta.value, *batch)
             return value, {"log_lambda": theta.value, "inner_iterations": info.iterations}
 
-        result = _fit_outer(cfg, run_dir, resume, loss_fn, jnp.asarray(cfg.log_lambda0), (xv, yv))
+        theta0 = LogLambda(jnp.asarray(cfg.log_lambda0))
+        result = fit_from_config(loss_fn, theta0, (xv, yv), cfg.train, key=jax.random.key(cfg.seed),
+                                 run_dir=run_dir, resume=resume, has_aux=True)  # fmt: skip
         rows = read_metrics(run_dir / "metrics.jsonl")
         path = jnp.asarray([r["log_lambda"] for r in rows])
 
@@ -200,14 +196,15 @@ def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         start = (jnp.zeros(d), jnp.zeros(()))
 
         def solve(log_lambda):
-            return argmin(inner, start, log_lambda, tol=cfg.inner_tol, max_iter=2000)
+            return argmin(inner, start, log_lambda, tol=cfg.inner_tol, max_steps=2000)
 
         def loss_fn(theta: LogLambda, batch, key):
             params, info = solve(theta.value)
             return nll(params, *batch), {"inner_iterations": info.iterations}
 
-        theta0 = jnp.full(d, float(cfg.log_lambda0))
-        result = _fit_outer(cfg, run_dir, resume, loss_fn, theta0, (xv, yv))
+        theta0 = LogLambda(jnp.full(d, float(cfg.log_lambda0)))
+        result = fit_from_config(loss_fn, theta0, (xv, yv), cfg.train, key=jax.random.key(cfg.seed),
+                                 run_dir=run_dir, resume=resume, has_aux=True)  # fmt: skip
 
         def accuracy(params, x, y):
             w, b = params

@@ -2,6 +2,7 @@
 hypergradients and influence functions, differentiated by the implicit function theorem
 (Blondel et al. 2022; Koh & Liang 2017)."""
 
+from .._jaxopt import LINEAR_SOLVERS as LINEAR_SOLVERS
 from ._argmin import ARGMIN_SOLVERS as ARGMIN_SOLVERS
 from ._argmin import PROJECTIONS as PROJECTIONS
 from ._argmin import PROXES as PROXES
