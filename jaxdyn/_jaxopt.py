@@ -20,7 +20,6 @@ from jaxtyping import Array, PyTree
 from ._trees import as_arrays, tree_norm
 
 __all__ = [
-    "ITERATIVE_SOLVERS",
     "LINEAR_SOLVERS",
     "PROJECTIONS",
     "PROXES",
@@ -56,7 +55,6 @@ _SOLVER_CLASSES = {
     "prox_gradient": ("ProximalGradient", "fun"),
     "projected_gradient": ("ProjectedGradient", "fun"),
 }
-ITERATIVE_SOLVERS = tuple(_SOLVER_CLASSES)
 
 # jaxdyn's option names -> jaxopt's
 _OPTIONS = {"step_size": "stepsize", "mixing": "beta", "history_size": "history_size",
@@ -88,7 +86,8 @@ def iterate(
     bracket: tuple[float, float] | None = None,
     **options,
 ) -> tuple[PyTree, Array, Array]:
-    """Run jaxopt's iterative `solver` (one of `ITERATIVE_SOLVERS`) on `fun(x, *args)` from
+    """Run jaxopt's iterative `solver` (a name: broyden, bisection, fixed_point_iteration,
+    anderson, lbfgs, gradient_descent, prox_gradient, projected_gradient) on `fun(x, *args)` from
     `init`, without jaxopt's own implicit differentiation (callers differentiate the result
     with `implicit_solve`). `fun` is the objective, the residual (`broyden`, `bisection`, which
     needs `bracket=(lower, upper)`) or the map whose fixed point is sought. `options` are

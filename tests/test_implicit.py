@@ -30,6 +30,14 @@ YV = XV @ jnp.asarray(RNG.normal(size=6))
 # --- root ------------------------------------------------------------------------------------
 
 
+def value_and_jacobian(f, x):
+    """`f(x)` and `∂f/∂x` (rows: outputs) from one forward solve: reverse mode, since the
+    implicit solvers' custom VJPs have no forward mode."""
+    y, pullback = jax.vjp(f, x)
+    (rows,) = jax.vmap(pullback)(jnp.eye(y.size, dtype=y.dtype).reshape(-1, *y.shape))
+    return y, rows.reshape(y.shape + jnp.shape(x))
+
+
 def cubic(x, theta):
     return x**3 + theta * x - 1.0  # root x*: dx*/dθ = -x* / (3x*² + θ)
 
@@ -39,10 +47,10 @@ def cubic(x, theta):
 ])  # fmt: skip
 def test_root_gradient_matches_closed_form(solver, kw):
     solve = lambda th: root(cubic, jnp.array(0.5), th, solver=solver, tol=1e-11, **kw)[0]  # noqa: E731
-    x = solve(2.0)
+    x, grad = jax.value_and_grad(solve)(2.0)  # one forward solve for both
     assert abs(float(cubic(x, 2.0))) < 1e-9
     # Forward tolerance 1e-11: the implicit gradient is exact to ~1e-9.
-    assert float(jax.grad(solve)(2.0)) == pytest.approx(float(-x / (3 * x**2 + 2.0)), rel=1e-8)
+    assert float(grad) == pytest.approx(float(-x / (3 * x**2 + 2.0)), rel=1e-8)
 
 
 def test_root_jacobian_of_linear_system_and_closure():
@@ -66,7 +74,7 @@ def test_root_pytree_and_vmap():
     xs, info = jax.vmap(lambda th: root(F, x0, th))(thetas)
     assert xs["a"].shape == (3, 2) and info.converged.shape == (3,)
     assert bool(jnp.all(info.converged))
-    f = lambda c: root(F, x0, {"c": jnp.full(2, c)})[0]["a"][0]  # noqa: E731
+    f = jax.jit(lambda c: root(F, x0, {"c": jnp.full(2, c)})[0]["a"][0])  # one compile for FD
     assert float(jax.grad(f)(0.3)) == pytest.approx(central_difference(f, 0.3), rel=1e-6)
 
 
@@ -115,8 +123,9 @@ def test_linear_fixed_point_closed_form(solver):
     solve = lambda th: fixed_point(lambda x, t: A @ x + b * t, jnp.zeros(2), th,  # noqa: E731
                                    solver=solver, tol=1e-12)[0]  # fmt: skip
     exact = jnp.linalg.solve(jnp.eye(2) - A, b)  # x* = (I - A)⁻¹ b θ
-    np.testing.assert_allclose(solve(1.5), 1.5 * exact, atol=1e-10)
-    np.testing.assert_allclose(jax.jacobian(solve)(1.5), exact, atol=1e-10)
+    x, jacobian = value_and_jacobian(solve, 1.5)
+    np.testing.assert_allclose(x, 1.5 * exact, atol=1e-10)
+    np.testing.assert_allclose(jacobian, exact, atol=1e-10)
 
 
 def test_fixed_point_of_expansion_fails_clearly():
@@ -142,15 +151,16 @@ def ridge_exact(lam):
 def test_argmin_ridge_solution_and_jacobian(solver, tol):
     solve = lambda lam: argmin(ridge, jnp.zeros(6), lam, solver=solver, tol=tol,  # noqa: E731
                                max_steps=20_000)[0]  # fmt: skip
-    np.testing.assert_allclose(solve(0.3), ridge_exact(0.3), atol=1e-7)
-    np.testing.assert_allclose(
-        jax.jacobian(solve)(0.3), jax.jacobian(ridge_exact)(0.3), atol=1e-6
-    )  # the Jacobian error follows the forward tolerance
+    w, jacobian = value_and_jacobian(solve, 0.3)
+    np.testing.assert_allclose(w, ridge_exact(0.3), atol=1e-7)
+    # the Jacobian error follows the forward tolerance
+    np.testing.assert_allclose(jacobian, jax.jacobian(ridge_exact)(0.3), atol=1e-6)
 
 
 def test_lasso_gradient_matches_finite_differences():
     step = 1.0 / float(jnp.linalg.eigvalsh(X.T @ X / X.shape[0]).max())
 
+    @jax.jit  # one compile serves the three forward solves
     def solve(lam):
         w, _ = argmin(lambda w, t: 0.5 * jnp.mean((X @ w - Y) ** 2), jnp.zeros(6), None,
                       solver="prox_gradient", prox="lasso", hyperparams=lam, step_size=step,
@@ -172,10 +182,11 @@ def test_simplex_projection_jacobian_closed_form():
                       solver="projected_gradient", projection="simplex", step_size=1.0,
                       tol=1e-12, linear_solver="gmres")[0]  # fmt: skip
 
-    np.testing.assert_allclose(solve(c), [8 / 15, 1 / 3, 0.0, 2 / 15], atol=1e-10)
+    w, jacobian = value_and_jacobian(solve, c)
+    np.testing.assert_allclose(w, [8 / 15, 1 / 3, 0.0, 2 / 15], atol=1e-10)
     active = jnp.array([1.0, 1.0, 0.0, 1.0])
     exact = jnp.diag(active) - jnp.outer(active, active) / 3  # projection onto the face
-    np.testing.assert_allclose(jax.jacobian(solve)(c), exact, atol=1e-9)
+    np.testing.assert_allclose(jacobian, exact, atol=1e-9)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -283,14 +294,19 @@ THETA = {"W": 0.3 * jnp.eye(3), "b": jnp.array([1.0, -0.5, 0.2])}
 
 
 def test_steady_state_agrees_with_root():
-    y, info = steady_state(relaxing, jnp.zeros(3), THETA)
+    def summed(solve):  # one forward solve gives the solution and the gradient
+        def loss(theta):
+            y, info = solve(theta)
+            return y.sum(), (y, info)
+
+        return jax.grad(loss, has_aux=True)(THETA)
+
+    g_ss, (y, info) = summed(lambda th: steady_state(relaxing, jnp.zeros(3), th))
     assert bool(info.converged) and int(info.iterations) > 0
-    y_root, _ = root(lambda y, th: relaxing(0.0, y, th), jnp.zeros(3), THETA, tol=1e-12)
+    g_root, (y_root, _) = summed(
+        lambda th: root(lambda y, t: relaxing(0.0, y, t), jnp.zeros(3), th, tol=1e-12)
+    )
     np.testing.assert_allclose(y, y_root, atol=1e-7)  # the event fires at |f| < 1e-8 (+ rtol)
-    g_ss = jax.grad(lambda th: steady_state(relaxing, jnp.zeros(3), th)[0].sum())(THETA)
-    g_root = jax.grad(
-        lambda th: root(lambda y, t: relaxing(0.0, y, t), jnp.zeros(3), th, tol=1e-12)[0].sum()
-    )(THETA)
     for a, b in zip(jax.tree.leaves(g_ss), jax.tree.leaves(g_root), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
