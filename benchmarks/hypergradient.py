@@ -23,7 +23,7 @@ jitted function, not constants baked into it):
   then the implicit-function formula `g* = -∂²_{θx}f(w*)ᵀ (∇²ₓf(w*))⁻¹ ∇ₓL(w*)` with a dense
   Hessian (`jax.hessian`, `jnp.linalg.solve`); no jaxdyn code is involved.
 
-Inner problem: `InnerProblem(f, x0=0, step_size=1/L, iterations=K, tol=1e-8)`, i.e. K steps of
+Inner problem: `InnerProblem(f, x0=0, step_size=1/L, max_steps=K, tol=1e-8)`, i.e. K steps of
 gradient descent with `L` the smoothness constant computed from the data at θ
 (`λ_max(XᵀX/n) + max λ` for ridge, `λ_max(XᵀX/n)/4 + λ` for logistic). Condition numbers
 (printed) are about 40 and 10-40, so K = 10 never converges, K = 100 does not for ridge and
@@ -216,16 +216,16 @@ def make_function(problem: Problem, iterations: int, mode: str) -> Callable:
             lambda w, t: problem.objective(w, t, data),
             jnp.zeros(DIM),
             step_size=1.0 / problem.smoothness,
-            iterations=iterations,
+            max_steps=iterations,
             tol=INNER_TOL,
-            forward_solver="lbfgs" if mode == "implicit (lbfgs)" else "gradient_descent",
+            solver="lbfgs" if mode == "implicit (lbfgs)" else "gradient_descent",
         )
 
     if mode == REFERENCE:
         return lambda theta, data: inner(data).run(jnp.zeros(DIM), theta, iterations)
 
     def hypergrad(theta, data):
-        _, grad, info = hypergradient(
+        (_, grad), info = hypergradient(
             lambda w, t: problem.outer(w, t, data),
             inner(data),
             theta,
@@ -458,7 +458,7 @@ def main() -> None:
         "modes": list(MODES),
         "reference_mode": REFERENCE,
         "inner_tol": INNER_TOL,
-        "linear_solve": "cg (tol 1e-10), jaxdyn default",
+        "linear_solver": "cg (tol 1e-10), jaxdyn default",
         "memory_note": (
             "temp_bytes = memory_analysis().temp_size_in_bytes of the compiled "
             "(theta, data) -> (gradient, info) program: XLA scratch, excluding arguments "

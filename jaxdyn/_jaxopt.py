@@ -1,8 +1,10 @@
-"""The one place jaxopt is imported: implicit differentiation and its linear solvers.
+"""The one place jaxopt is used: its iterative solvers, proximal operators and projections,
+linear solvers and implicit differentiation, each behind a small function.
 
 Everything in jaxdyn reaches jaxopt through this module (`jaxdyn.implicit`, and ott-jax, which
 imports jaxopt itself: `load_jaxopt()` first), so the backend can move (for example to
-optimistix/lineax) without touching callers.
+optimistix/lineax) without touching callers. jaxopt is imported when one of these functions
+is first called, never when this module is imported (`import jaxdyn` does not pay for it).
 """
 
 import functools
@@ -13,9 +15,21 @@ from types import ModuleType
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import PyTree
+from jaxtyping import Array, PyTree
 
 from ._trees import as_arrays, tree_norm
+
+__all__ = [
+    "LINEAR_SOLVERS",
+    "PROJECTIONS",
+    "PROXES",
+    "implicit_solve",
+    "iterate",
+    "linear_solver",
+    "load_jaxopt",
+    "projection",
+    "prox",
+]
 
 
 def load_jaxopt() -> ModuleType:
@@ -30,18 +44,76 @@ def load_jaxopt() -> ModuleType:
     return jaxopt
 
 
-jaxopt = load_jaxopt()
-from jaxopt import linear_solve as _linear_solve  # noqa: E402
-
-__all__ = ["LINEAR_SOLVERS", "implicit_solve", "jaxopt", "linear_solver", "load_jaxopt"]
-
-LINEAR_SOLVERS: dict[str, Callable] = {
-    "cg": _linear_solve.solve_cg,
-    "normal_cg": _linear_solve.solve_normal_cg,
-    "gmres": _linear_solve.solve_gmres,
-    "bicgstab": _linear_solve.solve_bicgstab,
-    "lu": _linear_solve.solve_lu,
+# name -> (jaxopt class, the keyword its function goes by)
+_SOLVER_CLASSES = {
+    "broyden": ("Broyden", "fun"),
+    "bisection": ("Bisection", "optimality_fun"),
+    "fixed_point_iteration": ("FixedPointIteration", "fixed_point_fun"),
+    "anderson": ("AndersonAcceleration", "fixed_point_fun"),
+    "lbfgs": ("LBFGS", "fun"),
+    "gradient_descent": ("GradientDescent", "fun"),
+    "prox_gradient": ("ProximalGradient", "fun"),
+    "projected_gradient": ("ProjectedGradient", "fun"),
 }
+
+# jaxdyn's option names -> jaxopt's
+_OPTIONS = {"step_size": "stepsize", "mixing": "beta", "history_size": "history_size",
+            "prox": "prox", "projection": "projection"}  # fmt: skip
+
+LINEAR_SOLVERS = ("cg", "normal_cg", "gmres", "bicgstab", "lu")
+PROXES = ("lasso", "ridge", "elastic_net", "non_negative_lasso")
+PROJECTIONS = ("simplex", "box", "non_negative", "l1_ball", "l2_ball")
+
+
+def prox(name: str) -> Callable:
+    """jaxopt's proximal operator `prox_<name>(x, hyperparams, scaling)` (one of `PROXES`)."""
+    return getattr(load_jaxopt().prox, f"prox_{name}")
+
+
+def projection(name: str) -> Callable:
+    """jaxopt's Euclidean projection `projection_<name>(x, hyperparams)` (one of
+    `PROJECTIONS`)."""
+    return getattr(load_jaxopt().projection, f"projection_{name}")
+
+
+def iterate(
+    solver: str,
+    fun: Callable,
+    init: PyTree | None,
+    *args: PyTree,
+    tol: float,
+    max_steps: int,
+    bracket: tuple[float, float] | None = None,
+    **options,
+) -> tuple[PyTree, Array, Array]:
+    """Run jaxopt's iterative `solver` (a name: broyden, bisection, fixed_point_iteration,
+    anderson, lbfgs, gradient_descent, prox_gradient, projected_gradient) on `fun(x, *args)` from
+    `init`, without jaxopt's own implicit differentiation (callers differentiate the result
+    with `implicit_solve`). `fun` is the objective, the residual (`broyden`, `bisection`, which
+    needs `bracket=(lower, upper)`) or the map whose fixed point is sought. `options` are
+    `step_size`, `mixing`, `history_size`, `prox`, `projection` (a name or a callable) where
+    the solver takes them.
+
+    **Returns:** `(x, iterations, error)`, `error` the solver's own residual norm.
+    """
+    class_name, keyword = _SOLVER_CLASSES[solver]
+
+    def plain(x, *args):  # a plain signature: jaxopt inspects it
+        return fun(x, *args)
+
+    settings = {_OPTIONS[k]: v for k, v in options.items()}
+    if isinstance(settings.get("prox"), str):
+        settings["prox"] = prox(settings["prox"])
+    if isinstance(settings.get("projection"), str):
+        settings["projection"] = projection(settings["projection"])
+    if solver == "bisection":  # no implicit_diff flag; the bracket replaces `init`
+        settings.update(lower=bracket[0], upper=bracket[1], check_bracket=False)
+        init = None
+    else:
+        settings["implicit_diff"] = False
+    cls = getattr(load_jaxopt(), class_name)
+    x, state = cls(**{keyword: plain}, tol=tol, maxiter=max_steps, **settings).run(init, *args)
+    return x, state.iter_num, state.error
 
 
 def _normalised(solve: Callable) -> Callable:
@@ -59,31 +131,35 @@ def _normalised(solve: Callable) -> Callable:
 
 
 def linear_solver(
-    method: str | Callable,
+    solver: str | Callable,
     *,
     tol: float,
-    max_iter: int | None,
+    max_steps: int | None,
     check: float | None,
     on_failure: str,
     caller: str,
 ) -> Callable:
     """`solve(matvec, b)` for the implicit-function linear system `A v = b`.
 
-    `method` names a jaxopt solver (`cg` needs a symmetric positive-definite `A`; `normal_cg`,
+    `solver` names a jaxopt solver (`cg` needs a symmetric positive-definite `A`; `normal_cg`,
     `gmres`, `bicgstab` and `lu` do not) or is a callable `solve(matvec, b)`. Unless `check` is
     None, the relative residual `|A v - b| / |b|` is checked after the solve and a larger one
     is a failure handled by `on_failure` (one extra matrix-vector product).
     """
-    if callable(method):
-        solve = method
-    elif method in LINEAR_SOLVERS:
-        solve = LINEAR_SOLVERS[method]
-        if method != "lu":
-            solve = _normalised(functools.partial(solve, tol=tol, maxiter=max_iter))
+    if callable(solver):
+        solve = solver
+    elif solver in LINEAR_SOLVERS:
+
+        def solve(matvec, b):  # jaxopt is loaded when the gradient is traced
+            named = getattr(load_jaxopt().linear_solve, f"solve_{solver}")
+            if solver == "lu":
+                return named(matvec, b)
+            return _normalised(functools.partial(named, tol=tol, maxiter=max_steps))(matvec, b)
+
     else:
         raise ValueError(
-            f"unknown linear_solve={method!r}; expected one of "
-            f"{sorted(LINEAR_SOLVERS)} or a callable solve(matvec, b)"
+            f"unknown linear_solver={solver!r}; expected one of {sorted(LINEAR_SOLVERS)} or a "
+            "callable solve(matvec, b)"
         )
     if check is None or on_failure == "return":
         return solve
@@ -93,7 +169,7 @@ def linear_solver(
         f"{check}): its Jacobian may be singular (a symmetry, such as a translation, leaves the "
         "solution undetermined: remove it, e.g. pin the centre of mass) or ill-conditioned, "
         "or the linear solver unsuited to it (cg needs a symmetric positive-definite Jacobian; "
-        "try linear_solve='normal_cg', 'gmres' or 'lu'), or raise linear_max_iter."
+        "try linear_solver='normal_cg', 'gmres' or 'lu'), or raise linear_max_steps."
     )
 
     def checked(matvec, b):
@@ -128,5 +204,6 @@ def implicit_solve(
     def optimality_(x, dynamic):
         return optimality(x, *as_arrays(eqx.combine(dynamic, static)))
 
-    decorated = jaxopt.implicit_diff.custom_root(optimality_, has_aux=True, solve=solve)
+    custom_root = load_jaxopt().implicit_diff.custom_root
+    decorated = custom_root(optimality_, has_aux=True, solve=solve)
     return decorated(forward_)(x0, dynamic)

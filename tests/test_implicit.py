@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,19 +30,27 @@ YV = XV @ jnp.asarray(RNG.normal(size=6))
 # --- root ------------------------------------------------------------------------------------
 
 
+def value_and_jacobian(f, x):
+    """`f(x)` and `∂f/∂x` (rows: outputs) from one forward solve: reverse mode, since the
+    implicit solvers' custom VJPs have no forward mode."""
+    y, pullback = jax.vjp(f, x)
+    (rows,) = jax.vmap(pullback)(jnp.eye(y.size, dtype=y.dtype).reshape(-1, *y.shape))
+    return y, rows.reshape(y.shape + jnp.shape(x))
+
+
 def cubic(x, theta):
     return x**3 + theta * x - 1.0  # root x*: dx*/dθ = -x* / (3x*² + θ)
 
 
-@pytest.mark.parametrize("method, kw", [
+@pytest.mark.parametrize("solver, kw", [
     ("newton", {}), ("broyden", {}), ("bisection", dict(bracket=(0.0, 2.0))),
 ])  # fmt: skip
-def test_root_gradient_matches_closed_form(method, kw):
-    solve = lambda th: root(cubic, jnp.array(0.5), th, method=method, tol=1e-11, **kw)[0]  # noqa: E731
-    x = solve(2.0)
+def test_root_gradient_matches_closed_form(solver, kw):
+    solve = lambda th: root(cubic, jnp.array(0.5), th, solver=solver, tol=1e-11, **kw)[0]  # noqa: E731
+    x, grad = jax.value_and_grad(solve)(2.0)  # one forward solve for both
     assert abs(float(cubic(x, 2.0))) < 1e-9
     # Forward tolerance 1e-11: the implicit gradient is exact to ~1e-9.
-    assert float(jax.grad(solve)(2.0)) == pytest.approx(float(-x / (3 * x**2 + 2.0)), rel=1e-8)
+    assert float(grad) == pytest.approx(float(-x / (3 * x**2 + 2.0)), rel=1e-8)
 
 
 def test_root_jacobian_of_linear_system_and_closure():
@@ -64,13 +74,14 @@ def test_root_pytree_and_vmap():
     xs, info = jax.vmap(lambda th: root(F, x0, th))(thetas)
     assert xs["a"].shape == (3, 2) and info.converged.shape == (3,)
     assert bool(jnp.all(info.converged))
-    f = lambda c: root(F, x0, {"c": jnp.full(2, c)})[0]["a"][0]  # noqa: E731
+    f = jax.jit(lambda c: root(F, x0, {"c": jnp.full(2, c)})[0]["a"][0])  # one compile for FD
     assert float(jax.grad(f)(0.3)) == pytest.approx(central_difference(f, 0.3), rel=1e-6)
 
 
 def test_root_failure_policies():
-    kw = dict(method="broyden", max_iter=2, tol=1e-12)
-    with pytest.raises(RuntimeError, match="root: method='broyden' did not converge"):
+    kw = dict(solver="broyden", max_steps=2, tol=1e-12)
+    message = "root: solver='broyden' did not converge.*raise max_steps"
+    with pytest.raises(RuntimeError, match=message):
         jax.block_until_ready(root(cubic, jnp.array(0.5), 2.0, **kw)[0])
     x, info = root(cubic, jnp.array(0.5), 2.0, on_failure="return", **kw)
     assert not bool(info.converged) and int(info.iterations) == 2 and bool(jnp.isfinite(x))
@@ -81,8 +92,8 @@ def test_root_failure_policies():
 def test_failed_linear_solve_is_reported():
     A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])  # a rotation: not symmetric positive-definite
 
-    def solve(b, linear_solve):
-        return root(lambda x, b: A @ x - b, jnp.zeros(2), b, linear_solve=linear_solve)[0]
+    def solve(b, linear_solver):
+        return root(lambda x, b: A @ x - b, jnp.zeros(2), b, linear_solver=linear_solver)[0]
 
     np.testing.assert_allclose(jax.jacobian(solve)(jnp.ones(2), "gmres"), jnp.linalg.inv(A))
     with pytest.raises(RuntimeError, match="cg needs a symmetric positive-definite"):
@@ -90,12 +101,12 @@ def test_failed_linear_solve_is_reported():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: root(cubic, jnp.array(0.5), 2.0, method="secant"), "unknown method='secant'"),
-    (lambda: root(cubic, jnp.array(0.5), 2.0, method="bisection"), "needs bracket"),
+    (lambda: root(cubic, jnp.array(0.5), 2.0, solver="secant"), "unknown solver='secant'"),
+    (lambda: root(cubic, jnp.array(0.5), 2.0, solver="bisection"), "needs bracket"),
     (lambda: root(lambda x, t: jnp.ones(3), jnp.zeros(2), 1.0), r"must return the structure"),
     (lambda: root(lambda x, t: x @ jnp.ones(5), jnp.zeros(2), 1.0), "F could not be evaluated"),
     (lambda: root(cubic, jnp.array(0.5), 2.0, on_failure="warn"), "unknown on_failure"),
-    (lambda: root(cubic, jnp.array(0.5), 2.0, linear_solve="qr"), "unknown linear_solve"),
+    (lambda: root(cubic, jnp.array(0.5), 2.0, linear_solver="qr"), "unknown linear_solver='qr'"),
 ])  # fmt: skip
 def test_root_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
@@ -105,21 +116,22 @@ def test_root_bad_input(call, match):
 # --- fixed point ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["iteration", "anderson"])
-def test_linear_fixed_point_closed_form(method):
+@pytest.mark.parametrize("solver", ["iteration", "anderson"])
+def test_linear_fixed_point_closed_form(solver):
     A = jnp.array([[0.5, 0.1], [0.2, 0.3]])
     b = jnp.array([1.0, 2.0])
     solve = lambda th: fixed_point(lambda x, t: A @ x + b * t, jnp.zeros(2), th,  # noqa: E731
-                                   method=method, tol=1e-12)[0]  # fmt: skip
+                                   solver=solver, tol=1e-12)[0]  # fmt: skip
     exact = jnp.linalg.solve(jnp.eye(2) - A, b)  # x* = (I - A)⁻¹ b θ
-    np.testing.assert_allclose(solve(1.5), 1.5 * exact, atol=1e-10)
-    np.testing.assert_allclose(jax.jacobian(solve)(1.5), exact, atol=1e-10)
+    x, jacobian = value_and_jacobian(solve, 1.5)
+    np.testing.assert_allclose(x, 1.5 * exact, atol=1e-10)
+    np.testing.assert_allclose(jacobian, exact, atol=1e-10)
 
 
 def test_fixed_point_of_expansion_fails_clearly():
     with pytest.raises(RuntimeError, match="check that T is a contraction"):
         jax.block_until_ready(
-            fixed_point(lambda x, t: 2.0 * x + t, jnp.ones(2), 1.0, method="iteration")[0]
+            fixed_point(lambda x, t: 2.0 * x + t, jnp.ones(2), 1.0, solver="iteration")[0]
         )
 
 
@@ -135,23 +147,24 @@ def ridge_exact(lam):
     return jnp.linalg.solve(X.T @ X / n + lam * jnp.eye(6), X.T @ Y / n)
 
 
-@pytest.mark.parametrize("method, tol", [("lbfgs", 1e-10), ("gradient_descent", 1e-8)])
-def test_argmin_ridge_solution_and_jacobian(method, tol):
-    solve = lambda lam: argmin(ridge, jnp.zeros(6), lam, method=method, tol=tol,  # noqa: E731
-                               max_iter=20_000)[0]  # fmt: skip
-    np.testing.assert_allclose(solve(0.3), ridge_exact(0.3), atol=1e-7)
-    np.testing.assert_allclose(
-        jax.jacobian(solve)(0.3), jax.jacobian(ridge_exact)(0.3), atol=1e-6
-    )  # the Jacobian error follows the forward tolerance
+@pytest.mark.parametrize("solver, tol", [("lbfgs", 1e-10), ("gradient_descent", 1e-8)])
+def test_argmin_ridge_solution_and_jacobian(solver, tol):
+    solve = lambda lam: argmin(ridge, jnp.zeros(6), lam, solver=solver, tol=tol,  # noqa: E731
+                               max_steps=20_000)[0]  # fmt: skip
+    w, jacobian = value_and_jacobian(solve, 0.3)
+    np.testing.assert_allclose(w, ridge_exact(0.3), atol=1e-7)
+    # the Jacobian error follows the forward tolerance
+    np.testing.assert_allclose(jacobian, jax.jacobian(ridge_exact)(0.3), atol=1e-6)
 
 
 def test_lasso_gradient_matches_finite_differences():
     step = 1.0 / float(jnp.linalg.eigvalsh(X.T @ X / X.shape[0]).max())
 
+    @jax.jit  # one compile serves the three forward solves
     def solve(lam):
         w, _ = argmin(lambda w, t: 0.5 * jnp.mean((X @ w - Y) ** 2), jnp.zeros(6), None,
-                      method="prox_gradient", prox="lasso", hyperparams=lam, step_size=step,
-                      tol=1e-11, max_iter=50_000, linear_solve="gmres")  # fmt: skip
+                      solver="prox_gradient", prox="lasso", hyperparams=lam, step_size=step,
+                      tol=1e-11, max_steps=50_000, linear_solver="gmres")  # fmt: skip
         return w
 
     w = solve(0.5)
@@ -166,21 +179,24 @@ def test_simplex_projection_jacobian_closed_form():
 
     def solve(c):
         return argmin(lambda w, c: 0.5 * jnp.sum((w - c) ** 2), jnp.ones(4) / 4, c,
-                      method="projected_gradient", projection="simplex", step_size=1.0,
-                      tol=1e-12, linear_solve="gmres")[0]  # fmt: skip
+                      solver="projected_gradient", projection="simplex", step_size=1.0,
+                      tol=1e-12, linear_solver="gmres")[0]  # fmt: skip
 
-    np.testing.assert_allclose(solve(c), [8 / 15, 1 / 3, 0.0, 2 / 15], atol=1e-10)
+    w, jacobian = value_and_jacobian(solve, c)
+    np.testing.assert_allclose(w, [8 / 15, 1 / 3, 0.0, 2 / 15], atol=1e-10)
     active = jnp.array([1.0, 1.0, 0.0, 1.0])
     exact = jnp.diag(active) - jnp.outer(active, active) / 3  # projection onto the face
-    np.testing.assert_allclose(jax.jacobian(solve)(c), exact, atol=1e-9)
+    np.testing.assert_allclose(jacobian, exact, atol=1e-9)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(method="prox_gradient"), "needs prox="),
-    (dict(method="projected_gradient"), "needs projection="),
-    (dict(method="lbfgs", prox="lasso"), "is unconstrained"),
-    (dict(method="lbfgs", step_size=0.1), "lbfgs uses its own line search"),
-    (dict(method="prox_gradient", prox="lasso2", hyperparams=1.0), "unknown prox='lasso2'"),
+    (dict(solver="prox_gradient"), "needs prox="),
+    (dict(solver="projected_gradient"), "needs projection="),
+    (dict(solver="lbfgs", prox="lasso"), "is unconstrained"),
+    (dict(solver="lbfgs", step_size=0.1), "lbfgs uses its own line search"),
+    (dict(solver="prox_gradient", prox="lasso2", hyperparams=1.0), "unknown prox='lasso2'"),
+    (dict(solver="projected_gradient", projection="cube"), "unknown projection='cube'"),
+    (dict(solver="newton"), "unknown solver='newton'"),
 ])  # fmt: skip
 def test_argmin_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -212,9 +228,9 @@ def ridge_exact_vec(loglam):
     return jnp.linalg.solve(X.T @ X / n + jnp.diag(jnp.exp(loglam) * jnp.ones(6)), X.T @ Y / n)
 
 
-def problem(iterations):
+def problem(max_steps):
     smooth = float(jnp.linalg.eigvalsh(X.T @ X / X.shape[0]).max()) + 1.0
-    return InnerProblem(inner_ridge, jnp.zeros(6), step_size=1 / smooth, iterations=iterations,
+    return InnerProblem(inner_ridge, jnp.zeros(6), step_size=1 / smooth, max_steps=max_steps,
                         tol=1e-8)  # fmt: skip
 
 
@@ -223,8 +239,8 @@ def problem(iterations):
 ])  # fmt: skip
 def test_hypergradient_matches_closed_form(mode, forward):
     theta = jnp.log(jnp.full(6, 0.1)) + jnp.linspace(-1, 1, 6)  # one λ per feature
-    inner = dataclasses.replace(problem(2000), forward_solver=forward)
-    value, grad, info = hypergradient(validation, inner, theta, mode=mode)
+    inner = dataclasses.replace(problem(2000), solver=forward)
+    (value, grad), info = hypergradient(validation, inner, theta, mode=mode)
     assert bool(info.converged)
     # Inner problem solved to |∇f| ≤ 1e-8 in float64: relative error well below 1e-6.
     np.testing.assert_allclose(grad, exact_hypergradient(theta), rtol=1e-6, atol=1e-12)
@@ -234,7 +250,11 @@ def test_hypergradient_matches_closed_form(mode, forward):
 def test_truncated_and_neumann_approximate_from_both_sides():
     theta = jnp.log(0.1)
     exact = float(exact_hypergradient(theta))
-    err = lambda m: abs(float(hypergradient(validation, problem(2000), theta, mode=m)[1]) - exact)  # noqa: E731
+
+    def err(mode):
+        (_, grad), _ = hypergradient(validation, problem(2000), theta, mode=mode)
+        return abs(float(grad) - exact)
+
     assert err(Truncated(2000)) < 1e-8  # truncating nothing is unrolling
     assert err("truncated(1)") > err("truncated(20)") > 1e-8
     assert err(Neumann(2)) > err("neumann(50)") > err(Neumann(500))
@@ -243,9 +263,9 @@ def test_truncated_and_neumann_approximate_from_both_sides():
 
 def test_implicit_hypergradient_refuses_unconverged_inner_problem():
     with pytest.raises(RuntimeError, match="inner problem did not converge"):
-        jax.block_until_ready(hypergradient(validation, problem(5), jnp.log(0.1))[1])
+        jax.block_until_ready(hypergradient(validation, problem(5), jnp.log(0.1))[0])
     # The pitfall this guards against: 5 steps give a far-off implicit gradient.
-    _, grad, info = hypergradient(validation, problem(5), jnp.log(0.1), on_failure="return")
+    (_, grad), info = hypergradient(validation, problem(5), jnp.log(0.1), on_failure="return")
     assert not bool(info.converged)
     assert abs(float(grad) - float(exact_hypergradient(jnp.log(0.1)))) > 1e-3
 
@@ -274,14 +294,19 @@ THETA = {"W": 0.3 * jnp.eye(3), "b": jnp.array([1.0, -0.5, 0.2])}
 
 
 def test_steady_state_agrees_with_root():
-    y, info = steady_state(relaxing, jnp.zeros(3), THETA)
+    def summed(solve):  # one forward solve gives the solution and the gradient
+        def loss(theta):
+            y, info = solve(theta)
+            return y.sum(), (y, info)
+
+        return jax.grad(loss, has_aux=True)(THETA)
+
+    g_ss, (y, info) = summed(lambda th: steady_state(relaxing, jnp.zeros(3), th))
     assert bool(info.converged) and int(info.iterations) > 0
-    y_root, _ = root(lambda y, th: relaxing(0.0, y, th), jnp.zeros(3), THETA, tol=1e-12)
+    g_root, (y_root, _) = summed(
+        lambda th: root(lambda y, t: relaxing(0.0, y, t), jnp.zeros(3), th, tol=1e-12)
+    )
     np.testing.assert_allclose(y, y_root, atol=1e-7)  # the event fires at |f| < 1e-8 (+ rtol)
-    g_ss = jax.grad(lambda th: steady_state(relaxing, jnp.zeros(3), th)[0].sum())(THETA)
-    g_root = jax.grad(
-        lambda th: root(lambda y, t: relaxing(0.0, y, t), jnp.zeros(3), th, tol=1e-12)[0].sum()
-    )(THETA)
     for a, b in zip(jax.tree.leaves(g_ss), jax.tree.leaves(g_root), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -303,3 +328,29 @@ def test_tiny_cotangents_still_solve():
     _, vjp = jax.vjp(solve, jnp.ones(2))
     (small,) = vjp(jnp.array([1e-30, 2e-30]))
     np.testing.assert_allclose(small * 1e30, jnp.linalg.solve(A.T, jnp.array([1.0, 2.0])))
+
+
+def test_inner_problem_bad_input():
+    with pytest.raises(ValueError, match="unknown solver='newton'"):
+        InnerProblem(inner_ridge, jnp.zeros(6), step_size=0.1, max_steps=10, solver="newton")
+    with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
+        InnerProblem(inner_ridge, jnp.zeros(6), step_size=0.1, max_steps=0)
+
+
+def test_hypergradient_checks_its_linear_solve():
+    """One CG step cannot solve the 6x6 Hessian system: reported, not a silent gradient."""
+    call = lambda **kw: hypergradient(validation, problem(2000), jnp.log(0.1),  # noqa: E731
+                                      linear_max_steps=1, **kw)[0][1]  # fmt: skip
+    with pytest.raises(RuntimeError, match="hypergradient: the implicit-function linear system"):
+        jax.block_until_ready(call())
+    assert bool(jnp.isnan(call(on_failure="nan")))
+
+
+# --- the jaxopt boundary -----------------------------------------------------------------------
+
+
+def test_import_leaves_jaxopt_unimported():
+    """jaxopt is loaded by the first solve that needs it, never by `import jaxdyn.implicit`."""
+    code = "import sys, jaxdyn.implicit; print('jaxopt' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

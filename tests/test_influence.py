@@ -90,9 +90,9 @@ def leave_one_out(logistic):
     return jax.vmap(logistic.test_loss)(retrained) - logistic.test_loss(logistic.v)
 
 
-def scores_of(logistic, method, **kw):
+def scores_of(logistic, solver, **kw):
     return influence(
-        loss, logistic.params, logistic.train, logistic.test, method=method,
+        loss, logistic.params, logistic.train, logistic.test, solver=solver,
         test_loss_fn=data_loss, **kw,
     )  # fmt: skip
 
@@ -100,9 +100,9 @@ def scores_of(logistic, method, **kw):
 LISSA = dict(lissa_depth=1000, lissa_scale=5.0, lissa_batch_size=10, lissa_repeats=4)
 
 
-@pytest.mark.parametrize("method", ["exact", "cg"])
-def test_influence_predicts_leave_one_out(logistic, leave_one_out, method):
-    predicted = leave_one_out_change(scores_of(logistic, method))
+@pytest.mark.parametrize("solver", ["exact", "cg"])
+def test_influence_predicts_leave_one_out(logistic, leave_one_out, solver):
+    predicted = leave_one_out_change(scores_of(logistic, solver))
     # Measured Pearson 0.9941 for both (also 0.990-0.998 over other seeds and test sets).
     assert pearson(predicted, leave_one_out) >= 0.95
     # Sign and scale: the least-squares slope of actual on predicted change, measured 1.096.
@@ -132,14 +132,14 @@ def test_lissa_is_jittable_and_reproducible(logistic):
 
 def test_cg_matches_exact(logistic):
     exact = scores_of(logistic, "exact")
-    # cg_tol 1e-10 on a Hessian with condition number 4.4: agreement near rounding.
+    # tol 1e-10 on a Hessian with condition number 4.4: agreement near rounding.
     np.testing.assert_allclose(scores_of(logistic, "cg"), exact, rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["exact", "cg"])
-def test_influence_is_derivative_of_upweighted_test_loss(logistic, method):
+@pytest.mark.parametrize("solver", ["exact", "cg"])
+def test_influence_is_derivative_of_upweighted_test_loss(logistic, solver):
     """`I(zᵢ) = d/dε L(argmin (1/n) Σⱼ ℓⱼ + ε ℓᵢ)` at `ε = 0`, by central differences."""
-    scores = scores_of(logistic, method)
+    scores = scores_of(logistic, solver)
     points = np.array([0, 17, 42, 99])
     eps = 1e-4
     weights = jnp.full((len(points), N), 1.0 / N)
@@ -158,18 +158,22 @@ def test_influence_errors(logistic):
         "loss_fn": loss, "params": logistic.params, "train_data": logistic.train,
         "test_data": logistic.test, **kw,
     })  # fmt: skip
-    with pytest.raises(ValueError, match="unknown method='newton'"):
-        call(method="newton")
+    with pytest.raises(ValueError, match="unknown solver='newton'"):
+        call(solver="newton")
     with pytest.raises(ValueError, match="every leaf of train_data must have the same"):
         call(train_data=(x, y[:-1]))
     with pytest.raises(ValueError, match="test_data must be a pytree of arrays with a leading"):
         call(test_data=(x[0, 0], y[0]))
     with pytest.raises(ValueError, match="needs key="):
-        call(method="lissa")
-    with pytest.raises(ValueError, match="lissa_depth must be an integer >= 1"):
-        call(method="lissa", key=jax.random.key(0), lissa_depth=0)
-    with pytest.raises(ValueError, match="lissa_scale must be > 0"):
-        call(method="lissa", key=jax.random.key(0), lissa_scale=0.0)
+        call(solver="lissa")
+    with pytest.raises(ValueError, match="lissa_depth must be an int >= 1"):
+        call(solver="lissa", key=jax.random.key(0), lissa_depth=0)
+    with pytest.raises(ValueError, match="lissa_scale must be a positive number"):
+        call(solver="lissa", key=jax.random.key(0), lissa_scale=0.0)
+    with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
+        call(solver="cg", max_steps=0)
+    with pytest.raises(ValueError, match="tol must be >= 0"):
+        call(solver="cg", tol=-1.0)
     with pytest.raises(ValueError, match="damping must be >= 0"):
         call(damping=-1.0)
     with pytest.raises(ValueError, match="unknown on_failure='ignore'"):
@@ -180,7 +184,7 @@ def test_influence_errors(logistic):
         call(test_loss_fn=lambda theta, z: z[0] @ jnp.ones(3))
     big = {"w": jnp.zeros(EXACT_MAX_PARAMS + 1)}
     big_loss = lambda theta, z: jnp.sum(theta["w"] ** 2) * z[1]  # noqa: E731
-    with pytest.raises(ValueError, match="use method='cg' or 'lissa'"):
+    with pytest.raises(ValueError, match="use solver='cg' or 'lissa'"):
         call(params=big, loss_fn=big_loss)
 
 
@@ -196,12 +200,12 @@ def test_influence_failure_policy(logistic):
     assert np.all(np.isnan(influence(*args, on_failure="nan")))
     # damping makes it solvable: -H + 2I is positive definite (eig(H) <= 0.22)
     assert np.all(np.isfinite(influence(*args, damping=2.0)))
-    with pytest.raises(RuntimeError, match="conjugate gradients did not solve"):
-        scores_of(logistic, "cg", cg_max_iter=1)
+    with pytest.raises(RuntimeError, match="conjugate gradients did not solve.*max_steps"):
+        scores_of(logistic, "cg", max_steps=1)
     # A LiSSA scale below the largest eigenvalue: |1 - 0.2/0.01| = 19 per step, overflows.
     with pytest.raises(RuntimeError, match="LiSSA recursion diverged"):
         scores_of(logistic, "lissa", key=jax.random.key(0), lissa_scale=0.01)
-    cheap = scores_of(logistic, "cg", cg_max_iter=1, on_failure="return")
+    cheap = scores_of(logistic, "cg", max_steps=1, on_failure="return")
     assert np.all(np.isfinite(cheap))
 
 

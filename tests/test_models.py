@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from jaxdyn import MLPField, NeuralODE
-from jaxdyn.models import DEQ, TanhCell
 
 
 def field(time=False, feature="identity"):
@@ -77,49 +76,3 @@ def test_neural_ode_gradient_matches_finite_differences():
     e = jnp.zeros(3).at[2].set(h)
     fd = (loss(shift(e)) - loss(shift(-e))) / (2 * h)
     assert float(grads.field.mlp.layers[-1].bias[2]) == pytest.approx(float(fd), rel=1e-6)
-
-
-def deq(**kw):
-    return DEQ(TanhCell(8, 4, contraction=0.8, key=jax.random.key(0)), 8, tol=1e-12,
-               max_iter=300, **kw)  # fmt: skip
-
-
-@pytest.mark.parametrize("method", ["anderson", "iteration"])
-def test_deq_is_a_fixed_point_with_implicit_gradient(method):
-    layer = deq(method=method)
-    x = jnp.arange(4.0) / 4
-    z, info = layer.solve(x)
-    assert bool(info.converged)
-    np.testing.assert_allclose(layer.cell(z, x), z, atol=1e-11)
-
-    def loss(d):
-        return jnp.sum(d(x) ** 2)
-
-    grads = eqx.filter_grad(loss)(layer)
-    V, h = layer.cell.V, 1e-6
-    bump = jnp.zeros_like(V).at[2, 3].set(h)
-    moved = lambda d: eqx.tree_at(lambda m: m.cell.V, layer, V + d)  # noqa: E731
-    fd = (loss(moved(bump)) - loss(moved(-bump))) / (2 * h)
-    assert float(grads.cell.V[2, 3]) == pytest.approx(float(fd), rel=1e-6)
-
-
-def test_tanh_cell_is_a_contraction_for_any_weights():
-    cell = TanhCell(6, 3, contraction=0.7, key=jax.random.key(1))
-    cell = eqx.tree_at(lambda c: c.V, cell, 100.0 * cell.V)  # training cannot break it
-    J = jax.jacobian(lambda z: cell(z, jnp.ones(3)))(jnp.zeros(6))
-    assert float(jnp.linalg.norm(J, 2)) <= 0.7 + 1e-12
-    with pytest.raises(ValueError, match="contraction must be in"):
-        TanhCell(6, 3, contraction=1.0, key=jax.random.key(1))
-
-
-def test_deq_batches_and_jacobian_penalty():
-    layer = deq()
-    xs = jax.random.normal(jax.random.key(2), (5, 4))
-    zs = jax.vmap(layer)(xs)
-    assert zs.shape == (5, 8)
-    # Hutchinson: the mean over probes approaches ‖J‖_F² / dim.
-    J = jax.jacobian(lambda z: layer.cell(z, xs[0]))(zs[0])
-    keys = jax.random.split(jax.random.key(3), 4000)
-    estimate = jnp.mean(jax.vmap(lambda k: layer.jacobian_penalty(zs[0], xs[0], k))(keys))
-    exact = jnp.sum(J**2) / 8
-    assert float(estimate) == pytest.approx(float(exact), rel=0.1)  # 4000 probes: ~2% s.e.

@@ -7,16 +7,19 @@ Jacobian regulariser of Bai, Koltun & Kolter (2021). Target: test accuracy ≥ 9
 """
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, choice, positive
 from ..data import digits
+from ..implicit import FIXED_POINT_SOLVERS
 from ..models import DEQ, TanhCell
 from ..plotting import Figure, loss_curve
 from ..train import read_metrics
@@ -27,9 +30,9 @@ from ._training import fit_from_config
 @dataclasses.dataclass
 class DEQModelConfig:
     width: int = at_least(64, 1)
-    method: str = choice("anderson", ("anderson", "iteration"))
+    solver: str = choice("anderson", FIXED_POINT_SOLVERS)
     tol: float = positive(1e-4)
-    max_iter: int = at_least(50, 1)
+    max_steps: int = at_least(50, 1)
     contraction: float = positive(0.9)  # ‖W‖_F = γ < 1: the cell is a contraction
     jacobian_penalty: float = at_least(0.1, 0.0)
 
@@ -51,12 +54,11 @@ class DEQClassifier(eqx.Module):
     deq: DEQ
     decoder: eqx.nn.Linear
 
-    def __init__(self, cfg: DictConfig, key):
+    def __init__(self, m: DictConfig, *, key: PRNGKeyArray):
         k1, k2, k3 = jax.random.split(key, 3)
-        m = cfg.model
         self.encoder = eqx.nn.Linear(64, m.width, key=k1)
-        cell = TanhCell(m.width, m.width, contraction=m.contraction, key=k2)
-        self.deq = DEQ(cell, m.width, method=m.method, tol=m.tol, max_iter=m.max_iter)
+        cell = TanhCell(dim=m.width, in_size=m.width, contraction=m.contraction, key=k2)
+        self.deq = DEQ(cell, dim=m.width, solver=m.solver, tol=m.tol, max_steps=m.max_steps)
         self.decoder = eqx.nn.Linear(m.width, 10, key=k3)
 
     def features(self, x):
@@ -83,31 +85,22 @@ def accuracy_and_iterations(model: DEQClassifier, images, labels) -> tuple[float
     return float(correct.mean()), float(info.iterations.mean()), float(info.converged.mean())
 
 
-@register("deq_digits", DEQDigitsConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """DEQ classifier on load_digits (implicit backward); target test accuracy >= 95%."""
-    data = digits(test_fraction=cfg.test_fraction, seed=cfg.seed)
-    (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
-    model_key, train_key = jax.random.split(jax.random.key(cfg.seed))
-    model = DEQClassifier(cfg, model_key)
-    weight = cfg.model.jacobian_penalty
+def _loss(model: DEQClassifier, batch, key, *, weight: float):
+    """Cross-entropy plus `weight` times the Jacobian penalty (one probe per example)."""
+    x, y = batch
+    e = jax.vmap(model.features)(x)
+    z = jax.vmap(model.deq)(e)
+    logits = jax.vmap(model.decoder)(z)
+    nll = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
 
-    def loss_fn(model: DEQClassifier, batch, key):
-        x, y = batch
-        e = jax.vmap(model.features)(x)
-        z = jax.vmap(model.deq)(e)
-        logits = jax.vmap(model.decoder)(z)
-        nll = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
-        keys = jax.random.split(key, x.shape[0])
-        penalty = jnp.mean(jax.vmap(model.deq.jacobian_penalty)(z, e, keys))
-        return nll + weight * penalty, {"nll": nll, "jacobian": penalty}
+    def penalty(z, e, key):
+        return model.deq.jacobian_penalty(z, e, key=key)
 
-    data = (jnp.asarray(x_train), jnp.asarray(y_train))
-    result = fit_from_config(loss_fn, model, data, cfg.train, key=train_key, run_dir=run_dir,
-                             resume=resume, has_aux=True)  # fmt: skip
-    test_acc, iterations, converged = accuracy_and_iterations(result.model, x_test, y_test)
-    train_acc, _, _ = accuracy_and_iterations(result.model, x_train, y_train)
+    jacobian = jnp.mean(jax.vmap(penalty)(z, e, jax.random.split(key, x.shape[0])))
+    return nll + weight * jacobian, {"nll": nll, "jacobian": jacobian}
 
+
+def _figures(run_dir: Path) -> None:
     rows = read_metrics(run_dir / "metrics.jsonl")
     loss_curve(np.asarray([r["nll"] for r in rows]), run_dir / "loss.png",
                title="DEQ digits: training cross-entropy")  # fmt: skip
@@ -117,6 +110,23 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     ax.set(xlabel="step", ylabel="‖∂f/∂z‖²_F / h (Hutchinson)", title="Jacobian penalty")
     fig.tight_layout()
     fig.savefig(run_dir / "jacobian.png", dpi=120)
+
+
+@register("deq_digits", DEQDigitsConfig)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """DEQ classifier on load_digits (implicit backward); target test accuracy >= 95%."""
+    data = digits(test_fraction=cfg.test_fraction, seed=cfg.seed)
+    (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
+    model_key, train_key = jax.random.split(jax.random.key(cfg.seed))
+    model = DEQClassifier(cfg.model, key=model_key)
+    loss_fn = functools.partial(_loss, weight=cfg.model.jacobian_penalty)
+    result = fit_from_config(
+        loss_fn, model, (jnp.asarray(x_train), jnp.asarray(y_train)), cfg.train, key=train_key,
+        run_dir=run_dir, resume=resume, has_aux=True,
+    )  # fmt: skip
+    test_acc, iterations, converged = accuracy_and_iterations(result.model, x_test, y_test)
+    train_acc, _, _ = accuracy_and_iterations(result.model, x_train, y_train)
+    _figures(run_dir)
     return {
         "test_accuracy": test_acc,
         "train_accuracy": train_acc,

@@ -33,23 +33,19 @@ un-tethered Hessian), which is the same vector.
 import dataclasses
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from matplotlib.collections import PatchCollection
-from matplotlib.lines import Line2D
-from matplotlib.patches import Circle, Patch, Rectangle
 from omegaconf import DictConfig
 
 from ..config import at_least, choice, positive
-from ..implicit import argmin
+from ..implicit import LINEAR_SOLVERS, argmin
 from ..plotting import Figure
 from ._registry import register
-
-LINEAR_SOLVES = ("cg", "normal_cg", "gmres", "bicgstab", "lu")
 
 
 @dataclasses.dataclass
@@ -64,15 +60,15 @@ class PackingConfig:
 
 @dataclasses.dataclass
 class MinimiseConfig:
-    method: str = choice("lbfgs", ("lbfgs", "gradient_descent"))
+    solver: str = choice("lbfgs", ("lbfgs", "gradient_descent"))
     tol: float = positive(1e-13)  # on ‖∇f‖; FD divides position errors by 2h
-    max_iter: int = at_least(20000, 1)
+    max_steps: int = at_least(20000, 1)
     step_size: float | None = positive(None)  # gradient_descent only (null: line search)
 
 
 @dataclasses.dataclass
 class SensitivityConfig:
-    linear_solve: str = choice("cg", LINEAR_SOLVES)
+    linear_solver: str = choice("cg", LINEAR_SOLVERS)
     linear_tol: float = positive(1e-10)
     com_stiffness: float = at_least(1.0, 0.0)  # k: removes the translation zero modes
     rattler_stiffness: float = at_least(1.0, 0.0)  # k_r: removes the rattlers' zero modes
@@ -135,15 +131,17 @@ def _best_time(fn, *args, repeats: int) -> tuple[object, float, float]:
     return out, first, best
 
 
-@register("energy_sensitivity", EnergySensitivityConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Soft-sphere packing: ∂x*/∂σ, implicit diff vs finite differences; target rel err ≤ 1e-4."""
-    with jax.enable_x64(True):  # float64 here only; restored on exit
-        return _run(cfg, run_dir)
+class Packing(NamedTuple):
+    """The system: `n` particles, which are species B, their nominal diameters and the box."""
+
+    n: int
+    species_b: np.ndarray
+    nominal: np.ndarray
+    box: float
 
 
-def _run(cfg: DictConfig, run_dir: Path) -> dict:
-    s, m, sens = cfg.system, cfg.minimise, cfg.sensitivity
+def _packing(s: DictConfig) -> Packing:
+    """The box side from the packing fraction at the nominal diameters."""
     n = s.num_particles
     species_b = np.arange(n) >= n // 2
     nominal = np.where(species_b, s.diameter_b, s.diameter_a)
@@ -154,22 +152,22 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             f"{s.packing_fraction}) must exceed twice the largest diameter for minimum-image "
             "distances; raise num_particles or lower packing_fraction"
         )
-    is_b = jnp.asarray(species_b)
+    return Packing(n, species_b, nominal, box)
 
-    def energy(x, sigma):
-        diameters = jnp.where(is_b, sigma, s.diameter_a)
-        return soft_sphere_energy(x, diameters, box, epsilon=s.epsilon, alpha=s.alpha)
 
+def _tethered_solver(energy, n: int, m: DictConfig, sens: DictConfig):
+    """`solve(x_start, σ, x_ref, com_stiffness, tether) -> (x, info)`: minimise `f` from
+    `x_start`, tethered to `x_ref`: the centre of mass with stiffness `com_stiffness`, particle
+    `i` with stiffness `tether[i]`. One compiled solve serves the relaxation (no tethers, from
+    random positions), the finite differences and the implicit Jacobian (tethered, from the
+    relaxed minimum)."""
     options = dict(
-        method=m.method, tol=m.tol, max_iter=m.max_iter, step_size=m.step_size,
-        linear_solve=sens.linear_solve, linear_tol=sens.linear_tol,
+        solver=m.solver, tol=m.tol, max_steps=m.max_steps, step_size=m.step_size,
+        linear_solver=sens.linear_solver, linear_tol=sens.linear_tol,
     )  # fmt: skip
 
     @eqx.filter_jit  # unlike jax.jit, shows argmin's failure message (eqx.error_if)
     def solve(x_start, sigma, x_ref, com_stiffness, tether):
-        """Minimise `f` from `x_start`, tethered to `x_ref`: the centre of mass with stiffness
-        `com_stiffness`, particle `i` with stiffness `tether[i]`."""
-
         def f(x, sigma):
             com = jnp.mean(x - x_ref, 0)
             pinned = jnp.sum(tether[:, None] * (x - x_ref) ** 2)
@@ -177,32 +175,23 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 
         return argmin(f, x_start, sigma, **options)
 
-    # One compiled solve serves the relaxation (no tethers, from random positions) and the
-    # finite differences (tethered, from the relaxed minimum).
-    repeats = sens.timing_repeats
-    sigma0 = jnp.asarray(s.diameter_b, dtype=jnp.float64)
-    x_init = jax.random.uniform(jax.random.key(cfg.seed), (n, 2), jnp.float64, 0.0, box)
-    zero, no_tether = jnp.zeros((), jnp.float64), jnp.zeros(n, jnp.float64)
-    (x_bar, relax_info), relax_first, relax_time = _best_time(
-        solve, x_init, sigma0, x_init, zero, no_tether, repeats=repeats
-    )
-    r, sigma_ij = _pair_geometry(np.asarray(x_bar), nominal, box)
-    contacts = r < sigma_ij
-    rattlers = ~contacts.any(1)
-    k_com = jnp.asarray(sens.com_stiffness, jnp.float64)
-    tether = jnp.asarray(np.where(rattlers, sens.rattler_stiffness, 0.0))
-    h = sens.fd_step
+    return solve
+
+
+def _jacobians(solve, x_bar, sigma0, k_com, tether, h: float, repeats: int) -> dict:
+    """`J = ∂x*/∂σ` by implicit differentiation and by central differences, with timings.
+
+    Implicit: the forward solve at σ (converged at x̄ already: one L-BFGS iteration), then
+    reverse mode through argmin, one linear solve per row of J (2N, in sequence: jax.jacrev
+    would vmap them, and the batched CG runs to the slowest row: 2x slower at N = 64).
+    argmin's custom VJP has no forward mode, so jax.jacfwd (one solve) is not available."""
+    n = x_bar.shape[0]
+    basis = jnp.eye(2 * n, dtype=jnp.float64).reshape(2 * n, n, 2)
 
     def fd_jacobian(sigma):
         plus, plus_info = solve(x_bar, sigma + h, x_bar, k_com, tether)
         minus, minus_info = solve(x_bar, sigma - h, x_bar, k_com, tether)
         return (plus - minus) / (2 * h), (plus_info.iterations, minus_info.iterations)
-
-    # Implicit: the forward solve at σ (converged at x̄ already: one L-BFGS iteration), then
-    # reverse mode through argmin, one linear solve per row of J (2N, in sequence: jax.jacrev
-    # would vmap them, and the batched CG runs to the slowest row: 2x slower at N = 64).
-    # argmin's custom VJP has no forward mode, so jax.jacfwd (one solve) is not available.
-    basis = jnp.eye(2 * n, dtype=jnp.float64).reshape(2 * n, n, 2)
 
     @eqx.filter_jit
     def implicit_jacobian(sigma):
@@ -211,7 +200,45 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 
     j_impl, impl_first, impl_time = _best_time(implicit_jacobian, sigma0, repeats=repeats)
     (j_fd, fd_iterations), fd_first, fd_time = _best_time(fd_jacobian, sigma0, repeats=repeats)
-    j_impl, j_fd, x_bar = np.asarray(j_impl), np.asarray(j_fd), np.asarray(x_bar)
+    return {
+        "implicit": np.asarray(j_impl), "fd": np.asarray(j_fd),
+        "fd_iterations": [int(i) for i in fd_iterations],  # re-minimisations at σ ± h
+        "implicit_jacobian_s": impl_time, "implicit_per_row_s": impl_time / (2 * n),
+        "fd_jacobian_s": fd_time,
+        "first": {"implicit_jacobian": impl_first, "fd_jacobian": fd_first},
+    }  # fmt: skip
+
+
+@register("energy_sensitivity", EnergySensitivityConfig)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Soft-sphere packing: ∂x*/∂σ, implicit diff vs finite differences; target rel err ≤ 1e-4."""
+    with jax.enable_x64(True):  # float64 here only; restored on exit
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict:
+    s, sens = cfg.system, cfg.sensitivity
+    p = _packing(s)
+    n, box, is_b = p.n, p.box, jnp.asarray(p.species_b)
+
+    def energy(x, sigma):
+        diameters = jnp.where(is_b, sigma, s.diameter_a)
+        return soft_sphere_energy(x, diameters, box, epsilon=s.epsilon, alpha=s.alpha)
+
+    solve = _tethered_solver(energy, n, cfg.minimise, sens)
+    sigma0 = jnp.asarray(s.diameter_b, dtype=jnp.float64)
+    x_init = jax.random.uniform(jax.random.key(cfg.seed), (n, 2), jnp.float64, 0.0, box)
+    zero, no_tether = jnp.zeros((), jnp.float64), jnp.zeros(n, jnp.float64)
+    (x_bar, relax_info), relax_first, relax_time = _best_time(
+        solve, x_init, sigma0, x_init, zero, no_tether, repeats=sens.timing_repeats
+    )
+    r, sigma_ij = _pair_geometry(np.asarray(x_bar), p.nominal, box)
+    contacts = r < sigma_ij
+    rattlers = ~contacts.any(1)
+    k_com = jnp.asarray(sens.com_stiffness, jnp.float64)
+    tether = jnp.asarray(np.where(rattlers, sens.rattler_stiffness, 0.0))
+    j = _jacobians(solve, x_bar, sigma0, k_com, tether, sens.fd_step, sens.timing_repeats)
+    j_impl, j_fd, x_bar = j["implicit"], j["fd"], np.asarray(x_bar)
     rel_error = float(np.linalg.norm(j_impl - j_fd) / np.linalg.norm(j_fd))
 
     iu = np.triu_indices(n, 1)
@@ -229,26 +256,23 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         "num_contacts": int(np.sum(contacts[iu])),
         "mean_coordination": float(np.mean(np.sum(contacts, 1))),
         "num_rattlers": int(np.sum(rattlers)),  # no contact: tethered
-        "fd_iterations": [int(i) for i in fd_iterations],  # re-minimisations at σ ± h
+        "fd_iterations": j["fd_iterations"],
         # smallest |r - σ_ij|/σ_ij: FD is unreliable if σ ± h makes or breaks a contact
         "contact_margin": float(np.min(np.abs(r[iu] / sigma_ij[iu] - 1.0))),
         "jacobian_norm": float(np.linalg.norm(j_impl)),
         "relax_s": relax_time,
-        "implicit_jacobian_s": impl_time,
-        "implicit_per_row_s": impl_time / (2 * n),  # one VJP: a scalar loss's gradient
-        "fd_jacobian_s": fd_time,
-        "compile_and_first_call_s": {
-            "relax": relax_first, "implicit_jacobian": impl_first,
-            "fd_jacobian": fd_first,
-        },
-    }  # fmt: skip
+        "implicit_jacobian_s": j["implicit_jacobian_s"],
+        "implicit_per_row_s": j["implicit_per_row_s"],  # one VJP: a scalar loss's gradient
+        "fd_jacobian_s": j["fd_jacobian_s"],
+        "compile_and_first_call_s": {"relax": relax_first, **j["first"]},
+    }
     if sens.dense_check and 2 * n <= 4096:
         summary.update(_dense_check(energy, x_bar, sigma0, j_impl))
 
-    _plot_packing(x_bar, nominal, species_b, rattlers, box, contacts, run_dir / "packing.png", s)
-    _plot_sensitivity(
-        x_bar, nominal, species_b, box, j_impl, j_fd, rel_error, run_dir / "sensitivity.png"
-    )
+    _plot_packing(x_bar, p.nominal, p.species_b, rattlers, box, contacts,
+                  run_dir / "packing.png", s)  # fmt: skip
+    _plot_sensitivity(x_bar, p.nominal, p.species_b, box, j_impl, j_fd, rel_error,
+                      run_dir / "sensitivity.png")  # fmt: skip
     return summary
 
 
@@ -275,6 +299,9 @@ def _dense_check(energy, x_bar: np.ndarray, sigma0, j_impl: np.ndarray) -> dict:
 
 def _draw_particles(ax, x, diameters, box, colors, alpha=1.0):
     """Discs with their periodic images, clipped to the box `[0, box]²`."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Circle, Rectangle
+
     x = np.mod(x, box)
     shifts = [(a, b) for a in (-box, 0.0, box) for b in (-box, 0.0, box)]
     patches, face = [], []
@@ -293,6 +320,9 @@ def _draw_particles(ax, x, diameters, box, colors, alpha=1.0):
 
 
 def _plot_packing(x, diameters, species_b, rattlers, box, contacts, path, s) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     fig = Figure(figsize=(7.5, 6))
     ax = fig.subplots()
     colors = np.where(species_b, "tab:orange", "tab:blue")

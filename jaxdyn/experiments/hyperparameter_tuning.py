@@ -56,12 +56,6 @@ class LogLambda(eqx.Module):
     value: Float[Array, "..."]
 
 
-def _fit_outer(cfg, run_dir, resume, loss_fn, theta0, data):
-    return fit_from_config(loss_fn, LogLambda(theta0), data, cfg.train,
-                           key=jax.random.key(cfg.seed), run_dir=run_dir, resume=resume,
-                           has_aux=True)  # fmt: skip
-
-
 # --- ridge ------------------------------------------------------------------------------------
 
 
@@ -108,7 +102,9 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             value, info = implicit_loss(theta.value, *batch)
             return value, {"log_lambda": theta.value, "inner_iterations": info.iterations}
 
-        result = _fit_outer(cfg, run_dir, resume, loss_fn, jnp.asarray(cfg.log_lambda0), (xv, yv))
+        theta0 = LogLambda(jnp.asarray(cfg.log_lambda0))
+        result = fit_from_config(loss_fn, theta0, (xv, yv), cfg.train, key=jax.random.key(cfg.seed),
+                                 run_dir=run_dir, resume=resume, has_aux=True)  # fmt: skip
         rows = read_metrics(run_dir / "metrics.jsonl")
         path = jnp.asarray([r["log_lambda"] for r in rows])
 
@@ -188,6 +184,43 @@ def _logistic_parts(x, y):
     return nll, inner
 
 
+def _accuracy(params, x, y) -> float:
+    w, b = params
+    return float(jnp.mean(((x @ w + b) > 0) == (y > 0.5)))
+
+
+def _grid_and_tuned(solve, nll, tuned: Array, grid: Array, validation, test) -> dict:
+    """The tuned per-feature strengths against the single λ of the grid with the lowest
+    validation loss: one batched solve for the grid and the tuned λs together (one compile)."""
+    lambdas = jnp.concatenate([jnp.broadcast_to(grid[:, None], (grid.size, tuned.size)),
+                               tuned[None]])  # fmt: skip
+    params = jax.vmap(lambda log_lambda: solve(log_lambda)[0])(lambdas)
+    grid_params = jax.tree.map(lambda p: p[:-1], params)
+    grid_val = jax.vmap(lambda p: nll(p, *validation))(grid_params)
+    best = int(jnp.argmin(grid_val))
+    return {
+        "test_tuned": _accuracy(jax.tree.map(lambda p: p[-1], params), *test),
+        "test_grid": _accuracy(jax.tree.map(lambda p: p[best], grid_params), *test),
+        "best_log_lambda": float(grid[best]),
+        "best_val": float(grid_val[best]),
+    }
+
+
+def _logistic_figure(path: Path, losses: np.ndarray, learned: np.ndarray, grid: dict) -> None:
+    fig = Figure(figsize=(10, 3.6))
+    a, b = fig.subplots(1, 2)
+    a.plot(losses, "C1-", label="per-feature λ (hypergradient)")
+    a.axhline(grid["best_val"], color="k", ls="--", lw=1, label="best single λ (grid)")
+    a.set(xlabel="outer step", ylabel="validation loss", title="validation loss")
+    a.legend()
+    b.bar(np.arange(learned.size), learned, color="C0")
+    b.axhline(grid["best_log_lambda"], color="k", ls="--", lw=1, label="grid best log λ")
+    b.set(xlabel="feature", ylabel="log λ", title="learned per-feature strengths")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 @register("logistic_tuning", LogisticTuningConfig)
 def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Per-feature L2 strengths of a logistic regression by implicit hypergradients."""
@@ -200,52 +233,31 @@ def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         start = (jnp.zeros(d), jnp.zeros(()))
 
         def solve(log_lambda):
-            return argmin(inner, start, log_lambda, tol=cfg.inner_tol, max_iter=2000)
+            return argmin(inner, start, log_lambda, tol=cfg.inner_tol, max_steps=2000)
 
         def loss_fn(theta: LogLambda, batch, key):
             params, info = solve(theta.value)
             return nll(params, *batch), {"inner_iterations": info.iterations}
 
-        theta0 = jnp.full(d, float(cfg.log_lambda0))
-        result = _fit_outer(cfg, run_dir, resume, loss_fn, theta0, (xv, yv))
-
-        def accuracy(params, x, y):
-            w, b = params
-            return float(jnp.mean(((x @ w + b) > 0) == (y > 0.5)))
-
-        tuned = solve(result.model.value)[0]
-        grid = jnp.linspace(-6.0, 3.0, cfg.grid_points)
-        grid_params = jax.vmap(lambda g: solve(jnp.full(d, g))[0])(grid)
-        grid_val = jax.vmap(lambda p: nll(p, xv, yv))(grid_params)
-        best = int(jnp.argmin(grid_val))
-        best_params = jax.tree.map(lambda p: p[best], grid_params)
-        test_tuned, test_grid = accuracy(tuned, xs, ys), accuracy(best_params, xs, ys)
-        best_log_lambda, best_val = float(grid[best]), float(grid_val[best])
+        theta0 = LogLambda(jnp.full(d, float(cfg.log_lambda0)))
+        result = fit_from_config(loss_fn, theta0, (xv, yv), cfg.train, key=jax.random.key(cfg.seed),
+                                 run_dir=run_dir, resume=resume, has_aux=True)  # fmt: skip
+        grid_points = jnp.linspace(-6.0, 3.0, cfg.grid_points)
+        grid = _grid_and_tuned(solve, nll, result.model.value, grid_points, (xv, yv), (xs, ys))
         learned = np.asarray(result.model.value)
 
     losses = np.asarray([r["loss"] for r in read_metrics(run_dir / "metrics.jsonl")])
     k = min(cfg.monotone_steps, losses.size - 1)
     monotone = bool(np.all(np.diff(losses[: k + 1]) < 0))
-    fig = Figure(figsize=(10, 3.6))
-    a, b = fig.subplots(1, 2)
-    a.plot(losses, "C1-", label="per-feature λ (hypergradient)")
-    a.axhline(best_val, color="k", ls="--", lw=1, label="best single λ (grid)")
-    a.set(xlabel="outer step", ylabel="validation loss", title="validation loss")
-    a.legend()
-    b.bar(np.arange(learned.size), learned, color="C0")
-    b.axhline(best_log_lambda, color="k", ls="--", lw=1, label="grid best log λ")
-    b.set(xlabel="feature", ylabel="log λ", title="learned per-feature strengths")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(run_dir / "logistic_tuning.png", dpi=120)
+    _logistic_figure(run_dir / "logistic_tuning.png", losses, learned, grid)
     return {
         "monotone_first_steps": monotone,
         "target_met": monotone,
         "validation_loss_start": float(losses[0]),
         "validation_loss_final": float(losses[-1]),
-        "validation_loss_grid_best": best_val,
-        "test_accuracy_tuned": test_tuned,
-        "test_accuracy_grid_best": test_grid,
-        "grid_best_log_lambda": best_log_lambda,
+        "validation_loss_grid_best": grid["best_val"],
+        "test_accuracy_tuned": grid["test_tuned"],
+        "test_accuracy_grid_best": grid["test_grid"],
+        "grid_best_log_lambda": grid["best_log_lambda"],
         "steps": result.step,
     }

@@ -5,6 +5,7 @@ backpropagation or a truncated Neumann series — on one inner problem, so they 
 """
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,57 +15,68 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree, Scalar
 
-from .._jaxopt import implicit_solve, jaxopt, linear_solver
-from ._info import OnFailure, SolveInfo, apply_policy, as_arrays, check_choice, tree_norm
-from ._root import convert
+from .._checks import OnFailure, check_choice, check_count, check_on_failure
+from .._jaxopt import iterate
+from .._trees import as_arrays, tree_norm
+from ._common import LinearSolve, convert, solve_implicitly
+from ._info import SolveInfo
 
 __all__ = ["InnerProblem", "Neumann", "Truncated", "hypergradient", "neumann_solve"]
 
 
 class InnerProblem(eqx.Module):
     """The inner problem `minₓ f(x, θ)`, solved by gradient descent
-    `x ← x - step_size ∇ₓf(x, θ)` from `x0`: the iteration every mode shares. Unrolled and
-    truncated modes differentiate through exactly `iterations` steps; implicit and Neumann
-    modes only need the solution, so they stop as soon as `‖∇ₓf‖ ≤ tol` (at most
-    `iterations` steps) and, with `forward_solver="lbfgs"`, reach it by L-BFGS instead —
-    the implicit gradient does not depend on how the solution was found."""
+    `x ← x - step_size ∇ₓf(x, θ)` from `x0`: the iteration every mode shares.
+
+    `max_steps` caps the iterations. Unrolled and truncated modes differentiate a path of
+    fixed length, so they run exactly `max_steps` steps; implicit and Neumann modes only need
+    the solution, so they stop as soon as `‖∇ₓf‖ ≤ tol` (at most `max_steps` steps) and, with
+    `solver="lbfgs"`, reach it by L-BFGS instead of gradient descent — the implicit gradient
+    does not depend on how the solution was found."""
 
     objective: Callable[[PyTree, Any], Scalar] = eqx.field(static=True)
     x0: PyTree
     step_size: float = eqx.field(static=True)
-    iterations: int = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
     tol: float = eqx.field(static=True, default=1e-6)
-    forward_solver: str = eqx.field(static=True, default="gradient_descent")
+    solver: str = eqx.field(static=True, default="gradient_descent")
 
     def __check_init__(self):
-        check_choice("forward_solver", self.forward_solver, ("gradient_descent", "lbfgs"))
+        check_choice("solver", self.solver, ("gradient_descent", "lbfgs"))
+        check_count("max_steps", self.max_steps)
 
     def _grad(self, objective=None) -> Callable:
         return jax.grad(self.objective if objective is None else objective)
 
-    def run(self, x: PyTree, theta: Any, iterations: int, objective=None) -> PyTree:
-        """`iterations` gradient steps (a `lax.scan`, so it can be differentiated);
+    def run(self, x: PyTree, theta: Any, num_steps: int, objective=None) -> PyTree:
+        """Exactly `num_steps` gradient steps (a `lax.scan`, so it can be differentiated);
         `objective` replaces `self.objective` (hypergradient passes a closure-converted one)."""
         grad = self._grad(objective)
 
         def step(x, _):
             return jax.tree.map(lambda a, b: a - self.step_size * b, x, grad(x, theta)), None
 
-        return jax.lax.scan(step, x, length=iterations)[0]
+        return jax.lax.scan(step, x, length=num_steps)[0]
 
     def info(self, x: PyTree, theta: Any, objective=None) -> SolveInfo:
-        """Convergence after the fixed `iterations` steps of `run`: `‖∇ₓf(x, θ)‖ ≤ tol`."""
+        """Convergence after the `max_steps` steps of `run`: `‖∇ₓf(x, θ)‖ ≤ tol`."""
         grad = self._grad(objective)
-        return SolveInfo.of(self.iterations, tree_norm(grad(x, theta)), self.tol)
+        return SolveInfo.of(self.max_steps, tree_norm(grad(x, theta)), self.tol)
 
     def solve(self, x: PyTree, theta: Any, objective=None) -> tuple[PyTree, SolveInfo]:
-        """Gradient steps until `‖∇ₓf‖ ≤ tol`, at most `iterations` (a `lax.while_loop`: for
-        the modes that only need the solution, not a path to differentiate)."""
+        """The solution, by `solver`, stopping at `‖∇ₓf‖ ≤ tol` or after `max_steps`
+        iterations (gradient descent is a `lax.while_loop`: for the modes that only need the
+        solution, not a path to differentiate)."""
+        objective = self.objective if objective is None else objective
+        if self.solver == "lbfgs":
+            x, iterations, error = iterate("lbfgs", objective, x, theta, tol=self.tol,
+                                           max_steps=self.max_steps)  # fmt: skip
+            return x, SolveInfo.of(iterations, error, self.tol)
         grad = self._grad(objective)
 
         def cond(carry):
             _, g, i = carry
-            return (i < self.iterations) & ~(tree_norm(g) <= self.tol)
+            return (i < self.max_steps) & ~(tree_norm(g) <= self.tol)
 
         def body(carry):
             x, g, i = carry
@@ -121,73 +133,68 @@ def hypergradient(
     theta: Any,
     *,
     mode: Mode = "implicit",
-    linear_solve: str | Callable = "cg",
+    linear_solver: str | Callable = "cg",
     linear_tol: float = 1e-10,
-    linear_max_iter: int | None = None,
+    linear_max_steps: int | None = None,
+    linear_check: float | None = 1e-3,
     on_failure: OnFailure = "raise",
-) -> tuple[Scalar, PyTree, SolveInfo]:
+) -> tuple[tuple[Scalar, PyTree], SolveInfo]:
     """The value and gradient of `θ ↦ outer_loss(x*(θ), θ)`, where `x*` solves `inner`.
 
     Modes (Franceschi et al. 2017; Blondel et al. 2022):
 
-    - `"implicit"`: run the inner iterations, then `dL/dθ = ∂_θL - ∂²_{θx}f (∇²ₓf)⁻¹ ∂ₓL`
-      with the linear system solved by `linear_solve` (default `cg`). Memory does not grow
-      with the number of inner iterations; exact when the inner problem has converged.
-    - `"unrolled"`: backpropagate through all inner iterations (memory grows with them).
+    - `"implicit"`: solve the inner problem, then `dL/dθ = ∂_θL - ∂²_{θx}f (∇²ₓf)⁻¹ ∂ₓL`
+      with the linear system solved by `linear_solver` (default `cg`; `linear_tol`,
+      `linear_max_steps`, `linear_check` as in `root`). Memory does not grow with the number
+      of inner iterations; exact when the inner problem has converged.
+    - `"unrolled"`: backpropagate through all `inner.max_steps` iterations (memory grows with
+      them).
     - `Truncated(k)` or `"truncated(k)"`: backpropagate through the last `k` only.
-    - `Neumann(k)` or `"neumann(k)"`: implicit, with a `k`-term Neumann series for the inverse.
+    - `Neumann(k)` or `"neumann(k)"`: implicit, with a `k`-term Neumann series for the inverse
+      (its result is not checked: it is an approximation by design).
 
     `on_failure` applies to the inner problem's convergence (`‖∇ₓf‖ ≤ inner.tol`) in the
     implicit and Neumann modes, whose gradient assumes it; use `"return"` to study
-    unconverged inner problems. **Returns:** `(value, gradient, info)`.
+    unconverged inner problems. **Returns:** `((value, gradient), info)`.
     """
     mode = _parse_mode(mode)
-    check_choice("on_failure", on_failure, ("raise", "nan", "return"))
+    check_on_failure(on_failure)
     theta = as_arrays(theta)
     x0 = as_arrays(inner.x0)
     objective = convert(inner.objective, "inner.objective", x0, theta)
 
     if mode == "unrolled" or isinstance(mode, Truncated):
-        k = inner.iterations if mode == "unrolled" else min(mode.k, inner.iterations)
+        k = inner.max_steps if mode == "unrolled" else min(mode.k, inner.max_steps)
 
         def value_unrolled(theta):
             frozen = jax.lax.stop_gradient(theta)
-            x = inner.run(x0, frozen, inner.iterations - k, objective)
+            x = inner.run(x0, frozen, inner.max_steps - k, objective)
             x = inner.run(jax.lax.stop_gradient(x), theta, k, objective)
             return outer_loss(x, theta), inner.info(x, theta, objective)
 
         (value, info), grad = jax.value_and_grad(value_unrolled, has_aux=True)(theta)
-        return value, grad, info
+        return (value, grad), info
 
-    message = (
-        f"hypergradient: the inner problem did not converge (|grad f| > tol={inner.tol}) in "
-        f"{inner.iterations} iterations, so the implicit gradient would be wrong; raise "
-        "iterations or step_size, or pass on_failure='return' to study it anyway"
-    )
     if isinstance(mode, Neumann):
-        solve = lambda matvec, b: neumann_solve(matvec, b, k=mode.k, alpha=inner.step_size)  # noqa: E731
+        neumann = functools.partial(neumann_solve, k=mode.k, alpha=inner.step_size)
+        linear = LinearSolve(neumann, linear_tol, None, None)
     else:
-        solve = linear_solver(
-            linear_solve, tol=linear_tol, max_iter=linear_max_iter, check=1e-3,
-            on_failure=on_failure, caller="hypergradient",
-        )  # fmt: skip
+        linear = LinearSolve(linear_solver, linear_tol, linear_max_steps, linear_check)
 
-    def forward(x0, objective, theta):
-        if inner.forward_solver == "lbfgs":
-            solver = jaxopt.LBFGS(fun=lambda x, t: objective(x, t), tol=inner.tol,
-                                  maxiter=inner.iterations, implicit_diff=False)  # fmt: skip
-            x, state = solver.run(x0, theta)
-            info = SolveInfo.of(state.iter_num, state.error, inner.tol)
-        else:
-            x, info = inner.solve(x0, theta, objective)
-        return apply_policy(x, info, on_failure, message), info
-
-    def optimality(x, objective, theta):
+    def optimality(x, theta, objective):
         return jax.grad(objective)(x, theta)
 
     def value_implicit(theta):
-        x, info = implicit_solve(forward, optimality, solve, x0, objective, theta)
+        x, info = solve_implicitly(
+            inner.solve, optimality, x0, (theta, objective), linear=linear,
+            on_failure=on_failure, caller="hypergradient", message=(
+                f"hypergradient: the inner problem did not converge (|grad f| > "
+                f"tol={inner.tol}) in max_steps={inner.max_steps} iterations, so the implicit "
+                "gradient would be wrong; raise max_steps or step_size, or pass "
+                "on_failure='return' to study it anyway"
+            ),
+        )  # fmt: skip
         return outer_loss(x, theta), info
 
     (value, info), grad = jax.value_and_grad(value_implicit, has_aux=True)(theta)
-    return value, grad, info
+    return (value, grad), info

@@ -20,29 +20,27 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Key, PyTree, Scalar
 
-from ._info import OnFailure, check_choice, tree_norm
+from .._checks import OnFailure, check_choice, check_count, check_on_failure, check_positive
+from .._trees import shapes, tree_norm
+from ._common import apply_policy
 
 __all__ = [
     "EXACT_MAX_PARAMS",
-    "INFLUENCE_METHODS",
+    "INFLUENCE_SOLVERS",
     "ekfac_influence",
     "influence",
     "leave_one_out_change",
 ]
 
-INFLUENCE_METHODS = ("exact", "cg", "lissa")
+INFLUENCE_SOLVERS = ("exact", "cg", "lissa")
 
-# The dense Hessian of `method="exact"` holds p² numbers: 5000 parameters are 200 MB in float64.
+# The dense Hessian of `solver="exact"` holds p² numbers: 5000 parameters are 200 MB in float64.
 EXACT_MAX_PARAMS = 5000
 
 # CG's result is accepted when its true relative residual |(H + δI)s - v| / |v| is at most this
 # (as the implicit solvers check their linear systems): it catches an indefinite Hessian or too
-# few iterations, not a missed `cg_tol`.
+# few iterations, not a missed `tol`.
 _CG_CHECK = 1e-3
-
-
-def _shapes(tree: PyTree) -> PyTree:
-    return jax.tree.map(jnp.shape, tree)
 
 
 def _num_samples(name: str, data: PyTree) -> int:
@@ -51,13 +49,13 @@ def _num_samples(name: str, data: PyTree) -> int:
     if not leaves or not all(hasattr(x, "shape") and jnp.ndim(x) >= 1 for x in leaves):
         raise ValueError(
             f"{name} must be a pytree of arrays with a leading sample axis (for one example "
-            f"use x[None]); got shapes {_shapes(data)}"
+            f"use x[None]); got shapes {shapes(data)}"
         )
     sizes = {x.shape[0] for x in leaves}
     if len(sizes) != 1 or 0 in sizes:
         raise ValueError(
             f"every leaf of {name} must have the same, non-zero number of samples on its "
-            f"leading axis; got shapes {_shapes(data)}"
+            f"leading axis; got shapes {shapes(data)}"
         )
     return sizes.pop()
 
@@ -68,10 +66,10 @@ def _check_scalar_loss(name: str, fn: Callable, *example: Any) -> None:
     except Exception as error:
         raise ValueError(
             f"{name} could not be evaluated on one example (inputs of shapes "
-            f"{_shapes(example)}): {error}"
+            f"{shapes(example)}): {error}"
         ) from error
     if not (hasattr(value, "shape") and value.shape == ()):
-        raise ValueError(f"{name} must return a scalar per example; got {_shapes(value)}")
+        raise ValueError(f"{name} must return a scalar per example; got {shapes(value)}")
 
 
 def _check_non_negative(name: str, value: Any) -> None:
@@ -103,11 +101,11 @@ def influence(
     train_data: PyTree,
     test_data: PyTree,
     *,
-    method: str = "exact",
+    solver: str = "exact",
     test_loss_fn: Callable[[PyTree, PyTree], Scalar] | None = None,
     damping: float = 0.0,
-    cg_tol: float = 1e-10,
-    cg_max_iter: int | None = None,
+    tol: float = 1e-10,
+    max_steps: int | None = None,
     lissa_depth: int = 1000,
     lissa_scale: float = 10.0,
     lissa_batch_size: int = 16,
@@ -136,11 +134,12 @@ def influence(
     - `params`: a pytree (e.g. an `eqx.Module`); its floating-point arrays are the parameters
       `θ` (flattened with `ravel_pytree`), other leaves are held fixed.
     - `train_data`, `test_data`: pytrees of arrays with a leading sample axis (`n` and `m`).
-    - `method`: how `(H + δI)⁻¹∇L` is computed:
+    - `solver`: how `(H + δI)⁻¹∇L` is computed:
         - `"exact"`: the dense Hessian and its Cholesky factorisation (at most
           `EXACT_MAX_PARAMS` parameters);
         - `"cg"`: conjugate gradients on Hessian-vector products (`jvp` of `grad`), stopping
-          at relative residual `cg_tol` or after `cg_max_iter` iterations (default 10p);
+          at relative residual `tol` or after `max_steps` iterations (`None`: 10p, SciPy's
+          and JAX's default for `p` parameters); `tol` and `max_steps` apply to `cg` only;
         - `"lissa"`: the stochastic recursion of Agarwal, Bullins & Hazan 2017,
           `h₀ = v`, `hₖ = v + (I - (H_{Bₖ} + δI)/s) hₖ₋₁`, `(H + δI)⁻¹v ≈ h_T/s`, with `H_{Bₖ}`
           the Hessian of the mean loss on `lissa_batch_size` points drawn with replacement,
@@ -154,15 +153,17 @@ def influence(
       relative residual exceeds 1e-3, or a non-finite LiSSA estimate `raise` an error, give
       NaN scores (`"nan"`), or are returned as computed (`"return"`).
 
-    The computation is jit-compiled with the functions and settings (`method`, `damping`,
-    `cg_tol`, ...) static, so calls that repeat them reuse the compile; it can also run inside
+    The computation is jit-compiled with the functions and settings (`solver`, `damping`,
+    `tol`, ...) static, so calls that repeat them reuse the compile; it can also run inside
     `jax.jit` (with `key` traced).
 
     **Returns:** `I`, shape `(n,)`.
     """
-    check_choice("method", method, INFLUENCE_METHODS)
-    check_choice("on_failure", on_failure, ("raise", "nan", "return"))
-    for name, value in (("damping", damping), ("cg_tol", cg_tol)):
+    check_choice("solver", solver, INFLUENCE_SOLVERS)
+    check_on_failure(on_failure)
+    if max_steps is not None:
+        check_count("max_steps", max_steps)
+    for name, value in (("damping", damping), ("tol", tol)):
         _check_non_negative(name, value)
     test_loss_fn = loss_fn if test_loss_fn is None else test_loss_fn
     _num_samples("train_data", train_data)
@@ -171,25 +172,23 @@ def influence(
     _check_scalar_loss("test_loss_fn(params, example)", test_loss_fn, params, _first(test_data))
     num_params = sum(x.size for x in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array)))
     if num_params == 0:
-        raise ValueError(f"params has no floating-point arrays; got {_shapes(params)}")
-    if method == "exact" and num_params > EXACT_MAX_PARAMS:
+        raise ValueError(f"params has no floating-point arrays; got {shapes(params)}")
+    if solver == "exact" and num_params > EXACT_MAX_PARAMS:
         raise ValueError(
-            f"method='exact' builds the dense {num_params}x{num_params} Hessian; params has "
-            f"{num_params} > EXACT_MAX_PARAMS={EXACT_MAX_PARAMS} parameters: use method='cg' "
+            f"solver='exact' builds the dense {num_params}x{num_params} Hessian; params has "
+            f"{num_params} > EXACT_MAX_PARAMS={EXACT_MAX_PARAMS} parameters: use solver='cg' "
             "or 'lissa'"
         )
-    if method == "lissa":
+    if solver == "lissa":
         if key is None:
-            raise ValueError("method='lissa' is stochastic and needs key= (a jax.random key)")
+            raise ValueError("solver='lissa' is stochastic and needs key= (a jax.random key)")
         for name, value in (("lissa_depth", lissa_depth), ("lissa_batch_size", lissa_batch_size),
                             ("lissa_repeats", lissa_repeats)):  # fmt: skip
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if isinstance(lissa_scale, int | float) and not lissa_scale > 0:
-            raise ValueError(f"lissa_scale must be > 0; got {lissa_scale}")
+            check_count(name, value)
+        check_positive("lissa_scale", lissa_scale)
     return _influence(
         loss_fn, test_loss_fn, params, train_data, test_data, key,
-        method=method, damping=damping, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
+        solver=solver, damping=damping, tol=tol, max_steps=max_steps,
         lissa_depth=lissa_depth, lissa_scale=lissa_scale, lissa_batch_size=lissa_batch_size,
         lissa_repeats=lissa_repeats, on_failure=on_failure,
     )  # fmt: skip
@@ -202,8 +201,8 @@ def _hvp(objective: Callable, x: Array, v: Array) -> Array:
 
 @eqx.filter_jit
 def _influence(
-    loss_fn, test_loss_fn, params, train_data, test_data, key, *, method, damping, cg_tol,
-    cg_max_iter, lissa_depth, lissa_scale, lissa_batch_size, lissa_repeats, on_failure,
+    loss_fn, test_loss_fn, params, train_data, test_data, key, *, solver, damping, tol,
+    max_steps, lissa_depth, lissa_scale, lissa_batch_size, lissa_repeats, on_failure,
 ):  # fmt: skip
     dynamic, static = eqx.partition(params, eqx.is_inexact_array)
     flat, unravel = ravel_pytree(dynamic)
@@ -217,7 +216,7 @@ def _influence(
     train_objective = mean_loss(loss_fn, train_data)
     v = jax.grad(mean_loss(test_loss_fn, test_data))(flat)
 
-    if method == "exact":
+    if solver == "exact":
         hessian = jax.hessian(train_objective)(flat)
         hessian = hessian + damping * jnp.eye(flat.size, dtype=hessian.dtype)
         factor = jnp.linalg.cholesky(hessian)  # NaN unless positive definite
@@ -228,18 +227,18 @@ def _influence(
             "definite at params: params may not minimise it (train further) or the model is "
             "non-convex (add damping=)"
         )
-    elif method == "cg":
+    elif solver == "cg":
 
         def matvec(u):
             return _hvp(train_objective, flat, u) + damping * u
 
-        s, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=cg_tol, maxiter=cg_max_iter)
+        s, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=max_steps)
         scale = tree_norm(v) + jnp.finfo(v.dtype).tiny
         failed = ~(tree_norm(matvec(s) - v) <= _CG_CHECK * scale)  # NaN counts as failed
         message = (
             f"influence: conjugate gradients did not solve (H + damping I) s = grad L to a "
             f"relative residual of {_CG_CHECK}: the Hessian may be indefinite (params not a "
-            "minimum, or a non-convex model: add damping=) or cg_max_iter too small"
+            "minimum, or a non-convex model: add damping=) or max_steps too small"
         )
     else:
         n = jax.tree.leaves(train_data)[0].shape[0]
@@ -266,16 +265,7 @@ def _influence(
         return jax.jvp(lambda theta: per_example(loss_fn, theta, example), (flat,), (s,))[1]
 
     scores = -jax.vmap(directional)(train_data)
-    return _apply_policy(scores, failed, on_failure, message)
-
-
-def _apply_policy(scores: Array, failed: Array, on_failure: OnFailure, message: str) -> Array:
-    """`raise` when `failed`, make the scores NaN (`nan`), or return them (`return`)."""
-    if on_failure == "raise":
-        return eqx.error_if(scores, failed, message)
-    if on_failure == "nan":
-        return jnp.where(failed, jnp.nan, scores)
-    return scores
+    return apply_policy(scores, failed, on_failure, message)
 
 
 # --- EK-FAC for MLPs -------------------------------------------------------------------------
@@ -375,9 +365,9 @@ def ekfac_influence(
     if learnt:
         raise ValueError(
             "mlp has activations with learnt parameters, which EK-FAC does not model; use "
-            "influence(..., method='cg') instead"
+            "influence(..., solver='cg') instead"
         )
-    check_choice("on_failure", on_failure, ("raise", "nan", "return"))
+    check_on_failure(on_failure)
     _check_non_negative("damping", damping)
     _check_non_negative("weight_decay", weight_decay)
     for name, data in (("train_data", train_data), ("test_data", test_data)):
@@ -431,4 +421,4 @@ def _ekfac_influence(mlp, loss_fn, train_data, test_data, *, damping, weight_dec
         "ekfac_influence: the influence scores are not finite: the EK-FAC curvature is "
         "singular (e.g. dead units); add damping="
     )
-    return _apply_policy(scores, failed, on_failure, message)
+    return apply_policy(scores, failed, on_failure, message)

@@ -1,0 +1,66 @@
+"""The deep-equilibrium layer: its output is a fixed point of the cell, its gradient the
+implicit one (against central differences), and `TanhCell` is a contraction by construction."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.models import DEQ, TanhCell
+
+
+def deq(**kw):
+    cell = TanhCell(dim=8, in_size=4, contraction=0.8, key=jax.random.key(0))
+    return DEQ(cell, dim=8, tol=1e-12, max_steps=300, **kw)
+
+
+@pytest.mark.parametrize("solver", ["anderson", "iteration"])
+def test_deq_is_a_fixed_point_with_implicit_gradient(solver):
+    layer = deq(solver=solver)
+    x = jnp.arange(4.0) / 4
+    z, info = layer.solve(x)
+    assert bool(info.converged)
+    np.testing.assert_allclose(layer.cell(z, x), z, atol=1e-11)
+
+    @eqx.filter_jit  # one compile serves both finite-difference evaluations
+    def loss(d):
+        return jnp.sum(d(x) ** 2)
+
+    grads = eqx.filter_grad(loss)(layer)
+    V, h = layer.cell.V, 1e-6
+    bump = jnp.zeros_like(V).at[2, 3].set(h)
+    moved = lambda d: eqx.tree_at(lambda m: m.cell.V, layer, V + d)  # noqa: E731
+    fd = (loss(moved(bump)) - loss(moved(-bump))) / (2 * h)
+    assert float(grads.cell.V[2, 3]) == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_tanh_cell_is_a_contraction_for_any_weights():
+    cell = TanhCell(dim=6, in_size=3, contraction=0.7, key=jax.random.key(1))
+    cell = eqx.tree_at(lambda c: c.V, cell, 100.0 * cell.V)  # training cannot break it
+    J = jax.jacobian(lambda z: cell(z, jnp.ones(3)))(jnp.zeros(6))
+    assert float(jnp.linalg.norm(J, 2)) <= 0.7 + 1e-12
+    with pytest.raises(ValueError, match="contraction must be in"):
+        TanhCell(dim=6, in_size=3, contraction=1.0, key=jax.random.key(1))
+
+
+def test_deq_batches_and_jacobian_penalty():
+    layer = deq()
+    xs = jax.random.normal(jax.random.key(2), (5, 4))
+    zs = jax.vmap(layer)(xs)
+    assert zs.shape == (5, 8)
+    # Hutchinson: the mean over probes approaches ‖J‖_F² / dim.
+    J = jax.jacobian(lambda z: layer.cell(z, xs[0]))(zs[0])
+    keys = jax.random.split(jax.random.key(3), 4000)
+    estimate = jnp.mean(jax.vmap(lambda k: layer.jacobian_penalty(zs[0], xs[0], key=k))(keys))
+    exact = jnp.sum(J**2) / 8
+    assert float(estimate) == pytest.approx(float(exact), rel=0.1)  # 4000 probes: ~2% s.e.
+
+
+def test_deq_sizes_are_keywords():
+    """Only the leading cell is positional (docs/api.md): `DEQ(cell, 8)` is refused."""
+    cell = TanhCell(dim=8, in_size=4, key=jax.random.key(0))
+    with pytest.raises(TypeError):
+        DEQ(cell, 8)
+    with pytest.raises(TypeError):
+        TanhCell(8, 4, key=jax.random.key(0))
