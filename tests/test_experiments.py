@@ -16,7 +16,7 @@ TINY = {
     "ridge_tuning": ["train.steps=4", "train.chunk=2", "grid_points=5"],
     "distillation": ["train.steps=4", "train.chunk=2"],
     "reweighting": ["train.steps=4", "train.chunk=2"],
-    "energy_sensitivity": ["system.num_particles=16", "minimise.method=gradient_descent",
+    "energy_sensitivity": ["system.num_particles=16", "minimise.solver=gradient_descent",
                            "minimise.step_size=0.2", "minimise.tol=1e-12",
                            "sensitivity.timing_repeats=1", "sensitivity.dense_check=false"],
     "logistic_tuning": ["train.steps=3", "train.chunk=3", "monotone_steps=2", "inner_tol=1e-6",
