@@ -10,7 +10,7 @@ import pytest
 from helpers import leaves_equal
 
 from jaxdyn import MLPField, TrainingDivergedError, fit, make_step
-from jaxdyn.train import load_checkpoint, read_metrics, sample_batch, save_checkpoint
+from jaxdyn.train import fit_batch, load_checkpoint, read_metrics, save_checkpoint
 
 
 def regression():
@@ -19,8 +19,11 @@ def regression():
     return x, jnp.sin(x)
 
 
+OPTIMIZER = optax.adam(1e-2)  # one object: fit compiles its chunk once per (loss, optimiser)
+
+
 def model():
-    return MLPField(2, 16, 1, key=jax.random.key(1))
+    return MLPField(dim=2, width=16, depth=1, key=jax.random.key(1))
 
 
 def mse(model, batch, key):
@@ -33,7 +36,7 @@ def run(tmp=None, steps=60, **kw):
         mse,
         model(),
         regression(),
-        optax.adam(1e-2),
+        OPTIMIZER,
         steps=steps,
         batch_size=16,
         key=jax.random.key(2),
@@ -53,23 +56,29 @@ def test_fit_reduces_loss_and_logs_every_step(tmp_path):
     np.testing.assert_allclose([r["loss"] for r in rows], result.losses, rtol=1e-6)
 
 
-def test_fit_matches_hand_written_scan_of_make_step():
-    """fit is exactly a lax.scan of make_step with the documented key schedule."""
-    data, key, opt = regression(), jax.random.key(2), optax.adam(1e-2)
-    step = make_step(mse, opt)
-    m, state = model(), opt.init(eqx.filter(model(), eqx.is_inexact_array))
-    for s in range(30):
-        batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
-        m, state, loss, _ = eqx.filter_jit(step)(
-            m, state, sample_batch(data, 16, batch_key), loss_key
-        )
-    result = fit(mse, model(), data, opt, steps=30, batch_size=16, key=key, chunk=7, progress=False)
-    for a, b in zip(
-        jax.tree.leaves(eqx.filter(m, eqx.is_array)),
-        jax.tree.leaves(eqx.filter(result.model, eqx.is_array)),
-        strict=True,
-    ):
-        np.testing.assert_allclose(a, b, rtol=1e-12)  # same ops, different fusion
+def test_fit_matches_hand_written_loop_of_make_step_with_its_batches_and_ema():
+    """fit is exactly a loop of make_step on fit_batch's batches with the documented key
+    schedule, and its EMA is the moving average of those iterates."""
+    data, key, decay = regression(), jax.random.key(2), 0.9
+    step = eqx.filter_jit(make_step(mse, OPTIMIZER))
+    m = model()
+    state = OPTIMIZER.init(eqx.filter(m, eqx.is_inexact_array))
+    ema = eqx.filter(m, eqx.is_inexact_array)
+    for s in range(30):  # 128 samples in batches of 16: epochs of 8 steps
+        loss_key = jax.random.split(jax.random.fold_in(key, s))[1]
+        batch = fit_batch(data, s, key=key, batch_size=16)
+        m, state, loss, _ = step(m, state, batch, loss_key)
+        params = eqx.filter(m, eqx.is_inexact_array)
+        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+    result = fit(mse, model(), data, OPTIMIZER, steps=30, batch_size=16, key=key, chunk=7,
+                 ema_decay=decay, progress=False)  # fmt: skip
+    for ours, theirs in ((result.model, m), (result.ema_model, ema)):
+        for a, b in zip(
+            jax.tree.leaves(eqx.filter(ours, eqx.is_array)),
+            jax.tree.leaves(eqx.filter(theirs, eqx.is_array)),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-12)  # same ops, different fusion
 
 
 def test_resume_is_bitwise_identical(tmp_path):
@@ -83,25 +92,12 @@ def test_resume_is_bitwise_identical(tmp_path):
 
 
 def test_resume_drops_metrics_after_the_checkpoint(tmp_path):
-    run(tmp_path, steps=60, checkpoint_every=2)  # checkpoints at 40 and 60
-    save_checkpoint(
-        tmp_path / "checkpoint", load_checkpoint(tmp_path / "checkpoint", _like(step=40)), 40
-    )
-    with open(tmp_path / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 60, "loss": 1.0}) + "\n")
+    run(tmp_path, steps=40)  # checkpoint at 40
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # killed after logging steps 40-44
+        f.writelines(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(40, 45))
     run(tmp_path, steps=60, resume=True)
     steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert steps == list(range(60))
-
-
-def _like(step):
-    params = eqx.filter(model(), eqx.is_inexact_array)
-    return (
-        params,
-        optax.adam(1e-2).init(params),
-        jax.random.key_data(jax.random.key(2)),
-        jnp.asarray(step),
-    )
 
 
 def test_resume_with_another_key_is_refused(tmp_path):
@@ -111,7 +107,7 @@ def test_resume_with_another_key_is_refused(tmp_path):
             mse,
             model(),
             regression(),
-            optax.adam(1e-2),
+            OPTIMIZER,
             steps=40,
             batch_size=16,
             key=jax.random.key(3),
@@ -145,13 +141,14 @@ def test_divergence_names_step_and_last_checkpoint(tmp_path):
             run_dir=tmp_path,
             progress=False,
         )
-    # The checkpoint holds the last good state (c = 40 after 40 steps), not the diverged one.
+    # The checkpoint holds the last good state (c = 40 after 40 steps), not the diverged one:
+    # resuming up to step 40 trains nothing and returns it.
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert rows[-1]["step"] == 39
-    like = (Clock(jnp.asarray(0.0)), optax.sgd(1.0).init(Clock(jnp.asarray(0.0))),
-            jax.random.key_data(jax.random.key(0)), jnp.asarray(0))  # fmt: skip
-    clock, _, _, step = load_checkpoint(tmp_path / "checkpoint", like)
-    assert int(step) == 40 and float(clock.c) == 40.0
+    saved = fit(loss, Clock(jnp.asarray(0.0)), regression(), optax.sgd(1.0), steps=40,
+                batch_size=16, key=jax.random.key(0), run_dir=tmp_path, resume=True,
+                progress=False)  # fmt: skip
+    assert saved.first_step == saved.step == 40 and float(saved.model.c) == 40.0
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -169,11 +166,35 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_sample_batch_is_without_replacement():
+def test_epoch_batches_show_every_sample_once_per_epoch():
     data = (jnp.arange(50), jnp.arange(50) * 2)
-    x, y = sample_batch(data, 50, jax.random.key(0))
-    assert sorted(np.asarray(x).tolist()) == list(range(50))
+    key = jax.random.key(0)
+    epochs = [
+        np.concatenate([fit_batch(data, s, key=key, batch_size=10)[0] for s in range(e, e + 5)])
+        for e in (0, 5)
+    ]
+    for seen in epochs:  # 5 steps of 10 = one epoch: a permutation of the 50 samples
+        assert sorted(seen.tolist()) == list(range(50))
+    assert not np.array_equal(epochs[0], epochs[1]), "each epoch draws its own order"
+    x, y = fit_batch(data, 3, key=key, batch_size=10)
     np.testing.assert_array_equal(y, 2 * x)
+    # 50 samples in batches of 16: epochs of 3 steps; the 2 left over wait for a later epoch.
+    seen = np.concatenate([fit_batch(data, s, key=key, batch_size=16)[0] for s in range(3)])
+    assert len(set(seen.tolist())) == 48
+
+
+def test_batches_with_replacement_are_uniform_draws():
+    data = jnp.arange(50)
+    draws = [fit_batch(data, s, key=jax.random.key(0), batch_size=50,
+                       sampling="with_replacement") for s in range(4)]  # fmt: skip
+    assert all(0 <= int(d.min()) and int(d.max()) < 50 for d in draws)
+    # Drawing 50 of 50 with replacement repeats some (P(no repeat) = 50!/50^50 ≈ 3e-21).
+    assert all(len(set(np.asarray(d).tolist())) < 50 for d in draws)
+    result = fit(
+        mse, model(), regression(), OPTIMIZER, steps=40, batch_size=16, key=jax.random.key(2),
+        chunk=20, sampling="with_replacement", progress=False,
+    )  # fmt: skip
+    assert result.losses[-5:].mean() < result.losses[:5].mean()
 
 
 @pytest.mark.parametrize(
@@ -183,12 +204,18 @@ def test_sample_batch_is_without_replacement():
         (dict(chunk=0), "chunk must be an int >= 1"),
         (dict(batch_size=1000), r"batch_size must be an int in \[1, 128\]"),
         (dict(resume=True), "resume=True needs a run_dir"),
+        (dict(sampling="shuffle"), "unknown sampling='shuffle'"),
+        (dict(best_metric="validation.loss"), "best_metric and patience need eval_fn"),
+        (dict(eval_fn=lambda m, k: {}, patience=2), "patience needs best_metric"),
+        (dict(eval_fn=lambda m, k: {}, mode="lowest"), "mode must be 'min' or 'max'"),
+        (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
+        (dict(eval_every=0), "eval_every must be an int >= 1"),
     ],
 )
 def test_fit_bad_arguments(kwargs, match):
     args = dict(steps=10, batch_size=16, key=jax.random.key(0), progress=False) | kwargs
     with pytest.raises(ValueError, match=match):
-        fit(mse, model(), regression(), optax.adam(1e-2), **args)
+        fit(mse, model(), regression(), OPTIMIZER, **args)
 
 
 def test_fit_rejects_ragged_data():
@@ -197,7 +224,7 @@ def test_fit_rejects_ragged_data():
             mse,
             model(),
             (jnp.ones((5, 2)), jnp.ones((4, 2))),
-            optax.adam(1e-2),
+            OPTIMIZER,
             steps=1,
             batch_size=2,
             key=jax.random.key(0),
@@ -222,7 +249,7 @@ def test_checkpoint_has_the_usual_permissions(tmp_path):
 
 def test_partial_last_chunk_matches_other_chunkings():
     a = run(steps=45)  # chunks of 20: the last one is 5 steps
-    b = fit(mse, model(), regression(), optax.adam(1e-2), steps=45, batch_size=16,
+    b = fit(mse, model(), regression(), OPTIMIZER, steps=45, batch_size=16,
             key=jax.random.key(2), chunk=45, progress=False)  # fmt: skip
     assert a.losses.shape == (45,) and leaves_equal(a.model, b.model)
 
@@ -242,3 +269,62 @@ def test_fit_without_data_lets_the_loss_draw_its_own():
     with pytest.raises(ValueError, match="data=None .* needs batch_size=None"):
         fit(loss, jnp.zeros(()), None, optax.sgd(0.1), steps=1, batch_size=8,
             key=jax.random.key(0), progress=False)  # fmt: skip
+
+
+def validation_loss(model, key):
+    """The mean squared error on held-out points (a fixed validation split)."""
+    x = jax.random.normal(jax.random.key(7), (64, 2))
+    return {"loss": mse(model, (x, jnp.sin(x)), key)}
+
+
+def test_evaluations_are_logged_on_the_row_of_their_step(tmp_path):
+    result = run(tmp_path, steps=100, eval_fn=validation_loss, eval_every=2)
+    assert [e["step"] for e in result.evaluations] == [40, 80, 100]  # every 2 chunks, and the end
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    logged = [(r["step"], r["validation.loss"]) for r in rows if "validation.loss" in r]
+    assert logged == [(e["step"] - 1, e["validation.loss"]) for e in result.evaluations]
+    final = validation_loss(result.model, jax.random.key(0))["loss"]  # its key is not used
+    np.testing.assert_allclose(result.evaluations[-1]["validation.loss"], final, rtol=1e-12)
+
+
+def increasing_after_60(model, key):
+    """A validation metric that improves until step 60 and worsens after: the step is read
+    from a Clock (c grows by one per step)."""
+    return {"loss": jnp.abs(model.c - 60.0)}
+
+
+def clock_loss(model, batch, key):
+    return -model.c
+
+
+def clock_run(tmp_path, steps, **kw):
+    return fit(
+        clock_loss, Clock(jnp.asarray(0.0)), regression(), optax.sgd(1.0), steps=steps,
+        batch_size=16, key=jax.random.key(0), chunk=10, run_dir=tmp_path,
+        eval_fn=increasing_after_60, best_metric="validation.loss", progress=False, **kw,
+    )  # fmt: skip
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
+    result = clock_run(tmp_path, 200, patience=3, ema_decay=0.5)
+    # Evaluated every 10 steps on the EMA of c (decay 1/2: ema = s - 1 + 2^-s after step s),
+    # |ema - 60| is 11, 1, 9 at steps 50, 60, 70: best at 60; 70, 80, 90 are worse: stop at 90.
+    assert result.stopped_early and result.step == 90 and result.best_step == 60
+    np.testing.assert_allclose(result.best_value, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(result.best_model.c, 59.0, rtol=1e-9)
+    best = load_checkpoint(tmp_path / "best", Clock(jnp.asarray(0.0)))
+    assert leaves_equal(best, result.best_model)
+    # The run is over: resuming it trains nothing and gives the same best model.
+    again = clock_run(tmp_path, 200, patience=3, ema_decay=0.5, resume=True)
+    assert again.stopped_early and again.step == 90 and again.first_step == 90
+    assert again.best_step == 60 and leaves_equal(again.best_model, result.best_model)
+
+
+def test_resume_with_evaluation_and_ema_is_bitwise_identical(tmp_path):
+    full = clock_run(tmp_path / "full", 120, patience=5, ema_decay=0.9)
+    clock_run(tmp_path / "cut", 50, patience=5, ema_decay=0.9)
+    resumed = clock_run(tmp_path / "cut", 120, patience=5, ema_decay=0.9, resume=True)
+    assert resumed.first_step == 50 and resumed.step == full.step
+    for attribute in ("model", "ema_model", "best_model", "opt_state"):
+        assert leaves_equal(getattr(full, attribute), getattr(resumed, attribute)), attribute
+    assert (full.best_step, full.stopped_early) == (resumed.best_step, resumed.stopped_early)
