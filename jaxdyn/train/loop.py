@@ -7,6 +7,7 @@ step); the host sees only the chunk's metrics, updates a progress bar, appends t
 writes checkpoints.
 """
 
+import functools
 import math
 import sys
 from collections.abc import Callable
@@ -18,12 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree, Scalar
 from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 
 from .batches import Batches, Sampling, num_samples
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import append_metrics, truncate_metrics
+from .parallel import axis_of, check_mesh, replicate, shard_batch
 
 __all__ = ["FitResult", "TrainingDivergedError", "fit", "make_step"]
 
@@ -63,11 +66,17 @@ class FitResult(eqx.Module):
 
 
 def make_step(
-    loss_fn: LossFn, optimizer: optax.GradientTransformation, *, has_aux: bool = False
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    has_aux: bool = False,
+    axis_name: str | None = None,
 ) -> Callable:
     """One optimisation step, `step(model, opt_state, batch, key) -> (model, opt_state, loss,
     aux)`: value and gradient of `loss_fn(model, batch, key)` with respect to the model's
-    floating-point arrays, then an optax update. Pure and jittable."""
+    floating-point arrays, then an optax update. Pure and jittable. With `axis_name` (inside
+    `jax.shard_map` or `vmap` over that axis) the loss, metrics and gradients are averaged over
+    it before the update, as data parallelism needs."""
 
     def loss_and_aux(model, batch, key):
         out = loss_fn(model, batch, key)
@@ -77,6 +86,8 @@ def make_step(
 
     def step(model, opt_state, batch, key):
         (loss, aux), grads = grad_fn(model, batch, key)
+        if axis_name is not None:
+            loss, aux, grads = jax.lax.pmean((loss, aux, grads), axis_name)
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         model = eqx.apply_updates(model, updates)
@@ -94,21 +105,40 @@ class _Carry(NamedTuple):
     order: Any  # the epoch and its permutation (batches.Order)
 
 
+def _parameter_step(loss_fn, optimizer, static, has_aux: bool, mesh, parallel: str):
+    """`(params, opt_state, batch, key) -> (params, opt_state, loss, aux)`: `make_step` on
+    the parameters, on one device or data-parallel over `mesh` (see `parallel.py`)."""
+    axis = None if mesh is None or parallel == "compiler" else axis_of(mesh)
+    step_fn = make_step(loss_fn, optimizer, has_aux=has_aux, axis_name=axis)
+
+    def step(params, opt_state, batch, key):
+        if axis is not None:  # shard i draws its randomness from fold_in(key, i)
+            key = jax.random.fold_in(key, jax.lax.axis_index(axis))
+        elif mesh is not None and batch is not None:
+            batch = shard_batch(batch, mesh)
+        model, opt_state, loss, aux = step_fn(eqx.combine(params, static), opt_state, batch, key)
+        return eqx.filter(model, eqx.is_inexact_array), opt_state, loss, aux
+
+    if axis is None:
+        return step
+    replicated, split = PartitionSpec(), PartitionSpec(axis)
+    return jax.shard_map(step, mesh=mesh, in_specs=(replicated, replicated, split, replicated),
+                         out_specs=replicated, check_vma=False)  # fmt: skip
+
+
 @eqx.filter_jit
 def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, batches,
-               has_aux, ema_decay, length):  # fmt: skip
+               has_aux, ema_decay, length, mesh, parallel):  # fmt: skip
     """Steps `first, …, first + length - 1` in one `lax.scan`; steps from `last` on are
     skipped (`lax.cond`), so a final partial chunk reuses the compiled chunk. Module-level,
     with the loss, optimiser and sizes as static arguments, so that repeated `fit` calls with
     the same loss function and optimiser object reuse the compilation too."""
-    step_fn = make_step(loss_fn, optimizer, has_aux=has_aux)
+    step_fn = _parameter_step(loss_fn, optimizer, static, has_aux, mesh, parallel)
 
     def step(carry: _Carry, s):
         batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
         order, batch = batches.draw(data, s, key, batch_key, carry.order)
-        model = eqx.combine(carry.params, static)
-        model, opt_state, loss, aux = step_fn(model, carry.opt_state, batch, loss_key)
-        params = eqx.filter(model, eqx.is_inexact_array)
+        params, opt_state, loss, aux = step_fn(carry.params, carry.opt_state, batch, loss_key)
         ema = carry.ema
         if ema is not None:
             ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
@@ -260,6 +290,8 @@ def fit(
     mode: Literal["min", "max"] = "min",
     patience: int | None = None,
     ema_decay: float | None = None,
+    mesh: Mesh | None = None,
+    parallel: Literal["compiler", "shard_map"] = "compiler",
     run_dir: str | Path | None = None,
     checkpoint_every: int = 1,
     resume: bool = False,
@@ -295,6 +327,11 @@ def fit(
       evaluations without improvement.
     - `ema_decay`: keep `ema ← d ema + (1 − d) params` after every step, in the scan carry
       and the checkpoint (`FitResult.ema_model`).
+    - `mesh`: data parallelism over a one-dimensional `jax.sharding.Mesh` (e.g.
+      `jax.make_mesh((n,), ("data",))`): the batch is split over its devices, parameters and
+      optimiser state replicated. `parallel="compiler"` (one program, partitioned by XLA; the
+      numbers of one device) or `"shard_map"` (a program per device, gradients averaged; for
+      adaptive solves). See `jaxdyn/train/parallel.py`.
     - `run_dir`: where `metrics.jsonl`, `checkpoint/` and `best/` are written (nothing if
       `None`); `checkpoint_every`: a checkpoint every this many chunks, and at the end.
     - `resume`: continue from `run_dir/checkpoint` if there is one. The result is bitwise
@@ -308,6 +345,8 @@ def fit(
     options = _Options(eval_fn, eval_every, best_metric, mode, patience)
     n = _check_arguments(data, batch_size, steps, chunk, checkpoint_every, resume, run_dir,
                          options, ema_decay)  # fmt: skip
+    if mesh is not None:
+        check_mesh(mesh, parallel, batch_size, n)
     batches = Batches(n or 0, batch_size, sampling)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params) if opt_state is None else opt_state
@@ -321,8 +360,10 @@ def fit(
     best = _load_best(paths, model, progress_)
     start = int(progress_.step)
     carry = carry._replace(order=batches.start(key, start))
+    if mesh is not None:
+        carry, data = replicate((carry, data), mesh)
     run = _Run(loss_fn, data, key, steps, chunk, has_aux, ema_decay, checkpoint_every, static,
-               optimizer, batches, options, paths)  # fmt: skip
+               optimizer, batches, options, paths, mesh, parallel)  # fmt: skip
     return run.train(carry, progress_, best, start, progress)
 
 
@@ -363,6 +404,8 @@ class _Run(NamedTuple):
     batches: Batches
     options: _Options
     paths: _RunPaths
+    mesh: Mesh | None
+    parallel: str
 
     def train(self, carry: _Carry, progress: _Progress, best, start: int, show: bool):
         losses, evaluations, chunks = [], [], 0
@@ -400,12 +443,16 @@ class _Run(NamedTuple):
         return self._result(carry, progress, best, start, step, losses, evaluations, stopped)
 
     def _chunk(self, carry: _Carry, step: int):
-        return _run_chunk(
-            carry, self.data, self.key, jnp.asarray(step), jnp.asarray(self.steps),
+        call = functools.partial(
+            _run_chunk, carry, self.data, self.key, jnp.asarray(step), jnp.asarray(self.steps),
             static=self.static, loss_fn=self.loss_fn, optimizer=self.optimizer,
             batches=self.batches, has_aux=self.has_aux, ema_decay=self.ema_decay,
-            length=self.chunk,
+            length=self.chunk, mesh=self.mesh, parallel=self.parallel,
         )  # fmt: skip
+        if self.mesh is None:
+            return call()
+        with jax.set_mesh(self.mesh):  # a loss may shard its own draws with P("data")
+            return call()
 
     def _evaluated_model(self, carry: _Carry):
         params = carry.params if carry.ema is None else carry.ema
