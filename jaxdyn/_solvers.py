@@ -1,27 +1,54 @@
-"""Solver and adjoint names, and step-size control: turning the options every solve shares
-into Diffrax objects. Shared by `jaxdyn.solve` and `jaxdyn.implicit.steady_state`."""
+"""Solver and adjoint names, step-size control and step budgets: turning the options every solve
+shares into Diffrax objects. Shared by `jaxdyn.solve` and `jaxdyn.implicit.steady_state`."""
+
+import math
+from typing import ClassVar
 
 import diffrax as dfx
+import jax
+import numpy as np
 from diffrax._root_finder import use_stepsize_tol
 from jaxtyping import Array
 
-from ._checks import check_positive, choice_error
+from ._checks import check_count, check_positive, choice_error
 
 __all__ = [
     "ADJOINTS",
+    "DEFAULT_MAX_STEPS",
     "DEFAULT_TOL",
+    "RK4",
     "SOLVERS",
     "fevals",
+    "fixed_step_count",
     "resolve",
+    "resolve_max_steps",
     "resolve_solver",
     "stepsize_controller",
 ]
+
+
+class RK4(dfx.AbstractERK):
+    """The classical fourth-order Runge–Kutta method (Kutta 1901): four evaluations a step, no
+    error estimate, so fixed steps only."""
+
+    tableau: ClassVar[dfx.ButcherTableau] = dfx.ButcherTableau(
+        c=np.array([0.5, 0.5, 1.0]),
+        b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
+        b_error=np.zeros(4),
+        a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
+    )
+    interpolation_cls: ClassVar = dfx.ThirdOrderHermitePolynomialInterpolation.from_k
+
+    def order(self, terms) -> int:
+        return 4
+
 
 SOLVERS: dict[str, type[dfx.AbstractSolver]] = {
     "euler": dfx.Euler,
     "heun": dfx.Heun,
     "midpoint": dfx.Midpoint,
     "ralston": dfx.Ralston,
+    "rk4": RK4,
     "bosh3": dfx.Bosh3,
     "tsit5": dfx.Tsit5,
     "dopri5": dfx.Dopri5,
@@ -37,6 +64,7 @@ ADJOINTS: dict[str, type[dfx.AbstractAdjoint]] = {
 }
 
 DEFAULT_TOL = 1e-6  # rtol and atol of adaptive solves when not given
+DEFAULT_MAX_STEPS = 4096  # the step budget of adaptive solves when not given
 
 
 def resolve(argument: str, value, table: dict[str, type], base: type):
@@ -51,6 +79,13 @@ def resolve(argument: str, value, table: dict[str, type], base: type):
 def resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
     """A solver named in `SOLVERS`, or a Diffrax solver object as it is."""
     return resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
+
+
+def _has_error_estimate(solver: dfx.AbstractSolver) -> bool:
+    if not isinstance(solver, dfx.AbstractAdaptiveSolver):
+        return False
+    b_error = getattr(getattr(solver, "tableau", None), "b_error", None)
+    return b_error is None or bool(np.any(b_error))
 
 
 def stepsize_controller(
@@ -70,7 +105,7 @@ def stepsize_controller(
                 "whose root_finder has its own tolerances"
             )
         return dfx.ConstantStepSize()
-    if not isinstance(solver, dfx.AbstractAdaptiveSolver):
+    if not _has_error_estimate(solver):
         raise ValueError(
             f"solver {name} has no error estimate, so it cannot adapt its step size: "
             "give dt0 without rtol/atol for fixed steps, or choose an adaptive solver "
@@ -81,6 +116,24 @@ def stepsize_controller(
     check_positive("rtol", rtol)
     check_positive("atol", atol)
     return dfx.PIDController(rtol=rtol, atol=atol)
+
+
+def fixed_step_count(times, dt0) -> int | None:
+    """The steps of at most `dt0` from `times[0]` to `times[-1]`, plus one for the rounding of
+    the accumulated time (a last step of a few ulps); `None` when a value is traced."""
+    if times is None or any(isinstance(v, jax.core.Tracer) for v in (times, dt0)):
+        return None
+    span = abs(float(times[-1]) - float(times[0]))
+    return math.ceil(span / float(dt0) - 1e-9) + 1
+
+
+def resolve_max_steps(max_steps: int | None, fixed_steps: int | None = None) -> int:
+    """`max_steps` as given, or by default `fixed_steps` (the count of a fixed-step solve known
+    at trace time, which then cannot run out) or `DEFAULT_MAX_STEPS`."""
+    if max_steps is None:
+        return DEFAULT_MAX_STEPS if fixed_steps is None else max(int(fixed_steps), 1)
+    check_count("max_steps", max_steps)
+    return int(max_steps)
 
 
 def fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:
