@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checks import check_key, check_positive, choice_error
+from .._checks import check_choice, check_key, check_positive, choice_error
 from .._solvers import fixed_step_count, resolve_max_steps, stepsize_controller
 from .._trees import shapes
-from ._brownian import brownian_grid, brownian_path
+from ._brownian import LevyArea, brownian_grid, brownian_path
 from ._common import (
     Batch,
     JointField,
@@ -205,6 +205,52 @@ def _trace(name: str, fn: Callable, t0, y0, args) -> jax.ShapeDtypeStruct:
     return out
 
 
+def _check_choices(noise, calculus, brownian, brownian_tol, dt0, rtol, atol) -> bool:
+    """Check the SDE-specific options; return whether the steps are adaptive."""
+    check_choice("noise", noise, NOISES)
+    check_choice("calculus", calculus, CALCULI)
+    check_choice("brownian", brownian, BROWNIAN)
+    if brownian_tol is not None:
+        check_positive("brownian_tol", brownian_tol)
+    adaptive = rtol is not None or atol is not None
+    if dt0 is None and not adaptive:
+        raise ValueError(
+            "sdeint needs dt0 (fixed steps) or rtol/atol (adaptive steps, brownian='virtual')"
+        )
+    if adaptive and brownian == "grid":
+        raise ValueError(
+            "brownian='grid' answers fixed steps only: give dt0 without rtol/atol, or use "
+            "brownian='virtual' for adaptive steps"
+        )
+    return adaptive
+
+
+def _steps(solver, ts, times, dt0, rtol, atol, max_steps, *, adaptive: bool, backsolve: bool):
+    """The grid of the Brownian path, the step-size controller, the first step and the step
+    budget: adaptive; constant steps of `dt0` (backsolve); or stepping to the grid."""
+    grid = brownian_grid(ts, None if adaptive else dt0, times)
+    if adaptive:
+        controller = stepsize_controller(solver, rtol, atol, dt0)
+        return grid, controller, dt0, resolve_max_steps(max_steps)
+    if backsolve:  # the backward solve takes steps of -dt0, so the forward one does too
+        steps = fixed_step_count(times, dt0)
+        return grid, dfx.ConstantStepSize(), dt0, resolve_max_steps(max_steps, steps)
+    # StepTo takes its steps from the grid: no dt0, exactly one step per cell
+    return grid, dfx.StepTo(ts=grid), None, resolve_max_steps(max_steps, grid.shape[0] - 1)
+
+
+def _levy_area(solver: dfx.AbstractSolver) -> LevyArea:
+    """The cheapest Lévy area the paths provide that the solver accepts."""
+    minimal = getattr(solver, "minimal_levy_area", dfx.BrownianIncrement)
+    levy = next((a for a in _LEVY_AREAS if issubclass(a, minimal)), None)
+    if levy is None:
+        raise ValueError(
+            f"solver {type(solver).__name__} needs {minimal.__name__}, which sdeint's Brownian "
+            "paths do not provide (they give increments and space-time Lévy areas)"
+        )
+    return levy
+
+
 def sdeint(
     drift: Callable[[Any, Array, Any], Array],
     diffusion: Callable[[Any, Array, Any], Array],
@@ -264,12 +310,7 @@ def sdeint(
 
     **Returns:** a `Solution` with `ys` of shape `(time, dim)` or `(batch, time, dim)`.
     """
-    if noise not in NOISES:
-        raise choice_error("noise", noise, NOISES)
-    if calculus not in CALCULI:
-        raise choice_error("calculus", calculus, CALCULI)
-    if brownian not in BROWNIAN:
-        raise choice_error("brownian", brownian, BROWNIAN)
+    adaptive = _check_choices(noise, calculus, brownian, brownian_tol, dt0, rtol, atol)
     adjoint_ = check_options(adjoint, on_failure, dt0, batch)
     check_key(key, "sdeint")
     if n_samples is not None:
@@ -282,18 +323,6 @@ def sdeint(
     times = host_times(ts)
     ts = jnp.asarray(ts)
     check_ts(ts if times is None else times)
-    adaptive = rtol is not None or atol is not None
-    if dt0 is None and not adaptive:
-        raise ValueError(
-            "sdeint needs dt0 (fixed steps) or rtol/atol (adaptive steps, brownian='virtual')"
-        )
-    if adaptive and brownian == "grid":
-        raise ValueError(
-            "brownian='grid' answers fixed steps only: give dt0 without rtol/atol, or use "
-            "brownian='virtual' for adaptive steps"
-        )
-    if brownian_tol is not None:
-        check_positive("brownian_tol", brownian_tol)
 
     sample = y0[0] if batch is not None else y0
     g_shape = _trace("diffusion", diffusion, ts[0], sample, args)
@@ -326,28 +355,14 @@ def sdeint(
             "adjoint='backsolve' solves backwards in time on its own steps, which the grid "
             "path cannot answer: use brownian='virtual' (or adjoint='checkpoint')"
         )
-    grid = brownian_grid(ts, None if adaptive else dt0, times)
-    if adaptive:
-        controller = stepsize_controller(solver_, rtol, atol, dt0)
-        max_steps = resolve_max_steps(max_steps)
-    elif backsolve:  # the backward solve takes steps of -dt0, so the forward one does too
-        controller = dfx.ConstantStepSize()
-        max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0))
-    else:
-        controller = dfx.StepTo(ts=grid)
-        dt0 = None  # StepTo takes its steps from the grid
-        max_steps = resolve_max_steps(max_steps, grid.shape[0] - 1)
+    grid, controller, dt0, max_steps = _steps(
+        solver_, ts, times, dt0, rtol, atol, max_steps, adaptive=adaptive, backsolve=backsolve
+    )
     tol = brownian_tol
     if tol is None:
         tol = 0.5 * dt0 if dt0 is not None else (ts[-1] - ts[0]) / 2**10
     noise_shape = {"diagonal": sample.shape, "scalar": (), "general": g_shape.shape[1:]}[structure]
-    minimal = getattr(solver_, "minimal_levy_area", dfx.BrownianIncrement)
-    levy = next((a for a in _LEVY_AREAS if issubclass(a, minimal)), None)
-    if levy is None:
-        raise ValueError(
-            f"solver {type(solver_).__name__} needs {minimal.__name__}, which sdeint's Brownian "
-            "paths do not provide (they give increments and space-time Lévy areas)"
-        )
+    levy = _levy_area(solver_)
 
     joint = batch == "joint"
     f, g = (JointField(drift), JointField(diffusion)) if joint else (drift, diffusion)
