@@ -226,3 +226,5 @@ def test_bad_inputs_raise():
     # `key` is keyword-only: the old order (score, sde, key, x0) fails loudly.
     with pytest.raises(TypeError, match="positional argument"):
         dsm_loss(score, sde, key, x)
+    with pytest.raises(TypeError, match="sample_predictor_corrector needs key"):
+        sample_predictor_corrector(score, sde, x, key=None)

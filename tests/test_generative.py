@@ -183,6 +183,8 @@ def test_errors():
     # `key` is keyword-only: the old positional order (model, key, x0, x1) fails loudly.
     with pytest.raises(TypeError, match="positional argument"):
         flow_matching_loss(lambda t, x, a: x, key, x[None], x[None])
+    with pytest.raises(TypeError, match=r"flow_matching_loss needs key=jax.random.key\(seed\)"):
+        flow_matching_loss(lambda t, x, a: x, x[None], x[None], key=0)
     with pytest.raises(ValueError, match="means"):
         GaussianMixture([1.0], [0.0, 1.0], 1.0)
     with pytest.raises(ValueError, match="weights must have shape"):

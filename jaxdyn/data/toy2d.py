@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_key
 from .mixture import GaussianMixture
 
 __all__ = [
@@ -125,4 +126,5 @@ def toy2d(name: str, n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
         raise ValueError(f"unknown 2-D toy distribution {name!r}; expected one of {list(TOY2D)}")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_key(key, "toy2d")
     return TOY2D[name](int(n), key=key)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._checks import OnFailure, check_count, check_on_failure, check_positive
+from .._checks import OnFailure, check_count, check_key, check_on_failure, check_positive
 from .._jaxopt import load_jaxopt
 
 __all__ = ["ot_coupling", "ot_plan"]
@@ -93,6 +93,7 @@ def ot_coupling(
     `nan` (the pairs become NaN, and so does a loss on them) or `return` (pairs drawn from the
     plan as it is: an approximate coupling)."""
     check_on_failure(on_failure)
+    check_key(key, "ot_coupling")
     policy = "raise" if on_failure == "raise" else "return"  # `nan` is applied to the pairs
     plan, converged = ot_plan(
         x0, x1, epsilon=epsilon, threshold=threshold, max_steps=max_steps, on_failure=policy

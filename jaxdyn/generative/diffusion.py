@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checks import OnFailure, check_count, check_on_failure, check_positive
+from .._checks import OnFailure, check_count, check_key, check_on_failure, check_positive
 from ..solve import RESULTS, Endpoint, Stats
 from ._checks import check_batched_samples, check_sde, check_t_min
 from ._endpoint import endpoint
@@ -64,6 +64,7 @@ def dsm_loss(
     check_sde(sde)
     check_t_min(t_min)
     x0 = check_batched_samples("x0", x0)
+    check_key(key, "dsm_loss")
     t, xt, z = sde.perturb(x0, key=key, t_min=t_min)
     residual = jax.vmap(lambda t, x, z: sde.std(t) * score(t, x, args) + z)(t, xt, z)
     return jnp.sum(residual**2, axis=1)
@@ -208,6 +209,7 @@ def sample_predictor_corrector(
     check_sde(sde)
     check_t_min(t_min)
     x1 = check_batched_samples("x1", x1)
+    check_key(key, "sample_predictor_corrector")
     check_count("corrector_steps", corrector_steps, 0)
     check_positive("snr", snr)
     check_on_failure(on_failure)

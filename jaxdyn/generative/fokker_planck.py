@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import check_key
 from ._checks import check_batched_samples, check_sde, check_t_min
 from ._fields import Field
 from .diffusion_sde import DiffusionSDE
@@ -126,6 +127,7 @@ def fokker_planck_loss(
     check_sde(sde)
     check_t_min(t_min)
     x0 = check_batched_samples("x0", x0)
+    check_key(key, "fokker_planck_loss")
     if weight is not None and not callable(weight):
         raise TypeError(f"weight must be a function of t or None; got {type(weight).__name__}")
     t, xt, _ = sde.perturb(x0, key=key, t_min=t_min)

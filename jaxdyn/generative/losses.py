@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_key
 from ._fields import Field
 from .interpolants import Interpolant, LinearInterpolant
 
@@ -80,6 +81,7 @@ def velocity_loss(
     `t ~ U[t_min, 1 − t_min]` (use a small positive value with `gamma="brownian"`, whose `γ̇` is
     infinite at the endpoints).
     """
+    check_key(key, "velocity_loss")
     target = interpolant.time_derivative
     return _regression_loss(velocity, target, interpolant, x0, x1, key, args, t_min)
 
@@ -95,6 +97,7 @@ def flow_matching_loss(
     """Per-sample conditional flow matching loss `|b(t, (1 − t) x0 + t x1) − (x1 − x0)|²`,
     `t ~ U[0, 1]` (Lipman et al. 2023 with σ_min = 0): `velocity_loss` for
     `LinearInterpolant(gamma="zero")`."""
+    check_key(key, "flow_matching_loss")
     return velocity_loss(velocity, LinearInterpolant("zero"), x0, x1, key=key, args=args)
 
 
@@ -120,6 +123,7 @@ def denoiser_loss(
     `η = E[z | x_t]`; the score is `−η / interpolant.latent_scale(t)`. Arguments as
     `velocity_loss`; `t_min > 0` keeps `t` away from where the latent vanishes."""
     _check_noisy(interpolant, "denoiser_loss")
+    check_key(key, "denoiser_loss")
 
     def latent(x0, x1, z, t):
         return interpolant.latent(x0, z)
@@ -141,6 +145,7 @@ def score_loss(
     and latent `x0` for `OneSidedInterpolant`): the `λ²`-weighted score matching loss, minimised
     by `s = ∇ log ρ_t`. Arguments as `velocity_loss`."""
     _check_noisy(interpolant, "score_loss")
+    check_key(key, "score_loss")
 
     def denoiser(t, x, args):
         return -interpolant.latent_scale(t) * score(t, x, args)

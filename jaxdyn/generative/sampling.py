@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checks import OnFailure, check_on_failure
+from .._checks import OnFailure, check_key, check_on_failure
 from .._solvers import fixed_step_count, resolve_max_steps
 from ..solve import Endpoint, odeint, sdeint
 from ._checks import check_batch, check_samples, check_times
@@ -140,6 +140,7 @@ def sample_sde(
     """
     x0, batched = check_samples("x0", x0)
     check_times(t0, t1, forward_only=True)
+    check_key(key, "sample_sde")
     check_batch(batch)
     check_on_failure(on_failure)
     eps = _epsilon_fn(epsilon)
