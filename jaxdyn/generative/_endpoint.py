@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
 from .._checks import OnFailure
-from .._failure import apply_failure_policy
+from .._solvers import apply_failure_policy
 from ..solve import RESULTS, Endpoint, Stats
 
 __all__ = ["endpoint"]

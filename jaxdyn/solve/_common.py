@@ -13,8 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
 from .._checks import OnFailure, check_on_failure, check_positive, choice_error
-from .._failure import RESULTS, apply_failure_policy
-from .._solvers import ADJOINTS, fevals, resolve
+from .._solvers import ADJOINTS, RESULTS, apply_failure_policy, fevals, resolve
 from .._trees import check_same_shapes, shapes
 
 __all__ = [
