@@ -120,7 +120,7 @@ def plan_choice_coupling(key, x0, x1):
 
 COUPLINGS = {
     "independent": None,
-    "ot_coupling": lambda key, x0, x1: ot_coupling(key, x0, x1, epsilon=OT_EPSILON),
+    "ot_coupling": lambda key, x0, x1: ot_coupling(x0, x1, key=key, epsilon=OT_EPSILON),
     "plan_choice": plan_choice_coupling,
 }
 
@@ -129,11 +129,11 @@ def cfm_loss(model: MLPField, batch_size: int, key, coupling: str):
     """Draw a checkerboard batch and base noise, optionally re-pair them along the minibatch OT
     plan, and return the mean CFM loss."""
     k_data, k_base, k_ot, k_loss = jax.random.split(key, 4)
-    x1 = checkerboard(k_data, batch_size)
+    x1 = checkerboard(batch_size, key=k_data)
     x0 = jax.random.normal(k_base, x1.shape, dtype=x1.dtype)
     if COUPLINGS[coupling] is not None:
         x0, x1 = COUPLINGS[coupling](k_ot, x0, x1)
-    return jnp.mean(flow_matching_loss(model, k_loss, x0, x1))
+    return jnp.mean(flow_matching_loss(model, x0, x1, key=k_loss))
 
 
 def jax_training(name, part, model, batch_size, steps, key, *, coupling: str, scan: bool):
@@ -196,7 +196,8 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
     out = {}
 
     def run():
-        out["x"], out["stats"] = jax.block_until_ready(sample(model, x0))
+        result = jax.block_until_ready(sample(model, x0))
+        out["x"], out["stats"] = result.value, result.stats
 
     start = time.perf_counter()
     run()
@@ -344,8 +345,8 @@ def flow_matching_times(key, batch_size: int):
     """The `t` that `flow_matching_loss` draws from `key` for a batch of `batch_size`: with
     `x0 = x1 = 0` and the field `v(t, x) = (t, 0)` the per-sample loss is `t²`."""
     zeros = jnp.zeros((batch_size, DIM), dtype=jnp.float32)
-    probe = lambda t, x: jnp.stack([t, jnp.zeros_like(t)])  # noqa: E731
-    return jnp.sqrt(flow_matching_loss(probe, key, zeros, zeros))
+    probe = lambda t, x, args: jnp.stack([t, jnp.zeros_like(t)])  # noqa: E731
+    return jnp.sqrt(flow_matching_loss(probe, zeros, zeros, key=key))
 
 
 def sanity_check(field: MLPField, torch_side, contenders, batch_size: int, seed: int) -> dict:
@@ -354,10 +355,10 @@ def sanity_check(field: MLPField, torch_side, contenders, batch_size: int, seed:
     record = {}
     key = jax.random.key(seed + 7)
     k_data, k_base, k_loss, k_ot = jax.random.split(key, 4)
-    x1 = checkerboard(k_data, batch_size)
+    x1 = checkerboard(batch_size, key=k_data)
     x0 = jax.random.normal(k_base, x1.shape, dtype=x1.dtype)
     t = flow_matching_times(k_loss, batch_size)
-    jax_loss = float(jnp.mean(flow_matching_loss(field, k_loss, x0, x1)))
+    jax_loss = float(jnp.mean(flow_matching_loss(field, x0, x1, key=k_loss)))
     pair_cost = {"independent": float(jnp.mean(jnp.sum((x1 - x0) ** 2, axis=1)))}
     for name, coupling in (("jaxdyn ot_coupling", "ot_coupling"), ("plan + choice", "plan_choice")):
         ot0, ot1 = jax.jit(COUPLINGS[coupling])(k_ot, x0, x1)

@@ -23,6 +23,7 @@ from jaxdyn.generative import (
     sample_probability_flow,
     sample_reverse_sde,
 )
+from jaxdyn.solve import RESULTS
 
 MEAN, SCALE = jnp.array([1.0, -0.5]), 0.5  # data N(MEAN, SCALE² I)
 DATA = GaussianMixture(jnp.ones(1), MEAN[None], SCALE**2)
@@ -31,7 +32,7 @@ T_MIN = 1e-3
 
 
 def _exact_score(sde):
-    return lambda t, x: diffused_mixture(sde, DATA, t).score(x)
+    return lambda t, x, args=None: diffused_mixture(sde, DATA, t).score(x)
 
 
 def _exact_moments(sde, t):
@@ -42,7 +43,7 @@ def _exact_moments(sde, t):
 def _gaussian_score(sde):
     """The same exact score in closed form, `−(x − a m)/V` (cheaper to compile)."""
 
-    def score(t, x):
+    def score(t, x, args=None):
         mean, var = _exact_moments(sde, t)
         return -(x - mean) / var
 
@@ -78,7 +79,7 @@ def test_prior_log_prob_and_samples():
     var = float(sde.std(1.0)) ** 2
     expected = -0.5 * float(jnp.sum(x**2)) / var - 1.5 * np.log(2 * np.pi * var)
     np.testing.assert_allclose(sde.prior_log_prob(x), expected, rtol=1e-14)
-    draws = sde.prior_sample(jax.random.key(0), (20000, 2))
+    draws = sde.prior_sample((20000, 2), key=jax.random.key(0))
     # sample std within 5 standard errors (σ/√(2n) ≈ 0.5% of σ)
     np.testing.assert_allclose(draws.std(), np.sqrt(var), rtol=5 * np.sqrt(1 / 40000))
 
@@ -96,7 +97,7 @@ def test_dsm_loss_of_the_exact_score_matches_closed_form(name="vp"):
     @jax.jit
     def losses(c):  # per-sample losses at scale c, their c-derivatives, and at c = 1.3
         def at(c):
-            return dsm_loss(lambda t, x: c * score(t, x), sde, key, x0, t_min=T_MIN)
+            return dsm_loss(lambda t, x, args: c * score(t, x), sde, x0, key=key, t_min=T_MIN)
 
         values, slope = jax.jvp(at, (c,), (jnp.ones_like(c),))
         return values, slope, at(1.3 * c)
@@ -122,9 +123,8 @@ def test_probability_flow_matches_its_closed_form(name="ve"):
     On VE, the stiffer case for the adaptive solver (`g²` grows to 1.4e3 at `t = 1`)."""
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(3), 64)
-    x, stats = sample_probability_flow(
-        _gaussian_score(sde), sde, x1, t_min=T_MIN, rtol=1e-8, atol=1e-8
-    )
+    out = sample_probability_flow(_gaussian_score(sde), sde, x1, t_min=T_MIN, rtol=1e-8, atol=1e-8)
+    x, stats = out.value, out.stats
     (m1, v1), (mt, vt) = _exact_moments(sde, 1.0), _exact_moments(sde, T_MIN)
     expected = mt + jnp.sqrt(vt / v1) * (x1 - m1)
     # adaptive dopri5 at tolerance 1e-8: global error ~1e-7 on O(1) values
@@ -153,22 +153,22 @@ def test_reverse_sde_reproduces_the_data_law(name="vp"):
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(4), NUM_SAMPLES)
     dt0 = (1 - T_MIN) / NUM_STEPS
-    x, stats = sample_reverse_sde(_gaussian_score(sde), sde, x1, key=jax.random.key(5), dt0=dt0)
-    _check_law(x, sde)  # the bias is below the sampling error (see NUM_STEPS)
-    assert int(stats.num_steps) == NUM_STEPS
+    out = sample_reverse_sde(_gaussian_score(sde), sde, x1, key=jax.random.key(5), dt0=dt0)
+    _check_law(out.value, sde)  # the bias is below the sampling error (see NUM_STEPS)
+    assert int(out.stats.num_steps) == NUM_STEPS and bool(out.succeeded)
 
 
 @pytest.mark.parametrize("name", sorted(SDES))
 def test_predictor_corrector_reproduces_the_data_law(name):
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(6), NUM_SAMPLES)
-    x, stats = sample_predictor_corrector(
-        _gaussian_score(sde), sde, x1, key=jax.random.key(7), t_min=T_MIN, num_steps=NUM_STEPS,
-        corrector_steps=1, snr=0.16,
+    out = sample_predictor_corrector(
+        _gaussian_score(sde), sde, x1, key=jax.random.key(7), t_min=T_MIN,
+        dt0=(1 - T_MIN) / NUM_STEPS, corrector_steps=1, snr=0.16,
     )  # fmt: skip
     # the corrector targets p_t itself: the bias stays below the sampling error
-    _check_law(x, sde)
-    assert int(stats.num_fevals) == 2 * NUM_STEPS
+    _check_law(out.value, sde)
+    assert int(out.stats.num_fevals) == 2 * NUM_STEPS and bool(out.succeeded)
 
 
 def test_predictor_corrector_without_corrector_is_euler_maruyama():
@@ -177,14 +177,28 @@ def test_predictor_corrector_without_corrector_is_euler_maruyama():
     score = _gaussian_score(sde)
     x1 = _exact_p1(sde, jax.random.key(8), 3)
     key = jax.random.key(9)
-    x, _ = sample_predictor_corrector(
-        score, sde, x1, key=key, t_min=0.5, num_steps=1, corrector_steps=0, denoise=False
-    )
+    x = sample_predictor_corrector(
+        score, sde, x1, key=key, t_min=0.5, dt0=0.5, corrector_steps=0, denoise=False
+    ).value
     h = 0.5
     z = jax.random.normal(jax.random.split(jax.random.split(key, 1)[0])[1], x1.shape)
     drift = jax.vmap(lambda x: sde.drift(1.0, x) - sde.diffusion(1.0) ** 2 * score(1.0, x))(x1)
     expected = x1 - drift * h + sde.diffusion(1.0) * np.sqrt(h) * z
     np.testing.assert_allclose(x, expected, rtol=1e-13)  # the same arithmetic
+
+
+def test_predictor_corrector_follows_on_failure():
+    """A NaN score makes the whole batch non-finite (the corrector averages over it)."""
+    sde = SDES["vp"]
+    x1 = _exact_p1(sde, jax.random.key(8), 3)
+    nan_score = lambda t, x, args: x * jnp.nan  # noqa: E731
+    kw = dict(key=jax.random.key(9), t_min=0.5, dt0=0.5)
+    out = sample_predictor_corrector(nan_score, sde, x1, on_failure="return", **kw)
+    assert out.result == RESULTS.nonfinite and not bool(out.succeeded)
+    assert bool(jnp.all(jnp.isnan(sample_predictor_corrector(nan_score, sde, x1, on_failure="nan",
+                                                             **kw).value)))  # fmt: skip
+    with pytest.raises(RuntimeError, match="sample_predictor_corrector: NaN or Inf"):
+        jax.block_until_ready(sample_predictor_corrector(nan_score, sde, x1, **kw).value)
 
 
 def test_bad_inputs_raise():
@@ -196,13 +210,21 @@ def test_bad_inputs_raise():
         VESDE(sigma_max="big")
     sde, score = SDES["vp"], _exact_score(SDES["vp"])
     x = jnp.zeros((4, 2))
+    key = jax.random.key(0)
     with pytest.raises(ValueError, match="t_min"):
-        dsm_loss(score, sde, jax.random.key(0), x, t_min=0.0)
+        dsm_loss(score, sde, x, key=key, t_min=0.0)
     with pytest.raises(ValueError, match="x0"):
-        dsm_loss(score, sde, jax.random.key(0), jnp.zeros(2))
+        dsm_loss(score, sde, jnp.zeros(2), key=key)
     with pytest.raises(TypeError, match="DiffusionSDE"):
-        dsm_loss(score, "vp", jax.random.key(0), x)
+        dsm_loss(score, "vp", x, key=key)
     with pytest.raises(ValueError, match="snr"):
-        sample_predictor_corrector(score, sde, x, key=jax.random.key(0), snr=0.0)
-    with pytest.raises(ValueError, match="num_steps"):
-        sample_predictor_corrector(score, sde, x, key=jax.random.key(0), num_steps=0)
+        sample_predictor_corrector(score, sde, x, key=key, snr=0.0)
+    with pytest.raises(ValueError, match="dt0 must be a positive number"):
+        sample_predictor_corrector(score, sde, x, key=key, dt0=0.0)
+    with pytest.raises(ValueError, match="corrector_steps must be an int >= 0"):
+        sample_predictor_corrector(score, sde, x, key=key, corrector_steps=-1)
+    # `key` is keyword-only: the old order (score, sde, key, x0) fails loudly.
+    with pytest.raises(TypeError, match="positional argument"):
+        dsm_loss(score, sde, key, x)
+    with pytest.raises(TypeError, match="sample_predictor_corrector needs key"):
+        sample_predictor_corrector(score, sde, x, key=None)

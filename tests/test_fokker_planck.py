@@ -32,12 +32,12 @@ POINTS = jnp.array([[0.3, -0.7], [-1.5, 0.4], [2.0, 1.0], [0.0, 0.0]])
 
 
 def _exact_score(sde, data=MIXTURE):
-    return lambda t, x: diffused_mixture(sde, data, t).score(x)
+    return lambda t, x, args=None: diffused_mixture(sde, data, t).score(x)
 
 
 def _perturbed_score(sde):
     exact = _exact_score(sde)
-    return lambda t, x: exact(t, x) + 0.1 * jnp.sin(x + t)
+    return lambda t, x, args=None: exact(t, x) + 0.1 * jnp.sin(x + t)
 
 
 def _residuals(score, sde):
@@ -60,8 +60,10 @@ def test_zero_score_is_a_trivial_zero():
     not: `R = −∇(½ g² |c|² − f·c) = ∇(f·c) = −½ β c` for VP."""
     sde = SDES["vp"]
     c = jnp.array([0.5, -1.0])
-    residual = jax.jit(jax.vmap(lambda t, x: fokker_planck_residual(lambda t, y: c, sde, t, x)))
-    zero = jax.jit(jax.vmap(lambda t, x: fokker_planck_residual(lambda t, y: 0.0 * y, sde, t, x)))
+    residual = jax.jit(jax.vmap(lambda t, x: fokker_planck_residual(lambda t, y, a: c, sde, t, x)))
+    zero = jax.jit(
+        jax.vmap(lambda t, x: fokker_planck_residual(lambda t, y, a: 0.0 * y, sde, t, x))
+    )
     np.testing.assert_array_equal(zero(TIMES, POINTS), 0.0)  # exactly: every term is 0
     expected = -0.5 * sde.beta(TIMES)[:, None] * c
     np.testing.assert_allclose(residual(TIMES, POINTS), expected, rtol=1e-14)  # round-off
@@ -128,7 +130,7 @@ def test_residual_matches_finite_differences(name="vp"):
         np.testing.assert_allclose(ad, fd, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(fd).max()))
 
 
-def _score_3d(t, x):
+def _score_3d(t, x, args=None):
     return -x / (1 + t) + 0.2 * jnp.tanh(x[::-1] * (1 + t**2))
 
 
@@ -137,7 +139,7 @@ _score_2d = _score_3d  # written for any dimension
 
 def test_loss_is_per_sample_and_weighted():
     sde = SDES["vp"]
-    x0 = MIXTURE.sample(jax.random.key(0), 16)
+    x0 = MIXTURE.sample(16, key=jax.random.key(0))
     key = jax.random.key(1)
     score = _score_2d  # the bookkeeping under test does not need a costly mixture score
 
@@ -147,9 +149,9 @@ def test_loss_is_per_sample_and_weighted():
 
     @jax.jit
     def losses():
-        plain = fokker_planck_loss(score, sde, key, x0, t_min=0.01)
+        plain = fokker_planck_loss(score, sde, x0, key=key, t_min=0.01)
         weight = lambda t: sde.std(t) ** 2  # noqa: E731
-        weighted = fokker_planck_loss(score, sde, key, x0, t_min=0.01, weight=weight)
+        weighted = fokker_planck_loss(score, sde, x0, key=key, t_min=0.01, weight=weight)
         residual = jax.vmap(lambda t, x: fokker_planck_residual(score, sde, t, x))(t, x_t)
         return plain, weighted, residual
 
@@ -168,6 +170,6 @@ def test_bad_inputs_raise():
     with pytest.raises(TypeError, match="DiffusionSDE"):
         fokker_planck_residual(score, None, 0.5, jnp.zeros(2))
     with pytest.raises(TypeError, match="weight"):
-        fokker_planck_loss(score, sde, jax.random.key(0), jnp.zeros((4, 2)), weight=2.0)
+        fokker_planck_loss(score, sde, jnp.zeros((4, 2)), key=jax.random.key(0), weight=2.0)
     with pytest.raises(ValueError, match="t_min"):
-        fokker_planck_loss(score, sde, jax.random.key(0), jnp.zeros((4, 2)), t_min=1.0)
+        fokker_planck_loss(score, sde, jnp.zeros((4, 2)), key=jax.random.key(0), t_min=1.0)

@@ -78,7 +78,7 @@ def test_gaussian_to_gaussian_closed_form():
 
 
 def test_mixture_sampling_moments():
-    x = TARGET.sample(jax.random.key(1), 40_000)
+    x = TARGET.sample(40_000, key=jax.random.key(1))
     w = TARGET.weights[:, None]
     mean = jnp.sum(w * TARGET.means, axis=0)
     var = jnp.sum(w * (TARGET.variances + TARGET.means**2), axis=0) - mean**2
@@ -112,13 +112,17 @@ def test_oracle_velocity_solves_continuity_equation(name):
 
 def _losses_at(loss, field, **kwargs):
     """The mean loss at the oracle, at 1.1 × oracle and at oracle + 0.05, on one batch."""
-    x0 = kwargs.pop("base").sample(jax.random.key(3), 8000)
-    x1 = TARGET.sample(jax.random.key(4), 8000)
+    x0 = kwargs.pop("base").sample(8000, key=jax.random.key(3))
+    x1 = TARGET.sample(8000, key=jax.random.key(4))
     key = jax.random.key(5)
 
     @eqx.filter_jit
     def run(x0, x1):
-        fields = (field, lambda t, x: 1.1 * field(t, x), lambda t, x: field(t, x) + 0.05)
+        fields = (
+            field,
+            lambda t, x, args: 1.1 * field(t, x, args),
+            lambda t, x, args: field(t, x, args) + 0.05,
+        )
         return jnp.stack([loss(f, key=key, x0=x0, x1=x1, **kwargs).mean() for f in fields])
 
     return run(x0, x1)
@@ -167,14 +171,20 @@ def test_errors():
         LinearInterpolant()(x, jnp.zeros(3), x, 0.5)
     with pytest.raises(ValueError, match="t must be a scalar"):
         LinearInterpolant()(x, x, x, jnp.zeros(2))
+    key = jax.random.key(0)
     with pytest.raises(ValueError, match="batches"):
-        flow_matching_loss(lambda t, x: x, jax.random.key(0), x, x)
+        flow_matching_loss(lambda t, x, a: x, x, x, key=key)
     with pytest.raises(ValueError, match="t_min"):
-        velocity_loss(
-            lambda t, x: x, LinearInterpolant(), jax.random.key(0), x[None], x[None], t_min=0.5
-        )
+        velocity_loss(lambda t, x, a: x, LinearInterpolant(), x[None], x[None], key=key, t_min=0.5)
     with pytest.raises(ValueError, match="needs a latent"):
-        denoiser_loss(lambda t, x: x, LinearInterpolant(), jax.random.key(0), x[None], x[None])
+        denoiser_loss(lambda t, x, a: x, LinearInterpolant(), x[None], x[None], key=key)
+    with pytest.raises(ValueError, match="needs a latent"):
+        score_loss(lambda t, x, a: x, LinearInterpolant(), x[None], x[None], key=key)
+    # `key` is keyword-only: the old positional order (model, key, x0, x1) fails loudly.
+    with pytest.raises(TypeError, match="positional argument"):
+        flow_matching_loss(lambda t, x, a: x, key, x[None], x[None])
+    with pytest.raises(TypeError, match=r"flow_matching_loss needs key=jax.random.key\(seed\)"):
+        flow_matching_loss(lambda t, x, a: x, x[None], x[None], key=0)
     with pytest.raises(ValueError, match="means"):
         GaussianMixture([1.0], [0.0, 1.0], 1.0)
     with pytest.raises(ValueError, match="weights must have shape"):
@@ -196,7 +206,7 @@ def test_ot_coupling_pairs_along_the_plan():
     x0 = 3.0 * jax.random.normal(key, (64, 2))
     x1 = x0[::-1] + 0.05
     a, b = jax.jit(ot_coupling, static_argnames=("epsilon",))(
-        jax.random.key(1), x0, x1, epsilon=1e-3
+        x0, x1, key=jax.random.key(1), epsilon=1e-3
     )
     # The entropic blur (ε = 1e-3 of the mean cost, a length ~0.2) lets a few draws pick a
     # near neighbour's partner; most drawn pairs are exact OT pairs.
@@ -213,9 +223,13 @@ def test_ot_coupling_pairs_along_the_plan():
 
 def test_ot_plan_reports_non_convergence():
     x0 = jax.random.normal(jax.random.key(0), (32, 2))
-    _, converged = ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_iterations=5, throw=False)
-    assert not bool(converged)
+    plan, converged = ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_steps=5, on_failure="return")
+    assert not bool(converged) and bool(jnp.all(jnp.isfinite(plan)))
     with pytest.raises(Exception, match="Sinkhorn did not converge"):
-        ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_iterations=5)
+        ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_steps=5)
+    plan, _ = ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_steps=5, on_failure="nan")
+    assert bool(jnp.all(jnp.isnan(plan)))
     with pytest.raises(ValueError, match="same sample shape"):
         ot_plan(x0, jnp.zeros((32, 3)))
+    with pytest.raises(ValueError, match="unknown on_failure"):
+        ot_plan(x0, x0, on_failure="ignore")

@@ -1,24 +1,11 @@
 """The numerical pieces of the 2-D generative experiments that the smoke tests cannot check:
-nfe_quality's classical RK4 tableau, its straightness integrals and its NFE-to-quality rule."""
+nfe_quality's straightness integrals and its NFE-to-quality rule (its RK4, now the solve
+layer's `solver="rk4"`, is tested in test_solve)."""
 
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.experiments.nfe_quality import _RK4, _straightness_row, steps_to_quality
-from jaxdyn.solve import odeint
-
-
-def test_rk4_is_fourth_order_with_four_evaluations_a_step():
-    # On dy/dt = λy a step of classical RK4 multiplies y by R(λh) = 1 + z + z²/2 + z³/6 + z⁴/24
-    # (z = λh), the Taylor polynomial of exp(z) to fourth order, so n steps give R(λ/n)^n.
-    for n in (3, 8):
-        sol = odeint(lambda t, y, args: -y, jnp.ones(1), jnp.array([0.0, 1.0]), solver=_RK4(),
-                     dt0=1.0 / n)  # fmt: skip
-        z = -1.0 / n
-        exact_method = (1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24) ** n
-        # float64 rounding over at most 8 steps.
-        np.testing.assert_allclose(float(sol.ys[-1, 0]), exact_method, rtol=1e-13)
-        assert int(sol.stats.num_fevals) == 4 * n  # not first-same-as-last: 4 stages a step
+from jaxdyn.experiments.nfe_quality import _straightness_row, steps_to_quality
 
 
 def test_straightness_of_a_rotation_matches_its_closed_form():
@@ -28,7 +15,7 @@ def test_straightness_of_a_rotation_matches_its_closed_form():
     omega = 1.3
     rotation = jnp.array([[0.0, -omega], [omega, 0.0]])
     x0 = jnp.array([[1.0, 0.5], [-2.0, 0.3], [0.1, -0.7]])
-    row = _straightness_row(lambda t, x: rotation @ x, x0, 200)
+    row = _straightness_row(lambda t, x, args: rotation @ x, x0, 200)
     r2 = float(jnp.mean(jnp.sum(x0**2, axis=1)))
     expected = {
         "transport_cost": 2 * (1 - np.cos(omega)) * r2,
@@ -46,7 +33,7 @@ def test_straight_paths_have_straightness_one():
     # and one Euler step is exact.
     c = jnp.array([0.7, -1.2])
     x0 = jnp.array([[0.0, 0.0], [1.0, 2.0]])
-    row = _straightness_row(lambda t, x: c, x0, 3)
+    row = _straightness_row(lambda t, x, args: c, x0, 3)
     # RK4 integrates a constant exactly: only float64 rounding remains.
     np.testing.assert_allclose(row["straightness"], 1.0, rtol=1e-12)
     np.testing.assert_allclose(row["transport_cost"], float(c @ c), rtol=1e-12)

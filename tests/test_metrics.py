@@ -10,25 +10,9 @@ import sklearn.linear_model
 import sklearn.metrics
 
 from jaxdyn.data.spikes import heldout_split, lorenz_spikes
-from jaxdyn.metrics import wasserstein2_squared, wasserstein_1d
 from jaxdyn.metrics.regression import linear_r2, r2_score
 from jaxdyn.metrics.spikes import bits_per_spike, co_bps
 from jaxdyn.models.spike_glm import gaussian_smooth, gaussian_window, smoothing_glm_baseline
-
-
-def test_wasserstein_1d_is_exact():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=300), rng.normal(0.3, 1.5, size=170)
-    # Both compute ∫|F_a - F_b| exactly; they differ by float64 rounding only.
-    assert float(wasserstein_1d(a, b)) == pytest.approx(
-        scipy.stats.wasserstein_distance(a, b), rel=1e-12
-    )
-    c = rng.normal(size=300)
-    assert float(wasserstein_1d(a, c)) == pytest.approx(
-        np.mean(np.abs(np.sort(a) - np.sort(c))), rel=1e-12
-    )
-    assert float(wasserstein_1d(a, a + 0.25)) == pytest.approx(0.25, rel=1e-12)
-
 
 # ---- Bits per spike (Neural Latents Benchmark) ----
 
@@ -249,19 +233,3 @@ def test_glm_baseline_predicts_lorenz_heldout_neurons():
         smoothing_glm_baseline(
             train[..., heldin], train[..., heldout], test[..., heldin], heldin="x"
         )
-
-
-def test_wasserstein2_squared_exact_on_translations_and_permutations():
-    x = np.random.default_rng(0).normal(size=(300, 2))
-    # Translating by v moves every point by |v|², which is optimal: W₂² = |v|² exactly.
-    assert wasserstein2_squared(x, x + np.array([1.0, -2.0])) == pytest.approx(5.0, rel=1e-12)
-    assert wasserstein2_squared(x, x[::-1]) == pytest.approx(0.0, abs=1e-12)
-    # Unequal sizes: a point mass against two points at distance 1 and 3 costs (1 + 9) / 2.
-    assert wasserstein2_squared([[0.0]], [[1.0], [-3.0]]) == pytest.approx(5.0)
-
-
-def test_wasserstein2_squared_names_bad_input():
-    with pytest.raises(ValueError, match="same dim"):
-        wasserstein2_squared(np.zeros((3, 2)), np.zeros((3, 1)))
-    with pytest.raises(ValueError, match="y has non-finite"):
-        wasserstein2_squared(np.zeros((3, 2)), np.full((3, 2), np.nan))

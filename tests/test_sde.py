@@ -219,9 +219,9 @@ def test_float32_state_under_x64_with_milstein():
 def test_repeated_calls_build_equal_fields():
     # Fields sdeint builds compare equal across calls, so Diffrax's jit cache is reused
     # (a fresh closure per call would recompile every un-jitted call).
-    from jaxdyn.solve._sde import _Joint
+    from jaxdyn.solve._common import JointField
 
-    assert _Joint(gbm_drift) == _Joint(gbm_drift)
+    assert JointField(gbm_drift) == JointField(gbm_drift)
     for noise in ("diagonal", "scalar"):
         a = convert_drift(gbm_drift, gbm_diffusion, noise=noise, to="stratonovich")
         b = convert_drift(gbm_drift, gbm_diffusion, noise=noise, to="stratonovich")
@@ -382,6 +382,12 @@ def test_failure_is_named():
 
 def _ok(t, y, a):
     return -y
+
+
+def test_fixed_steps_never_run_out_by_default():
+    # 5000 grid steps, more than the adaptive default of 4096: max_steps=None is the grid's.
+    sol = sdeint(_ok, _ok, jnp.ones(1), jnp.array([0.0, 1.0]), key=KEY, dt0=2e-4)
+    assert bool(sol.succeeded) and int(sol.stats.num_steps) == 5000
 
 
 @pytest.mark.parametrize(

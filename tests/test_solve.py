@@ -35,6 +35,7 @@ EXPLICIT_ORDERS = [
     ("heun", 2, (32, 64)),
     ("midpoint", 2, (32, 64)),
     ("ralston", 2, (32, 64)),
+    ("rk4", 4, (16, 32)),
     ("bosh3", 3, (16, 32)),
     ("tsit5", 5, (8, 16)),
     ("dopri5", 5, (8, 16)),
@@ -61,6 +62,20 @@ def test_explicit_solver_order(solver, order, counts):
     # Halving h divides the error by ~2^order; 0.5 allows for pre-asymptotic constants
     # (dopri8 measures 7.51 here, the others within 0.05 of their order or above).
     assert order - 0.5 <= slope <= order + 1.0
+
+
+def test_rk4_is_the_classical_tableau_with_four_evaluations_a_step():
+    # On dy/dt = λy a step of classical RK4 multiplies y by R(λh) = 1 + z + z²/2 + z³/6 + z⁴/24
+    # (z = λh), the Taylor polynomial of exp(z) to fourth order, so n steps give R(λ/n)^n.
+    for n in (3, 8):
+        sol = odeint(decay, jnp.ones(1), jnp.array([0.0, 1.0]), solver="rk4", dt0=1.0 / n)
+        z = -1.0 / n
+        exact_method = (1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24) ** n
+        # float64 rounding over at most 8 steps.
+        np.testing.assert_allclose(float(sol.ys[-1, 0]), exact_method, rtol=1e-13)
+        assert int(sol.stats.num_fevals) == 4 * n  # not first-same-as-last: 4 stages a step
+    with pytest.raises(ValueError, match="RK4 has no error estimate"):
+        odeint(decay, jnp.ones(1), jnp.array([0.0, 1.0]), solver="rk4", rtol=1e-6)
 
 
 @pytest.mark.parametrize("name, cls, order, counts", IMPLICIT_ORDERS)
@@ -211,6 +226,18 @@ def blowup(t, y, args):
     return y**2  # y(t) = 1 / (1 - t) from y0 = 1: infinite at t = 1
 
 
+def test_fixed_steps_never_run_out_by_default():
+    # 10,000 fixed steps, more than the adaptive default of 4096: max_steps=None counts them.
+    ts = np.array([0.0, 1.0])
+    sol = odeint(decay, jnp.ones(1), ts, solver="euler", dt0=1e-4)
+    assert bool(sol.succeeded) and int(sol.stats.num_steps) == 10_000
+    np.testing.assert_allclose(sol.ys[-1, 0], (1 - 1e-4) ** 10_000, rtol=1e-10)  # round-off
+    # Times traced under jit: the count is unknown at trace time, so the default is 4096.
+    final = jax.jit(lambda ts: odeint(decay, jnp.ones(1), ts, solver="euler", dt0=1e-4,
+                                      on_failure="return").result)  # fmt: skip
+    assert final(jnp.asarray(ts)) == RESULTS.max_steps_reached
+
+
 def test_raise_names_max_steps():
     with pytest.raises(RuntimeError, match="max_steps=50"):
         jax.block_until_ready(odeint(blowup, jnp.ones(1), jnp.array([0.0, 2.0]), max_steps=50).ys)
@@ -248,7 +275,7 @@ def test_raise_under_jit_and_vmap():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(solver="rk4"), ValueError, "unknown solver='rk4'"),
+        (dict(solver="rk45"), ValueError, "unknown solver='rk45'"),
         (dict(adjoint="adjoint"), ValueError, "unknown adjoint"),
         (dict(on_failure="ignore"), ValueError, "unknown on_failure"),
         (dict(batch="pmap"), ValueError, "unknown batch"),
@@ -264,7 +291,7 @@ def test_raise_under_jit_and_vmap():
         (dict(solver="euler"), ValueError, "no error estimate"),
         (dict(solver="kvaerno5", dt0=0.1), ValueError, "needs rtol/atol"),
         (dict(dt0=-0.1), ValueError, "dt0 must be a positive number"),
-        (dict(max_steps=0), ValueError, "max_steps must be a positive int"),
+        (dict(max_steps=0), ValueError, "max_steps must be an int >= 1"),
         (dict(rtol=-1.0), ValueError, "rtol must be a positive number"),
         (
             dict(batch="vmap", y0=(jnp.ones((2, 2)), jnp.ones((3, 2)))),

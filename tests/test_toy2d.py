@@ -18,16 +18,16 @@ from jaxdyn.data import (
 
 @pytest.mark.parametrize("name", sorted(TOY2D))
 def test_each_toy_is_jittable_finite_and_fresh_per_key(name):
-    sample = jax.jit(TOY2D[name], static_argnums=1)
-    x, y = sample(jax.random.key(0), 1000), sample(jax.random.key(1), 1000)
+    sample = jax.jit(TOY2D[name], static_argnums=0)
+    x, y = sample(1000, key=jax.random.key(0)), sample(1000, key=jax.random.key(1))
     assert x.shape == (1000, 2) and bool(jnp.all(jnp.isfinite(x)))
     assert not np.allclose(x, y)
     # Eager and jitted draws agree up to XLA's fusion of the arithmetic.
-    np.testing.assert_allclose(x, toy2d(name, jax.random.key(0), 1000), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x, toy2d(name, 1000, key=jax.random.key(0)), rtol=1e-12, atol=1e-12)
 
 
 def test_checkerboard_fills_the_dark_squares_uniformly():
-    x = checkerboard(jax.random.key(0), 64_000)
+    x = checkerboard(64_000, key=jax.random.key(0))
     # Every sample lies on a dark square, where the density is 1/32.
     np.testing.assert_allclose(checkerboard_log_density(x), -np.log(32.0))
     assert float(checkerboard_log_density(jnp.array([1.0, -1.0]))) == -np.inf  # a light square
@@ -41,7 +41,7 @@ def test_checkerboard_fills_the_dark_squares_uniformly():
 @pytest.mark.parametrize("name, mixture", [("eight_gaussians", eight_gaussians_mixture),
                                            ("blobs", blobs_mixture)])  # fmt: skip
 def test_mixture_toys_sample_their_mixture(name, mixture):
-    x = toy2d(name, jax.random.key(3), 20_000)
+    x = toy2d(name, 20_000, key=jax.random.key(3))
     m = mixture()
     mean = jnp.sum(m.weights[:, None] * m.means, axis=0)
     # Sample mean within 5 standard errors (per-coordinate sd is at most ~3).
@@ -50,6 +50,11 @@ def test_mixture_toys_sample_their_mixture(name, mixture):
 
 def test_bad_toy_arguments_are_named():
     with pytest.raises(ValueError, match="unknown 2-D toy distribution 'chess'"):
-        toy2d("chess", jax.random.key(0), 10)
+        toy2d("chess", 10, key=jax.random.key(0))
     with pytest.raises(ValueError, match="n must be a positive integer"):
-        toy2d("moons", jax.random.key(0), 0)
+        toy2d("moons", 0, key=jax.random.key(0))
+    # `key` is keyword-only: the old positional order fails loudly instead of misreading.
+    with pytest.raises(TypeError, match="positional argument"):
+        toy2d("moons", jax.random.key(0), 10)
+    with pytest.raises(TypeError, match="positional argument"):
+        checkerboard(jax.random.key(0), 10)

@@ -9,6 +9,8 @@ from .irregular import fill_forward as fill_forward
 from .irregular import hermite_coefficients as hermite_coefficients
 from .irregular import observation_counts as observation_counts
 from .irregular import observation_mask as observation_mask
+from .mixture import GaussianMixture as GaussianMixture
+from .mixture import standard_normal as standard_normal
 from .spikes import LORENZ_PARAMETERS as LORENZ_PARAMETERS
 from .spikes import HeldoutSplit as HeldoutSplit
 from .spikes import SpikeData as SpikeData

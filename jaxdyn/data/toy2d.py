@@ -1,5 +1,5 @@
 """Two-dimensional toy distributions for generative models, sampled in JAX (jittable, so a
-training loop can draw a fresh batch every step).
+training loop can draw a fresh batch every step). Every sampler is `sampler(n, *, key)`.
 
 The shapes follow the FFJORD / flow-matching benchmarks (Grathwohl et al. 2019; Lipman et al.
 2023; Tong et al. 2023):
@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..generative.mixture import GaussianMixture
+from .._checks import check_key
+from .mixture import GaussianMixture
 
 __all__ = [
     "CHECKERBOARD_ENTROPY",
@@ -41,7 +42,7 @@ __all__ = [
 CHECKERBOARD_ENTROPY = float(np.log(32.0))
 
 
-def checkerboard(key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
+def checkerboard(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
     """`n` samples, uniform on the checkerboard's dark squares in `[-4, 4]²`."""
     k1, k2, k3 = jax.random.split(key, 3)
     x1 = jax.random.uniform(k1, (n,), minval=-2.0, maxval=2.0)
@@ -75,8 +76,8 @@ def blobs_mixture() -> GaussianMixture:
 
 
 def _mixture_sampler(mixture: Callable[[], GaussianMixture]) -> Callable:
-    def sample(key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
-        return mixture().sample(key, n)
+    def sample(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
+        return mixture().sample(n, key=key)
 
     return sample
 
@@ -89,7 +90,7 @@ blobs.__name__ = blobs.__qualname__ = "blobs"
 blobs.__doc__ = "`n` samples of the five-blob mixture (see the module)."
 
 
-def moons(key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
+def moons(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
     """`n` samples of two interleaved half circles with noise `0.1`, scaled ×2 and shifted by
     `(-1, -0.2)` (FFJORD's `moons`)."""
     k_side, k_angle, k_noise = jax.random.split(key, 3)
@@ -101,7 +102,7 @@ def moons(key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
     return 2.0 * points + jnp.array([-1.0, -0.2])
 
 
-def circles(key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
+def circles(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
     """`n` samples of two concentric circles, radii 3 and 1.5, noise `0.24`."""
     k_side, k_angle, k_noise = jax.random.split(key, 3)
     radius = jnp.where(jax.random.bernoulli(k_side, 0.5, (n,)), 1.0, 0.5)
@@ -110,7 +111,7 @@ def circles(key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
     return 3.0 * (points + 0.08 * jax.random.normal(k_noise, (n, 2)))
 
 
-TOY2D: dict[str, Callable[[PRNGKeyArray, int], Float[Array, "n 2"]]] = {
+TOY2D: dict[str, Callable[..., Float[Array, "n 2"]]] = {
     "checkerboard": checkerboard,
     "eight_gaussians": eight_gaussians,
     "moons": moons,
@@ -119,10 +120,11 @@ TOY2D: dict[str, Callable[[PRNGKeyArray, int], Float[Array, "n 2"]]] = {
 }
 
 
-def toy2d(name: str, key: PRNGKeyArray, n: int) -> Float[Array, "n 2"]:
-    """`n` samples of the toy distribution `name` (one of `TOY2D`)."""
+def toy2d(name: str, n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
+    """`n` samples of the toy distribution `name` (one of `TOY2D`), drawn from `key`."""
     if name not in TOY2D:
         raise ValueError(f"unknown 2-D toy distribution {name!r}; expected one of {list(TOY2D)}")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    return TOY2D[name](key, int(n))
+    check_key(key, "toy2d")
+    return TOY2D[name](int(n), key=key)

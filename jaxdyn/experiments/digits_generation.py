@@ -210,7 +210,7 @@ def _field(model: ConditionalVelocity, label: Array, guidance: float) -> Callabl
     """The sampling field for one label (`NULL_LABEL`: unconditional); `guidance = w ≠ 1`
     gives `b(·, ∅) + w (b(·, c) − b(·, ∅))`."""
 
-    def velocity(t, y):
+    def velocity(t, y, args):
         conditional = model(t, y, _onehot(label, y.dtype))
         if guidance == 1.0:
             return conditional
@@ -223,7 +223,7 @@ def _field(model: ConditionalVelocity, label: Array, guidance: float) -> Callabl
 def _augmented(model: ConditionalVelocity) -> Callable:
     """`[y, e] ↦ [b(t, y, e), 0]`: the label as coordinates the flow leaves fixed."""
 
-    def velocity(t, state):
+    def velocity(t, state, args):
         y, onehot = state[:DIM], state[DIM:]
         return jnp.concatenate([model(t, y, onehot), jnp.zeros_like(onehot)])
 
@@ -357,7 +357,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         onehot = _onehot(jnp.where(dropped, NULL_LABEL, labels), dtype)
         y0 = jax.random.normal(k_base, y1.shape, dtype)
         x0, x1 = jnp.concatenate([y0, onehot], 1), jnp.concatenate([y1, onehot], 1)
-        return jnp.mean(flow_matching_loss(_augmented(model), k_fm, x0, x1))
+        return jnp.mean(flow_matching_loss(_augmented(model), x0, x1, key=k_fm))
 
     data = (jnp.asarray(k_train, dtype), jnp.asarray(c_train))
     start = time.perf_counter()
@@ -369,8 +369,8 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     # --- samples: samples_per_class of each digit, and unconditional ones ----------------------
     def sample(model, label, y0):
         field = _field(model, label[0], s.guidance)
-        y, stats = sample_ode(field, y0, solver="dopri5", rtol=s.rtol, atol=s.atol)
-        return y, jnp.broadcast_to(stats.num_fevals, label.shape)
+        out = sample_ode(field, y0, solver="dopri5", rtol=s.rtol, atol=s.atol)
+        return out.value, jnp.broadcast_to(out.stats.num_fevals, label.shape)
 
     cache: dict = {}  # compiled evaluation programs
     y0, y0_uncond, u, probe_keys = map(np.asarray, evaluation_noise(eval_key))
@@ -427,11 +427,11 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     def nll(model, labels, y, probe_keys=None):  # −log p_Y per point, its own label's field
         def one(label, point, key):
             field = _field(model, label, 1.0)
-            method = "exact" if key is None else "hutchinson"
+            divergence = "exact" if key is None else "hutchinson"
             key = None if key is None else jax.random.wrap_key_data(key)
-            logp, stats = log_likelihood(field, point, log_base, method=method, key=key,
-                                         rtol=e.rtol, atol=e.atol)  # fmt: skip
-            return -logp, stats.num_fevals
+            out = log_likelihood(field, point, log_base, divergence=divergence, key=key,
+                                 rtol=e.rtol, atol=e.atol)  # fmt: skip
+            return -out.value, out.stats.num_fevals
 
         return jax.vmap(one)(labels, y, probe_keys)
 

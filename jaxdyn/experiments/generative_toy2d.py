@@ -104,7 +104,7 @@ class _VelocityField(eqx.Module):
             dim + 2 * frequencies, dim, width, depth, activation=ACTIVATIONS[activation], key=key
         )
 
-    def __call__(self, t: Scalar, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+    def __call__(self, t: Scalar, x: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
         k = jnp.pi * jnp.arange(1, self.frequencies + 1, dtype=x.dtype)
         angle = k * jnp.asarray(t, x.dtype)
         return self.mlp(jnp.concatenate([x, jnp.sin(angle), jnp.cos(angle)]))
@@ -133,9 +133,9 @@ def _flow_matching_loss(dataset: str, interpolant: Interpolant, batch_size: int,
 
     def loss(model, batch, key):
         k_data, k_base, k_loss = jax.random.split(key, 3)
-        x1 = toy2d(dataset, k_data, batch_size)
+        x1 = toy2d(dataset, batch_size, key=k_data)
         x0 = jax.random.normal(k_base, x1.shape, x1.dtype)
-        return jnp.mean(velocity_loss(model, interpolant, k_loss, x0, x1, t_min=t_min))
+        return jnp.mean(velocity_loss(model, interpolant, x0, x1, key=k_loss, t_min=t_min))
 
     return loss
 
@@ -143,7 +143,7 @@ def _flow_matching_loss(dataset: str, interpolant: Interpolant, batch_size: int,
 # --- evaluation (module-level jits: compiled once, reused by every pair) ----------------------
 
 
-_toy2d = jax.jit(toy2d, static_argnums=(0, 2))  # one compilation per (name, n), not per op
+_toy2d = jax.jit(toy2d, static_argnums=(0, 1))  # one compilation per (name, n), not per op
 
 
 @eqx.filter_jit
@@ -153,8 +153,7 @@ def _ode_paths(model, x0, num_times: int, rtol: float, atol: float):
     samples and trajectories come from one solve (and one compilation). Returns
     `(paths (batch, time, 2), num_fevals)`."""
     ts = jnp.linspace(0.0, 1.0, num_times, dtype=x0.dtype)
-    sol = odeint(lambda t, y, args: model(t, y), x0, ts, solver="dopri5", rtol=rtol, atol=atol,
-                 batch="joint")  # fmt: skip
+    sol = odeint(model, x0, ts, solver="dopri5", rtol=rtol, atol=atol, batch="joint")
     return sol.ys, sol.stats.num_fevals
 
 
@@ -197,15 +196,15 @@ def evaluate_flow(
     samples = paths[:, -1]
     if not np.all(np.isfinite(samples)):
         raise FloatingPointError(f"{dataset}: the ODE samples are not finite")
-    reference = _toy2d(dataset, k_ref, num_samples)
+    reference = _toy2d(dataset, num_samples, key=k_ref)
     w2 = wasserstein2_squared(samples, reference)
     if (dataset, num_samples) not in floors:
         floors[dataset, num_samples] = wasserstein2_squared(
-            reference, _toy2d(dataset, k_ref2, num_samples)
+            reference, _toy2d(dataset, num_samples, key=k_ref2)
         )
-    test = _toy2d(dataset, k_test, num_nll)
-    log_p, nll_stats = _log_likelihood(model, test, rtol, atol)
-    log_p = np.asarray(log_p, dtype=np.float64)
+    test = _toy2d(dataset, num_nll, key=k_test)
+    likelihood = _log_likelihood(model, test, rtol, atol)
+    log_p, nll_stats = np.asarray(likelihood.value, dtype=np.float64), likelihood.stats
     entropy = _data_entropy(dataset, test)
     nll = float(-log_p.mean())
     row = {
@@ -442,7 +441,9 @@ def _samples_figure(run_dir: Path, cfg: DictConfig, rows: dict, main) -> None:
     axes = np.asarray(fig.subplots(len(datasets), len(families) + 1, squeeze=False))
     key = jax.random.key(cfg.seed + 1)
     for i, dataset in enumerate(datasets):
-        data = np.asarray(_toy2d(dataset, jax.random.fold_in(key, i), cfg.evaluation.plot_points))
+        data = np.asarray(
+            _toy2d(dataset, cfg.evaluation.plot_points, key=jax.random.fold_in(key, i))
+        )
         axes[i, 0].scatter(data[:, 0], data[:, 1], s=0.5, c="0.3", rasterized=True)
         axes[i, 0].set_title(f"{dataset}: data", fontsize=8)
         for j, family in enumerate(families, start=1):

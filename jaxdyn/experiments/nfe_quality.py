@@ -18,8 +18,8 @@ for both couplings and every solver) and one fixed set of data samples:
 - W2² (exact OT, POT) of the samples at `t = 1` against the data, with the data-vs-data floor
   at that size, and the NFE (`Stats.num_fevals`), for adaptive dopri5 at each tolerance of
   `evaluation.tolerances` (`rtol = atol`) and for fixed-step `euler`, `midpoint` and classical
-  `rk4` (4 evaluations a step; `jaxdyn.solve.SOLVERS` has no RK4, so it is given to `odeint`
-  as a Diffrax explicit Runge–Kutta tableau here) at each of `evaluation.step_counts`;
+  `rk4` (`jaxdyn.solve.SOLVERS`' classical RK4, 4 evaluations a step) at each of
+  `evaluation.step_counts`;
 - NLL (nats) of fresh data by `log_likelihood` (exact divergence) at the reference tolerance
   `evaluation.reference_tol`;
 - straightness of the learned flow, by fixed-step RK4 with `evaluation.reference_steps` steps:
@@ -37,9 +37,7 @@ and solver (one panel per dataset, floor dashed).
 
 import dataclasses
 from pathlib import Path
-from typing import ClassVar
 
-import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -63,26 +61,6 @@ DATASETS = ("eight_gaussians", "checkerboard", "moons", "circles")
 FIXED_SOLVERS = ("euler", "midpoint", "rk4")
 
 
-class _RK4(dfx.AbstractERK):
-    """The classical fourth-order Runge–Kutta method (Kutta 1901), fixed steps only (its
-    error estimate is zero)."""
-
-    tableau: ClassVar[dfx.ButcherTableau] = dfx.ButcherTableau(
-        c=np.array([0.5, 0.5, 1.0]),
-        b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
-        b_error=np.zeros(4),
-        a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
-    )
-    interpolation_cls: ClassVar = dfx.ThirdOrderHermitePolynomialInterpolation.from_k
-
-    def order(self, terms) -> int:
-        return 4
-
-
-def _solver(name: str):
-    return _RK4() if name == "rk4" else name
-
-
 # --- training ---------------------------------------------------------------------------------
 
 
@@ -93,11 +71,11 @@ def _coupled_loss(dataset: str, coupling: str, batch_size: int, epsilon: float):
 
     def loss(model, batch, key):
         k_data, k_base, k_pair, k_loss = jax.random.split(key, 4)
-        x1 = toy2d(dataset, k_data, batch_size)
+        x1 = toy2d(dataset, batch_size, key=k_data)
         x0 = jax.random.normal(k_base, x1.shape, x1.dtype)
         if coupling == "ot":
-            x0, x1 = ot_coupling(k_pair, x0, x1, epsilon=epsilon)
-        return jnp.mean(velocity_loss(model, interpolant, k_loss, x0, x1))
+            x0, x1 = ot_coupling(x0, x1, key=k_pair, epsilon=epsilon)
+        return jnp.mean(velocity_loss(model, interpolant, x0, x1, key=k_loss))
 
     return loss
 
@@ -105,14 +83,10 @@ def _coupled_loss(dataset: str, coupling: str, batch_size: int, epsilon: float):
 # --- evaluation -------------------------------------------------------------------------------
 
 
-def _field(model):
-    return lambda t, y, args: model(t, y)
-
-
 @eqx.filter_jit
 def _adaptive(model, x0, tol):
     ts = jnp.asarray([0.0, 1.0], x0.dtype)
-    sol = odeint(_field(model), x0, ts, solver="dopri5", rtol=tol, atol=tol, batch="joint",
+    sol = odeint(model, x0, ts, solver="dopri5", rtol=tol, atol=tol, batch="joint",
                  max_steps=100_000)  # fmt: skip
     return sol.ys[:, -1], sol.stats.num_fevals
 
@@ -126,14 +100,13 @@ def _fixed(model, x0, solver: str, steps: int):
 
     def augmented(t, state, args):
         y, _ = state
-        b = model(t, y)
+        b = model(t, y, args)
         return b, jnp.sum(b**2)
 
     ts = jnp.asarray([0.0, 1.0], x0.dtype)
     state0 = (x0, jnp.zeros(x0.shape[0], x0.dtype))
-    sol = odeint(augmented, state0, ts, solver=_solver(solver), dt0=1.0 / steps, batch="joint",
-                 max_steps=steps + 1)  # fmt: skip
-    one_step = x0 + jax.vmap(lambda y: model(jnp.zeros((), x0.dtype), y))(x0)
+    sol = odeint(augmented, state0, ts, solver=solver, dt0=1.0 / steps, batch="joint")
+    one_step = x0 + jax.vmap(lambda y: model(jnp.zeros((), x0.dtype), y, None))(x0)
     return sol.ys[0][:, -1], sol.ys[1][:, -1], sol.stats.num_fevals, one_step
 
 
@@ -270,13 +243,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             jax.random.fold_in(jax.random.fold_in(root, 2), d_index), 5
         )
         x0 = jax.random.normal(k_base, (e.num_samples, 2), dtype)
-        reference = np.asarray(_toy2d(dataset, k_ref, e.num_samples))
+        reference = np.asarray(_toy2d(dataset, e.num_samples, key=k_ref))
         floor = None
         for coupling in cfg.couplings:
             if (dataset, coupling) in done:
                 continue
             if floor is None:
-                floor = wasserstein2_squared(reference, _toy2d(dataset, k_ref2, e.num_samples))
+                floor = wasserstein2_squared(reference, _toy2d(dataset, e.num_samples, key=k_ref2))
             model = _VelocityField(2, cfg.model.width, cfg.model.depth, cfg.model.time_frequencies,
                                    cfg.model.activation, key=init_key)  # fmt: skip
             loss = _coupled_loss(dataset, coupling, cfg.train.batch_size, cfg.coupling.epsilon)
@@ -289,8 +262,8 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             model = result.model
             x_ref, ref_nfe = _adaptive(model, x0, jnp.asarray(e.reference_tol, dtype))
             reference_w2 = _w2(x_ref, reference)
-            test = _toy2d(dataset, k_test, e.num_nll)
-            log_p, _ = _log_likelihood(model, test, e.reference_tol, e.reference_tol)
+            test = _toy2d(dataset, e.num_nll, key=k_test)
+            log_p = _log_likelihood(model, test, e.reference_tol, e.reference_tol).value
             log_p = np.asarray(log_p, np.float64)
             x_straight = jax.random.normal(k_straight, (e.num_samples, 2), dtype)
             sweep = _sweep(model, x0, reference, e)

@@ -192,7 +192,7 @@ class NoiseScore(eqx.Module):
         tau = t if self.time_input == "t" else jnp.log(self.sde.std(t))
         return self.net(tau, x)
 
-    def __call__(self, t: Array, x: Array) -> Array:
+    def __call__(self, t: Array, x: Array, args=None) -> Array:
         return -self.eps(t, x) / self.sde.std(t)
 
 
@@ -226,12 +226,12 @@ def _loss_fn(cfg: DictConfig, dataset: str, weight: float):
 
     def loss(model: NoiseScore, batch, key):
         k_data, k_dsm, k_fp = jax.random.split(key, 3)
-        x0 = toy2d(dataset, k_data, cfg.train.batch_size)
-        dsm = jnp.mean(dsm_loss(model, model.sde, k_dsm, x0, t_min=s.t_min))
+        x0 = toy2d(dataset, cfg.train.batch_size, key=k_data)
+        dsm = jnp.mean(dsm_loss(model, model.sde, x0, key=k_dsm, t_min=s.t_min))
         if weight == 0:
             return dsm, {"dsm": dsm}
         fp = jnp.mean(fokker_planck_loss(
-            model, model.sde, k_fp, x0[: r.batch_size], t_min=r.t_min,
+            model, model.sde, x0[: r.batch_size], key=k_fp, t_min=r.t_min,
             weight=_fp_weight(cfg, model.sde),
         ))  # fmt: skip
         return dsm + weight * fp, {"dsm": dsm, "fp": fp}
@@ -246,12 +246,12 @@ def _evaluate(model: NoiseScore, x0: Array, key: PRNGKeyArray, t_min: float, fp_
     sde = model.sde
     k_dsm, k_t, k_x = jax.random.split(key, 3)
     t = jax.random.uniform(k_t, (x0.shape[0],), dtype=x0.dtype, minval=fp_t_min, maxval=1.0)
-    xt, _ = sde.marginal_sample(k_x, t, x0)
+    xt, _ = sde.marginal_sample(t, x0, key=k_x)
     residual = jax.vmap(lambda t, x: fokker_planck_residual(model, sde, t, x))(t, xt)
     squared = jnp.sum(residual**2, axis=1)
     eps = jax.vmap(model.eps)(t, xt)
     return {
-        "dsm": jnp.mean(dsm_loss(model, sde, k_dsm, x0, t_min=t_min)),
+        "dsm": jnp.mean(dsm_loss(model, sde, x0, key=k_dsm, t_min=t_min)),
         "fp_natural": jnp.mean(jax.vmap(fokker_planck_weight(sde))(t) * squared),
         "fp_sigma_power": jnp.mean(sde.std(t) ** power * squared),
         "fp_unweighted": jnp.mean(squared),
@@ -270,7 +270,7 @@ def _sample_sde(model, x1, key, t_min, dt0):  # not jitted: sdeint needs a concr
 @eqx.filter_jit
 def _sample_pc(model, x1, key, t_min, steps, snr):
     return sample_predictor_corrector(
-        model, model.sde, x1, key=key, t_min=t_min, num_steps=steps, snr=snr
+        model, model.sde, x1, key=key, t_min=t_min, dt0=(1.0 - t_min) / steps, snr=snr
     )
 
 
@@ -305,10 +305,10 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         data_key = jax.random.fold_in(jax.random.key(cfg.seed), i)
         k_ref, k_floor, k_eval, k_prior, k_noise = jax.random.split(data_key, 5)
         # per repeat: the data the samples are scored on, and a second set for the floor
-        references = np.asarray(_draw(dataset, k_ref, reps * n)).reshape(reps, n, 2)
-        floor_sets = np.asarray(_draw(dataset, k_floor, reps * n)).reshape(reps, n, 2)
+        references = np.asarray(_draw(dataset, reps * n, key=k_ref)).reshape(reps, n, 2)
+        floor_sets = np.asarray(_draw(dataset, reps * n, key=k_floor)).reshape(reps, n, 2)
         floors = [_w2(a, b) for a, b in zip(floor_sets, references, strict=True)]
-        eval_batch = _draw(dataset, k_eval, 512)
+        eval_batch = _draw(dataset, 512, key=k_eval)
         x1 = jax.random.normal(k_prior, (reps * n, 2))  # the same prior draws for every model
         for j, weight in enumerate(weights):
             if (dataset, weight) in done:
@@ -325,12 +325,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             model = result.model
             train_seconds = time.perf_counter() - start
             evaluation = _evaluate(model, eval_batch, k_eval, s.t_min, r.t_min, r.weight_power)
-            x_ode, ode_stats = _sample_ode(model, x1, s.t_min, p.ode_rtol, p.ode_atol)
-            x_sde, _ = _sample_sde(model, x1, k_noise, s.t_min, (1.0 - s.t_min) / p.sde_steps)
+            ode = _sample_ode(model, x1, s.t_min, p.ode_rtol, p.ode_atol)
+            x_ode, ode_stats = ode.value, ode.stats
+            x_sde = _sample_sde(model, x1, k_noise, s.t_min, (1.0 - s.t_min) / p.sde_steps).value
             samples = {"ode": np.asarray(x_ode), "sde": np.asarray(x_sde)}
             shown = {"data": references[0]}  # for the figure
             if p.predictor_corrector:
-                x_pc, _ = _sample_pc(model, x1, k_noise, s.t_min, p.pc_steps, p.pc_snr)
+                x_pc = _sample_pc(model, x1, k_noise, s.t_min, p.pc_steps, p.pc_snr).value
                 samples["pc"] = np.asarray(x_pc)
             sets = {k: v.reshape(reps, n, 2) for k, v in samples.items()}
             repeats = {f"w2_{k}": [_w2(x, y) for x, y in zip(v, references, strict=True)]

@@ -2,19 +2,26 @@
 samplers (transport ODE, SDE), exact likelihood, a Gaussian-mixture oracle (exact density,
 score and velocity) for testing them, score-based diffusion (VP/VE SDEs, denoising score
 matching, probability-flow / reverse-SDE / predictor-corrector samplers) and the score
-Fokker-Planck residual."""
+Fokker-Planck residual.
 
+Every field (velocity, score, denoiser) is `(t, x, args)` for one sample; losses and samplers
+take `args=None` and pass it on; `key` is keyword-only; samplers and `log_likelihood` return an
+`Endpoint` (`jaxdyn.solve`) and follow `on_failure` (`docs/api.md`). `GaussianMixture` and
+`standard_normal` live in `jaxdyn.data` and are re-exported here."""
+
+from ..data.mixture import GaussianMixture as GaussianMixture
+from ..data.mixture import standard_normal as standard_normal
 from .coupling import ot_coupling as ot_coupling
 from .coupling import ot_plan as ot_plan
-from .diffusion import VESDE as VESDE
-from .diffusion import VPSDE as VPSDE
-from .diffusion import DiffusionSDE as DiffusionSDE
-from .diffusion import diffused_mixture as diffused_mixture
 from .diffusion import dsm_loss as dsm_loss
 from .diffusion import probability_flow as probability_flow
 from .diffusion import sample_predictor_corrector as sample_predictor_corrector
 from .diffusion import sample_probability_flow as sample_probability_flow
 from .diffusion import sample_reverse_sde as sample_reverse_sde
+from .diffusion_sde import VESDE as VESDE
+from .diffusion_sde import VPSDE as VPSDE
+from .diffusion_sde import DiffusionSDE as DiffusionSDE
+from .diffusion_sde import diffused_mixture as diffused_mixture
 from .fokker_planck import fokker_planck_loss as fokker_planck_loss
 from .fokker_planck import fokker_planck_residual as fokker_planck_residual
 from .fokker_planck import fokker_planck_weight as fokker_planck_weight
@@ -32,8 +39,6 @@ from .losses import denoiser_loss as denoiser_loss
 from .losses import flow_matching_loss as flow_matching_loss
 from .losses import score_loss as score_loss
 from .losses import velocity_loss as velocity_loss
-from .mixture import GaussianMixture as GaussianMixture
-from .mixture import InterpolantOracle as InterpolantOracle
-from .mixture import standard_normal as standard_normal
+from .oracle import InterpolantOracle as InterpolantOracle
 from .sampling import sample_ode as sample_ode
 from .sampling import sample_sde as sample_sde

@@ -42,44 +42,49 @@ the DSM loss's excess `dim − DSM` over that collapse.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .diffusion import DiffusionSDE, _check_sde, _check_t_min
+from .._checks import check_key
+from ._checks import check_batched_samples, check_sde, check_t_min
+from ._fields import Field
+from .diffusion_sde import DiffusionSDE
 from .likelihood import divergence
-from .sampling import _check_samples
 
 __all__ = ["fokker_planck_loss", "fokker_planck_residual", "fokker_planck_weight"]
 
-Score = Callable[[Array, Float[Array, " dim"]], Float[Array, " dim"]]
-
 
 def fokker_planck_residual(
-    score: Score, sde: DiffusionSDE, t: ArrayLike, x: Float[Array, " dim"]
+    score: Field, sde: DiffusionSDE, t: ArrayLike, x: Float[Array, " dim"], *, args: Any = None
 ) -> Float[Array, " dim"]:
     """The score Fokker–Planck residual `R(t, x) = ∂_t s − ∇_x[½ g² (∇·s + |s|²) − f·s − ∇·f]`
     of `score` under `sde`, at one point `x` of shape `(dim,)` (see the module). Zero for the
     exact score `∇log p_t` of the forward SDE's marginals.
 
-    **Arguments:** `score`, the field `s(t, x)`; `sde` (its drift `f` may be any differentiable
-    function of `(t, x)`; `g` depends on `t` only); `t`, a scalar time; `x`, the point.
+    **Arguments:** `score`, the field `s(t, x, args)`; `sde` (its drift `f` may be any
+    differentiable function of `(t, x)`; `g` depends on `t` only); `t`, a scalar time; `x`, the
+    point; `args`, passed to the score.
     """
-    _check_sde(sde)
+    check_sde(sde)
     x = jnp.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"x must have shape (dim,) (vmap over a batch); got {x.shape}")
     t = jnp.asarray(t, dtype=x.dtype)
     if t.ndim != 0:
         raise ValueError(f"t must be a scalar time (vmap over a batch); got shape {t.shape}")
-    _, ds_dt = jax.jvp(lambda t: score(t, x), (t,), (jnp.ones_like(t),))
+    _, ds_dt = jax.jvp(lambda t: score(t, x, args), (t,), (jnp.ones_like(t),))
     g2 = sde.diffusion(t) ** 2
 
+    def drift(t, y, args):
+        return sde.drift(t, y)
+
     def potential(y):
-        s = score(t, y)
-        div_s = divergence(score, t, y)
-        div_f = divergence(sde.drift, t, y)
+        s = score(t, y, args)
+        div_s = divergence(score, t, y, args)
+        div_f = divergence(drift, t, y)
         return 0.5 * g2 * (div_s + jnp.sum(s**2)) - jnp.dot(sde.drift(t, y), s) - div_f
 
     return ds_dt - jax.grad(potential)(x)
@@ -91,7 +96,7 @@ def fokker_planck_weight(sde: DiffusionSDE) -> Callable[[ArrayLike], Array]:
     size is `g²/σ³`), for `fokker_planck_loss(..., weight=fokker_planck_weight(sde))`. It
     vanishes like `t³` as `t → 0` (`σ² ≈ g(0)² t`), which is what keeps the small times, where
     `|R|²` is largest, from dominating the average."""
-    _check_sde(sde)
+    check_sde(sde)
 
     def weight(t: ArrayLike) -> Array:
         return (sde.std(t) ** 3 / sde.diffusion(t) ** 2) ** 2
@@ -100,11 +105,12 @@ def fokker_planck_weight(sde: DiffusionSDE) -> Callable[[ArrayLike], Array]:
 
 
 def fokker_planck_loss(
-    score: Score,
+    score: Field,
     sde: DiffusionSDE,
-    key: PRNGKeyArray,
     x0: Float[Array, "batch dim"],
     *,
+    key: PRNGKeyArray,
+    args: Any = None,
     t_min: float = 1e-3,
     weight: Callable[[Array], Array] | None = None,
 ) -> Float[Array, " batch"]:
@@ -112,21 +118,19 @@ def fokker_planck_loss(
     `x_t = a(t) x_0 + σ(t) z` drawn here, one per sample (Deveney et al. 2023); combine as
     `dsm_loss + w_R · fokker_planck_loss`.
 
-    **Arguments:** `score`; `sde`; `key`; `x0`, data `(batch, dim)`; `t_min`; `weight`, the time
+    **Arguments:** `score`; `sde`; `x0`, data `(batch, dim)`; `key`; `args`, passed to the
+    score; `t_min`; `weight`, the time
     weighting `λ_R(t)` (default `1`). The residual of a learned score grows like `g²/σ³` as
     `t → 0`, so without a weighting the smallest times dominate; `fokker_planck_weight(sde)`
     makes every time count alike.
     """
-    _check_sde(sde)
-    _check_t_min(t_min)
-    x0, batched = _check_samples("x0", x0)
-    if not batched:
-        raise ValueError(f"x0 must be a batch of shape (batch, dim); got {x0.shape}")
+    check_sde(sde)
+    check_t_min(t_min)
+    x0 = check_batched_samples("x0", x0)
+    check_key(key, "fokker_planck_loss")
     if weight is not None and not callable(weight):
         raise TypeError(f"weight must be a function of t or None; got {type(weight).__name__}")
-    k_t, k_z = jax.random.split(key)
-    t = jax.random.uniform(k_t, (x0.shape[0],), dtype=x0.dtype, minval=t_min, maxval=1.0)
-    xt, _ = sde.marginal_sample(k_z, t, x0)
-    residual = jax.vmap(lambda t, x: fokker_planck_residual(score, sde, t, x))(t, xt)
+    t, xt, _ = sde.perturb(x0, key=key, t_min=t_min)
+    residual = jax.vmap(lambda t, x: fokker_planck_residual(score, sde, t, x, args=args))(t, xt)
     values = jnp.sum(residual**2, axis=1)
     return values if weight is None else jax.vmap(weight)(t) * values

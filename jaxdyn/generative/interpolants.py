@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+Sample = Float[Array, "*dims"]  # one sample of any shape: x0, x1, z and x_t alike
+
+
 def _gamma_zero(t: Array, a: float) -> Array:
     return jnp.zeros_like(t)
 
@@ -83,25 +86,13 @@ class Interpolant(eqx.Module):
         t = jnp.asarray(t, dtype=jnp.result_type(float))
         return jax.jvp(self.coefficients, (t,), (jnp.ones_like(t),))
 
-    def __call__(
-        self,
-        x0: Float[Array, "*dims"],
-        x1: Float[Array, "*dims"],
-        z: Float[Array, "*dims"],
-        t: ArrayLike,
-    ) -> Float[Array, "*dims"]:
+    def __call__(self, x0: Sample, x1: Sample, z: Sample, t: ArrayLike) -> Sample:
         """`x_t = α(t) x0 + β(t) x1 + γ(t) z` for one sample (`t` a scalar)."""
         _check_sample(x0, x1, z, t)
         alpha, beta, gamma = self.coefficients(jnp.asarray(t, dtype=jnp.result_type(float)))
         return alpha * x0 + beta * x1 + gamma * z
 
-    def time_derivative(
-        self,
-        x0: Float[Array, "*dims"],
-        x1: Float[Array, "*dims"],
-        z: Float[Array, "*dims"],
-        t: ArrayLike,
-    ) -> Float[Array, "*dims"]:
+    def time_derivative(self, x0: Sample, x1: Sample, z: Sample, t: ArrayLike) -> Sample:
         """`∂_t x_t = α̇ x0 + β̇ x1 + γ̇ z`, by `jax.jvp` of `__call__` through `t`."""
         t = jnp.asarray(t, dtype=jnp.result_type(float))
         return jax.jvp(lambda s: self(x0, x1, z, s), (t,), (jnp.ones_like(t),))[1]

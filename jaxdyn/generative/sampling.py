@@ -10,110 +10,83 @@ With velocity `b(t, x)` and score `s(t, x) = ∇ log ρ_t(x)` of the interpolant
   marginals are also `ρ_t` for every diffusion `ε(t) ≥ 0` (`ε = 0` is the ODE); Euler–Maruyama
   on a fixed grid via `sdeint` (diagonal noise, grid Brownian path).
 
-Fields are `(t, x) -> vector` for one sample `x` of shape `(dim,)` (as in `losses`).
+Fields are `(t, x, args) -> vector` for one sample `x` of shape `(dim,)` (as in `losses`). Both
+samplers return an `Endpoint` and follow `on_failure` like the solve layer.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..solve import Stats, odeint, sdeint
+from .._checks import OnFailure, check_key, check_on_failure
+from .._solvers import fixed_step_count, resolve_max_steps
+from ..solve import Endpoint, odeint, sdeint
+from ._checks import check_batch, check_samples, check_times
+from ._endpoint import endpoint
+from ._fields import Constant, Field, Reparametrised, SDEDrift, SDENoise
 
 __all__ = ["sample_ode", "sample_sde"]
 
-_BATCHES = ("joint", "vmap")
-
-
-def _check_samples(name: str, x: ArrayLike) -> tuple[Array, bool]:
-    """`x` as a float array of shape `(dim,)` or `(batch, dim)`; and whether it is batched."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}")
-    if x.ndim not in (1, 2) or x.shape[-1] == 0:
-        raise ValueError(f"{name} must have shape (dim,) or (batch, dim); got {x.shape}")
-    return x, x.ndim == 2
-
-
-def _check_times(t0: float, t1: float, *, forward_only: bool = False) -> None:
-    for name, t in (("t0", t0), ("t1", t1)):
-        if isinstance(t, jax.core.Tracer):
-            raise TypeError(f"{name} must be a concrete number (it sets the time grid), not traced")
-        if np.ndim(t) != 0 or not np.isfinite(float(t)):
-            raise ValueError(f"{name} must be a finite number, got {t!r}")
-    if forward_only and not float(t1) > float(t0):
-        raise ValueError(f"sample_sde integrates forward in time: need t1 > t0, got {t0=}, {t1=}")
-    if float(t1) == float(t0):
-        raise ValueError(f"t0 and t1 must differ, got {t0=}, {t1=}")
-
-
-def _check_batch(batch: str) -> None:
-    if batch not in _BATCHES:
-        raise ValueError(f"unknown batch={batch!r}; expected one of {list(_BATCHES)}")
-
-
-def _reversible_field(velocity: Callable, t0: float, t1: float) -> Callable:
-    """`dx/ds = σ b(t0 + σ s, x)` on `s ∈ [0, |t1 − t0|]` with `σ = sign(t1 − t0)`: `odeint`
-    takes increasing times only."""
-    sign = 1.0 if t1 > t0 else -1.0
-
-    def field(s, x, args):
-        return sign * velocity(t0 + sign * s, x)
-
-    return field
-
 
 def sample_ode(
-    velocity: Callable[[Array, Float[Array, " dim"]], Float[Array, " dim"]],
+    velocity: Field,
     x0: Float[ArrayLike, "*batch dim"],
     *,
+    args: Any = None,
     t0: float = 0.0,
     t1: float = 1.0,
     solver: str = "dopri5",
     rtol: float | None = None,
     atol: float | None = None,
     dt0: float | None = None,
-    max_steps: int = 4096,
+    max_steps: int | None = None,
+    on_failure: OnFailure = "raise",
     batch: str = "joint",
-) -> tuple[Float[Array, "*batch dim"], Stats]:
+) -> Endpoint:
     """Transport samples by `dx/dt = b(t, x)` from `t0` to `t1` (Albergo et al. 2023; the
     probability-flow ODE of Song et al. 2021).
 
     **Arguments:**
 
-    - `velocity`: `b(t, x) -> (dim,)` for one sample.
+    - `velocity`: `b(t, x, args) -> (dim,)` for one sample; `args` is passed to it.
     - `x0`: samples of `ρ_{t0}`, shape `(dim,)` or `(batch, dim)`.
     - `t0`, `t1`: start and end times (concrete); `t1 < t0` integrates backwards.
-    - `solver`, `rtol`, `atol`, `dt0`, `max_steps`: as in `odeint`. With none of `rtol`,
-      `atol`, `dt0` given, adaptive steps at `rtol = atol = 1e-6`; `dt0` alone gives fixed
-      steps (e.g. `solver="euler", dt0=0.01`: 100 steps, NFE 100).
+    - `solver`, `rtol`, `atol`, `dt0`, `max_steps`, `on_failure`: as in `odeint`. With none of
+      `rtol`, `atol`, `dt0` given, adaptive steps at `rtol = atol = 1e-6`; `dt0` alone gives
+      fixed steps (e.g. `solver="euler", dt0=0.01`: 100 steps, NFE 100).
     - `batch`: for `(batch, dim)` input, `"joint"` (one step sequence for the whole batch) or
       `"vmap"` (each sample its own steps).
 
-    **Returns:** `(x1, stats)`: the samples at `t1`, shaped like `x0`, and the solve's `Stats`
-    (`num_steps`, `num_fevals`, …; per sample with `batch="vmap"`). A failed solve raises.
+    **Returns:** an `Endpoint`: `value`, the samples at `t1` shaped like `x0`; `stats`
+    (`num_steps`, `num_fevals`, …; per sample with `batch="vmap"`); `result`.
     """
-    x0, batched = _check_samples("x0", x0)
-    _check_times(t0, t1)
-    _check_batch(batch)
-    if rtol is None and atol is None and dt0 is None:
-        rtol = atol = 1e-6
-    ts = jnp.asarray([0.0, abs(float(t1) - float(t0))], dtype=x0.dtype)
+    x0, batched = check_samples("x0", x0)
+    check_times(t0, t1)
+    check_batch(batch)
+    check_on_failure(on_failure)
+    span = abs(float(t1) - float(t0))
+    fixed = dt0 is not None and rtol is None and atol is None
+    max_steps = resolve_max_steps(max_steps, fixed_step_count((0.0, span), dt0) if fixed else None)
+    sign = 1.0 if t1 > t0 else -1.0
     sol = odeint(
-        _reversible_field(velocity, float(t0), float(t1)),
+        Reparametrised(velocity, float(t0), sign, sign),
         x0,
-        ts,
+        np.asarray([0.0, span], dtype=x0.dtype),
+        args=args,
         solver=solver,
         rtol=rtol,
         atol=atol,
         dt0=dt0,
         max_steps=max_steps,
+        on_failure="return",
         batch=batch if batched else None,
     )
     x1 = sol.ys[:, -1] if batched else sol.ys[-1]
-    return x1, sol.stats
+    return endpoint(x1, sol.stats, sol.result, on_failure=on_failure, caller="sample_ode",
+                    max_steps=max_steps)  # fmt: skip
 
 
 def _epsilon_fn(epsilon: float | Callable) -> Callable:
@@ -125,21 +98,24 @@ def _epsilon_fn(epsilon: float | Callable) -> Callable:
         )
     if not isinstance(epsilon, jax.core.Tracer) and not float(epsilon) >= 0:
         raise ValueError(f"epsilon must be non-negative, got {epsilon!r}")
-    return lambda t: epsilon
+    return Constant(epsilon)
 
 
 def sample_sde(
-    velocity: Callable[[Array, Float[Array, " dim"]], Float[Array, " dim"]],
-    score: Callable[[Array, Float[Array, " dim"]], Float[Array, " dim"]],
+    velocity: Field,
+    score: Field,
     x0: Float[ArrayLike, "*batch dim"],
     *,
     key: PRNGKeyArray,
+    args: Any = None,
     epsilon: float | Callable[[Array], ArrayLike] = 1.0,
     t0: float = 0.0,
     t1: float = 1.0,
     dt0: float = 1e-2,
+    max_steps: int | None = None,
+    on_failure: OnFailure = "raise",
     batch: str = "joint",
-) -> tuple[Float[Array, "*batch dim"], Stats]:
+) -> Endpoint:
     """Sample by the forward SDE `dX = [b(t, X) + ε(t) s(t, X)] dt + √(2ε(t)) dW` from `t0` to
     `t1 > t0` (Albergo, Boffi & Vanden-Eijnden 2023, the forward SDE): for any `ε ≥ 0`
     its marginals are the interpolant's `ρ_t` when `X(t0) ~ ρ_{t0}`.
@@ -149,39 +125,42 @@ def sample_sde(
 
     **Arguments:**
 
-    - `velocity`, `score`: `b(t, x)` and `s(t, x)`, each `-> (dim,)` for one sample.
+    - `velocity`, `score`: `b(t, x, args)` and `s(t, x, args)`, each `-> (dim,)` for one sample.
     - `x0`: samples of `ρ_{t0}`, shape `(dim,)` or `(batch, dim)`.
     - `key`: one PRNG key (sample `i` of a batch uses `jax.random.split(key, batch)[i]`).
+    - `args`: passed to both fields.
     - `epsilon`: the diffusion `ε`: a non-negative number or a function `ε(t) -> scalar` (kept
       finite where the score is singular, e.g. `ε(1) = 0` when `ρ_1` is a point mass).
     - `t0`, `t1`, `dt0`: the time span and the step.
+    - `max_steps`, `on_failure`: as in `sdeint` (by default the grid's step count).
     - `batch`: `"joint"` or `"vmap"` for `(batch, dim)` input (the same paths either way).
 
-    **Returns:** `(x1, stats)`: samples at `t1`, shaped like `x0`, and the solve's `Stats`.
+    **Returns:** an `Endpoint`: the samples at `t1` shaped like `x0`, the solve's `Stats`, and
+    its `result`.
     """
-    x0, batched = _check_samples("x0", x0)
-    _check_times(t0, t1, forward_only=True)
-    _check_batch(batch)
+    x0, batched = check_samples("x0", x0)
+    check_times(t0, t1, forward_only=True)
+    check_key(key, "sample_sde")
+    check_batch(batch)
+    check_on_failure(on_failure)
     eps = _epsilon_fn(epsilon)
-
-    def drift(t, x, args):
-        return velocity(t, x) + eps(t) * score(t, x)
-
-    def diffusion(t, x, args):
-        return jnp.broadcast_to(jnp.sqrt(2 * jnp.asarray(eps(t), dtype=x.dtype)), x.shape)
-
-    ts = jnp.asarray([float(t0), float(t1)], dtype=x0.dtype)
+    times = np.asarray([float(t0), float(t1)], dtype=x0.dtype)
     sol = sdeint(
-        drift,
-        diffusion,
+        SDEDrift(velocity, score, eps),
+        SDENoise(eps),
         x0,
-        ts,
+        times,
         key=key,
+        args=args,
         noise="diagonal",
         solver="euler",
         dt0=dt0,
         brownian="grid",
+        max_steps=max_steps,
+        on_failure="return",
         batch=batch if batched else None,
     )
     x1 = sol.ys[:, -1] if batched else sol.ys[-1]
-    return x1, sol.stats
+    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0))
+    return endpoint(x1, sol.stats, sol.result, on_failure=on_failure, caller="sample_sde",
+                    max_steps=max_steps)  # fmt: skip

@@ -1,15 +1,46 @@
-"""Exact Wasserstein distances between empirical distributions."""
+"""Exact Wasserstein distances between empirical distributions.
 
+Both reject non-finite samples with a `ValueError` that counts them: a distance computed on the
+finite part alone would hide failed solves (`docs/api.md`: count them and report beside the
+metric).
+"""
+
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float, Scalar
+
+from .._checks import check_count
+
+__all__ = ["wasserstein2_squared", "wasserstein_1d"]
+
+
+def _check_finite(name: str, x) -> None:
+    """A `ValueError` naming how many entries of a concrete `x` are non-finite."""
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise ValueError(
+            f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (of {np.size(x)}); "
+            "drop the failed samples and report their count beside the metric"
+        )
 
 
 def wasserstein_1d(a: Float[ArrayLike, " n"], b: Float[ArrayLike, " m"]) -> Scalar:
     """The Wasserstein-1 distance between the empirical distributions of two 1-D samples,
     exactly: `W₁ = ∫ |F_a(x) - F_b(x)| dx` over the merged sorted samples (for `n = m` this is
-    `mean|sort(a) - sort(b)|`)."""
-    a, b = jnp.sort(jnp.ravel(jnp.asarray(a))), jnp.sort(jnp.ravel(jnp.asarray(b)))
+    `mean|sort(a) - sort(b)|`).
+
+    Non-finite samples are an error: a `ValueError` counting them for concrete input; under
+    `jit` or `vmap`, a run-time error (`eqx.error_if`) that cannot count them."""
+    a, b = jnp.ravel(jnp.asarray(a)), jnp.ravel(jnp.asarray(b))
+    if isinstance(a, jax.core.Tracer) or isinstance(b, jax.core.Tracer):
+        finite = jnp.all(jnp.isfinite(a)) & jnp.all(jnp.isfinite(b))
+        a = eqx.error_if(a, ~finite, "wasserstein_1d: a or b has non-finite values")
+    else:
+        _check_finite("a", a)
+        _check_finite("b", b)
+    a, b = jnp.sort(a), jnp.sort(b)
     z = jnp.sort(jnp.concatenate([a, b]))
     cdf_a = jnp.searchsorted(a, z[:-1], side="right").astype(z.dtype) / a.shape[0]
     cdf_b = jnp.searchsorted(b, z[:-1], side="right").astype(z.dtype) / b.shape[0]
@@ -20,28 +51,29 @@ def wasserstein2_squared(
     x: Float[ArrayLike, "n dim"],
     y: Float[ArrayLike, "m dim"],
     *,
-    max_iterations: int = 1_000_000,
+    max_steps: int = 1_000_000,
 ) -> float:
     """The squared 2-Wasserstein distance between the empirical (uniform) distributions of two
     sample sets, by exact optimal transport: `W₂² = min_π Σ_ij π_ij |x_i − y_j|²` over couplings
     `π` with marginals `1/n` and `1/m`, solved by POT's network simplex (`ot.emd2`, Bonneel et
-    al. 2011). Runs on the host in float64; `O(n m)` memory (a few thousand points is cheap).
+    al. 2011) in at most `max_steps` iterations. Runs on the host in float64; `O(n m)` memory (a
+    few thousand points is cheap).
 
-    Raises `RuntimeError` if the network simplex stops before optimality (raise
-    `max_iterations`)."""
+    Raises `ValueError` for non-finite samples (naming how many) and `RuntimeError` if the
+    network simplex stops before optimality (raise `max_steps`)."""
     import ot  # POT: imported here, only the exact-OT metrics need it
 
+    check_count("max_steps", max_steps)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     for name, v in (("x", x), ("y", y)):
         if v.ndim != 2 or v.shape[0] == 0:
             raise ValueError(f"{name} must have shape (num_samples, dim); got {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name} has non-finite entries")
+        _check_finite(name, v)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dim; got {x.shape} and {y.shape}")
     cost = ot.dist(x, y, metric="sqeuclidean")
     a, b = np.full(x.shape[0], 1.0 / x.shape[0]), np.full(y.shape[0], 1.0 / y.shape[0])
-    value, log = ot.emd2(a, b, cost, numItermax=max_iterations, log=True)
+    value, log = ot.emd2(a, b, cost, numItermax=max_steps, log=True)
     if log["warning"] is not None:
         raise RuntimeError(f"exact OT did not reach optimality: {log['warning']}")
     return float(value)

@@ -112,7 +112,21 @@ def _draw(
     return increments, areas
 
 
-class GridBrownianPath(dfx.AbstractBrownianPath):
+class _OnGrid(dfx.AbstractBrownianPath):
+    """A Brownian path defined on `[grid[0], grid[-1]]`."""
+
+    grid: eqx.AbstractVar[Float[Array, " nodes"]]
+
+    @property
+    def t0(self):
+        return self.grid[0]
+
+    @property
+    def t1(self):
+        return self.grid[-1]
+
+
+class GridBrownianPath(_OnGrid):
     """Brownian increments drawn once on a fixed grid and looked up by cell.
 
     Only grid cells may be queried (`evaluate(t_i, t_{i+1})`), as a fixed-step solve on the
@@ -130,14 +144,6 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         self.grid = grid
         self.levy_area = levy_area
         self.increments, self.areas = _draw(key, ts, grid, tuple(shape), dtype, levy_area)
-
-    @property
-    def t0(self):
-        return self.grid[0]
-
-    @property
-    def t1(self):
-        return self.grid[-1]
 
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         del left
@@ -267,20 +273,12 @@ class VirtualBrownianPath(dfx.AbstractBrownianPath):
         return _levy(self.levy_area, t1 - t0, w, h)
 
 
-class _StackedPath(dfx.AbstractBrownianPath):
+class _StackedPath(_OnGrid):
     """Per-sample paths (a path whose leaves have a leading batch axis), queried together."""
 
     paths: dfx.AbstractBrownianPath
     grid: Float[Array, " nodes"]
     levy_area: LevyArea = eqx.field(static=True)
-
-    @property
-    def t0(self):
-        return self.grid[0]
-
-    @property
-    def t1(self):
-        return self.grid[-1]
 
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         out = eqx.filter_vmap(lambda p: p.evaluate(t0, t1, left, use_levy))(self.paths)

@@ -19,18 +19,17 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._solvers import resolve_solver, stepsize_controller
+from .._solvers import fixed_step_count, resolve_max_steps, resolve_solver, stepsize_controller
 from ._common import (
     OnFailure,
     Solution,
-    apply_failure_policy,
     check_options,
     check_ts,
-    save_times,
-    solve_stats,
+    closure_convert,
+    host_times,
+    integrate,
+    trace_field,
 )
-
-# The three helpers below are generic (odeint inlines the same code): candidates for _common.
 
 
 def _path_channels(path: dfx.AbstractPath) -> tuple[int, ...]:
@@ -67,12 +66,7 @@ def _check_cde_field(
     field: Callable, t0: Array, y0: Array, args: Any, channels: tuple[int, ...]
 ) -> None:
     """Trace the field once (no FLOPs) and check it returns a `(hidden, channels)` matrix."""
-    try:
-        out = eqx.filter_eval_shape(field, t0, y0, args)
-    except Exception as error:  # a user's field failing on the given y0
-        raise ValueError(
-            f"field could not be evaluated at y0 with shape {y0.shape}: {error}"
-        ) from error
+    out = trace_field("field", field, t0, y0, args)
     expected = y0.shape + channels
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != expected:
         got = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
@@ -94,7 +88,7 @@ def cdeint(
     atol: float | None = None,
     dt0: float | None = None,
     adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int = 4096,
+    max_steps: int | None = None,
     on_failure: OnFailure = "raise",
 ) -> Solution:
     """Solve `dy = field(t, y, args) dX(t)`, `y(ts[0]) = y0`, and return `y` at `ts`.
@@ -119,12 +113,14 @@ def cdeint(
       `ts[0]` to `ts[-1]` and the solution is saved at every entry.
     - `solver`, `rtol`, `atol`, `dt0`, `adjoint`, `max_steps`, `on_failure`: as for
       `odeint` (names from `SOLVERS` and `ADJOINTS`; `dt0` without tolerances gives fixed
-      steps; `on_failure` is `raise`, `nan` or `return`).
+      steps; `max_steps=None` is 4096 for adaptive steps, and enough for fixed steps;
+      `on_failure` is `raise`, `nan` or `return`).
 
     **Returns:** a `Solution` whose `ys` has shape `(time, hidden)`.
     """
     solver_ = resolve_solver(solver)
-    adjoint_ = check_options(adjoint, on_failure, max_steps, dt0)
+    adjoint_ = check_options(adjoint, on_failure, dt0)
+    times = host_times(ts)
     ts = jnp.asarray(ts)
     check_ts(ts)
     y0 = jnp.asarray(y0)
@@ -138,32 +134,18 @@ def cdeint(
     _check_cde_field(field, ts[0], y0, args, channels)
 
     controller = stepsize_controller(solver_, rtol, atol, dt0)
+    fixed = isinstance(controller, dfx.ConstantStepSize)
+    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
     knots = getattr(path, "ts", None)
-    jumps = isinstance(controller, dfx.PIDController) and knots is not None
+    jumps = not fixed and knots is not None
     if jumps:
         controller = dfx.ClipStepSizeController(controller, jump_ts=knots)
     if isinstance(adjoint_, dfx.BacksolveAdjoint):
-        # The continuous adjoint differentiates only explicit inputs: turn parameters that
-        # the field closes over into leaves of the term (jaxopt #31; optimistix does this).
-        field = eqx.filter_closure_convert(field, ts[0], y0, args)
+        (field,) = closure_convert((field,), ts[0], y0, args)
     term = dfx.ControlTerm(field, path).to_ode()
-
-    sol = dfx.diffeqsolve(
-        term,
-        solver_,
-        ts[0],
-        ts[-1],
-        dt0,
-        y0,
-        args=args,
-        saveat=save_times(ts),
-        stepsize_controller=controller,
-        adjoint=adjoint_,
-        max_steps=max_steps,
-        throw=False,
-    )
-    ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "cdeint", max_steps)
-    stats = solve_stats(solver_, sol)
+    ys, stats, result = integrate(term, solver_, ts, dt0, y0, args=args, controller=controller,
+                                  adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
+                                  caller="cdeint")  # fmt: skip
     if jumps and stats.num_fevals is not None and getattr(solver_.tableau, "fsal", False):
         # A first-same-as-last solver re-evaluates its first stage after stepping over a knot.
         crossed = jnp.sum((knots > ts[0]) & (knots < ts[-1]))

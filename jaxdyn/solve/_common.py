@@ -1,5 +1,6 @@
-"""What `odeint` and `sdeint` share: names of solvers and adjoints, `Solution` and `Stats`,
-argument checks, step-size control and the failure policy."""
+"""What `odeint`, `sdeint` and `cdeint` share: `Solution`, `Endpoint` and `Stats`, argument
+checks, the batched field, closure conversion for continuous adjoints, and one Diffrax solve
+with its failure policy and statistics."""
 
 from collections.abc import Callable
 from typing import Any, Literal
@@ -11,17 +12,29 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-from .._checks import check_positive, choice_error
-from .._solvers import (
-    ADJOINTS,
-    fevals,
-    resolve,
-)
+from .._checks import OnFailure, check_on_failure, check_positive, choice_error
+from .._solvers import ADJOINTS, RESULTS, apply_failure_policy, fevals, resolve
 from .._trees import check_same_shapes, shapes
 
-RESULTS = dfx.RESULTS
+__all__ = [
+    "RESULTS",
+    "Batch",
+    "Endpoint",
+    "JointField",
+    "OnFailure",
+    "Solution",
+    "Stats",
+    "check_field",
+    "check_options",
+    "check_ts",
+    "check_y0",
+    "closure_convert",
+    "host_times",
+    "integrate",
+    "save_times",
+    "trace_field",
+]
 
-OnFailure = Literal["raise", "nan", "return"]
 Batch = Literal["vmap", "joint"] | None
 
 
@@ -41,7 +54,19 @@ class Stats(eqx.Module):
     num_fevals: Int[Array, "*batch"] | None
 
 
-class Solution(eqx.Module):
+class _Outcome(eqx.Module):
+    """A solve's `stats` and `result` code, and whether it succeeded."""
+
+    stats: eqx.AbstractVar[Stats]
+    result: eqx.AbstractVar[RESULTS]
+
+    @property
+    def succeeded(self) -> Array:
+        """Boolean array: True where the solve succeeded."""
+        return self.result == RESULTS.successful
+
+
+class Solution(_Outcome):
     """The result of `odeint`, `sdeint` or `cdeint`.
 
     - `ts`: the times the solution is given at, shape `(time,)`.
@@ -57,63 +82,24 @@ class Solution(eqx.Module):
     stats: Stats
     result: RESULTS
 
-    @property
-    def succeeded(self) -> Array:
-        """Boolean array: True where the solve succeeded."""
-        return self.result == RESULTS.successful
 
+class Endpoint(_Outcome):
+    """What a sampler or a likelihood returns: the value at the end of its solve.
 
-def _failure_messages(caller: str, max_steps: int) -> list[str]:
-    """One message per `RESULTS` index, saying what failed and what to change."""
-    specific = {
-        "max_steps_reached": (
-            f"{caller}: the solver reached max_steps={max_steps} before the final time. "
-            "Increase `max_steps`, loosen `rtol`/`atol`, or, if the problem is stiff, "
-            "use an implicit solver such as solver='kvaerno5'."
-        ),
-        "dt_min_reached": (
-            f"{caller}: step size underflow (the step size reached its minimum). The "
-            "dynamics may blow up or be stiff: check the field, or use solver='kvaerno5'."
-        ),
-        "nonfinite": (
-            f"{caller}: NaN or Inf in the state. The solution diverged or the field "
-            "returned NaN: check the field and y0, use a smaller dt0, or adaptive steps."
-        ),
-        "nonlinear_max_steps_reached": (
-            f"{caller}: the implicit solver's Newton iteration did not converge. Loosen "
-            "rtol/atol or check the field's Jacobian."
-        ),
-        "nonlinear_divergence": (
-            f"{caller}: the implicit solver's Newton iteration diverged. Check the field "
-            "for NaN or use smaller steps."
-        ),
-    }
-    messages = [f"{caller}: {m}" for m in RESULTS._index_to_message]
-    for name, message in specific.items():
-        messages[RESULTS._name_to_item[name]._value.item()] = message
-    return messages
-
-
-def apply_failure_policy(
-    ys: PyTree[Array],
-    result: RESULTS,
-    on_failure: OnFailure,
-    caller: str,
-    max_steps: int,
-) -> tuple[PyTree[Array], RESULTS]:
-    """Mark a non-finite state as a failure, then apply `on_failure` to `ys`.
-
-    `raise` raises at run time with a message naming the failure; `nan` replaces `ys` by NaN
-    where the solve failed; `return` leaves `ys` and `result` for the caller.
+    - `value`: the samples at the final time, or the log-densities.
+    - `stats`: the solve's `Stats` (per sample when the samples were solved one by one).
+    - `result`: a `RESULTS` code, batched like `stats`; a non-finite value counts as a failure.
     """
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(y)) for y in jax.tree.leaves(ys)]))
-    result = RESULTS.where((result == RESULTS.successful) & ~finite, RESULTS.nonfinite, result)
-    failed = result != RESULTS.successful
-    if on_failure == "raise":
-        ys = eqx.branched_error_if(ys, failed, result._value, _failure_messages(caller, max_steps))
-    elif on_failure == "nan":
-        ys = jax.tree.map(lambda y: jnp.where(failed, jnp.nan, y), ys)
-    return ys, result
+
+    value: PyTree[Array]
+    stats: Stats
+    result: RESULTS
+
+
+def host_times(ts: Any) -> np.ndarray | None:
+    """A host copy of the times when they are known at trace time (NumPy input stays concrete
+    under `jit`, where `jnp.asarray` would make it a tracer); `None` when traced."""
+    return None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
 
 
 def check_ts(ts: Array) -> None:
@@ -150,41 +136,51 @@ def check_y0(y0: PyTree, batch: Batch) -> None:
             )
 
 
-def check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
-    """Trace the field once (no FLOPs) and compare its output with the state."""
+def trace_field(name: str, field: Callable, t0: Array, y0: PyTree, args: Any) -> PyTree:
+    """`field(t0, y0, args)`'s output shapes, traced once (no FLOPs); a field that fails on
+    `y0` is a `ValueError` naming it and `y0`'s shapes."""
     try:
-        out = eqx.filter_eval_shape(field, t0, y0, args)
+        return eqx.filter_eval_shape(field, t0, y0, args)
     except Exception as error:  # a user's field failing on the given y0
         raise ValueError(
-            f"field could not be evaluated at y0 with shapes {shapes(y0)}: {error}"
+            f"{name} could not be evaluated at y0 with shapes {shapes(y0)}: {error}"
         ) from error
+
+
+def check_field(field: Callable, t0: Array, y0: PyTree, args: Any) -> None:
+    """Trace the field once and compare its output with the state."""
+    out = trace_field("field", field, t0, y0, args)
     check_same_shapes("field(t, y, args)", out, y0, "y0")
 
 
-def joint_field(field: Callable) -> Callable:
-    """A per-sample field applied to a whole batch, integrated as one state."""
+class JointField(eqx.Module):
+    """A field of one state applied to a batch of states, integrated as one state
+    (`batch="joint"`). A module, not a closure, so that equal fields compare equal and a second
+    un-jitted solve reuses Diffrax's compiled program."""
 
-    def batched(t, y, args):
-        return jax.vmap(field, in_axes=(None, 0, None))(t, y, args)
+    fn: Callable
 
-    return batched
+    def __call__(self, t, y, args):
+        return jax.vmap(self.fn, in_axes=(None, 0, None))(t, y, args)
+
+
+def closure_convert(fields: tuple[Callable, ...], t0: Array, y0: PyTree, args: Any) -> tuple:
+    """The continuous adjoint differentiates only explicit inputs: turn parameters that the
+    fields close over into leaves of the terms (jaxopt #31; optimistix does the same)."""
+    return tuple(eqx.filter_closure_convert(f, t0, y0, args) for f in fields)
 
 
 def check_options(
     adjoint: str | dfx.AbstractAdjoint,
     on_failure: OnFailure,
-    max_steps: int,
     dt0: float | None,
     batch: Batch = None,
 ) -> dfx.AbstractAdjoint:
     """Check the options every solve shares; return the adjoint resolved by name."""
     adjoint_ = resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
-    if on_failure not in ("raise", "nan", "return"):
-        raise choice_error("on_failure", on_failure, ("raise", "nan", "return"))
+    check_on_failure(on_failure)
     if batch not in (None, "vmap", "joint"):
         raise choice_error("batch", batch, ("vmap", "joint"))
-    if not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     if dt0 is not None:
         check_positive("dt0", dt0)
     return adjoint_
@@ -197,12 +193,42 @@ def save_times(ts: Array) -> dfx.SaveAt:
     return dfx.SaveAt(ts=ts)
 
 
-def solve_stats(solver: dfx.AbstractSolver, sol: dfx.Solution) -> Stats:
-    """`Stats` of a Diffrax solution."""
+def integrate(
+    terms: PyTree[dfx.AbstractTerm],
+    solver: dfx.AbstractSolver,
+    ts: Array,
+    dt0: float | None,
+    y0: PyTree[Array],
+    *,
+    args: Any,
+    controller: dfx.AbstractStepSizeController,
+    adjoint: dfx.AbstractAdjoint,
+    max_steps: int,
+    on_failure: OnFailure,
+    caller: str,
+) -> tuple[PyTree[Array], Stats, RESULTS]:
+    """One `diffrax.diffeqsolve` from `ts[0]` to `ts[-1]`, saved at `ts`, run with
+    `throw=False` and followed by the failure policy; returns `(ys, stats, result)`."""
+    sol = dfx.diffeqsolve(
+        terms,
+        solver,
+        ts[0],
+        ts[-1],
+        dt0,
+        y0,
+        args=args,
+        saveat=save_times(ts),
+        stepsize_controller=controller,
+        adjoint=adjoint,
+        max_steps=max_steps,
+        throw=False,
+    )
+    ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, caller, max_steps)
     num_steps = sol.stats["num_steps"]
-    return Stats(
+    stats = Stats(
         num_steps=num_steps,
         num_accepted_steps=sol.stats["num_accepted_steps"],
         num_rejected_steps=sol.stats["num_rejected_steps"],
         num_fevals=fevals(solver, num_steps),
     )
+    return ys, stats, result

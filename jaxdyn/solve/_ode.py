@@ -13,24 +13,23 @@ from collections.abc import Callable
 from typing import Any
 
 import diffrax as dfx
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float, PyTree
 
-from .._solvers import resolve_solver, stepsize_controller
+from .._solvers import fixed_step_count, resolve_max_steps, resolve_solver, stepsize_controller
 from ._common import (
     Batch,
+    JointField,
     OnFailure,
     Solution,
-    apply_failure_policy,
     check_field,
     check_options,
     check_ts,
     check_y0,
-    joint_field,
-    save_times,
-    solve_stats,
+    closure_convert,
+    host_times,
+    integrate,
 )
 
 
@@ -45,7 +44,7 @@ def odeint(
     atol: float | None = None,
     dt0: float | None = None,
     adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int = 4096,
+    max_steps: int | None = None,
     on_failure: OnFailure = "raise",
     batch: Batch = None,
 ) -> Solution:
@@ -58,15 +57,18 @@ def odeint(
     - `y0`: the initial state, any pytree of floating-point arrays.
     - `ts`: strictly increasing times of shape `(time,)`; integration runs from `ts[0]` to
       `ts[-1]` and the solution is saved at every entry.
-    - `solver`: a name from `SOLVERS` (`euler`, `heun`, `midpoint`, `ralston`, `bosh3`,
-      `tsit5`, `dopri5`, `dopri8`, and the stiff `kvaerno3`, `kvaerno5`) or a Diffrax solver.
+    - `solver`: a name from `SOLVERS` (`euler`, `heun`, `midpoint`, `ralston`, `rk4` (fixed
+      steps only), `bosh3`, `tsit5`, `dopri5`, `dopri8`, and the stiff `kvaerno3`,
+      `kvaerno5`) or a Diffrax solver.
     - `rtol`, `atol`: tolerances of the adaptive step-size (PID) controller, `1e-6` when not
       given. Giving `dt0` without tolerances selects fixed steps of size `dt0` instead.
     - `dt0`: the (initial) step size; chosen automatically for adaptive solves when `None`.
     - `adjoint`: how gradients are computed: `checkpoint` (discretise-then-optimise with
       recursive checkpointing), `backsolve` (the continuous adjoint of Chen et al. 2018),
       `direct`, or a Diffrax adjoint.
-    - `max_steps`: the step budget; exceeding it is a failure.
+    - `max_steps`: the step budget; exceeding it is a failure. `None`: 4096 for adaptive
+      steps; for fixed steps with `ts` known at trace time, the number of steps of `dt0`
+      (so a fixed-step solve cannot run out).
     - `on_failure`: `raise` (an error naming what failed and what to change), `nan` (failed
       solutions become NaN) or `return` (the caller reads `Solution.result`).
     - `batch`: `None` for one state; `"vmap"` or `"joint"` when every leaf of `y0` has a
@@ -77,41 +79,27 @@ def odeint(
     **Returns:** a `Solution`.
     """
     solver_ = resolve_solver(solver)
-    adjoint_ = check_options(adjoint, on_failure, max_steps, dt0, batch)
+    adjoint_ = check_options(adjoint, on_failure, dt0, batch)
+    times = host_times(ts)
     ts = jnp.asarray(ts)
     check_ts(ts)
     check_y0(y0, batch)
     controller = stepsize_controller(solver_, rtol, atol, dt0)
+    fixed = isinstance(controller, dfx.ConstantStepSize)
+    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
     sample_y0 = jax.tree.map(lambda y: y[0], y0) if batch is not None else y0
     check_field(field, ts[0], sample_y0, args)
 
-    saveat = save_times(ts)
-    vector_field = joint_field(field) if batch == "joint" else field
+    vector_field = JointField(field) if batch == "joint" else field
     if isinstance(adjoint_, dfx.BacksolveAdjoint):
-        # The continuous adjoint differentiates only explicit inputs: turn parameters that
-        # the field closes over into leaves of the term (jaxopt #31; optimistix does this).
         example = y0 if batch == "joint" else sample_y0
-        vector_field = eqx.filter_closure_convert(vector_field, ts[0], example, args)
+        (vector_field,) = closure_convert((vector_field,), ts[0], example, args)
     term = dfx.ODETerm(vector_field)
 
     def solve_one(y0_):
-        sol = dfx.diffeqsolve(
-            term,
-            solver_,
-            ts[0],
-            ts[-1],
-            dt0,
-            y0_,
-            args=args,
-            saveat=saveat,
-            stepsize_controller=controller,
-            adjoint=adjoint_,
-            max_steps=max_steps,
-            throw=False,
-        )
-        ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "odeint", max_steps)
-        stats = solve_stats(solver_, sol)
-        return ys, stats, result
+        return integrate(term, solver_, ts, dt0, y0_, args=args, controller=controller,
+                         adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
+                         caller="odeint")  # fmt: skip
 
     if batch == "vmap":
         ys, stats, result = jax.vmap(solve_one)(y0)

@@ -16,22 +16,23 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checks import check_positive, choice_error
-from .._solvers import stepsize_controller
+from .._checks import check_choice, check_key, check_positive, choice_error
+from .._solvers import fixed_step_count, resolve_max_steps, stepsize_controller
 from .._trees import shapes
-from ._brownian import brownian_grid, brownian_path
+from ._brownian import LevyArea, brownian_grid, brownian_path
 from ._common import (
     Batch,
+    JointField,
     OnFailure,
     Solution,
-    apply_failure_policy,
     check_options,
     check_ts,
-    save_times,
-    solve_stats,
+    closure_convert,
+    host_times,
+    integrate,
+    trace_field,
 )
 
 __all__ = ["NOISES", "SDE_SOLVERS", "convert_drift", "sdeint"]
@@ -124,15 +125,6 @@ class _ConvertedDrift(eqx.Module):
         return self.drift(t, y, args) + self.sign * correction
 
 
-class _Joint(eqx.Module):
-    """A field of one state applied to a batch `(batch, dim)` of states (`batch="joint"`)."""
-
-    fn: Callable
-
-    def __call__(self, t, y, args):
-        return jax.vmap(self.fn, in_axes=(None, 0, None))(t, y, args)
-
-
 def convert_drift(
     drift: Callable,
     diffusion: Callable,
@@ -206,30 +198,57 @@ def _check_state(y0: Any, batch: Batch) -> Array:
     return y0
 
 
-def _check_key(key: Any) -> None:
-    is_typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    is_raw = (
-        isinstance(key, jax.Array | jax.core.Tracer)
-        and key.dtype == jnp.uint32
-        and key.shape == (2,)
-    )
-    if not (is_typed and key.shape == ()) and not is_raw:
-        raise TypeError(
-            "sdeint needs key=jax.random.key(seed) (one key; per-sample keys are split from "
-            f"it), got {type(key).__name__} with shape {getattr(key, 'shape', None)}"
-        )
-
-
 def _trace(name: str, fn: Callable, t0, y0, args) -> jax.ShapeDtypeStruct:
-    try:
-        out = jax.eval_shape(fn, t0, y0, args)
-    except Exception as error:  # a user's function failing on the given y0
-        raise ValueError(
-            f"{name} could not be evaluated at y0 of shape {y0.shape}: {error}"
-        ) from error
+    out = trace_field(name, fn, t0, y0, args)
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise ValueError(f"{name}(t, y, args) must return one array, got {shapes(out)}")
     return out
+
+
+def _check_choices(noise, calculus, brownian, brownian_tol, dt0, rtol, atol) -> bool:
+    """Check the SDE-specific options; return whether the steps are adaptive."""
+    check_choice("noise", noise, NOISES)
+    check_choice("calculus", calculus, CALCULI)
+    check_choice("brownian", brownian, BROWNIAN)
+    if brownian_tol is not None:
+        check_positive("brownian_tol", brownian_tol)
+    adaptive = rtol is not None or atol is not None
+    if dt0 is None and not adaptive:
+        raise ValueError(
+            "sdeint needs dt0 (fixed steps) or rtol/atol (adaptive steps, brownian='virtual')"
+        )
+    if adaptive and brownian == "grid":
+        raise ValueError(
+            "brownian='grid' answers fixed steps only: give dt0 without rtol/atol, or use "
+            "brownian='virtual' for adaptive steps"
+        )
+    return adaptive
+
+
+def _steps(solver, ts, times, dt0, rtol, atol, max_steps, *, adaptive: bool, backsolve: bool):
+    """The grid of the Brownian path, the step-size controller, the first step and the step
+    budget: adaptive; constant steps of `dt0` (backsolve); or stepping to the grid."""
+    grid = brownian_grid(ts, None if adaptive else dt0, times)
+    if adaptive:
+        controller = stepsize_controller(solver, rtol, atol, dt0)
+        return grid, controller, dt0, resolve_max_steps(max_steps)
+    if backsolve:  # the backward solve takes steps of -dt0, so the forward one does too
+        steps = fixed_step_count(times, dt0)
+        return grid, dfx.ConstantStepSize(), dt0, resolve_max_steps(max_steps, steps)
+    # StepTo takes its steps from the grid: no dt0, exactly one step per cell
+    return grid, dfx.StepTo(ts=grid), None, resolve_max_steps(max_steps, grid.shape[0] - 1)
+
+
+def _levy_area(solver: dfx.AbstractSolver) -> LevyArea:
+    """The cheapest Lévy area the paths provide that the solver accepts."""
+    minimal = getattr(solver, "minimal_levy_area", dfx.BrownianIncrement)
+    levy = next((a for a in _LEVY_AREAS if issubclass(a, minimal)), None)
+    if levy is None:
+        raise ValueError(
+            f"solver {type(solver).__name__} needs {minimal.__name__}, which sdeint's Brownian "
+            "paths do not provide (they give increments and space-time Lévy areas)"
+        )
+    return levy
 
 
 def sdeint(
@@ -249,7 +268,7 @@ def sdeint(
     brownian: Literal["grid", "virtual"] = "grid",
     brownian_tol: float | None = None,
     adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int = 16384,
+    max_steps: int | None = None,
     on_failure: OnFailure = "raise",
     batch: Batch = None,
     n_samples: int | None = None,
@@ -281,7 +300,8 @@ def sdeint(
       in both. `brownian_tol`: the tree's resolution (default `dt0/2`, or `(t1-t0)/2¹⁰`).
     - `adjoint`: `checkpoint` (backpropagate through the solver), `backsolve` (continuous
       adjoint; pair with `reversible_heun` for exact gradients), `direct`, or a Diffrax adjoint.
-    - `max_steps`, `on_failure`: as in `odeint`.
+    - `max_steps`: the step budget; `None`: the number of steps of the fixed-step grid, or
+      4096 for adaptive steps. `on_failure`: as in `odeint`.
     - `batch`: `None`, `"vmap"` (each sample solved separately) or `"joint"` (the batch as one
       state, one step sequence; same paths as `vmap`; Milstein solves as `vmap`, since it
       differentiates the diffusion in the state).
@@ -290,14 +310,9 @@ def sdeint(
 
     **Returns:** a `Solution` with `ys` of shape `(time, dim)` or `(batch, time, dim)`.
     """
-    if noise not in NOISES:
-        raise choice_error("noise", noise, NOISES)
-    if calculus not in CALCULI:
-        raise choice_error("calculus", calculus, CALCULI)
-    if brownian not in BROWNIAN:
-        raise choice_error("brownian", brownian, BROWNIAN)
-    adjoint_ = check_options(adjoint, on_failure, max_steps, dt0, batch)
-    _check_key(key)
+    adaptive = _check_choices(noise, calculus, brownian, brownian_tol, dt0, rtol, atol)
+    adjoint_ = check_options(adjoint, on_failure, dt0, batch)
+    check_key(key, "sdeint")
     if n_samples is not None:
         if not (isinstance(n_samples, int) and n_samples > 0):
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
@@ -305,22 +320,9 @@ def sdeint(
         y0 = jnp.broadcast_to(y0, (n_samples,) + y0.shape)
         batch = batch or "vmap"
     y0 = _check_state(y0, batch)
-    # A host copy of the times when they are known (NumPy input stays concrete under jit).
-    times = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
+    times = host_times(ts)
     ts = jnp.asarray(ts)
     check_ts(ts if times is None else times)
-    adaptive = rtol is not None or atol is not None
-    if dt0 is None and not adaptive:
-        raise ValueError(
-            "sdeint needs dt0 (fixed steps) or rtol/atol (adaptive steps, brownian='virtual')"
-        )
-    if adaptive and brownian == "grid":
-        raise ValueError(
-            "brownian='grid' answers fixed steps only: give dt0 without rtol/atol, or use "
-            "brownian='virtual' for adaptive steps"
-        )
-    if brownian_tol is not None:
-        check_positive("brownian_tol", brownian_tol)
 
     sample = y0[0] if batch is not None else y0
     g_shape = _trace("diffusion", diffusion, ts[0], sample, args)
@@ -353,53 +355,25 @@ def sdeint(
             "adjoint='backsolve' solves backwards in time on its own steps, which the grid "
             "path cannot answer: use brownian='virtual' (or adjoint='checkpoint')"
         )
-    grid = brownian_grid(ts, None if adaptive else dt0, times)
-    if adaptive:
-        controller = stepsize_controller(solver_, rtol, atol, dt0)
-    elif backsolve:  # the backward solve takes steps of -dt0, so the forward one does too
-        controller = dfx.ConstantStepSize()
-    else:
-        controller = dfx.StepTo(ts=grid)
-        dt0 = None  # StepTo takes its steps from the grid
+    grid, controller, dt0, max_steps = _steps(
+        solver_, ts, times, dt0, rtol, atol, max_steps, adaptive=adaptive, backsolve=backsolve
+    )
     tol = brownian_tol
     if tol is None:
         tol = 0.5 * dt0 if dt0 is not None else (ts[-1] - ts[0]) / 2**10
     noise_shape = {"diagonal": sample.shape, "scalar": (), "general": g_shape.shape[1:]}[structure]
-    minimal = getattr(solver_, "minimal_levy_area", dfx.BrownianIncrement)
-    levy = next((a for a in _LEVY_AREAS if issubclass(a, minimal)), None)
-    if levy is None:
-        raise ValueError(
-            f"solver {type(solver_).__name__} needs {minimal.__name__}, which sdeint's Brownian "
-            "paths do not provide (they give increments and space-time Lévy areas)"
-        )
+    levy = _levy_area(solver_)
 
-    f, g = (_Joint(drift), _Joint(diffusion)) if batch == "joint" else (drift, diffusion)
+    joint = batch == "joint"
+    f, g = (JointField(drift), JointField(diffusion)) if joint else (drift, diffusion)
     if backsolve:
-        # The continuous adjoint differentiates only explicit inputs (see odeint).
-        example = y0 if batch == "joint" else sample
-        f = eqx.filter_closure_convert(f, ts[0], example, args)
-        g = eqx.filter_closure_convert(g, ts[0], example, args)
-    saveat = save_times(ts)
+        f, g = closure_convert((f, g), ts[0], y0 if joint else sample, args)
 
     def solve(y0_, path):
         terms = dfx.MultiTerm(dfx.ODETerm(f), _NoiseTerm(g, path, structure))
-        sol = dfx.diffeqsolve(
-            terms,
-            solver_,
-            ts[0],
-            ts[-1],
-            dt0,
-            y0_,
-            args=args,
-            saveat=saveat,
-            stepsize_controller=controller,
-            adjoint=adjoint_,
-            max_steps=max_steps,
-            throw=False,
-        )
-        ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, "sdeint", max_steps)
-        stats = solve_stats(solver_, sol)
-        return ys, stats, result
+        return integrate(terms, solver_, ts, dt0, y0_, args=args, controller=controller,
+                         adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
+                         caller="sdeint")  # fmt: skip
 
     path_args = (ts, grid, noise_shape, y0.dtype, levy, tol)
     if batch == "vmap":

@@ -22,78 +22,12 @@ the base). It assumes the independent coupling, not a minibatch-OT one.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, ArrayLike, Float, Scalar
 
+from ..data.mixture import GaussianMixture
 from .interpolants import Interpolant
 
-__all__ = ["GaussianMixture", "InterpolantOracle", "standard_normal"]
-
-
-class GaussianMixture(eqx.Module):
-    """`Σ_k w_k N(means_k, diag(variances_k))` with `K` components in `dim` dimensions."""
-
-    weights: Float[Array, " K"]
-    means: Float[Array, "K dim"]
-    variances: Float[Array, "K dim"]
-
-    def __init__(self, weights: ArrayLike, means: ArrayLike, variances: ArrayLike):
-        """**Arguments:** `weights` `(K,)`, positive (normalised here); `means` `(K, dim)`;
-        `variances` `(K, dim)`, `(K,)` (isotropic) or a scalar, positive."""
-        weights, means = jnp.asarray(weights, dtype=float), jnp.asarray(means, dtype=float)
-        if means.ndim != 2:
-            raise ValueError(f"means must have shape (K, dim); got {means.shape}")
-        n, dim = means.shape
-        if weights.shape != (n,):
-            raise ValueError(f"weights must have shape ({n},) to match means; got {weights.shape}")
-        variances = jnp.asarray(variances, dtype=float)
-        if variances.ndim == 1:
-            variances = variances[:, None]
-        try:
-            variances = jnp.broadcast_to(variances, (n, dim))
-        except ValueError:
-            raise ValueError(
-                f"variances must have shape ({n}, {dim}), ({n},) or (); got {variances.shape}"
-            ) from None
-        if isinstance(weights, jax.core.Tracer) or isinstance(variances, jax.core.Tracer):
-            pass  # values cannot be checked under a trace
-        elif not (bool(jnp.all(weights > 0)) and bool(jnp.all(variances > 0))):
-            raise ValueError("weights and variances must be positive")
-        self.weights = weights / jnp.sum(weights)
-        self.means = means
-        self.variances = variances
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def component_log_densities(self, x: Float[Array, " dim"]) -> Float[Array, " K"]:
-        """`log w_k + log N(x; means_k, diag variances_k)` for each component."""
-        _check_point(x, self.dim)
-        quadratic = jnp.sum((x - self.means) ** 2 / self.variances, axis=1)
-        log_det = jnp.sum(jnp.log(2 * jnp.pi * self.variances), axis=1)
-        return jnp.log(self.weights) - 0.5 * (quadratic + log_det)
-
-    def log_prob(self, x: Float[Array, " dim"]) -> Scalar:
-        """`log ρ(x)` at one point."""
-        return jax.nn.logsumexp(self.component_log_densities(x))
-
-    def score(self, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
-        """`∇ log ρ(x)`, by `jax.grad`."""
-        return jax.grad(self.log_prob)(x)
-
-    def sample(self, key: PRNGKeyArray, n: int) -> Float[Array, "n dim"]:
-        """`n` independent draws."""
-        k_component, k_noise = jax.random.split(key)
-        k = jax.random.choice(k_component, self.weights.shape[0], (n,), p=self.weights)
-        noise = jax.random.normal(k_noise, (n, self.dim), dtype=self.means.dtype)
-        return self.means[k] + jnp.sqrt(self.variances[k]) * noise
-
-
-def standard_normal(dim: int) -> GaussianMixture:
-    """`N(0, I_dim)` as a one-component mixture (the base of `OneSidedInterpolant`)."""
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1; got {dim}")
-    return GaussianMixture(jnp.ones(1), jnp.zeros((1, dim)), jnp.ones((1, dim)))
+__all__ = ["InterpolantOracle"]
 
 
 def _check_point(x: Array, dim: int) -> None:
@@ -105,7 +39,8 @@ class InterpolantOracle(eqx.Module):
     """Exact `ρ_t`, score, denoiser and velocity for `interpolant` between the Gaussian mixtures
     `base` (law of `x0`) and `target` (law of `x1`), independently coupled (see the module).
 
-    `velocity` and `score` are fields `(t, x) -> vector` for one point `x` of shape `(dim,)`.
+    `velocity`, `score` and `denoiser` are fields `(t, x, args=None) -> vector` for one point
+    `x` of shape `(dim,)` (`args` is ignored), ready for the samplers and losses.
     """
 
     interpolant: Interpolant
@@ -142,17 +77,17 @@ class InterpolantOracle(eqx.Module):
         t = jnp.asarray(t, dtype=jnp.result_type(float))
         return jax.nn.logsumexp(self._component_log_densities(t, x))
 
-    def score(self, t: ArrayLike, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+    def score(self, t: ArrayLike, x: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
         """`s(t, x) = ∇ log ρ_t(x)`, by `jax.grad`."""
         return jax.grad(self.log_density, argnums=1)(t, x)
 
-    def denoiser(self, t: ArrayLike, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+    def denoiser(self, t: ArrayLike, x: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
         """`η(t, x) = E[latent | x_t = x] = −latent_scale(t) s(t, x)` (the latent is `z`, or
         `x0` for `OneSidedInterpolant`)."""
         t = jnp.asarray(t, dtype=jnp.result_type(float))
         return -self.interpolant.latent_scale(t) * self.score(t, x)
 
-    def velocity(self, t: ArrayLike, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+    def velocity(self, t: ArrayLike, x: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
         """`b(t, x) = E[∂_t x_t | x_t = x]` by Gaussian conditioning per component, weighted by
         the posterior responsibilities `r_k(t, x)`."""
         t = jnp.asarray(t, dtype=jnp.result_type(float))
