@@ -2,18 +2,20 @@
 
 Public API (re-exports only):
 
-- `odeint`, `Solution`, `Stats`, `RESULTS`, `SOLVERS`, `ADJOINTS` — solving ODEs (`jaxdyn.solve`).
-- `sdeint`, `cdeint` — solving SDEs and CDEs (`jaxdyn.solve`).
+- `odeint`, `sdeint`, `cdeint`, `Solution`, `Endpoint`, `Stats`, `RESULTS`, `SOLVERS`,
+  `ADJOINTS` — solving ODEs, SDEs and CDEs (`jaxdyn.solve`).
 - `MLPField`, `NeuralODE`, `NeuralSDE`, `NeuralCDE` — models (`jaxdyn.models`).
 - `fit`, `make_step`, `FitResult`, `TrainingDivergedError` — training (`jaxdyn.train`).
-- Subpackages: `data`, `generative`, `metrics`, `models`, `train` (and `solve`, `implicit`).
+- Subpackages: `solve`, `implicit`, `train`, `data`, `models`, `generative`, `metrics`.
 - `ConfigError`, `load_config` — typed configs (`jaxdyn.config`).
 """
 
 from . import data as data
 from . import generative as generative
+from . import implicit as implicit
 from . import metrics as metrics
 from . import models as models
+from . import solve as solve
 from . import train as train
 from .config import ConfigError as ConfigError
 from .config import load_config as load_config
@@ -24,6 +26,7 @@ from .models import NeuralSDE as NeuralSDE
 from .solve import ADJOINTS as ADJOINTS
 from .solve import RESULTS as RESULTS
 from .solve import SOLVERS as SOLVERS
+from .solve import Endpoint as Endpoint
 from .solve import Solution as Solution
 from .solve import Stats as Stats
 from .solve import cdeint as cdeint

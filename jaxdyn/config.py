@@ -73,7 +73,7 @@ class SolveConfig:
     atol: float | None = positive(None)
     dt0: float | None = positive(None)
     adjoint: str = choice("checkpoint", ADJOINTS)
-    max_steps: int = at_least(4096, 1)
+    max_steps: int | None = at_least(None, 1)  # null: 4096 adaptive, the count for fixed
     batch: str = choice("vmap", ("vmap", "joint"))
 
     @staticmethod
