@@ -35,6 +35,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import check_count
+
 __all__ = [
     "FractionalOU",
     "MarkovFBM",
@@ -238,7 +240,7 @@ class MarkovFBM(eqx.Module):
     """Markov-approximate type-II fBM `B̂_H = Σ_k ω_k Y_k`, `dY_k = -γ_k Y_k dt + dW`
     (Harms & Stefanovits 2019; Daems et al. 2024).
 
-    **Fields:**
+    **Fields** (all but `hurst` keyword-only):
 
     - `hurst`: the Hurst index `H ∈ (0, 1)`, a trainable scalar array; the weights `ω(H)`
       (`markov_fbm_weights`) are differentiable in it.
@@ -256,15 +258,14 @@ class MarkovFBM(eqx.Module):
     """
 
     hurst: Float[Array, ""] = eqx.field(converter=_scalar)
-    num_k: int = eqx.field(static=True, default=8)
-    horizon: float = eqx.field(static=True, default=1.0)
-    gamma_min: float | None = eqx.field(static=True, default=None)
-    gamma_max: float | None = eqx.field(static=True, default=None)
+    num_k: int = eqx.field(static=True, default=8, kw_only=True)
+    horizon: float = eqx.field(static=True, default=1.0, kw_only=True)
+    gamma_min: float | None = eqx.field(static=True, default=None, kw_only=True)
+    gamma_max: float | None = eqx.field(static=True, default=None, kw_only=True)
 
     def __post_init__(self):
         _check_hurst(self.hurst)
-        if self.num_k < 1:
-            raise ValueError(f"num_k must be >= 1, got {self.num_k}")
+        check_count("num_k", self.num_k)
         if not self.horizon > 0:
             raise ValueError(f"horizon must be positive, got {self.horizon}")
         if self.gamma_min is None:
