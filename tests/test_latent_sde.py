@@ -356,5 +356,6 @@ def test_exponential_learning_rate_decay(tmp_path):
     np.testing.assert_allclose(result.model.model, -0.1 * 2.0 * (1 + 0.5 + 0.25), rtol=1e-6)
     assert float(result.model.step) == 3.0
     with pytest.raises(ValueError, match="train.lr_decay=0.5 replaces the schedule"):
-        fit_from_config(loss_fn, jnp.zeros(2), jnp.ones((1, 1)), {**train, "schedule": "cosine"},
-                        key=KEY, run_dir=tmp_path, resume=False, with_step=True)  # fmt: skip
+        cosine = OmegaConf.merge(train, {"schedule": "cosine"})
+        fit_from_config(loss_fn, jnp.zeros(2), jnp.ones((1, 1)), cosine, key=KEY,
+                        run_dir=tmp_path, resume=False, with_step=True)  # fmt: skip

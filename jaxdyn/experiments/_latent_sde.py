@@ -78,13 +78,13 @@ def build_latent_sde(m: DictConfig, channels: int, *, key: PRNGKeyArray) -> Late
 
 def elbo_loss(elbo_fn, warmup: int):
     """`loss(model, step, batch, key) -> (-ELBO with the KL weight of step, metrics)` for
-    `fit_from_config(..., with_step=True)`, where `elbo_fn(model, batch, key, kl_weight)`
+    `fit_from_config(..., with_step=True)`, where `elbo_fn(model, batch, kl_weight, key)`
     returns the `ELBO` (averaged over the batch) and the KL weight rises linearly over
     `warmup` steps (`kl_warmup`)."""
 
     def loss(model: LatentSDE, step, batch, key):
         weight = kl_warmup(step, warmup)
-        out: ELBO = elbo_fn(model, batch, key, weight)
+        out: ELBO = elbo_fn(model, batch, weight, key)
         metrics = {"elbo": out.log_likelihood - out.kl_z0 - out.kl_path, "kl_weight": weight,
                    "log_likelihood": out.log_likelihood, "kl_path": out.kl_path,
                    "kl_z0": out.kl_z0}  # fmt: skip

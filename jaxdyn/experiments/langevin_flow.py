@@ -240,7 +240,7 @@ def _predict_fn(samples: int):
     the number of failed samples per trial; trials in batches of 16 (memory)."""
 
     @eqx.filter_jit
-    def predict(model, spikes, key):
+    def predict(model, spikes, *, key):
         keys = jax.random.split(key, spikes.shape[0])
 
         def one(inputs):
@@ -329,7 +329,7 @@ def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key)
         has_aux=True, optimizer=shared["optimizer"], with_step=True,
     )  # fmt: skip
     pred, latents, failed = map(np.asarray, shared["predict"](
-        result.model.model, jnp.asarray(spikes[..., :heldin]), eval_key))  # fmt: skip
+        result.model.model, jnp.asarray(spikes[..., :heldin]), key=eval_key))  # fmt: skip
     lost = int(np.sum(failed == cfg.model.eval_samples))
     if lost:
         raise RuntimeError(

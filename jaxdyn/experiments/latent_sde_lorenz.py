@@ -197,7 +197,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     train_xs, test_xs = jnp.asarray(xs[: d.num_train]), jnp.asarray(xs[d.num_train :])
     model = build_latent_sde(m, 3, key=model_key)
 
-    def elbo(model, batch, key, weight):
+    def elbo(model, batch, weight, key):
         keys = jax.random.split(key, batch.shape[0])
         out = jax.vmap(
             lambda x, k: model.elbo(ts, x, key=k, n_samples=m.n_samples, kl_weight=weight)

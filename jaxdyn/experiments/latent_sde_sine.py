@@ -41,6 +41,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import at_least, positive
@@ -143,7 +144,7 @@ def sine_data(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return obs_ts, xs[:, None], test_ts
 
 
-def posterior_band(cfg: DictConfig, model, obs_ts, xs, test_ts, key) -> dict:
+def posterior_band(cfg: DictConfig, model, obs_ts, xs, test_ts, *, key: PRNGKeyArray) -> dict:
     """Decoded posterior paths on `[0, horizon]` (at the plot grid, the held-out and the
     observation times), the failed ones (NaN) left out, and the band's figures of merit."""
     d, e = cfg.data, cfg.evaluation
@@ -184,14 +185,14 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     model = build_latent_sde(m, 1, key=model_key)
     t1 = d.horizon if m.kl_to_horizon else None
 
-    def elbo(model, batch, key, weight):
+    def elbo(model, batch, weight, key):
         return model.elbo(obs_ts, batch[0], key=key, n_samples=m.n_samples, kl_weight=weight,
                           t0=0.0, t1=t1)  # fmt: skip
 
     result = fit_from_config(elbo_loss(elbo, m.kl_warmup), model, jnp.asarray(xs)[None],
                              cfg.train, key=train_key, run_dir=run_dir, resume=resume,
                              has_aux=True, with_step=True)  # fmt: skip
-    band = posterior_band(cfg, result.model.model, obs_ts, xs, test_ts, eval_key)
+    band = posterior_band(cfg, result.model.model, obs_ts, xs, test_ts, key=eval_key)
 
     grid, paths, lower, upper = band.pop("figure")
     _posterior_figure(run_dir, d, grid, paths, lower, upper, obs_ts, xs[:, 0], test_ts,

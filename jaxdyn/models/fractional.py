@@ -211,7 +211,7 @@ def _psd_sqrt(q: Float[Array, "d d"]) -> Float[Array, "d d"]:
 
 
 def _sample_linear(
-    transitions, ts: Array, z0: Array, key: PRNGKeyArray, shape: tuple[int, ...]
+    transitions, ts: Array, z0: Array, *, key: PRNGKeyArray, shape: tuple[int, ...]
 ) -> Array:
     """Exact samples `(*shape, time, d)` of a linear Gaussian Markov process from `z0` at
     `ts[0]`: `z_{n+1} = Φ_n z_n + S_n ε_n`, `(Φ_n, Q_n) = transitions(ts[1:] - ts[:-1])[n]`."""
@@ -337,7 +337,7 @@ class MarkovFBM(eqx.Module):
         """Exact samples of the state `Y` on the grid `ts`, started at `Y(ts[0]) = 0`."""
         ts = _check_grid(ts)
         z0 = jnp.zeros(self.num_k, self.gamma.dtype)
-        return _sample_linear(jax.vmap(self.transition), ts, z0, key, shape)
+        return _sample_linear(jax.vmap(self.transition), ts, z0, key=key, shape=shape)
 
     def sample(
         self, ts: Float[ArrayLike, " time"], *, key: PRNGKeyArray, shape: tuple[int, ...] = ()
@@ -508,7 +508,8 @@ class FractionalOU(eqx.Module):
         ts = _check_grid(ts)
         dtype = self.noise.gamma.dtype
         z0 = jnp.zeros(self.noise.num_k + 1, dtype).at[0].set(jnp.asarray(x0, dtype))
-        return _sample_linear(functools.partial(_transitions, self._parts()), ts, z0, key, shape)
+        transitions = functools.partial(_transitions, self._parts())
+        return _sample_linear(transitions, ts, z0, key=key, shape=shape)
 
     def sample(
         self,

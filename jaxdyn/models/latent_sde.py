@@ -540,7 +540,7 @@ class LatentSDE(eqx.Module):
             )
         return times, start
 
-    def _posterior_paths(self, obs, xs, times, key, n_samples):
+    def _posterior_paths(self, obs, xs, times, *, key, n_samples):
         """Posterior paths at `times` and the accumulated path KL, with `q(z0)`'s moments."""
         contexts = self.encode(obs, xs)
         mean, std = self.initial_posterior(contexts)
@@ -583,7 +583,7 @@ class LatentSDE(eqx.Module):
         if jnp.ndim(kl_weight) != 0:
             raise ValueError(f"kl_weight must be a scalar, got shape {jnp.shape(kl_weight)}")
         times, start = self._solve_times(obs, t0, t1, "ts")
-        zs, kl, mean, std = self._posterior_paths(obs, xs, times, key, n_samples)
+        zs, kl, mean, std = self._posterior_paths(obs, xs, times, key=key, n_samples=n_samples)
         at_obs = zs[:, start : start + obs.shape[0]]
         log_lik = jnp.mean(jnp.sum(self.log_likelihood(xs, at_obs), axis=1))
         p_mean, p_std = self.prior_z0()
@@ -618,7 +618,7 @@ class LatentSDE(eqx.Module):
         times = np.union1d(save, obs).astype(save.dtype)
         if times.shape[0] < 2:
             raise ValueError("sample_posterior needs at least two distinct times")
-        zs, _, _, _ = self._posterior_paths(obs, xs, times, key, n_samples)
+        zs, _, _, _ = self._posterior_paths(obs, xs, times, key=key, n_samples=n_samples)
         return zs[:, np.searchsorted(times, save)]
 
     def sample_prior(

@@ -258,7 +258,7 @@ class _PathSDEClassifier(eqx.Module):
             )
         return cubic_path(ts, coefficients)
 
-    def _solve(self, ts, coefficients, key, save_ts) -> Solution:
+    def _solve(self, ts, coefficients, *, key, save_ts) -> Solution:
         """The solve in solver coordinates (`log z` for the GSDE)."""
         save = _save_times(ts) if save_ts is None else jnp.asarray(save_ts)
         path = self._path(jnp.asarray(ts), coefficients)
@@ -280,7 +280,7 @@ class _PathSDEClassifier(eqx.Module):
         known at trace time) as a `Solution` with `ys` of shape `(save, hidden)`, for one
         series: `ts` is its grid and `coefficients` its `hermite_coefficients`, each of shape
         `(time - 1, channels)`."""
-        sol = self._solve(ts, coefficients, key, save_ts)
+        sol = self._solve(ts, coefficients, key=key, save_ts=save_ts)
         return eqx.tree_at(lambda s: s.ys, sol, self._to_z(sol.ys))
 
     def __call__(
@@ -289,7 +289,7 @@ class _PathSDEClassifier(eqx.Module):
         """The readout `ℓ(z(ts[-1]))` of one series (`ℓ(log z(ts[-1]))` for the GSDE; the
         state itself if `out=None`), for one Brownian path drawn from `key`. Batches:
         `jax.vmap` over the coefficients and keys, one key per series."""
-        features = self._features(self._solve(ts, coefficients, key, None).ys[-1])
+        features = self._features(self._solve(ts, coefficients, key=key, save_ts=None).ys[-1])
         return features if self.readout is None else self.readout(features)
 
 
