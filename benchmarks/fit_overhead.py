@@ -132,7 +132,7 @@ def main() -> None:
 
     field_key, data_key, train_key = jax.random.split(jax.random.key(args.seed), 3)
     model = NeuralODE(
-        MLPField(DIM, WIDTH, DEPTH, activation="tanh", key=field_key),
+        MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh", key=field_key),
         solver="dopri5",
         rtol=RTOL,
         atol=ATOL,
@@ -254,7 +254,8 @@ def main() -> None:
         "machine": machine(),
         "versions": versions(),
         "workload": {
-            "model": f"NeuralODE(MLPField({DIM}, {WIDTH}, {DEPTH}), dopri5, rtol=atol={RTOL}, "
+            "model": f"NeuralODE(MLPField(dim={DIM}, width={WIDTH}, depth={DEPTH}), dopri5, "
+            f"rtol=atol={RTOL}, "
             "batch='joint')",
             "data": args.data,
             "batch_size": args.batch_size,

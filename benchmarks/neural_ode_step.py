@@ -3,7 +3,7 @@
 What is measured: the wall time of ONE training step -- forward solve, backward pass and
 an Adam update (learning rate 1e-3) -- on the workload
 
-- field: MLP 2-64-64-2 with tanh (`jaxdyn.models.MLPField(2, 64, 2)`), float32;
+- field: MLP 2-64-64-2 with tanh (`jaxdyn.models.MLPField(dim=2, width=64, depth=2)`), float32;
 - batch: 256 initial states drawn from a standard normal, integrated over t in [0, 1];
 - solver: Dopri5 with a PID step-size controller, rtol = atol = 1e-5;
 - loss: mean squared error between y(1) and the reversed initial state `y0[:, ::-1]`.
@@ -331,7 +331,7 @@ def main() -> None:
 
     key = jax.random.key(args.seed)
     field_key, data_key = jax.random.split(key)
-    field = MLPField(DIM, WIDTH, DEPTH, activation="tanh", key=field_key)
+    field = MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh", key=field_key)
     y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
     target = y0[:, ::-1]
     assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"

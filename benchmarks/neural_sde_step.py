@@ -4,8 +4,8 @@ torchsde.
 What is measured: the wall time of ONE training step -- forward solve, backward pass and
 an Adam update (learning rate 1e-3) -- on the workload
 
-- drift and diagonal diffusion: two MLPs 4-64-64-4 with tanh (`jaxdyn.models.MLPField(4, 64,
-  2)`), float32; `dy = f(y) dt + g(y) ⊙ dW` (Itô, diagonal noise);
+- drift and diagonal diffusion: two MLPs 4-64-64-4 with tanh (`jaxdyn.models.MLPField(dim=4,
+  width=64, depth=2)`), float32; `dy = f(y) dt + g(y) ⊙ dW` (Itô, diagonal noise);
 - batch: 256 initial states drawn from a standard normal, integrated over t in [0, 1];
 - solver: Euler–Maruyama with fixed steps dt = 0.01 (100 steps);
 - loss: mean squared terminal state, `mean(y(1)**2)`.
@@ -446,8 +446,9 @@ def main() -> None:
 
     key = jax.random.key(args.seed)
     drift_key, diffusion_key, data_key, step_key = jax.random.split(key, 4)
-    drift = MLPField(DIM, WIDTH, DEPTH, activation="tanh", key=drift_key)
-    diffusion = MLPField(DIM, WIDTH, DEPTH, activation="tanh", key=diffusion_key)
+    sizes = dict(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh")
+    drift = MLPField(**sizes, key=drift_key)
+    diffusion = MLPField(**sizes, key=diffusion_key)
     zero_diffusion = zero_last_layer(diffusion)
     y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
     assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"

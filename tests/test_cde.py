@@ -205,7 +205,7 @@ def test_errors_name_the_bad_argument():
 @pytest.mark.parametrize("rate", [0.0, 0.3, 0.5, 0.7])
 def test_drop_observations_drops_the_requested_fraction_per_series(rate):
     values = jnp.ones((6, 20, 3))
-    dropped = drop_observations(jax.random.key(0), values, rate)
+    dropped = drop_observations(values, rate, key=jax.random.key(0))
     missing = jnp.isnan(dropped)
     # Whole time steps go missing (every channel), exactly floor(rate · time) per series.
     assert bool(jnp.all(missing.all(-1) == missing.any(-1)))
@@ -217,12 +217,14 @@ def test_drop_observations_drops_the_requested_fraction_per_series(rate):
 
 def test_drop_observations_is_jittable_with_a_traced_rate_and_checks_it():
     values = jnp.ones((4, 10, 2))
-    dropped = jax.jit(drop_observations)(jax.random.key(1), values, 0.5)
+    dropped = jax.jit(drop_observations)(values, 0.5, key=jax.random.key(1))
     np.testing.assert_array_equal(jnp.isnan(dropped[..., 0]).sum(-1), 5)
     with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
-        drop_observations(jax.random.key(0), values, 1.0)
+        drop_observations(values, 1.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"shape \(\*batch, time, channels\)"):
-        drop_observations(jax.random.key(0), jnp.ones(10), 0.5)
+        drop_observations(jnp.ones(10), 0.5, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="positional"):  # key is keyword-only
+        drop_observations(values, 0.5, jax.random.key(0))
 
 
 def test_fill_forward_hand_example():
@@ -289,19 +291,20 @@ FIXED = dict(solver="heun", dt0=0.125)
 def small_dataset(batch=3, time=9, channels=2):
     ts = jnp.linspace(0.0, 1.0, time)
     raw = jax.random.normal(jax.random.key(0), (batch, time, channels)).cumsum(axis=1) / 3
-    values = augment(ts, drop_observations(jax.random.key(1), raw, 0.3), counts=True)
+    values = augment(ts, drop_observations(raw, 0.3, key=jax.random.key(1)), counts=True)
     return ts, hermite_coefficients(ts, values), values.shape[-1]
 
 
 def test_neural_cde_shapes_vmap_jit():
     ts, coefficients, channels = small_dataset()
-    model = NeuralCDE(channels, hidden=4, out=3, width=8, depth=1, key=jax.random.key(2), **FIXED)
+    sizes = dict(channels=channels, hidden=4, width=8, depth=1)
+    model = NeuralCDE(**sizes, out=3, key=jax.random.key(2), **FIXED)
     one = jax.tree.map(lambda c: c[0], coefficients)
     hidden = model.hidden_path(ts, one)
     assert hidden.shape == (ts.shape[0], 4)
     # Without a readout (same key, so the same initial map and field) the final state, the
     # last point of the hidden path (fixed steps: the same steps, equal to rounding).
-    final = NeuralCDE(channels, 4, None, 8, 1, key=jax.random.key(2), **FIXED)(ts, one)
+    final = NeuralCDE(**sizes, out=None, key=jax.random.key(2), **FIXED)(ts, one)
     assert final.shape == (4,)
     np.testing.assert_allclose(final, hidden[-1], atol=1e-12)
 
@@ -316,7 +319,8 @@ def test_neural_cde_shapes_vmap_jit():
 
 def test_neural_cde_gradient_is_finite_and_nonzero():
     ts, coefficients, channels = small_dataset()
-    model = NeuralCDE(channels, 4, 2, 8, 1, key=jax.random.key(3), **FIXED)
+    model = NeuralCDE(channels=channels, hidden=4, out=2, width=8, depth=1, key=jax.random.key(3),
+                      **FIXED)  # fmt: skip
     labels = jnp.array([0, 1, 1])
 
     @eqx.filter_jit
@@ -332,12 +336,18 @@ def test_neural_cde_gradient_is_finite_and_nonzero():
 
 
 def test_neural_cde_field_is_bounded_and_errors_are_clear():
-    field = CDEField(4, 3, 8, 1, key=jax.random.key(0))
+    field = CDEField(hidden=4, channels=3, width=8, depth=1, key=jax.random.key(0))
     out = field(0.0, 100 * jnp.ones(4))
     assert out.shape == (4, 3) and bool(jnp.all(jnp.abs(out) <= 1))  # tanh-terminated
     ts, coefficients, channels = small_dataset()
-    model = NeuralCDE(channels + 1, 4, 2, 8, 1, key=jax.random.key(0))
+    model = NeuralCDE(channels=channels + 1, hidden=4, out=2, width=8, depth=1,
+                      key=jax.random.key(0))  # fmt: skip
+    assert model.max_steps is None  # cdeint's default
     with pytest.raises(ValueError, match=f"built for {channels + 1} channels"):
         model(ts, jax.tree.map(lambda c: c[0], coefficients))
-    with pytest.raises(ValueError, match="CDEField needs"):
-        CDEField(0, 3, 8, 1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="hidden must be an int >= 1, got 0"):
+        CDEField(hidden=0, channels=3, width=8, depth=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="out must be an int >= 1, got 0"):
+        NeuralCDE(channels=2, hidden=4, out=0, width=8, depth=1, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="positional"):  # sizes are keywords
+        NeuralCDE(2, 4, 2, 8, 1, key=jax.random.key(0))

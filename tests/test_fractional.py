@@ -269,6 +269,10 @@ def test_argument_errors():
         MarkovFBM(1.2)
     with pytest.raises(ValueError, match="gamma_min"):
         MarkovFBM(0.3, gamma_min=10.0, gamma_max=1.0)
+    with pytest.raises(ValueError, match="num_k must be an int >= 1, got 0"):
+        MarkovFBM(0.3, num_k=0)
+    with pytest.raises(TypeError, match="positional"):  # num_k and the rest are keywords
+        MarkovFBM(0.3, 4)
     with pytest.raises(ValueError, match="ts"):
         MarkovFBM(0.3).sample(jnp.zeros(1), key=jax.random.key(0))
     model = FractionalOU(MarkovFBM(0.3), 1.0, 1.0)

@@ -26,23 +26,25 @@ KEY = jax.random.key(0)
 T, IN, OUT = 12, 5, 7
 # One jitted sample function for all tests: compiled once per model (un-jitted calls would
 # run Diffrax's solve eagerly).
-_sample = eqx.filter_jit(lambda model, spikes, key: model(spikes, key))
+_sample = eqx.filter_jit(lambda model, spikes, key: model(spikes, key=key))
 
 
 def _spikes(shape=(T, IN)):
     return jax.random.poisson(jax.random.key(1), 0.5, shape).astype(jnp.float64)
 
 
-def _models():
-    lf = LangevinFlow(IN, OUT, units=4, inputs=2, encoder_size=8, decoder_width=8, key=KEY)
-    vae = SequentialVAE(IN, OUT, encoder_size=8, generator_size=8, factor_size=3, key=KEY)
+def _models(**options):
+    lf = LangevinFlow(in_neurons=IN, out_neurons=OUT, units=4, inputs=2, encoder_hidden=8,
+                      decoder_width=8, key=KEY, **options)  # fmt: skip
+    vae = SequentialVAE(in_neurons=IN, out_neurons=OUT, encoder_hidden=8, generator_hidden=8,
+                        latent=3, key=KEY)  # fmt: skip
     return {"langevin_flow": lf, "seq_vae": vae}
 
 
 def _dynamics(units=5, damping=0.5, noise=0.1, key=KEY):
     kp, kd = jax.random.split(key)
-    return LangevinDynamics(CoupledOscillatorPotential(units, key=kp), 2, damping=damping,
-                            noise=noise, key=kd)  # fmt: skip
+    return LangevinDynamics(CoupledOscillatorPotential(units=units, key=kp), inputs=2,
+                            damping=damping, noise=noise, key=kd)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["langevin_flow", "seq_vae"])
@@ -58,7 +60,7 @@ def test_shapes_jit_and_finite_gradients(name):
     def loss(m):  # negative ELBO of a batch of two trials
         keys = jax.random.split(KEY, 2)
         batch = _spikes((2, T, IN))
-        o = jax.vmap(m)(batch, keys)
+        o = jax.vmap(lambda s, k: m(s, key=k))(batch, keys)
         full = jnp.concatenate([batch, batch[..., :2]], axis=-1)  # OUT = IN + 2 targets
         return -poisson_log_likelihood(o.log_rates, full) + jnp.sum(o.kl)
 
@@ -66,6 +68,21 @@ def test_shapes_jit_and_finite_gradients(name):
     leaves = jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array))
     assert leaves and all(np.all(np.isfinite(g)) for g in leaves)
     assert any(np.any(g != 0) for g in leaves)
+
+
+def test_langevin_flow_failed_latent_solve_follows_on_failure():
+    """A potential far too stiff for the Euler step (k = e^200, dt = 0.1) sends the latent
+    path out of the finite numbers: with `on_failure="nan"` the sample's rates are NaN (to be
+    counted), with the default `"raise"` the call fails naming the failure."""
+    stiff = lambda m: eqx.tree_at(  # noqa: E731
+        lambda m: m.dynamics.potential.log_stiffness, m, jnp.full(4, 200.0)
+    )
+    model = stiff(_models()["langevin_flow"])
+    assert model.on_failure == "raise"
+    with pytest.raises(RuntimeError, match="sdeint: NaN or Inf in the state"):
+        _sample(model, _spikes(), KEY).log_rates.block_until_ready()
+    out = _sample(stiff(_models(on_failure="nan")["langevin_flow"]), _spikes(), KEY)
+    assert np.all(np.isnan(out.log_rates)) and np.all(np.isnan(out.latents))
 
 
 @pytest.mark.parametrize("name", ["langevin_flow", "seq_vae"])
@@ -78,7 +95,7 @@ def test_same_key_same_sample_other_key_other_sample(name):
 
 
 def test_potential_gradient_matches_finite_differences():
-    potential = CoupledOscillatorPotential(6, key=KEY)
+    potential = CoupledOscillatorPotential(units=6, key=KEY)
     x = jax.random.normal(jax.random.key(2), (6,))
     grad = potential.gradient(x)
     h = 1e-6
@@ -89,7 +106,7 @@ def test_potential_gradient_matches_finite_differences():
 
 
 def test_potential_closed_form():
-    potential = CoupledOscillatorPotential(4, key=KEY)
+    potential = CoupledOscillatorPotential(units=4, key=KEY)
     x = jnp.array([0.3, -1.2, 2.0, 0.1])
     k, c = np.exp(potential.log_stiffness), np.exp(potential.log_coupling)
     a = np.asarray(potential.anharmonicity)
@@ -103,7 +120,7 @@ def test_potential_closed_form():
 
 def test_potential_coupling_is_nearest_neighbour_on_a_ring():
     units = 6
-    potential = CoupledOscillatorPotential(units, key=KEY)
+    potential = CoupledOscillatorPotential(units=units, key=KEY)
     x = jax.random.normal(jax.random.key(3), (units,))
     hessian = np.asarray(jax.hessian(potential)(x))
     for i in range(units):
@@ -192,7 +209,7 @@ def test_gaussian_kl_and_poisson_likelihood_closed_forms():
 
 
 def test_bidirectional_gru_directions():
-    enc = BidirectionalGRU(IN, 6, key=KEY)
+    enc = BidirectionalGRU(inputs=IN, hidden=6, key=KEY)
     spikes = _spikes()
     features, summary = enc(spikes)
     assert features.shape == (T, 12) and summary.shape == (12,)
@@ -207,19 +224,26 @@ def test_errors():
     models = _models()
     for model in models.values():
         with pytest.raises(ValueError, match="spikes of shape"):
-            model(_spikes((T, IN + 1)), KEY)
+            model(_spikes((T, IN + 1)), key=KEY)
         with pytest.raises(ValueError, match="spikes of shape"):
-            model(_spikes((2, T, IN)), KEY)
+            model(_spikes((2, T, IN)), key=KEY)
+        with pytest.raises(TypeError, match="positional"):  # key is keyword-only
+            model(_spikes(), KEY)
+    neurons = dict(in_neurons=IN, out_neurons=OUT)
     with pytest.raises(ValueError, match="units"):
-        LangevinFlow(IN, OUT, units=0, key=KEY)
+        LangevinFlow(**neurons, units=0, key=KEY)
     with pytest.raises(ValueError, match="dt"):
-        LangevinFlow(IN, OUT, dt=0.0, key=KEY)
-    with pytest.raises(ValueError, match="factor_size"):
-        SequentialVAE(IN, OUT, factor_size=0, key=KEY)
+        LangevinFlow(**neurons, dt=0.0, key=KEY)
+    with pytest.raises(ValueError, match="unknown on_failure='ignore'"):
+        LangevinFlow(**neurons, on_failure="ignore", key=KEY)
+    with pytest.raises(ValueError, match="latent must be an int >= 1, got 0"):
+        SequentialVAE(**neurons, latent=0, key=KEY)
+    with pytest.raises(TypeError, match="positional"):  # sizes are keywords
+        SequentialVAE(IN, OUT, key=KEY)
     with pytest.raises(ValueError, match="divisible"):
-        TransformerDecoder(3, 4, width=10, heads=3, key=KEY)
+        TransformerDecoder(latent=3, out=4, width=10, heads=3, key=KEY)
     with pytest.raises(ValueError, match="frequency_range"):
-        CoupledOscillatorPotential(3, frequency_range=(2.0, 1.0), key=KEY)
+        CoupledOscillatorPotential(units=3, frequency_range=(2.0, 1.0), key=KEY)
     with pytest.raises(ValueError, match="damping"):
         _dynamics(damping=0.0)
     dyn = _dynamics()

@@ -92,8 +92,8 @@ def test_path_kl_monte_carlo_matches_the_ou_closed_form():
 
 
 def small_model(**kwargs):
-    options = dict(context_size=3, hidden_size=5, width=8, depth=1, dt0=0.05, obs_std=0.1)
-    return LatentSDE(2, 3, **{**options, **kwargs}, key=jax.random.key(1))
+    options = dict(context=3, hidden=5, width=8, depth=1, dt0=0.05, obs_std=0.1)
+    return LatentSDE(channels=2, latent=3, **{**options, **kwargs}, key=jax.random.key(1))
 
 
 TS = np.array([0.1, 0.25, 0.3, 0.6, 0.9])
@@ -174,7 +174,7 @@ def test_shapes_under_jit_and_vmap():
 
 def test_bad_inputs_raise_clear_errors():
     model = small_model()
-    with pytest.raises(ValueError, match=r"xs of shape \(time, data\) = \(5, 2\)"):
+    with pytest.raises(ValueError, match=r"xs of shape \(time, channels\) = \(5, 2\)"):
         model.elbo(TS, XS[:, :1], key=KEY)
     with pytest.raises(ValueError, match="strictly increasing"):
         model.elbo(TS[::-1], XS, key=KEY)
@@ -192,8 +192,10 @@ def test_bad_inputs_raise_clear_errors():
         model.sample_posterior(np.array([0.5, 1.0]), XS, TS, key=KEY)
     with pytest.raises(ValueError, match="unknown prior='gp'"):
         small_model(prior="gp")
-    with pytest.raises(ValueError, match="latent_size to be an int >= 1"):
-        LatentSDE(2, 0, key=KEY)
+    with pytest.raises(ValueError, match="latent must be an int >= 1, got 0"):
+        LatentSDE(channels=2, latent=0, key=KEY)
+    with pytest.raises(TypeError, match="positional"):  # sizes are keywords
+        LatentSDE(2, 3, key=KEY)
     with pytest.raises(ValueError, match=r"z0 of shape \(2, 1\) needs batch='vmap' or 'joint'"):
         sdeint_path_kl(OU(A), OU(B), Constant(SIGMA), jnp.ones((2, 1)), TS, key=KEY, dt0=0.1)
 
@@ -202,43 +204,45 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def torchsde_model(**kwargs):
-    options = dict(context_size=3, hidden_size=5, width=8, depth=1, dt0=0.05, prior="ou_fixed",
+    options = dict(context=3, hidden=5, width=8, depth=1, dt0=0.05, prior="ou_fixed",
                    diffusion="constant", diffusion_scale=0.5, time_input="sincos",
                    posterior_context=False, activation="tanh", decoder="identity",
                    likelihood="laplace", obs_std=0.05)  # fmt: skip
-    return LatentSDE(1, 1, **{**options, **kwargs}, key=jax.random.key(2))
+    return LatentSDE(channels=1, latent=1, **{**options, **kwargs}, key=jax.random.key(2))
 
 
 XS1 = jnp.asarray(0.8 * np.sin(2 * np.pi * TS))[:, None]
 
 
 def test_constant_diffusion_is_fixed():
-    g = ConstantDiffusion(3, 0.5)
+    g = ConstantDiffusion(latent=3, sigma=0.5)
     np.testing.assert_array_equal(g(0.0, jnp.arange(3.0)), [0.5, 0.5, 0.5])
     assert g(0.0, jnp.zeros(3, jnp.float32)).dtype == jnp.float32
     assert jax.tree.leaves(eqx.filter(g, eqx.is_inexact_array)) == []  # nothing to train
-    with pytest.raises(ValueError, match="sigma > 0"):
-        ConstantDiffusion(1, 0.0)
+    with pytest.raises(ValueError, match="sigma must be a positive number, got 0.0"):
+        ConstantDiffusion(latent=1, sigma=0.0)
 
 
 def test_context_drift_inputs():
     key = jax.random.key(4)
     z, c = jnp.array([0.3, -0.2]), jnp.array([1.0, 2.0, 3.0])
-    sincos = ContextDrift(2, 3, 6, 1, time="sincos", use_context=False, key=key)
+    sizes = dict(latent=2, context=3, width=6)
+    sincos = ContextDrift(**sizes, depth=1, time="sincos", use_context=False, key=key)
     assert sincos.mlp.in_size == 4  # (z, sin t, cos t)
     np.testing.assert_array_equal(sincos(0.7, z, c), sincos(0.7, z, 0 * c))  # ignores c
     manual = sincos.mlp(jnp.concatenate([z, jnp.sin(jnp.array([0.7])), jnp.cos(jnp.array([0.7]))]))
     np.testing.assert_allclose(sincos(0.7, z, c), manual, rtol=1e-12)
-    with_t = ContextDrift(2, 3, 6, 1, time=True, key=key)
+    with_t = ContextDrift(**sizes, depth=1, time=True, key=key)
     assert with_t.time == "t" and with_t.mlp.in_size == 6
-    assert ContextDrift(2, 3, 6, 1, key=key).mlp.in_size == 5
-    zero = ContextDrift(2, 3, 6, 2, time="sincos", zero_init=True, activation="tanh", key=key)
+    assert ContextDrift(**sizes, depth=1, key=key).mlp.in_size == 5
+    zero = ContextDrift(**sizes, depth=2, time="sincos", zero_init=True, activation="tanh",
+                        key=key)  # fmt: skip
     np.testing.assert_array_equal(zero(0.3, z, c), [0.0, 0.0])  # Glow's trick: starts at zero
     assert float(jnp.max(jnp.abs(zero.mlp.layers[0].weight))) > 0
     with pytest.raises(ValueError, match="unknown time input 'hours'"):
-        ContextDrift(2, 3, 6, 1, time="hours", key=key)
-    with pytest.raises(ValueError, match="unknown activation 'relu'"):
-        ContextDrift(2, 3, 6, 1, activation="relu", key=key)
+        ContextDrift(**sizes, depth=1, time="hours", key=key)
+    with pytest.raises(ValueError, match="unknown activation='relu'"):
+        ContextDrift(**sizes, depth=1, activation="relu", key=key)
 
 
 def test_fixed_ou_prior_and_p_z0_get_no_gradient():
@@ -323,13 +327,13 @@ def test_torchsde_setup_gradient_matches_finite_differences():
 
 
 def test_new_options_raise_clear_errors():
-    with pytest.raises(ValueError, match="decoder='identity' needs latent_size == data_size"):
-        LatentSDE(2, 3, decoder="identity", key=KEY)
+    with pytest.raises(ValueError, match="decoder='identity' needs latent == channels"):
+        LatentSDE(channels=2, latent=3, decoder="identity", key=KEY)
     with pytest.raises(ValueError, match="unknown diffusion='fixed'"):
         torchsde_model(diffusion="fixed")
     with pytest.raises(ValueError, match="unknown likelihood='cauchy'"):
         torchsde_model(likelihood="cauchy")
-    with pytest.raises(ValueError, match="ou_rate > 0"):
+    with pytest.raises(ValueError, match="ou_rate must be a positive number"):
         torchsde_model(ou_rate=0.0)
 
 
@@ -337,7 +341,7 @@ def test_exponential_learning_rate_decay(tmp_path):
     # SGD on a linear loss: the update at step n is -lr · decay^n · gradient.
     from omegaconf import OmegaConf
 
-    from jaxdyn.experiments.latent_sde_sine import fit_with_kl_warmup
+    from jaxdyn.experiments._training import fit_from_config
 
     train = OmegaConf.create(dict(optimizer="sgd", lr=0.1, lr_decay=0.5, schedule="constant",
                                   steps=3, batch_size=None, chunk=3,
@@ -346,7 +350,12 @@ def test_exponential_learning_rate_decay(tmp_path):
     def loss_fn(model, step, batch, key):
         return jnp.sum(2.0 * model), {"step": step}
 
-    result = fit_with_kl_warmup(loss_fn, jnp.zeros(2), jnp.ones((1, 1)), train, key=KEY,
-                                run_dir=tmp_path, resume=False)  # fmt: skip
+    result = fit_from_config(loss_fn, jnp.zeros(2), jnp.ones((1, 1)), train, key=KEY,
+                             run_dir=tmp_path, resume=False, has_aux=True,
+                             with_step=True)  # fmt: skip
     np.testing.assert_allclose(result.model.model, -0.1 * 2.0 * (1 + 0.5 + 0.25), rtol=1e-6)
     assert float(result.model.step) == 3.0
+    with pytest.raises(ValueError, match="train.lr_decay=0.5 replaces the schedule"):
+        cosine = OmegaConf.merge(train, {"schedule": "cosine"})
+        fit_from_config(loss_fn, jnp.zeros(2), jnp.ones((1, 1)), cosine, key=KEY,
+                        run_dir=tmp_path, resume=False, with_step=True)  # fmt: skip

@@ -9,10 +9,10 @@ import scipy.stats
 import sklearn.linear_model
 import sklearn.metrics
 
+from jaxdyn.baselines import gaussian_smooth, gaussian_window, smoothing_glm_baseline
 from jaxdyn.data.spikes import heldout_split, lorenz_spikes
 from jaxdyn.metrics.regression import linear_r2, r2_score
 from jaxdyn.metrics.spikes import bits_per_spike, co_bps
-from jaxdyn.models.spike_glm import gaussian_smooth, gaussian_window, smoothing_glm_baseline
 
 # ---- Bits per spike (Neural Latents Benchmark) ----
 
@@ -101,10 +101,15 @@ def test_bits_per_spike_handles_nans_as_nlb():
     assert float(bits_per_spike(rates, masked)) == pytest.approx(
         float(bits_per_spike(rates[1:], spikes[1:])), rel=1e-12
     )
-    with pytest.raises(ValueError, match="NaN or negative"):
-        bits_per_spike(np.where(np.arange(3) == 1, np.nan, rates), spikes)
-    with pytest.raises(ValueError, match="NaN or negative"):
+    # 50 bins of neuron 1 are NaN; the 10 of them in the unobserved trial are not counted.
+    with pytest.raises(ValueError, match="40 of 120 rate predictions .* NaN, infinite or negative"):
+        bits_per_spike(np.where(np.arange(3) == 1, np.nan, rates), masked)
+    with pytest.raises(ValueError, match="150 of 150 .* NaN, infinite or negative"):
         bits_per_spike(-rates, spikes)
+    infinite = rates.copy()
+    infinite[2, 3, 0] = np.inf  # e.g. a failed solve: it would score minus infinity
+    with pytest.raises(ValueError, match="1 of 150 .* NaN, infinite or negative"):
+        bits_per_spike(infinite, spikes)
     with pytest.raises(ValueError, match="shape"):
         bits_per_spike(rates[:, :5], spikes)
     # Under jit there is no exception to raise: a NaN result says the same.

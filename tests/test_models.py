@@ -10,7 +10,7 @@ from jaxdyn import MLPField, NeuralODE
 
 
 def field(time=False, feature="identity"):
-    return MLPField(3, 16, 2, time=time, feature=feature, key=jax.random.key(0))
+    return MLPField(dim=3, width=16, depth=2, time=time, feature=feature, key=jax.random.key(0))
 
 
 def test_mlp_field_shapes_and_time_input():
@@ -33,17 +33,21 @@ def test_cube_feature_applies_before_mlp():
     [
         (dict(activation="sigmoidal"), "unknown activation='sigmoidal'"),
         (dict(feature="square"), "unknown feature='square'"),
-        (dict(width=0), "width >= 1"),
+        (dict(width=0), "width must be an int >= 1, got 0"),
+        (dict(depth=-1), "depth must be an int >= 0, got -1"),
     ],
 )
 def test_mlp_field_bad_arguments(kwargs, match):
     args = dict(dim=2, width=8, depth=1, key=jax.random.key(0)) | kwargs
     with pytest.raises(ValueError, match=match):
         MLPField(**args)
+    with pytest.raises(TypeError, match="positional"):  # sizes are keywords
+        MLPField(2, 8, 1, key=jax.random.key(0))
 
 
 def test_neural_ode_single_batched_and_vmapped_agree():
-    model = NeuralODE(field(), rtol=1e-9, atol=1e-9)
+    assert NeuralODE(field()).batch == "joint"  # models see batches: one step sequence
+    model = NeuralODE(field(), rtol=1e-9, atol=1e-9, batch="vmap")
     ts = jnp.linspace(0.0, 1.0, 5)
     y0 = jax.random.normal(jax.random.key(1), (4, 3))
     single = jnp.stack([model(ts, y) for y in y0])
@@ -59,6 +63,17 @@ def test_neural_ode_single_batched_and_vmapped_agree():
 def test_neural_ode_rejects_bad_state_rank():
     with pytest.raises(ValueError, match=r"y0 of shape \(dim,\) or \(batch, dim\)"):
         NeuralODE(field())(jnp.array([0.0, 1.0]), jnp.ones((2, 2, 3)))
+
+
+def test_neural_ode_max_steps_none_is_the_solve_default_and_a_cap_is_forwarded():
+    """`max_steps=None` leaves the cap to `odeint`; a given cap reaches it and a solve that
+    hits it follows `on_failure` (fixed steps: 10 steps of 0.1 need max_steps >= 10)."""
+    ts, y0 = jnp.array([0.0, 1.0]), jnp.ones(3)
+    model = NeuralODE(field(), solver="euler", dt0=0.1, on_failure="return")
+    assert model.max_steps is None
+    assert bool(model.solve(ts, y0).succeeded)
+    capped = dataclasses.replace(model, max_steps=5).solve(ts, y0)
+    assert not bool(capped.succeeded) and int(capped.stats.num_steps) == 5
 
 
 def test_neural_ode_gradient_matches_finite_differences():

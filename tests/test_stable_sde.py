@@ -31,12 +31,13 @@ def series(batch: int = 3, rate: float = 0.3, seed: int = 0):
     """Hermite coefficients of `batch` noisy series on TS with a fraction `rate` dropped."""
     rng = np.random.default_rng(seed)
     values = jnp.asarray(rng.normal(size=(batch, TS.shape[0], CHANNELS - 1)))
-    values = drop_observations(jax.random.key(seed), values, rate)
+    values = drop_observations(values, rate, key=jax.random.key(seed))
     return hermite_coefficients(TS, augment(TS, values))
 
 
 def build(cls, out=OUT, **kwargs):
-    return cls(CHANNELS, HIDDEN, out, 8, 1, dt0=0.125, key=KEY, **kwargs)
+    options = dict(channels=CHANNELS, hidden=HIDDEN, out=out, width=8, depth=1, dt0=0.125)
+    return cls(**{**options, **kwargs}, key=KEY)
 
 
 def one(coefficients, i: int = 0):
@@ -77,6 +78,7 @@ def test_one_series_unjitted_matches_the_jitted_batch():
     nothing (same key, same Brownian path; float64 round-off only), `out=None` returns the
     state, and `solve` saves the state where asked."""
     model = build(NeuralLSDE)
+    assert model.max_steps is None  # sdeint's default
     coefficients = series()
     keys = jax.random.split(KEY, 3)
     logits = batched(model, coefficients, keys)
@@ -146,7 +148,7 @@ def test_gsde_keeps_the_state_positive_where_euler_in_z_does_not():
     crosses zero (a step multiplies z by 1 + γ dt + σ ΔW, negative when ΔW < -1 - γ); the
     GSDE, solved for log z, stays positive on every path."""
     ts = jnp.linspace(0.0, 8.0, 9)
-    model = _noisy(NeuralGSDE(CHANNELS, HIDDEN, OUT, 8, 1, dt0=1.0, key=KEY))
+    model = _noisy(build(NeuralGSDE, dt0=1.0))
     values = jax.random.normal(KEY, (ts.shape[0], CHANNELS - 1))
     coefficients = hermite_coefficients(ts, augment(ts, values))
     path = model._path(ts, coefficients)
@@ -211,10 +213,11 @@ def test_naive_neural_sde_diffusion_depends_on_the_state():
 
 
 def test_lsde_drift_is_autonomous_apart_from_the_control():
-    drift = ControlledDrift(HIDDEN, CHANNELS, 8, 1, time=False, key=KEY)
+    sizes = dict(hidden=HIDDEN, channels=CHANNELS, width=8, depth=1)
+    drift = ControlledDrift(**sizes, time=False, key=KEY)
     z, x = jnp.ones(HIDDEN), jnp.ones(CHANNELS)
     np.testing.assert_array_equal(drift(0.0, z, x), drift(2.0, z, x))
-    timed = ControlledDrift(HIDDEN, CHANNELS, 8, 1, time=True, key=KEY)
+    timed = ControlledDrift(**sizes, time=True, key=KEY)
     assert not np.array_equal(timed(0.0, z, x), timed(2.0, z, x))
 
 
@@ -227,13 +230,15 @@ def test_errors_name_the_bad_argument(cls):
     wrong = hermite_coefficients(TS, jnp.ones((TS.shape[0], CHANNELS + 1)))
     with pytest.raises(ValueError, match="built for 3 channels.*have 4"):
         model(TS, wrong, key=KEY)
-    with pytest.raises(ValueError, match="hidden to be an int >= 1, got 0"):
-        cls(CHANNELS, 0, OUT, 8, 1, dt0=0.1, key=KEY)
+    with pytest.raises(ValueError, match="hidden must be an int >= 1, got 0"):
+        build(cls, hidden=0)
     for dt0 in (-0.1, None):
         with pytest.raises(ValueError, match=f"dt0 > 0 \\(the fixed step size\\), got {dt0}"):
-            cls(CHANNELS, HIDDEN, OUT, 8, 1, dt0=dt0, key=KEY)
-    with pytest.raises(ValueError, match="out to be an int >= 1"):
-        cls(CHANNELS, HIDDEN, 0, 8, 1, dt0=0.1, key=KEY)
+            build(cls, dt0=dt0)
+    with pytest.raises(ValueError, match="out must be an int >= 1"):
+        build(cls, out=0)
+    with pytest.raises(TypeError, match="positional"):  # sizes are keywords
+        cls(CHANNELS, HIDDEN, OUT, 8, 1, dt0=0.1, key=KEY)
     with pytest.raises(ValueError, match="known at trace time"):
         eqx.filter_jit(lambda ts: model(ts, one(series()), key=KEY))(TS)
 
@@ -248,7 +253,7 @@ def test_gru_skips_missing_steps_and_appends_the_gap():
     ts = jnp.asarray(np.sort(rng.uniform(0.0, 5.0, 10)))
     values = rng.normal(size=(10, 2))
     values[[0, 3, 4, 8]] = np.nan
-    model = GRUDeltaT(2, 5, 3, key=KEY)
+    model = GRUDeltaT(channels=2, hidden=5, out=3, key=KEY)
     observed = ~np.isnan(values).all(axis=1)
     t_obs, x_obs = np.asarray(ts)[observed], values[observed]
     h = jnp.zeros(5)
@@ -263,21 +268,21 @@ def test_gru_fills_a_partially_missing_channel_forward():
     ts = jnp.arange(4.0)
     values = jnp.asarray([[1.0, 2.0], [3.0, np.nan], [np.nan, 5.0], [7.0, 8.0]])
     filled = jnp.asarray([[1.0, 2.0], [3.0, 2.0], [3.0, 5.0], [7.0, 8.0]])
-    model = GRUDeltaT(2, 5, None, key=KEY)
+    model = GRUDeltaT(channels=2, hidden=5, out=None, key=KEY)
     np.testing.assert_array_equal(model(ts, values), model(ts, filled))
     assert model(ts, values).shape == (5,)
 
 
 def test_gru_batches_jit_and_errors():
-    model = GRUDeltaT(2, 5, 3, key=KEY)
-    values = drop_observations(KEY, jnp.ones((4, 6, 2)), 0.5)
+    model = GRUDeltaT(channels=2, hidden=5, out=3, key=KEY)
+    values = drop_observations(jnp.ones((4, 6, 2)), 0.5, key=KEY)
     ts = jnp.linspace(0.0, 1.0, 6)
     out = eqx.filter_jit(jax.vmap(model, in_axes=(None, 0)))(ts, values)
     assert out.shape == (4, 3) and bool(jnp.all(jnp.isfinite(out)))
     with pytest.raises(ValueError, match=r"values of shape \(time, 2\)"):
         model(ts, jnp.ones((6, 3)))
-    with pytest.raises(ValueError, match="hidden to be an int >= 1"):
-        GRUDeltaT(2, 0, 3, key=KEY)
+    with pytest.raises(ValueError, match="hidden must be an int >= 1"):
+        GRUDeltaT(channels=2, hidden=0, out=3, key=KEY)
 
 
 # --- the UEA loader -------------------------------------------------------------------------

@@ -49,13 +49,13 @@ def _check_grid(ts: Array, values: Array) -> None:
 
 
 def drop_observations(
-    key: PRNGKeyArray, values: Float[ArrayLike, "*batch time channels"], rate: float
+    values: Float[ArrayLike, "*batch time channels"], rate: float, *, key: PRNGKeyArray
 ) -> Float[Array, "*batch time channels"]:
     """Mark a fraction `rate` of each series' time steps as missing (NaN in every channel).
 
     Each series independently loses `floor(rate · time)` time steps chosen uniformly
-    without replacement, the protocol of Kidger et al. (2020, §4.1) for 30%, 50% and 70%
-    missing data, reused by Oh, Lim & Kim (2024). `rate` is in `[0, 1)`.
+    without replacement (drawn from `key`), the protocol of Kidger et al. (2020, §4.1) for
+    30%, 50% and 70% missing data, reused by Oh, Lim & Kim (2024). `rate` is in `[0, 1)`.
     """
     values = jnp.asarray(values)
     _check_values(values)

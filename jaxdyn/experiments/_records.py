@@ -1,14 +1,18 @@
-"""`results.jsonl`: one row per finished unit of an experiment (a model × seed × setting), so
-that `--resume` skips what is done. Rows go through the metrics log's reader and writer
-(`jaxdyn.train.metrics`): a torn last line from a killed run is skipped."""
+"""What experiments record: `results.jsonl` (one row per finished unit of an experiment, a
+model × seed × setting, so that `--resume` skips what is done), the loss curve of a run, and
+the count of failed solves beside the metrics computed without them.
+
+Rows go through the metrics log's reader and writer (`jaxdyn.train.metrics`): a torn last line
+from a killed run is skipped."""
 
 from pathlib import Path
 
 import numpy as np
 
+from ..plotting import loss_curve
 from ..train.metrics import append_metrics, read_metrics
 
-__all__ = ["append_result", "read_results", "summary_stats"]
+__all__ = ["append_result", "failed_rows", "loss_figure", "read_results", "summary_stats"]
 
 
 def read_results(path: Path, keys: tuple[str, ...]) -> dict[tuple, dict]:
@@ -26,3 +30,19 @@ def summary_stats(values) -> dict:
     values = np.asarray(values, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "runs": values.tolist()}
+
+
+def loss_figure(run_dir: Path, title: str) -> list[dict]:
+    """The rows of the run's `metrics.jsonl`; their losses drawn to `loss.png` (if any)."""
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    if rows:
+        loss_curve(np.asarray([row["loss"] for row in rows]), run_dir / "loss.png", title=title)
+    return rows
+
+
+def failed_rows(values, axis: int = 0) -> np.ndarray:
+    """A boolean mask over `axis` of `values`: True where any entry of that slice is
+    non-finite. With `on_failure="nan"` a failed solve is NaN, so this marks the failed paths
+    of a batch of solves, to be counted and left out of the metrics."""
+    values = np.moveaxis(np.asarray(values), axis, 0)
+    return ~np.all(np.isfinite(values.reshape(values.shape[0], -1)), axis=1)

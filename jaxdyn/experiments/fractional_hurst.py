@@ -133,9 +133,9 @@ class FOUParameters(eqx.Module):
 
 
 def fractional_ou_paths(
-    key: PRNGKeyArray,
     hurst: float,
     *,
+    key: PRNGKeyArray,
     theta: float,
     sigma: float,
     horizon: float,
@@ -205,7 +205,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
         static_argnames=("horizon", "num_steps", "fine_factor", "num_paths"),
     )
     xs = jnp.stack([
-        generate(key, h, theta=d.theta, sigma=d.sigma, horizon=d.horizon,
+        generate(h, key=key, theta=d.theta, sigma=d.sigma, horizon=d.horizon,
                  num_steps=d.num_steps, fine_factor=d.fine_factor, num_paths=d.num_paths)
         for key, h in zip(jax.random.split(data_key, len(hursts)), hursts, strict=True)
     ])  # fmt: skip

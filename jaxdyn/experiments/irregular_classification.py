@@ -20,9 +20,9 @@ on the same grid. The models' clock is `data.time_scale` times the loader's `[0,
 channel of the path stays in `[0, 1]`): with the drift bounded by 1, the horizon caps how far
 the SDE state can move.
 
-Training calls `fit` directly (not `fit_from_config`) with one optimiser object and one loss
-function per model for the whole experiment, so the jitted training chunk compiles once per
-model instead of once for each of the (models × rates × seeds) runs. Each run's
+Training builds one optimiser object and one loss function per model for the whole
+experiment and passes them to every `fit_from_config` call, so the jitted training chunk
+compiles once per model instead of once for each of the (models × rates × seeds) runs. Each run's
 `metrics.jsonl` and checkpoint are in `fits/<model>-missing<rate>-seed<seed>/`, and its test
 accuracy is appended to `results.jsonl` as soon as it is known; `--resume` skips finished runs.
 """
@@ -34,6 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, choice, distinct_names, positive
@@ -43,9 +44,9 @@ from ..models.cde import NeuralCDE
 from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS
 from ..plotting import Figure
-from ..train import fit, make_optimizer
 from ._records import append_result, read_results, summary_stats
 from ._registry import register
+from ._training import fit_from_config, optimizer_from_config
 
 #: Model keys, in the order of the table, and their display names.
 MODELS: dict[str, str] = {
@@ -101,17 +102,19 @@ class IrregularClassificationConfig:
 # --- models, inputs, losses ----------------------------------------------------------------
 
 
-def build_model(name: str, channels: int, classes: int, cfg: DictConfig, dt0: float, key):
+def build_model(
+    name: str, channels: int, classes: int, cfg: DictConfig, dt0: float, *, key: PRNGKeyArray
+):
     """The model `name` for series with `channels` value channels (time is added as a path
     channel for the continuous-time models)."""
     m = cfg.model
     if name == "gru_dt":
-        return GRUDeltaT(channels, m.hidden, classes, key=key)
+        return GRUDeltaT(channels=channels, hidden=m.hidden, out=classes, key=key)
+    sizes = dict(channels=channels + 1, hidden=m.hidden, out=classes, width=m.width,
+                 depth=m.depth, dt0=dt0, key=key)  # fmt: skip
     if name == "neural_cde":
-        return NeuralCDE(channels + 1, m.hidden, classes, m.width, m.depth, solver="euler",
-                         dt0=dt0, key=key)  # fmt: skip
-    return SDE_CLASSIFIERS[name](channels + 1, m.hidden, classes, m.width, m.depth, dt0=dt0,
-                                 key=key)  # fmt: skip
+        return NeuralCDE(solver="euler", **sizes)
+    return SDE_CLASSIFIERS[name](**sizes)
 
 
 def _logits_fn(name: str, ts: np.ndarray):
@@ -143,7 +146,7 @@ def _loss_fn(logits):
 
 def _accuracy_fn(logits, samples: int, stochastic: bool):
     @eqx.filter_jit
-    def accuracy(model, inputs, labels, key):
+    def accuracy(model, inputs, labels, *, key):
         keys = jax.random.split(key, samples if stochastic else 1)
         probs = jnp.mean(jax.vmap(lambda k: jax.nn.softmax(logits(model, inputs, k)))(keys), 0)
         return jnp.mean(jnp.argmax(probs, axis=1) == labels)
@@ -151,7 +154,9 @@ def _accuracy_fn(logits, samples: int, stochastic: bool):
     return accuracy
 
 
-def irregular_inputs(data: UEADataset, rate: float, key, time_scale: float) -> dict:
+def irregular_inputs(
+    data: UEADataset, rate: float, time_scale: float, *, key: PRNGKeyArray
+) -> dict:
     """Drop a fraction `rate` of each series' time steps (train and test independently) and
     build both kinds of input: `values` (NaN-filled, for GRU-Δt) and the Hermite
     `coefficients` of `[t, values]` on the models' clock (for the CDE and SDEs)."""
@@ -160,7 +165,7 @@ def irregular_inputs(data: UEADataset, rate: float, key, time_scale: float) -> d
     for split, x, k in (("train", data.x_train, 0), ("test", data.x_test, 1)):
         values = jnp.asarray(x)
         if rate > 0:
-            values = drop_observations(jax.random.fold_in(key, k), values, rate)
+            values = drop_observations(values, rate, key=jax.random.fold_in(key, k))
         coefficients = hermite_coefficients(jnp.asarray(ts_model), augment(data.ts, values))
         out[split] = {"values": values, "coefficients": coefficients}
     return out
@@ -204,6 +209,25 @@ def _figure(accuracy: dict, rates: list[float], path: Path, title: str) -> None:
 # --- the experiment --------------------------------------------------------------------------
 
 
+def _train_and_score(cfg, name, data, inputs, shared, run_dir, resume, *, key) -> dict:
+    """Train model `name` on the train split of `inputs`; its test and train accuracy."""
+    model_key, train_key, eval_key = jax.random.split(key, 3)
+    field = "values" if name == "gru_dt" else "coefficients"
+    model = build_model(name, data.channels, data.num_classes, cfg, shared["dt0"], key=model_key)
+    train_data = (inputs["train"][field], jnp.asarray(data.y_train))
+    result = fit_from_config(shared["losses"][name], model, train_data, cfg.train,
+                             key=train_key, run_dir=run_dir, resume=resume, has_aux=True,
+                             optimizer=shared["optimizer"])  # fmt: skip
+    accuracy = shared["accuracy"][name]
+    test = accuracy(result.model, inputs["test"][field], jnp.asarray(data.y_test), key=eval_key)
+    train = accuracy(result.model, *train_data, key=eval_key)
+    return {
+        "test_accuracy": float(test),
+        "train_accuracy": float(train),
+        "final_loss": float(result.losses[-1]) if result.losses.size else None,
+    }
+
+
 @register("irregular_classification", IrregularClassificationConfig)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """UEA classification at 0-70% missing: GRU-Δt, CDE, SDE, LSDE, LNSDE, GSDE (drop <= 5 pts)."""
@@ -212,17 +236,16 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
     names = list(cfg.model.models)
     ts_model = np.asarray(data.ts, dtype=np.float64) * cfg.data.time_scale
-    dt0 = float(ts_model[1] - ts_model[0]) / cfg.model.steps_per_interval
     # One optimiser, loss and evaluation function per model for the whole experiment, so
     # that `fit` compiles its training chunk once per model, not once per run.
-    optimizer = make_optimizer(cfg.train.optimizer, cfg.train.lr, schedule=cfg.train.schedule,
-                               steps=cfg.train.steps)  # fmt: skip
     logits = {name: _logits_fn(name, ts_model.astype(data.ts.dtype)) for name in names}
-    losses = {name: _loss_fn(logits[name]) for name in names}
-    stochastic = {name: name in SDE_CLASSIFIERS for name in names}
-    accuracy_fns = {
-        name: _accuracy_fn(logits[name], cfg.model.eval_samples, stochastic[name]) for name in names
-    }
+    shared = {
+        "dt0": float(ts_model[1] - ts_model[0]) / cfg.model.steps_per_interval,
+        "optimizer": optimizer_from_config(cfg.train),
+        "losses": {name: _loss_fn(logits[name]) for name in names},
+        "accuracy": {name: _accuracy_fn(logits[name], cfg.model.eval_samples,
+                                        name in SDE_CLASSIFIERS) for name in names},
+    }  # fmt: skip
 
     results_path = run_dir / "results.jsonl"
     done = read_results(results_path, ("model", "rate", "seed")) if resume else {}
@@ -231,41 +254,24 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     for seed in seeds:
         seed_key = jax.random.key(seed)
         for rate in rates:
-            inputs = None
-            for name in names:
-                if (name, rate, seed) in done:
-                    continue
-                if inputs is None:
-                    drop_key = jax.random.fold_in(seed_key, round(1000 * rate))
-                    inputs = irregular_inputs(data, rate, drop_key, cfg.data.time_scale)
-                field = "values" if name == "gru_dt" else "coefficients"
+            todo = [name for name in names if (name, rate, seed) not in done]
+            if todo:
+                drop_key = jax.random.fold_in(seed_key, round(1000 * rate))
+                inputs = irregular_inputs(data, rate, cfg.data.time_scale, key=drop_key)
+            for name in todo:
                 index = list(MODELS).index(name)
-                model_key, train_key, eval_key = jax.random.split(
-                    jax.random.fold_in(jax.random.fold_in(seed_key, 7919 + index),
-                                       round(1000 * rate)), 3)  # fmt: skip
-                model = build_model(name, data.channels, data.num_classes, cfg, dt0, model_key)
-                train_data = (inputs["train"][field], jnp.asarray(data.y_train))
+                key = jax.random.fold_in(jax.random.fold_in(seed_key, 7919 + index),
+                                         round(1000 * rate))  # fmt: skip
                 sub_dir = run_dir / "fits" / f"{name}-missing{round(100 * rate):02d}-seed{seed}"
-                result = fit(
-                    losses[name], model, train_data, optimizer, steps=cfg.train.steps,
-                    batch_size=cfg.train.batch_size, key=train_key, chunk=cfg.train.chunk,
-                    has_aux=True, run_dir=sub_dir, checkpoint_every=cfg.train.checkpoint_every,
-                    resume=resume,
-                )  # fmt: skip
-                test = accuracy_fns[name](result.model, inputs["test"][field],
-                                          jnp.asarray(data.y_test), eval_key)  # fmt: skip
-                train = accuracy_fns[name](result.model, train_data[0], train_data[1], eval_key)
-                row = {
-                    "model": name,
-                    "rate": rate,
-                    "seed": seed,
-                    "test_accuracy": float(test),
-                    "train_accuracy": float(train),
-                    "final_loss": float(result.losses[-1]) if result.losses.size else None,
-                }
+                row = {"model": name, "rate": rate, "seed": seed, **_train_and_score(
+                    cfg, name, data, inputs, shared, sub_dir, resume, key=key)}  # fmt: skip
                 done[(name, rate, seed)] = row
                 append_result(results_path, row)
+    return _report(cfg, run_dir, data, names, rates, seeds, done)
 
+
+def _report(cfg, run_dir, data, names, rates, seeds, done) -> dict:
+    """Statistics over seeds, the accuracy drop from 0% to 50%, figure, table and summary."""
     accuracy = {
         name: {f"{r:g}": summary_stats([done[(name, r, s)]["test_accuracy"] for s in seeds])
                for r in rates}
@@ -302,11 +308,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "column is the mean accuracy at 0% minus that at 50% missing (points; negative: "
         "better with missing data).\n\n" + table
     )
+    stable_drops = [drops[n] for n in stable if n in drops]
     return {
         "dataset": cfg.data.name,
         "series_length": int(data.ts.shape[0]),
         "seeds": seeds,
         "missing_rates": rates,
+        "max_stable_drop_points": max(stable_drops) if stable_drops else None,
         "test_accuracy": accuracy,
         "train_accuracy_mean": train_accuracy,
         "accuracy_drop_0_to_50_points": drops,

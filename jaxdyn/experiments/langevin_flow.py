@@ -12,7 +12,7 @@ Models:
   latent underdamped Langevin SDE in a ring of coupled oscillators driven by inferred
   inputs (Euler–Maruyama on the bin grid by `sdeint`), one-layer transformer decoder.
 - `seq_vae`: `jaxdyn.models.SequentialVAE`, LFADS-like (no controller).
-- `smoothing_glm`: `jaxdyn.models.smoothing_glm_baseline` (NLB's smoothing baseline; no
+- `smoothing_glm`: `jaxdyn.baselines.smoothing_glm_baseline` (NLB's smoothing baseline; no
   training loop: the GLMs are fitted by scikit-learn).
 
 The two VAEs minimise, per train trial, `−log p(all neurons' counts | latent sample) + β KL`
@@ -29,7 +29,10 @@ Evaluation on the test trials, with rates averaged over `eval_samples` posterior
 (`r2_score`, averaged over neurons), and latent R²: the latent trajectories (posterior
 means; LangevinFlow's positions `x`, the VAE's factors, the GLM's log-smoothed held-in
 counts) mapped affinely onto the true Lorenz state, the map fitted on the train trials
-(`linear_r2`). The co-bps of the true rates (`oracle_co_bps`) is the ceiling.
+(`linear_r2`). The co-bps of the true rates (`oracle_co_bps`) is the ceiling. LangevinFlow's
+latent solves make a failed sample NaN (`on_failure="nan"`): a failed sample stops training
+(NaN loss); at evaluation each trial's rates and latents average its successful samples, and
+every row reports `failed_samples` (a trial with none successful stops the run).
 
 Seeds: seed `s` draws its own data set, split, initialisation and training noise, so the
 spread includes the data's. Each (model, seed) trains in `fits/<model>-seed<s>/`
@@ -46,21 +49,22 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
+from ..baselines import gaussian_smooth, smoothing_glm_baseline
 from ..config import TrainConfig, at_least, choice, distinct_names, positive
 from ..data.spikes import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
 from ..models.langevin_flow import LangevinFlow
 from ..models.seq_vae import SequentialVAE, poisson_log_likelihood
-from ..models.spike_glm import gaussian_smooth, smoothing_glm_baseline
 from ..plotting import Figure
-from ..train import StepCounted, counting_steps, fit, kl_warmup, make_optimizer
+from ..train import kl_warmup
 from ..train.checkpoint import atomic_write
 from ._records import append_result, read_results, summary_stats
 from ._registry import register
+from ._training import fit_from_config, optimizer_from_config
 
 #: Model keys, in the order of the table, and their display names.
 MODELS: dict[str, str] = {
@@ -101,7 +105,7 @@ class LorenzSpikesConfig:
 class LangevinFlowConfig:
     units: int = at_least(16, 1)
     inputs: int = at_least(4, 1)
-    encoder_size: int = at_least(64, 1)
+    encoder_hidden: int = at_least(64, 1)
     decoder_width: int = at_least(32, 1)
     heads: int = at_least(2, 1)
     dt: float = positive(0.1)  # latent time per bin
@@ -113,9 +117,9 @@ class LangevinFlowConfig:
 
 @dataclasses.dataclass
 class SeqVAEConfig:
-    encoder_size: int = at_least(64, 1)
-    generator_size: int = at_least(64, 1)
-    factor_size: int = at_least(8, 1)
+    encoder_hidden: int = at_least(64, 1)
+    generator_hidden: int = at_least(64, 1)
+    latent: int = at_least(8, 1)
 
 
 @dataclasses.dataclass
@@ -189,18 +193,21 @@ def make_dataset(cfg: DictConfig, seed: int) -> dict:
 # --- training ---------------------------------------------------------------------------------
 
 
-def build_model(name: str, cfg: DictConfig, heldin: int, neurons: int, key):
+def build_model(name: str, cfg: DictConfig, heldin: int, neurons: int, *, key: PRNGKeyArray):
+    """The VAE `name` for `heldin` input neurons and `neurons` predicted ones; LangevinFlow's
+    latent solves make a failed sample NaN, to be counted."""
     if name == "langevin_flow":
         m = cfg.model.langevin_flow
         return LangevinFlow(
-            heldin, neurons, units=m.units, inputs=m.inputs, encoder_size=m.encoder_size,
-            decoder_width=m.decoder_width, heads=m.heads, dt=m.dt, substeps=m.substeps,
-            input_prior_scale=m.input_prior_scale, damping=m.damping, noise=m.noise, key=key,
+            in_neurons=heldin, out_neurons=neurons, units=m.units, inputs=m.inputs,
+            encoder_hidden=m.encoder_hidden, decoder_width=m.decoder_width, heads=m.heads,
+            dt=m.dt, substeps=m.substeps, input_prior_scale=m.input_prior_scale,
+            damping=m.damping, noise=m.noise, on_failure="nan", key=key,
         )  # fmt: skip
     m = cfg.model.seq_vae
     return SequentialVAE(
-        heldin, neurons, encoder_size=m.encoder_size, generator_size=m.generator_size,
-        factor_size=m.factor_size, key=key,
+        in_neurons=heldin, out_neurons=neurons, encoder_hidden=m.encoder_hidden,
+        generator_hidden=m.generator_hidden, latent=m.latent, key=key,
     )  # fmt: skip
 
 
@@ -212,17 +219,16 @@ def _with_bias(model, log_mean_counts):
 
 
 def _loss_fn(heldin: int, warmup: int):
-    """Negative ELBO per bin and neuron of a batch of train trials `(batch, bins, neurons)`;
-    `counted` is a `StepCounted` model (the KL warm-up reads the step)."""
+    """Negative ELBO per bin and neuron of a batch of train trials `(batch, bins, neurons)`,
+    with the KL weight of the step (for `fit_from_config(..., with_step=True)`)."""
 
-    def loss(counted, batch, key):
-        model = counted.model
+    def loss(model, step, batch, key):
         keys = jax.random.split(key, batch.shape[0])
-        out = jax.vmap(model)(batch[..., :heldin], keys)
+        out = jax.vmap(lambda s, k: model(s, key=k))(batch[..., :heldin], keys)
         per_trial = batch.shape[1] * batch.shape[2]
         nll = -poisson_log_likelihood(out.log_rates, batch) / (batch.shape[0] * per_trial)
         kl = jnp.mean(out.kl) / per_trial
-        beta = kl_warmup(jax.lax.stop_gradient(counted.step), warmup)
+        beta = kl_warmup(step, warmup)
         return nll + beta * kl, {"nll": nll, "kl": kl, "beta": beta}
 
     return loss
@@ -230,16 +236,25 @@ def _loss_fn(heldin: int, warmup: int):
 
 def _predict_fn(samples: int):
     """Posterior-mean rates (expected counts) and latents of trials `(trials, bins, heldin)`,
-    averaged over `samples` samples each; trials in batches of 16 (memory)."""
+    averaged over each trial's successful samples of `samples` (a failed one is NaN), and
+    the number of failed samples per trial; trials in batches of 16 (memory)."""
 
     @eqx.filter_jit
-    def predict(model, spikes, key):
+    def predict(model, spikes, *, key):
         keys = jax.random.split(key, spikes.shape[0])
 
         def one(inputs):
             s, k = inputs
-            out = jax.vmap(lambda k_: model(s, k_))(jax.random.split(k, samples))
-            return jnp.mean(jnp.exp(out.log_rates), 0), jnp.mean(out.latents, 0)
+            out = jax.vmap(lambda k_: model(s, key=k_))(jax.random.split(k, samples))
+            ok = jnp.all(jnp.isfinite(out.log_rates), axis=(1, 2)) & jnp.all(
+                jnp.isfinite(out.latents), axis=(1, 2)
+            )
+            count = jnp.sum(ok)
+
+            def mean(x):
+                return jnp.sum(jnp.where(ok[:, None, None], x, 0.0), 0) / count
+
+            return mean(jnp.exp(out.log_rates)), mean(out.latents), samples - count
 
         return jax.lax.map(one, (spikes, keys), batch_size=16)
 
@@ -267,106 +282,131 @@ def _table(stats: dict, oracle: dict) -> str:
 # --- the experiment ---------------------------------------------------------------------------
 
 
-@register("langevin_flow", LangevinFlowExperimentConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """LangevinFlow vs GRU sequential VAE vs smoothing+GLM on Lorenz spikes (co-bps, R²)."""
-    names = list(cfg.model.models)
-    seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
-    m = cfg.model.langevin_flow
+def _check(cfg: DictConfig) -> None:
+    m, g, d, t = cfg.model.langevin_flow, cfg.model.smoothing_glm, cfg.data, cfg.train
     if m.decoder_width % m.heads:
         raise ValueError(
             f"model.langevin_flow.decoder_width={m.decoder_width} must be divisible by "
             f"model.langevin_flow.heads={m.heads}"
         )
-    window = int(6 * cfg.model.smoothing_glm.kernel_sd_bins)
-    if "smoothing_glm" in names and window > cfg.data.num_bins:
+    window = int(6 * g.kernel_sd_bins)
+    if "smoothing_glm" in cfg.model.models and window > d.num_bins:
         raise ValueError(
-            f"model.smoothing_glm.kernel_sd_bins={cfg.model.smoothing_glm.kernel_sd_bins} gives "
-            f"a {window}-bin window, longer than a trial (data.num_bins={cfg.data.num_bins})"
+            f"model.smoothing_glm.kernel_sd_bins={g.kernel_sd_bins} gives a {window}-bin "
+            f"window, longer than a trial (data.num_bins={d.num_bins})"
         )
-    t = cfg.train
-    if t.batch_size is not None and t.batch_size > cfg.data.num_trials - round(
-        cfg.data.test_trials * cfg.data.num_trials
-    ):
+    train_trials = d.num_trials - round(d.test_trials * d.num_trials)
+    if t.batch_size is not None and t.batch_size > train_trials:
         raise ValueError(f"train.batch_size={t.batch_size} exceeds the number of train trials")
-    # One optimiser, loss and predictor for the whole run: `fit` compiles once per model.
-    optimizer = counting_steps(optax.chain(
-        optax.clip_by_global_norm(cfg.model.clip_norm),
-        make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps),
-    ))  # fmt: skip
-    predict = _predict_fn(cfg.model.eval_samples)
-    losses = {}
 
+
+def _glm_predictions(cfg: DictConfig, data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The smoothing baseline's rates of all neurons on the test trials, and its latents
+    (the GLM's inputs: log-smoothed held-in counts) on all trials."""
+    g, heldin, spikes = cfg.model.smoothing_glm, data["heldin"], data["spikes"]
+    train, test = data["train"], data["test"]
+    glm = smoothing_glm_baseline(
+        spikes[train][..., :heldin], spikes[train][..., heldin:], spikes[test][..., :heldin],
+        kernel_sd_bins=g.kernel_sd_bins, alpha=g.alpha, heldin=g.heldin,
+    )  # fmt: skip
+    pred = np.concatenate([np.asarray(glm.heldin_rates), np.asarray(glm.heldout_rates)], -1)
+    smooth = gaussian_smooth(spikes[..., :heldin], g.kernel_sd_bins)
+    return pred, np.log(np.asarray(smooth) + 1e-4)
+
+
+def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key) -> tuple:
+    """Train the VAE `name` on the train trials; its rates on the test trials and latents on
+    all trials (posterior means), the number of failed samples and the final loss."""
+    model_key, train_key, eval_key = jax.random.split(key, 3)
+    spikes, heldin, train = data["spikes"], data["heldin"], data["train"]
+    model = build_model(name, cfg, heldin, spikes.shape[2], key=model_key)
+    model = _with_bias(model, np.log(np.maximum(spikes[train].mean(axis=(0, 1)), 1e-3)))
+    if name not in shared["losses"]:
+        shared["losses"][name] = _loss_fn(heldin, cfg.model.kl_warmup)
+    result = fit_from_config(
+        shared["losses"][name], model, jnp.asarray(spikes[train]), cfg.train, key=train_key,
+        run_dir=run_dir / "fits" / f"{name}-seed{seed}", resume=resume,
+        has_aux=True, optimizer=shared["optimizer"], with_step=True,
+    )  # fmt: skip
+    pred, latents, failed = map(np.asarray, shared["predict"](
+        result.model.model, jnp.asarray(spikes[..., :heldin]), key=eval_key))  # fmt: skip
+    lost = int(np.sum(failed == cfg.model.eval_samples))
+    if lost:
+        raise RuntimeError(
+            f"langevin_flow: every posterior sample of {lost} trials failed for {MODELS[name]} "
+            f"(seed {seed}): the latent solve left the finite numbers"
+        )
+    final_loss = float(result.losses[-1]) if result.losses.size else None
+    return pred[data["test"]], latents, int(failed.sum()), final_loss
+
+
+def _evaluate(cfg, name, data, seed, run_dir, resume, shared) -> tuple[dict, Array, Array]:
+    """One (model, seed) row: co-bps, rate and latent R², failed samples, time, final loss."""
+    key = jax.random.fold_in(jax.random.key(seed), 1 + list(MODELS).index(name))
+    start = time.perf_counter()
+    print(f"[langevin_flow] seed {seed}: {MODELS[name]}", flush=True)
+    if name == "smoothing_glm":
+        (pred, latents), failed, final_loss = _glm_predictions(cfg, data), 0, None
+    else:
+        pred, latents, failed, final_loss = _trained_predictions(
+            cfg, name, data, seed, run_dir, resume, shared, key=key
+        )
+    heldin, test, spikes = data["heldin"], data["test"], data["spikes"]
+    row = {
+        "model": name,
+        "seed": seed,
+        "co_bps": float(co_bps(pred[..., heldin:], spikes[test][..., heldin:])),
+        "rate_r2": float(r2_score(pred, data["rates"][test])),
+        "latent_r2": float(linear_r2(latents, data["latents"], fit_on=data["train"])),
+        "failed_samples": failed,
+        "seconds": time.perf_counter() - start,
+        "final_loss": final_loss,
+    }
+    print(f"[langevin_flow] seed {seed}: {MODELS[name]}: " + ", ".join(
+        f"{k} {row[k]:.3f}" for k in (*METRICS, "seconds")), flush=True)  # fmt: skip
+    return row, pred, latents
+
+
+@register("langevin_flow", LangevinFlowExperimentConfig)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """LangevinFlow vs GRU sequential VAE vs smoothing+GLM on Lorenz spikes (co-bps, R²)."""
+    _check(cfg)
+    names = list(cfg.model.models)
+    seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
+    # One optimiser, loss and predictor for the whole run: `fit` compiles once per model.
+    shared = {
+        "optimizer": optimizer_from_config(cfg.train, clip_norm=cfg.model.clip_norm,
+                                           count_steps=True),
+        "predict": _predict_fn(cfg.model.eval_samples),
+        "losses": {},
+    }  # fmt: skip
     results_path = run_dir / "results.jsonl"
     done = read_results(results_path, ("model", "seed")) if resume else {}
     if not resume:
         results_path.write_text("")
-    oracle, figures = {}, {}
+    oracle, first = {}, None
     for seed in seeds:
         data = make_dataset(cfg, seed)
-        heldin, neurons = data["heldin"], data["spikes"].shape[2]
-        train, test = data["train"], data["test"]
-        spikes, rates = data["spikes"], data["rates"]
-        oracle[seed] = float(co_bps(rates[test][..., heldin:], spikes[test][..., heldin:]))
-        for name in names:
-            if (name, seed) in done:
-                continue
-            key = jax.random.fold_in(jax.random.key(seed), 1 + list(MODELS).index(name))
-            model_key, train_key, eval_key = jax.random.split(key, 3)
-            start = time.perf_counter()
-            print(f"[langevin_flow] seed {seed}: {MODELS[name]}", flush=True)
-            if name == "smoothing_glm":
-                g = cfg.model.smoothing_glm
-                glm = smoothing_glm_baseline(
-                    spikes[train][..., :heldin], spikes[train][..., heldin:],
-                    spikes[test][..., :heldin], kernel_sd_bins=g.kernel_sd_bins, alpha=g.alpha,
-                    heldin=g.heldin,
-                )  # fmt: skip
-                pred = np.concatenate([np.asarray(glm.heldin_rates),
-                                       np.asarray(glm.heldout_rates)], axis=-1)  # fmt: skip
-                smooth = gaussian_smooth(spikes[..., :heldin], g.kernel_sd_bins)
-                latents = np.log(np.asarray(smooth) + 1e-4)  # the GLM's inputs
-                final_loss = None
-            else:
-                if name not in losses:
-                    losses[name] = _loss_fn(heldin, cfg.model.kl_warmup)
-                model = build_model(name, cfg, heldin, neurons, model_key)
-                mean_counts = spikes[train].mean(axis=(0, 1))
-                model = _with_bias(model, np.log(np.maximum(mean_counts, 1e-3)))
-                result = fit(
-                    losses[name], StepCounted(model), jnp.asarray(spikes[train]), optimizer,
-                    steps=t.steps,
-                    batch_size=t.batch_size, key=train_key, chunk=t.chunk, has_aux=True,
-                    run_dir=run_dir / "fits" / f"{name}-seed{seed}",
-                    checkpoint_every=t.checkpoint_every, resume=resume,
-                )  # fmt: skip
-                final_loss = float(result.losses[-1]) if result.losses.size else None
-                heldin_spikes = jnp.asarray(spikes[..., :heldin])
-                pred_all, latents = predict(result.model.model, heldin_spikes, eval_key)
-                pred, latents = np.asarray(pred_all)[test], np.asarray(latents)
-            row = {
-                "model": name,
-                "seed": seed,
-                "co_bps": float(co_bps(pred[..., heldin:], spikes[test][..., heldin:])),
-                "rate_r2": float(r2_score(pred, rates[test])),
-                "latent_r2": float(linear_r2(latents, data["latents"], fit_on=train)),
-                "seconds": time.perf_counter() - start,
-                "final_loss": final_loss,
-            }
-            print(f"[langevin_flow] seed {seed}: {MODELS[name]}: " + ", ".join(
-                f"{k} {row[k]:.3f}" for k in (*METRICS, "seconds")), flush=True)  # fmt: skip
+        heldin, test, spikes = data["heldin"], data["test"], data["spikes"]
+        oracle[seed] = float(co_bps(data["rates"][test][..., heldin:], spikes[test][..., heldin:]))
+        for name in (n for n in names if (n, seed) not in done):
+            row, pred, latents = _evaluate(cfg, name, data, seed, run_dir, resume, shared)
             if seed == seeds[0]:  # saved (atomically) before the row marks the model done
                 arrays = {"rates": pred.astype(np.float32), "latents": _linear_map(
-                    latents, data["latents"], train)[test].astype(np.float32)}  # fmt: skip
+                    latents, data["latents"], data["train"])[test].astype(np.float32)}  # fmt: skip
                 atomic_write(run_dir / f"predictions-{name}.npz",
                              lambda f, arrays=arrays: np.savez(f, **arrays))  # fmt: skip
             done[(name, seed)] = row
             append_result(results_path, row)
-        if seed == seeds[0]:
-            figures = {"data": data}
+        first = data if seed == seeds[0] else first
+    return _report(cfg, run_dir, names, seeds, done, oracle, first)
 
+
+def _report(cfg, run_dir, names, seeds, done, oracle, data) -> dict:
+    """Statistics over seeds, the figures, `results.md` and the summary."""
+    keys = (*METRICS, "seconds", "failed_samples")
     stats = {
-        name: {k: summary_stats([done[(name, s)][k] for s in seeds]) for k in (*METRICS, "seconds")}
+        name: {k: summary_stats([done[(name, s)].get(k, 0) for s in seeds]) for k in keys}
         for name in names
     }
     oracle_stats = summary_stats([oracle[s] for s in seeds])
@@ -376,7 +416,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         if path.is_file():
             with np.load(path) as f:
                 predictions[name] = {"rates": f["rates"], "latents": f["latents"]}
-    data = figures.get("data") or make_dataset(cfg, seeds[0])
+    data = data or make_dataset(cfg, seeds[0])
     _rates_figure(run_dir / "rates.png", data, predictions, cfg.data.bin_size)
     _latents_figure(run_dir / "latents.png", data, predictions)
 
@@ -396,9 +436,14 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "the test trials against the true rates; latent R²: affine map of the latents onto "
         "the Lorenz state fitted on the train trials, scored on the test trials.\n\n" + table
     )
+    headline = {k: None if lf is None else lf[k]["mean"] for k in METRICS}
     return {
         "seeds": seeds,
         "models": names,
+        **{f"langevin_flow_{k}": v for k, v in headline.items()},
+        "langevin_flow_failed_samples": None
+        if lf is None
+        else int(sum(lf["failed_samples"]["runs"])),  # fmt: skip
         "metrics": stats,
         "oracle_co_bps": oracle_stats,
         "table_markdown": table,
@@ -407,7 +452,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             "(means over seeds)"
         ),
         "target_met": target_met,
-        "steps": t.steps,
+        "steps": cfg.train.steps,
     }
 
 

@@ -22,7 +22,9 @@ Evaluation (held-out paths, `eval_samples` posterior paths each): the expected
 log-likelihood `E_q[log p(x | z)]`, `KL(q(z0) ‖ p(z0))`, the path KL and the ELBO, per path
 (sums over its `num_times × 3` observations) and per observation; the RMSE of the
 posterior-mean reconstruction against the observations (standardised units). Target: that
-RMSE at most `target.reconstruction_rmse`.
+RMSE at most `target.reconstruction_rmse`. The solves make a failed posterior path NaN: a
+held-out path with a failed sample is counted (`failed_test_paths`) and left out of every
+figure above.
 """
 
 import dataclasses
@@ -32,15 +34,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, positive
 from ..models.latent_sde import LatentSDE
-from ..plotting import Figure, loss_curve
+from ..plotting import Figure
 from ..solve import sdeint
-from ..train import kl_warmup, read_metrics
+from ._latent_sde import LatentSDEModelConfig, build_latent_sde, elbo_loss
+from ._records import failed_rows, loss_figure
 from ._registry import register
-from .latent_sde_sine import LatentSDEModelConfig, build_latent_sde, fit_with_kl_warmup
+from ._training import fit_from_config
 
 
 def _triple(values) -> bool:
@@ -84,9 +88,9 @@ class LatentSDELorenzConfig:
     data: LorenzDataConfig = dataclasses.field(default_factory=LorenzDataConfig)
     model: LatentSDEModelConfig = dataclasses.field(
         default_factory=lambda: LatentSDEModelConfig(
-            latent_size=4,
-            context_size=16,
-            hidden_size=32,
+            latent=4,
+            context=16,
+            hidden=32,
             width=64,
             depth=2,
             prior="mlp",
@@ -123,7 +127,7 @@ class _Multiplicative(eqx.Module):
         return jnp.asarray(self.alpha, u.dtype) * u
 
 
-def lorenz_paths(d: DictConfig, ts: np.ndarray, key) -> jax.Array:
+def lorenz_paths(d: DictConfig, ts: np.ndarray, *, key: PRNGKeyArray) -> jax.Array:
     """`num_train + num_test` stochastic Lorenz paths at `ts`, shape `(paths, time, 3)`."""
     x0_key, path_key = jax.random.split(key)
     count = d.num_train + d.num_test
@@ -140,45 +144,24 @@ def lorenz_paths(d: DictConfig, ts: np.ndarray, key) -> jax.Array:
     return solve(x0, path_key)
 
 
-@register("latent_sde_lorenz", LatentSDELorenzConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """A latent SDE (latent dimension 4) on a stochastic Lorenz attractor: held-out ELBO terms."""
-    d, m, e = cfg.data, cfg.model, cfg.evaluation
-    ts = np.linspace(0.0, d.horizon, d.num_times).astype(np.float32)
-    data_key, noise_key, model_key, train_key, eval_key = jax.random.split(
-        jax.random.key(cfg.seed), 5
-    )
-    paths = np.asarray(lorenz_paths(d, ts, data_key))
-    if not np.all(np.isfinite(paths)):
-        raise ValueError("the simulated Lorenz paths diverged: reduce data.sim_dt")
-    train = paths[: d.num_train]  # standardised by the training paths' statistics
+def observe(paths: np.ndarray, num_train: int, noise_std: float, *, key: PRNGKeyArray):
+    """The paths standardised by the training paths' (the first `num_train`) mean and standard
+    deviation per coordinate, plus observation noise `N(0, noise_std²)` drawn from `key`."""
+    train = paths[:num_train]
     mean, std = train.mean(axis=(0, 1)), train.std(axis=(0, 1))
-    noise = d.noise_std * np.asarray(jax.random.normal(noise_key, paths.shape, jnp.float32))
-    xs = ((paths - mean) / std + noise).astype(np.float32)
-    train_xs, test_xs = jnp.asarray(xs[: d.num_train]), jnp.asarray(xs[d.num_train :])
-    model = build_latent_sde(m, 3, model_key)
+    noise = noise_std * np.asarray(jax.random.normal(key, paths.shape, jnp.float32))
+    return ((paths - mean) / std + noise).astype(np.float32)
 
-    def loss_fn(model: LatentSDE, step, batch, key):
-        weight = kl_warmup(step, m.kl_warmup)
-        keys = jax.random.split(key, batch.shape[0])
-        out = jax.vmap(
-            lambda x, k: model.elbo(ts, x, key=k, n_samples=m.n_samples, kl_weight=weight)
-        )(batch, keys)
-        out = jax.tree.map(jnp.mean, out)
-        metrics = {"elbo": out.log_likelihood - out.kl_z0 - out.kl_path, "kl_weight": weight,
-                   "log_likelihood": out.log_likelihood, "kl_path": out.kl_path,
-                   "kl_z0": out.kl_z0}  # fmt: skip
-        return -out.value, metrics
 
-    result = fit_with_kl_warmup(loss_fn, model, train_xs, cfg.train, key=train_key,
-                                run_dir=run_dir, resume=resume)  # fmt: skip
-    model = result.model.model
-
-    # Held-out paths: ELBO terms (one key per path) and posterior reconstructions.
-    test_keys = jax.random.split(eval_key, d.num_test)
+def evaluate(
+    cfg: DictConfig, model: LatentSDE, ts, test_xs, *, key: PRNGKeyArray
+) -> tuple[dict, int, np.ndarray]:
+    """Held-out ELBO terms per path (one key each) and posterior reconstructions `(test,
+    samples, time, 3)`; a held-out path with a failed (NaN) solve is counted and left out."""
+    e = cfg.evaluation
 
     @eqx.filter_jit
-    def evaluate(model, xs, keys):
+    def terms_and_recon(model, xs, keys):
         terms = jax.vmap(lambda x, k: model.elbo(ts, x, key=k, n_samples=e.eval_samples))(xs, keys)
         recon = jax.vmap(
             lambda x, k: model.decode(
@@ -187,32 +170,60 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         )(xs, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys))
         return terms, recon
 
-    terms, recon = evaluate(model, test_xs, test_keys)
-    terms = {k: float(np.mean(v)) for k, v in terms._asdict().items()}
-    recon = np.asarray(recon)  # (test, samples, time, 3)
-    rmse = float(np.sqrt(np.mean((recon.mean(axis=1) - np.asarray(test_xs)) ** 2)))
+    terms, recon = terms_and_recon(model, test_xs, jax.random.split(key, test_xs.shape[0]))
+    terms = {k: np.asarray(v) for k, v in terms._asdict().items() if k != "value"}
+    recon = np.asarray(recon)
+    failed = failed_rows(recon) | failed_rows(np.stack(list(terms.values()), axis=1))
+    if failed.all():
+        raise RuntimeError(f"latent_sde_lorenz: every held-out path ({failed.size}) failed")
+    ok = ~failed
+    rmse = float(np.sqrt(np.mean((recon[ok].mean(axis=1) - np.asarray(test_xs)[ok]) ** 2)))
+    terms = {k: float(np.mean(v[ok])) for k, v in terms.items()}
+    terms["elbo"] = terms["log_likelihood"] - terms["kl_z0"] - terms["kl_path"]
+    return {"reconstruction_rmse": rmse, **terms}, int(failed.sum()), recon
+
+
+@register("latent_sde_lorenz", LatentSDELorenzConfig)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """A latent SDE (latent dimension 4) on a stochastic Lorenz attractor: held-out ELBO terms."""
+    d, m, e = cfg.data, cfg.model, cfg.evaluation
+    ts = np.linspace(0.0, d.horizon, d.num_times).astype(np.float32)
+    keys = jax.random.split(jax.random.key(cfg.seed), 5)
+    data_key, noise_key, model_key, train_key, eval_key = keys
+    paths = np.asarray(lorenz_paths(d, ts, key=data_key))
+    if not np.all(np.isfinite(paths)):
+        raise ValueError("the simulated Lorenz paths diverged: reduce data.sim_dt")
+    xs = observe(paths, d.num_train, d.noise_std, key=noise_key)
+    train_xs, test_xs = jnp.asarray(xs[: d.num_train]), jnp.asarray(xs[d.num_train :])
+    model = build_latent_sde(m, 3, key=model_key)
+
+    def elbo(model, batch, weight, key):
+        keys = jax.random.split(key, batch.shape[0])
+        out = jax.vmap(
+            lambda x, k: model.elbo(ts, x, key=k, n_samples=m.n_samples, kl_weight=weight)
+        )(batch, keys)
+        return jax.tree.map(jnp.mean, out)
+
+    result = fit_from_config(elbo_loss(elbo, m.kl_warmup), model, train_xs, cfg.train,
+                             key=train_key, run_dir=run_dir, resume=resume, has_aux=True,
+                             with_step=True)  # fmt: skip
+    model = result.model.model
+    test, failed, recon = evaluate(cfg, model, ts, test_xs, key=eval_key)
     prior = eqx.filter_jit(
         lambda model, key: model.decode(model.sample_prior(ts, key=key, n_samples=e.plot_paths))
     )(model, jax.random.fold_in(eval_key, 2))
-    per_obs = d.num_times * 3
 
     _reconstruction_figure(run_dir, ts, np.asarray(test_xs), recon, e.plot_series)
     _lorenz_3d_figure(run_dir, np.asarray(test_xs), recon, np.asarray(prior), e.plot_paths)
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    if rows:
-        title = "latent_sde_lorenz: -(log-likelihood - KL weight x KL), per path"
-        loss_curve(np.asarray([r["loss"] for r in rows]), run_dir / "loss.png", title=title)
+    loss_figure(run_dir, "latent_sde_lorenz: -(log-likelihood - KL weight x KL), per path")
+    per_obs = d.num_times * 3
     return {
         "target": {"reconstruction_rmse": float(cfg.target.reconstruction_rmse)},
-        "target_met": bool(rmse <= cfg.target.reconstruction_rmse),
-        "test_reconstruction_rmse": rmse,
-        "test_log_likelihood": terms["log_likelihood"],
-        "test_kl_z0": terms["kl_z0"],
-        "test_kl_path": terms["kl_path"],
-        "test_elbo": terms["log_likelihood"] - terms["kl_z0"] - terms["kl_path"],
-        "test_log_likelihood_per_observation": terms["log_likelihood"] / per_obs,
-        "test_elbo_per_observation": (terms["log_likelihood"] - terms["kl_z0"] - terms["kl_path"])
-        / per_obs,  # fmt: skip
+        "target_met": bool(test["reconstruction_rmse"] <= cfg.target.reconstruction_rmse),
+        **{f"test_{k}": v for k, v in test.items()},
+        "failed_test_paths": failed,
+        "test_log_likelihood_per_observation": test["log_likelihood"] / per_obs,
+        "test_elbo_per_observation": test["elbo"] / per_obs,
         "per_path": f"sums over {d.num_times} times x 3 coordinates (standardised units)",
         "num_train": int(d.num_train),
         "num_test": int(d.num_test),

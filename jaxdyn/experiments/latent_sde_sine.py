@@ -23,13 +23,15 @@ prior and per-dimension diffusion, posterior drift with the encoder's context an
 decoder, Gaussian likelihood) is selectable: `model.prior=ou model.diffusion=learned
 model.diffusion_scale=1.0 model.time_input=t model.posterior_context=true
 model.activation=softplus model.zero_init=false model.decoder=linear model.likelihood=normal
-model.latent_size=2 ...` (see configs/latent_sde_sine.yaml).
+model.latent=2 ...` (see configs/latent_sde_sine.yaml).
 
 Evaluation. `eval_samples` posterior paths on `[0, horizon]`, decoded. The 95% band is the
 pointwise 2.5%–97.5% quantile range of the decoded posterior paths (the decoder mean, without
 the observation noise, which is `obs_std`). Target: the band covers at least
 `target.coverage` of the held-out noiseless points. Also recorded: the band's mean width on
 the observation range and the RMSE of the pointwise posterior median against the truth there.
+The solves make a failed posterior path NaN: the summary counts them (`failed_paths`) and
+every figure above is computed from the other paths.
 """
 
 import dataclasses
@@ -39,32 +41,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jaxtyping import PRNGKeyArray, PyTree
+from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive
-from ..models.latent_sde import (
-    ACTIVATIONS,
-    DECODERS,
-    DIFFUSIONS,
-    LIKELIHOODS,
-    PRIORS,
-    TIME_INPUTS,
-    LatentSDE,
-)
-from ..plotting import Figure, loss_curve
-from ..solve import SDE_SOLVERS
-from ..train import (
-    FitResult,
-    StepCounted,
-    counting_steps,
-    fit,
-    kl_warmup,
-    make_optimizer,
-    read_metrics,
-)
+from ..config import at_least, positive
+from ..plotting import Figure
+from ._latent_sde import LatentSDEModelConfig, LatentSDETrainConfig, build_latent_sde, elbo_loss
+from ._records import failed_rows, loss_figure
 from ._registry import register
+from ._training import fit_from_config
 
 
 def _interval(values) -> bool:
@@ -83,44 +68,6 @@ class SineDataConfig:
     noise_std: float = at_least(0.01, 0.0)
     horizon: float = positive(2.0)  # the posterior is shown on [0, horizon]
     num_test: int = at_least(200, 1)  # held-out noiseless points in obs_range
-
-
-@dataclasses.dataclass
-class LatentSDEModelConfig:
-    """A `LatentSDE` and its ELBO (see `LatentSDE`); the defaults are generic (learned prior
-    and diffusion, context, linear decoder); each experiment sets its own."""
-
-    latent_size: int = at_least(2, 1)
-    context_size: int = at_least(8, 1)
-    hidden_size: int = at_least(16, 1)
-    width: int = at_least(32, 1)
-    depth: int = at_least(2, 0)
-    prior: str = choice("ou", PRIORS)
-    time_input: str = choice("t", TIME_INPUTS)  # the posterior drift's time features
-    posterior_context: bool = True  # the posterior drift sees the encoder's context
-    activation: str = choice("softplus", tuple(ACTIVATIONS))  # of the drift networks
-    zero_init: bool = False  # the posterior drift's last layer starts at zero
-    diffusion: str = choice("learned", DIFFUSIONS)
-    diffusion_scale: float = positive(1.0)  # the learned diffusion's bound, or the constant
-    ou_rate: float = positive(1.0)  # the OU prior's rate (its start when learned)
-    decoder: str = choice("linear", DECODERS)
-    likelihood: str = choice("normal", LIKELIHOODS)
-    obs_std: float = positive(0.05)  # the likelihood's scale (torchsde: 0.05)
-    dt0: float = positive(0.02)
-    solver: str = choice("euler", SDE_SOLVERS)
-    n_samples: int = at_least(32, 1)  # posterior paths per ELBO estimate
-    kl_warmup: int = at_least(500, 0)  # steps of linear KL-weight warm-up
-    kl_to_horizon: bool = False  # integrate the path KL to the horizon, past the data
-
-
-@dataclasses.dataclass
-class LatentSDETrainConfig(TrainConfig):
-    """`TrainConfig` plus `lr_decay`: when set, the learning rate is `lr · lr_decay^step`
-    (torchsde's `ExponentialLR`), replacing `schedule`."""
-
-    lr_decay: float | None = dataclasses.field(
-        default=None, metadata={"check": (lambda v: 0 < v <= 1, "in (0, 1]")}
-    )
 
 
 @dataclasses.dataclass
@@ -144,7 +91,7 @@ class LatentSDESineConfig:
     data: SineDataConfig = dataclasses.field(default_factory=SineDataConfig)
     model: LatentSDEModelConfig = dataclasses.field(
         default_factory=lambda: LatentSDEModelConfig(
-            latent_size=1,
+            latent=1,
             prior="ou_fixed",
             time_input="sincos",
             posterior_context=False,
@@ -178,60 +125,13 @@ class LatentSDESineConfig:
     )
 
 
-def build_latent_sde(m: DictConfig, data_size: int, key: PRNGKeyArray) -> LatentSDE:
-    """The `LatentSDE` a `model` config section describes."""
-    return LatentSDE(
-        data_size, m.latent_size, context_size=m.context_size, hidden_size=m.hidden_size,
-        width=m.width, depth=m.depth, prior=m.prior, time_input=m.time_input,
-        posterior_context=m.posterior_context, activation=m.activation, zero_init=m.zero_init,
-        diffusion=m.diffusion, diffusion_scale=m.diffusion_scale, ou_rate=m.ou_rate,
-        decoder=m.decoder, likelihood=m.likelihood, obs_std=m.obs_std, dt0=m.dt0,
-        solver=m.solver, on_failure="nan", key=key,
-    )  # fmt: skip
-
-
-def fit_with_kl_warmup(
-    loss_fn, model: LatentSDE, data: PyTree, train: DictConfig, *, key: PRNGKeyArray,
-    run_dir: Path, resume: bool,
-) -> FitResult:  # fmt: skip
-    """`fit` on a `StepCounted` model, the optimiser advancing the counter, so that
-    `loss_fn(model, step, batch, key)` can compute its KL weight from the step; the run's
-    checkpoint holds the counter, so a resumed run continues the warm-up where it stopped.
-    `train.lr_decay` (when the section has it and it is set) decays the learning rate
-    exponentially per step instead of `train.schedule`."""
-
-    def counted_loss(counted: StepCounted, batch, key):
-        return loss_fn(counted.model, jax.lax.stop_gradient(counted.step), batch, key)
-
-    decay = train.get("lr_decay")
-    if decay is not None and train.schedule != "constant":
-        raise ValueError(
-            f"train.lr_decay={decay} replaces the schedule: set train.schedule=constant, or "
-            f"train.lr_decay=null to use train.schedule={train.schedule}"
-        )
-    if decay is None:
-        optimizer = make_optimizer(train.optimizer, train.lr, schedule=train.schedule,
-                                   steps=train.steps)  # fmt: skip
-    else:
-        rate = optax.exponential_decay(train.lr, transition_steps=1, decay_rate=decay)
-        optimizer = make_optimizer(train.optimizer, 1.0, schedule="constant")
-        optimizer = optax.chain(optimizer, optax.scale_by_schedule(rate))
-    result = fit(
-        counted_loss, StepCounted(model), data, counting_steps(optimizer), steps=train.steps,
-        batch_size=train.batch_size, key=key, chunk=train.chunk, has_aux=True, run_dir=run_dir,
-        checkpoint_every=train.checkpoint_every, resume=resume,
-    )  # fmt: skip
-    return result
-
-
 def _sine(d: DictConfig, t: np.ndarray) -> np.ndarray:
     return d.amplitude * np.sin(2 * np.pi * d.frequency * t)
 
 
-@register("latent_sde_sine", LatentSDESineConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """A latent SDE on 16 irregular noisy observations of a sine: posterior band coverage."""
-    d, m, e = cfg.data, cfg.model, cfg.evaluation
+def sine_data(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observation times, the noisy observations `(num_obs, 1)` and the held-out times."""
+    d = cfg.data
     low, high = d.obs_range
     if high > d.horizon:
         raise ValueError(f"data.obs_range {list(d.obs_range)} must lie in [0, {d.horizon}]")
@@ -240,63 +140,71 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     if np.any(np.diff(obs_ts) <= 0):
         raise ValueError("two observation times coincide; change the seed")
     xs = (_sine(d, obs_ts) + d.noise_std * rng.standard_normal(d.num_obs)).astype(np.float32)
-    xs = xs[:, None]
     test_ts = np.sort(rng.uniform(low, high, d.num_test)).astype(np.float32)
-    model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 3)
-    model = build_latent_sde(m, 1, model_key)
+    return obs_ts, xs[:, None], test_ts
 
-    def loss_fn(model: LatentSDE, step, batch, key):
-        weight = kl_warmup(step, m.kl_warmup)
-        out = model.elbo(obs_ts, batch[0], key=key, n_samples=m.n_samples, kl_weight=weight,
-                         t0=0.0, t1=d.horizon if m.kl_to_horizon else None)  # fmt: skip
-        metrics = {"elbo": out.log_likelihood - out.kl_z0 - out.kl_path, "kl_weight": weight,
-                   "log_likelihood": out.log_likelihood, "kl_path": out.kl_path,
-                   "kl_z0": out.kl_z0}  # fmt: skip
-        return -out.value, metrics
 
-    result = fit_with_kl_warmup(loss_fn, model, jnp.asarray(xs)[None], cfg.train, key=train_key,
-                                run_dir=run_dir, resume=resume)  # fmt: skip
-    model = result.model.model
-
-    # The posterior on [0, horizon], at the plot grid and the held-out times together.
+def posterior_band(cfg: DictConfig, model, obs_ts, xs, test_ts, *, key: PRNGKeyArray) -> dict:
+    """Decoded posterior paths on `[0, horizon]` (at the plot grid, the held-out and the
+    observation times), the failed ones (NaN) left out, and the band's figures of merit."""
+    d, e = cfg.data, cfg.evaluation
     grid = np.linspace(0.0, d.horizon, e.grid_points).astype(np.float32)
     times = np.union1d(np.union1d(grid, test_ts), obs_ts)  # obs_ts: observed_in_band
     sample = eqx.filter_jit(
-        lambda model, key: model.decode(
-            model.sample_posterior(
-                times, jnp.asarray(xs), obs_ts, key=key, n_samples=e.eval_samples
-            )  # fmt: skip
-        )[..., 0]
-    )
-    paths = np.asarray(sample(model, eval_key))  # (samples, time)
+        lambda model, key: model.decode(model.sample_posterior(
+            times, jnp.asarray(xs), obs_ts, key=key, n_samples=e.eval_samples
+        ))[..., 0]
+    )  # fmt: skip
+    paths = np.asarray(sample(model, key))  # (samples, time)
+    failed = failed_rows(paths)
+    if failed.all():
+        raise RuntimeError(f"latent_sde_sine: all {failed.size} posterior paths failed (NaN)")
+    paths = paths[~failed]
     lower, median, upper = np.quantile(paths, [0.025, 0.5, 0.975], axis=0)
-    at_test = np.searchsorted(times, test_ts)
-    truth_test = _sine(d, test_ts)
-    inside = (lower[at_test] <= truth_test) & (truth_test <= upper[at_test])
-    coverage = float(np.mean(inside))
-    in_range = (times >= low) & (times <= high)
-    width = float(np.mean(upper[in_range] - lower[in_range]))
-    rmse = float(np.sqrt(np.mean((median[at_test] - truth_test) ** 2)))
-    at_obs = np.searchsorted(times, obs_ts)
-    on_grid = np.searchsorted(times, grid)
+    at_test, at_obs, on_grid = (np.searchsorted(times, t) for t in (test_ts, obs_ts, grid))
+    truth = _sine(d, test_ts)
+    in_range = (times >= d.obs_range[0]) & (times <= d.obs_range[1])
+    return {
+        "coverage": float(np.mean((lower[at_test] <= truth) & (truth <= upper[at_test]))),
+        "band_mean_width": float(np.mean(upper[in_range] - lower[in_range])),
+        "median_rmse": float(np.sqrt(np.mean((median[at_test] - truth) ** 2))),
+        "observed_in_band": float(
+            np.mean((lower[at_obs] <= xs[:, 0]) & (xs[:, 0] <= upper[at_obs]))
+        ),
+        "failed_paths": int(failed.sum()),
+        "figure": (grid, paths[:, on_grid], lower[on_grid], upper[on_grid]),
+    }
 
-    _posterior_figure(run_dir, d, grid, paths[:, on_grid], lower[on_grid], upper[on_grid],
-                      obs_ts, xs[:, 0], test_ts, e.plot_paths, coverage)  # fmt: skip
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    if rows:
-        loss_curve(np.asarray([r["loss"] for r in rows]), run_dir / "loss.png",
-                   title="latent_sde_sine: -(log-likelihood - KL weight x KL)")  # fmt: skip
+
+@register("latent_sde_sine", LatentSDESineConfig)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """A latent SDE on 16 irregular noisy observations of a sine: posterior band coverage."""
+    d, m, e = cfg.data, cfg.model, cfg.evaluation
+    obs_ts, xs, test_ts = sine_data(cfg)
+    model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 3)
+    model = build_latent_sde(m, 1, key=model_key)
+    t1 = d.horizon if m.kl_to_horizon else None
+
+    def elbo(model, batch, weight, key):
+        return model.elbo(obs_ts, batch[0], key=key, n_samples=m.n_samples, kl_weight=weight,
+                          t0=0.0, t1=t1)  # fmt: skip
+
+    result = fit_from_config(elbo_loss(elbo, m.kl_warmup), model, jnp.asarray(xs)[None],
+                             cfg.train, key=train_key, run_dir=run_dir, resume=resume,
+                             has_aux=True, with_step=True)  # fmt: skip
+    band = posterior_band(cfg, result.model.model, obs_ts, xs, test_ts, key=eval_key)
+
+    grid, paths, lower, upper = band.pop("figure")
+    _posterior_figure(run_dir, d, grid, paths, lower, upper, obs_ts, xs[:, 0], test_ts,
+                      e.plot_paths, band["coverage"])  # fmt: skip
+    rows = loss_figure(run_dir, "latent_sde_sine: -(log-likelihood - KL weight x KL)")
     final = rows[-1] if rows else {}
     return {
         "target": {"coverage": float(cfg.target.coverage)},
-        "target_met": bool(coverage >= cfg.target.coverage),
-        "coverage": coverage,
+        "target_met": bool(band["coverage"] >= cfg.target.coverage),
+        **band,
         "band": "pointwise 2.5%-97.5% quantiles of decoded posterior paths (no obs. noise)",
-        "band_mean_width": width,
-        "median_rmse": rmse,
-        "observed_in_band": float(
-            np.mean((lower[at_obs] <= xs[:, 0]) & (xs[:, 0] <= upper[at_obs]))
-        ),  # fmt: skip
+        "eval_samples": int(e.eval_samples),
         "final_elbo": _float(final.get("elbo")),
         "final_log_likelihood": _float(final.get("log_likelihood")),
         "final_kl_z0": _float(final.get("kl_z0")),

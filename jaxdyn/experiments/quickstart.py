@@ -13,14 +13,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import SolveConfig, TrainConfig, at_least, choice, positive
 from ..data import spiral, spiral_field, windows
 from ..models import ACTIVATIONS, FEATURES, MLPField, NeuralODE
-from ..plotting import Figure, loss_curve
+from ..plotting import Figure
 from ..solve import RESULTS
-from ..train import read_metrics
+from ._records import loss_figure
 from ._registry import register
 from ._training import fit_from_config
 
@@ -56,28 +57,13 @@ class QuickstartConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
-def build_model(cfg: DictConfig, key) -> NeuralODE:
+def build_model(cfg: DictConfig, *, key: PRNGKeyArray) -> NeuralODE:
     """The neural ODE a quickstart config describes."""
-    field = MLPField(
-        2,
-        cfg.model.width,
-        cfg.model.depth,
-        activation=cfg.model.activation,
-        feature=cfg.model.feature,
-        time=cfg.model.time,
-        key=key,
-    )
-    s = cfg.solve
-    return NeuralODE(
-        field,
-        solver=s.solver,
-        rtol=s.rtol,
-        atol=s.atol,
-        dt0=s.dt0,
-        adjoint=s.adjoint,
-        max_steps=s.max_steps,
-        batch=s.batch,
-    )
+    m, s = cfg.model, cfg.solve
+    field = MLPField(dim=2, width=m.width, depth=m.depth, activation=m.activation,
+                     feature=m.feature, time=m.time, key=key)  # fmt: skip
+    return NeuralODE(field, solver=s.solver, rtol=s.rtol, atol=s.atol, dt0=s.dt0,
+                     adjoint=s.adjoint, max_steps=s.max_steps, batch=s.batch)  # fmt: skip
 
 
 def _figures(run_dir: Path, ts, ys, pred, model: NeuralODE) -> None:
@@ -123,7 +109,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     segments = windows(ys, cfg.data.window)
     ts_window = ts[: cfg.data.window] - ts[0]
     model_key, train_key = jax.random.split(jax.random.key(cfg.seed))
-    model = build_model(cfg, model_key)
+    model = build_model(cfg, key=model_key)
 
     def loss_fn(model: NeuralODE, batch, key):
         pred = model(ts_window, batch[:, 0])
@@ -140,8 +126,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     rel_error = float(jnp.linalg.norm(pred - ys) / jnp.linalg.norm(ys)) if succeeded else None
 
     _figures(run_dir, ts, ys, pred, model)
-    losses = [row["loss"] for row in read_metrics(run_dir / "metrics.jsonl")]
-    loss_curve(np.asarray(losses), run_dir / "loss.png", title="quickstart: L1 window loss")
+    losses = [row["loss"] for row in loss_figure(run_dir, "quickstart: L1 window loss")]
     return {
         "rel_l2_error": rel_error,
         "eval_solve": RESULTS[solution.result] or "successful",

@@ -80,9 +80,10 @@ from ..config import TrainConfig, at_least, choice, positive
 from ..data.stochastic import double_well_diffusion, double_well_drift, double_well_paths
 from ..metrics import wasserstein_1d
 from ..models import ACTIVATIONS, MLPField, NeuralSDE, SoftplusField
-from ..plotting import Figure, loss_curve
+from ..plotting import Figure
 from ..solve import SDE_SOLVERS
-from ..train import TRANSITION_DENSITIES, read_metrics, transition_nll
+from ..train import TRANSITION_DENSITIES, transition_nll
+from ._records import failed_rows, loss_figure
 from ._registry import register
 from ._training import fit_from_config
 
@@ -164,14 +165,15 @@ class SDEFitConfig:
 # --- experiment -------------------------------------------------------------------------------
 
 
-def build_sde(cfg: DictConfig, key: PRNGKeyArray) -> NeuralSDE:
+def build_sde(cfg: DictConfig, *, key: PRNGKeyArray) -> NeuralSDE:
     """The neural SDE a `sde_fit` config describes (autonomous MLP drift and softplus-MLP
-    diagonal diffusion on the 1-D state), simulated like the data."""
+    diagonal diffusion on the 1-D state), simulated like the data. Its solves make a failed
+    path NaN (`on_failure="nan"`): the evaluation counts and leaves out such paths."""
     m, d = cfg.model, cfg.data
     drift_key, diffusion_key = jax.random.split(key)
-    drift = MLPField(1, m.width, m.depth, activation=m.activation, key=drift_key)
-    diffusion = SoftplusField(MLPField(1, m.width, m.depth, activation=m.activation,
-                                       key=diffusion_key))  # fmt: skip
+    size = dict(dim=1, width=m.width, depth=m.depth, activation=m.activation)
+    drift = MLPField(**size, key=drift_key)
+    diffusion = SoftplusField(MLPField(**size, key=diffusion_key))
     return NeuralSDE(
         drift, diffusion, noise="diagonal", solver=d.solver, dt0=d.obs_dt / d.fine_factor,
         batch="vmap", on_failure="nan",
@@ -183,11 +185,9 @@ def _true_sde(d: DictConfig) -> tuple[Field, Field]:
     return double_well_drift, lambda t, y, args: double_well_diffusion(t, y, sigmas)
 
 
-@register("sde_fit", SDEFitConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Drift and diffusion of a stochastic double well from paths, by transition likelihood."""
+def _check(cfg: DictConfig) -> int:
+    """The number of observation intervals, after checking the config's times."""
     d, e = cfg.data, cfg.evaluation
-    names = list(cfg.model.estimators)
     num_obs = round(d.horizon / d.obs_dt)
     if num_obs < 1 or not math.isclose(num_obs * d.obs_dt, d.horizon, rel_tol=1e-6):
         raise ValueError(
@@ -195,127 +195,154 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         )
     if max(e.times) > d.horizon:
         raise ValueError(f"evaluation.times {list(e.times)} must lie in (0, {d.horizon}]")
-    ts = jnp.linspace(0.0, d.horizon, num_obs + 1)
-    fine_dt = d.obs_dt / d.fine_factor
-    data_key, x0_key, model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 5)
+    return num_obs
 
-    x0 = jax.random.uniform(x0_key, (d.num_paths, 1), minval=d.x0_range[0], maxval=d.x0_range[1])
-    simulate_true = eqx.filter_jit(
-        lambda key: double_well_paths(
-            x0, ts, key=key, sigma=d.sigma, sigma_x=d.sigma_x, dt0=fine_dt, solver=d.solver
-        )
-    )
-    ys = simulate_true(data_key)  # (paths, time, 1)
-    # Minibatches are whole paths (a cheap draw among num_paths; the transitions of a path
-    # enter the likelihood independently, so this is an unbiased estimate of its gradient).
-    paths = (jnp.broadcast_to(ts[:-1], ys.shape[:1] + ts[:-1].shape), ys[:, :-1], ys[:, 1:])
-    transitions = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), paths)
 
-    sde = build_sde(cfg, model_key)
-    models = {name: sde for name in names}  # the same initialisation for every estimator
-
-    def loss_fn(models: dict[str, NeuralSDE], batch, key):
-        batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
-        nll = {
-            name: transition_nll(name, m.drift, m.diffusion, batch, d.obs_dt)
-            for name, m in models.items()
-        }
-        return sum(nll.values()), {f"nll_{name}": value for name, value in nll.items()}
-
-    result = fit_from_config(loss_fn, models, paths, cfg.train, key=train_key,
-                             run_dir=run_dir, resume=resume, has_aux=True)  # fmt: skip
-    models = {name: result.model[name] for name in names}
-    true_drift, true_diffusion = _true_sde(d)
-
-    # Drift and diffusion on the data's central quantile range.
-    states = np.asarray(ys).ravel()
-    low, high = np.quantile(states, [e.quantile, 1.0 - e.quantile])
+def _field_errors(cfg: DictConfig, models: dict, ys) -> tuple[dict, dict, tuple]:
+    """Each model's drift and diffusion errors on the data's central quantile range, its
+    curves there, and `(grid, true drift, true diffusion, range)` for the figure."""
+    e = cfg.evaluation
+    true_drift, true_diffusion = _true_sde(cfg.data)
+    low, high = np.quantile(np.asarray(ys).ravel(), [e.quantile, 1.0 - e.quantile])
     grid = jnp.linspace(float(low), float(high), e.grid_points)[:, None]
     on_grid = jax.vmap(lambda field, y: field(0.0, y, None), (None, 0))
     f_true, s_true = on_grid(true_drift, grid)[:, 0], on_grid(true_diffusion, grid)[:, 0]
-    curves, field_errors = {}, {}
+    curves, errors = {}, {}
     for name, model in models.items():
         f_hat = on_grid(model.drift, grid)[:, 0]
         s_hat = on_grid(model.diffusion, grid)[:, 0]
         curves[name] = (np.asarray(f_hat), np.asarray(s_hat))
         f_err, s_rel = jnp.abs(f_hat - f_true), jnp.abs(s_hat - s_true) / s_true
-        field_errors[name] = {
+        errors[name] = {
             "diffusion_max_rel_error": float(jnp.max(s_rel)),
             "diffusion_mean_rel_error": float(jnp.mean(s_rel)),
             "drift_max_error_over_max": float(jnp.max(f_err) / jnp.max(jnp.abs(f_true))),
             "drift_mean_error_over_mean": float(jnp.mean(f_err) / jnp.mean(jnp.abs(f_true))),
             "drift_rel_l2_error": float(jnp.linalg.norm(f_err) / jnp.linalg.norm(f_true)),
         }
+    return errors, curves, (np.asarray(grid[:, 0]), f_true, s_true, (float(low), float(high)))
 
-    # Marginals: the learned and the true SDE from the data's x₀, on the same Brownian paths.
-    index = sorted({min(max(round(t / d.obs_dt), 1), num_obs) for t in e.times})
-    replicate_keys = jax.random.split(eval_key, e.num_replicates)
 
-    observed = ys[:, jnp.asarray(index), 0]
-    marginal_w1 = jax.jit(  # at every evaluation time, for one simulated set of paths
-        lambda paths: jax.vmap(wasserstein_1d, (1, 1))(observed, paths[:, jnp.asarray(index), 0])
-    )
+@eqx.filter_jit
+def _marginal_w1(observed, paths, index):
+    """W₁ between the data's and the paths' marginals at every evaluation time."""
+    return jax.vmap(wasserstein_1d, (1, 1))(observed, paths[:, index, 0])
 
+
+def _marginals(cfg, models, ys, x0, ts, simulate_true, index, *, key) -> dict:
+    """From the data's `x0`, `num_replicates` sets of paths of the true SDE (the noise floor)
+    and of each model on the same Brownian paths, and the mean W₁ of each to the data at the
+    evaluation times. A failed (NaN) model path is counted and left out of its W₁."""
+    replicate_keys = jax.random.split(key, cfg.evaluation.num_replicates)
+    index = jnp.asarray(index)
+    observed = ys[:, index, 0]
     floor_runs = [simulate_true(k) for k in replicate_keys]
-    floor = np.mean([marginal_w1(p) for p in floor_runs], axis=0)
+    out = {"floor": np.mean([_marginal_w1(observed, p, index) for p in floor_runs], axis=0),
+           "true_run": floor_runs[0], "runs": {}, "w1": {}, "failed": {}}  # fmt: skip
     simulate_model = eqx.filter_jit(lambda model, key: model(ts, x0, key=key))
-    model_runs, w1 = {}, {}
     for name, model in models.items():
-        model_runs[name] = [simulate_model(model, k) for k in replicate_keys]
-        w1[name] = np.mean([marginal_w1(p) for p in model_runs[name]], axis=0)
+        runs = [np.asarray(simulate_model(model, k)) for k in replicate_keys]
+        failed = [failed_rows(p) for p in runs]
+        if any(f.all() for f in failed):
+            raise RuntimeError(f"sde_fit: every simulated path of the {name} model failed")
+        out["runs"][name] = runs
+        out["w1"][name] = np.mean(
+            [_marginal_w1(observed, p[~f], index) for p, f in zip(runs, failed, strict=True)], 0
+        )
+        out["failed"][name] = int(sum(f.sum() for f in failed))
+    return out
 
-    # NLL per transition of all the data, by each density: learned vs true drift and diffusion.
-    @eqx.filter_jit
-    def full_nll(models):
-        return {
-            name: transition_nll(name, m.drift, m.diffusion, transitions, d.obs_dt)
-            for name, m in models.items()
-        }
 
-    truth = NeuralSDE(true_drift, true_diffusion)
-    nll = jax.tree.map(float, full_nll(models))
-    nll_truth = jax.tree.map(float, full_nll({name: truth for name in names}))
-    rows = read_metrics(run_dir / "metrics.jsonl")
+@register("sde_fit", SDEFitConfig)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Drift and diffusion of a stochastic double well from paths, by transition likelihood."""
+    d = cfg.data
+    names, num_obs = list(cfg.model.estimators), _check(cfg)
+    ts = jnp.linspace(0.0, d.horizon, num_obs + 1)
+    data_key, x0_key, model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 5)
+    x0 = jax.random.uniform(x0_key, (d.num_paths, 1), minval=d.x0_range[0], maxval=d.x0_range[1])
+    simulate_true = eqx.filter_jit(
+        lambda key: double_well_paths(x0, ts, key=key, sigma=d.sigma, sigma_x=d.sigma_x,
+                                      dt0=d.obs_dt / d.fine_factor, solver=d.solver)
+    )  # fmt: skip
+    ys = simulate_true(data_key)  # (paths, time, 1)
+    # Minibatches are whole paths (a cheap draw among num_paths; the transitions of a path
+    # enter the likelihood independently, so this is an unbiased estimate of its gradient).
+    paths = (jnp.broadcast_to(ts[:-1], ys.shape[:1] + ts[:-1].shape), ys[:, :-1], ys[:, 1:])
+    transitions = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), paths)
+
+    sde = build_sde(cfg, key=model_key)  # the same initialisation for every estimator
+    result = fit_from_config(_loss_fn(d.obs_dt, transitions=False), dict.fromkeys(names, sde),
+                             paths, cfg.train, key=train_key, run_dir=run_dir, resume=resume,
+                             has_aux=True)  # fmt: skip
+    models = {name: result.model[name] for name in names}
+
+    errors, curves, (grid, f_true, s_true, limits) = _field_errors(cfg, models, ys)
+    index = sorted({min(max(round(t / d.obs_dt), 1), num_obs) for t in cfg.evaluation.times})
+    marginals = _marginals(cfg, models, ys, x0, ts, simulate_true, index, key=eval_key)
+    full_nll = eqx.filter_jit(_loss_fn(d.obs_dt, transitions=True))
+    nll = jax.tree.map(float, full_nll(models, transitions, None)[1])
+    truth = NeuralSDE(*_true_sde(d))
+    nll_truth = jax.tree.map(float, full_nll(dict.fromkeys(names, truth), transitions, None)[1])
 
     times = [round(i * d.obs_dt, 9) for i in index]
-    _fields_figure(run_dir, cfg, np.asarray(grid[:, 0]), f_true, s_true, curves, states)
-    _marginals_figure(run_dir, names, ys, model_runs, floor_runs[0], index, times)
-    if rows:
-        losses = np.asarray([r["loss"] for r in rows])
-        title = "sde_fit: minibatch NLL per transition, summed over estimators"
-        loss_curve(losses, run_dir / "loss.png", title=title)
-
-    estimates = {}
-    for name in names:
-        ratio = w1[name] / floor
-        estimates[name] = {
-            **field_errors[name],
-            "marginal_w1": _floats(w1[name]),
-            "marginal_w1_over_floor": _floats(ratio),
-            "nll": nll[name],
-            "nll_at_truth": nll_truth[name],
+    _fields_figure(run_dir, cfg, grid, f_true, s_true, curves, np.asarray(ys).ravel())
+    _marginals_figure(run_dir, names, ys, marginals["runs"], marginals["true_run"], index, times)
+    loss_figure(run_dir, "sde_fit: minibatch NLL per transition, summed over estimators")
+    floor = marginals["floor"]
+    estimates = {
+        name: {
+            **errors[name],
+            "marginal_w1": _floats(marginals["w1"][name]),
+            "marginal_w1_over_floor": _floats(marginals["w1"][name] / floor),
+            "failed_paths": marginals["failed"][name],
+            "nll": nll[f"nll_{name}"],
+            "nll_at_truth": nll_truth[f"nll_{name}"],
         }
+        for name in names
+    }
     primary, t = estimates[names[0]], cfg.target
     met = bool(
         primary["diffusion_max_rel_error"] <= t.diffusion_max_rel_error
         and primary["drift_rel_l2_error"] <= t.drift_rel_l2_error
-        and np.all(w1[names[0]] <= t.marginal_ratio * floor)
+        and np.all(marginals["w1"][names[0]] <= t.marginal_ratio * floor)
     )
     return {
         "estimator": names[0],
+        "drift_rel_l2_error": primary["drift_rel_l2_error"],
+        "diffusion_max_rel_error": primary["diffusion_max_rel_error"],
+        "failed_paths": primary["failed_paths"],
+        "simulated_paths": int(d.num_paths * cfg.evaluation.num_replicates),
         "target": {k: float(v) for k, v in t.items()},
         "target_met": met,
         "estimates": estimates,
         "marginal_times": times,
         "marginal_w1_floor": _floats(floor),
-        "evaluation_range": [float(low), float(high)],
+        "evaluation_range": list(limits),
         "num_transitions": int(transitions[0].shape[0]),
         "system": (
             f"dx = (x - x^3) dt + sqrt({d.sigma}^2 + ({d.sigma_x} x)^2) dW (Ito), "
-            f"observed every {d.obs_dt}, simulated with {d.solver} at dt {fine_dt:g}"
+            f"observed every {d.obs_dt}, simulated with {d.solver} at dt "
+            f"{d.obs_dt / d.fine_factor:g}"
         ),
         "steps": result.step,
     }
+
+
+def _loss_fn(obs_dt: float, *, transitions: bool):
+    """The summed NLL per transition of each model in a dict, and each one's (`nll_<name>`),
+    of a minibatch of whole paths (`transitions=False`) or of flat transitions."""
+
+    def loss(models: dict[str, NeuralSDE], batch, key):
+        if not transitions:
+            batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+        nll = {
+            name: transition_nll(name, m.drift, m.diffusion, batch, obs_dt)
+            for name, m in models.items()
+        }
+        return sum(nll.values()), {f"nll_{name}": value for name, value in nll.items()}
+
+    return loss
 
 
 def _floats(values) -> list[float | None]:

@@ -34,9 +34,11 @@ def bits_per_spike(
 
     NaN handling and zero rates as in NLB: bins where `spikes` is NaN are left out (of the
     likelihoods, the null means and the spike total); predicted rates equal to 0 (and null
-    rates of neurons without spikes) are replaced by `ZERO_RATE = 1e-9`. NaN or negative
-    predicted rates in the remaining bins are an error: a `ValueError` for concrete inputs
-    (NLB asserts), and a NaN result under `jit`/tracing.
+    rates of neurons without spikes) are replaced by `ZERO_RATE = 1e-9`. Predicted rates that
+    are NaN, infinite or negative in the remaining bins are an error: a `ValueError` naming
+    their count for concrete inputs (NLB asserts on NaN and negative rates; an infinite rate,
+    e.g. from a failed solve, would score minus infinity), and a NaN result under
+    `jit`/tracing.
 
     **Arguments:**
 
@@ -57,10 +59,12 @@ def bits_per_spike(
     dtype = jnp.result_type(rates.dtype, spikes.dtype, float)
     rates, spikes = rates.astype(dtype), spikes.astype(dtype)
     observed = ~jnp.isnan(spikes)
-    bad = jnp.any(observed & (jnp.isnan(rates) | (rates < 0)))
+    invalid = observed & ~(jnp.isfinite(rates) & (rates >= 0))
+    bad = jnp.any(invalid)
     if not isinstance(bad, jax.core.Tracer) and bool(bad):
         raise ValueError(
-            "bits_per_spike: NaN or negative rate predictions found (where spikes are observed)"
+            f"bits_per_spike: {int(jnp.sum(invalid))} of {int(jnp.sum(observed))} rate "
+            "predictions (where spikes are observed) are NaN, infinite or negative"
         )
     counts = jnp.where(observed, spikes, 0.0)
     model = jnp.where(observed & (rates != 0), rates, ZERO_RATE)

@@ -38,10 +38,6 @@ from .seq_vae import LatentOutput as LatentOutput
 from .seq_vae import SequentialVAE as SequentialVAE
 from .seq_vae import gaussian_kl as gaussian_kl
 from .seq_vae import poisson_log_likelihood as poisson_log_likelihood
-from .spike_glm import SmoothingGLMRates as SmoothingGLMRates
-from .spike_glm import gaussian_smooth as gaussian_smooth
-from .spike_glm import gaussian_window as gaussian_window
-from .spike_glm import smoothing_glm_baseline as smoothing_glm_baseline
 from .stable_sde import SDE_CLASSIFIERS as SDE_CLASSIFIERS
 from .stable_sde import ControlledDrift as ControlledDrift
 from .stable_sde import ControlledNeuralSDE as ControlledNeuralSDE

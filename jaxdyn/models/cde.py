@@ -8,9 +8,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
+from .._checks import lookup
 from ..data.irregular import HermiteCoefficients, cubic_path
 from ..solve import OnFailure, Solution, cdeint
-from .fields import ACTIVATIONS, _lookup
+from ._arguments import check_sizes
+from ._solve import ODE_OPTIONS, solve_options
+from .fields import ACTIVATIONS
 
 __all__ = ["CDEField", "NeuralCDE"]
 
@@ -29,32 +32,22 @@ class CDEField(eqx.Module):
 
     def __init__(
         self,
+        *,
         hidden: int,
         channels: int,
         width: int,
         depth: int,
-        *,
         activation: str | Callable = "relu",
         key: PRNGKeyArray,
     ):
         """**Arguments:** `hidden`, the state size; `channels`, the path's; `width` and
         `depth`, the MLP's hidden layers; `activation` by name (`ACTIVATIONS`) or callable."""
-        if hidden < 1 or channels < 1 or width < 1 or depth < 0:
-            raise ValueError(
-                "CDEField needs hidden >= 1, channels >= 1, width >= 1, depth >= 0; got "
-                f"{hidden}, {channels}, {width}, {depth}"
-            )
+        check_sizes(hidden=hidden, channels=channels, width=width, depth=depth)
         self.hidden = hidden
         self.channels = channels
-        self.mlp = eqx.nn.MLP(
-            in_size=hidden,
-            out_size=hidden * channels,
-            width_size=width,
-            depth=depth,
-            activation=_lookup("activation", activation, ACTIVATIONS),
-            final_activation=jnp.tanh,
-            key=key,
-        )
+        activation = lookup("activation", activation, ACTIVATIONS)
+        self.mlp = eqx.nn.MLP(hidden, hidden * channels, width, depth, activation=activation,
+                              final_activation=jnp.tanh, key=key)  # fmt: skip
 
     def __call__(
         self, t: Scalar, h: Float[Array, " hidden"], args=None
@@ -85,34 +78,36 @@ class NeuralCDE(eqx.Module):
     atol: float | None = eqx.field(static=True)
     dt0: float | None = eqx.field(static=True)
     adjoint: str | dfx.AbstractAdjoint = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    max_steps: int | None = eqx.field(static=True)
     on_failure: OnFailure = eqx.field(static=True)
 
     def __init__(
         self,
+        *,
         channels: int,
         hidden: int,
         out: int | None,
         width: int,
         depth: int,
-        *,
         activation: str | Callable = "relu",
         solver: str | dfx.AbstractSolver = "tsit5",
         rtol: float | None = None,
         atol: float | None = None,
         dt0: float | None = None,
         adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-        max_steps: int = 4096,
+        max_steps: int | None = None,
         on_failure: OnFailure = "raise",
         key: PRNGKeyArray,
     ):
         """**Arguments:** `channels`, of the path (time and counts included); `hidden`, the
         CDE state size; `out`, the readout size (`None` for no readout); `width`, `depth`,
-        `activation`, of the field's MLP; the solve options, as for `cdeint`; `key`."""
-        if out is not None and out < 1:
-            raise ValueError(f"NeuralCDE needs out >= 1 or None, got {out}")
+        `activation`, of the field's MLP; the solve options, as for `cdeint` (`max_steps=None`:
+        `cdeint`'s default); `key`."""
+        if out is not None:
+            check_sizes(out=out)
         k_initial, k_field, k_readout = jax.random.split(key, 3)
-        self.field = CDEField(hidden, channels, width, depth, activation=activation, key=k_field)
+        self.field = CDEField(hidden=hidden, channels=channels, width=width, depth=depth,
+                              activation=activation, key=k_field)  # fmt: skip
         self.initial = eqx.nn.Linear(channels, hidden, key=k_initial)
         self.readout = None if out is None else eqx.nn.Linear(hidden, out, key=k_readout)
         self.solver = solver
@@ -139,19 +134,8 @@ class NeuralCDE(eqx.Module):
                 f"coefficients have {channels} (shape {coefficients[0].shape})"
             )
         h0 = self.initial(path.evaluate(path.t0))
-        return cdeint(
-            self.field,
-            path,
-            h0,
-            ts if save_ts is None else save_ts,
-            solver=self.solver,
-            rtol=self.rtol,
-            atol=self.atol,
-            dt0=self.dt0,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            on_failure=self.on_failure,
-        )
+        save_ts = ts if save_ts is None else save_ts
+        return cdeint(self.field, path, h0, save_ts, **solve_options(self, *ODE_OPTIONS))
 
     def hidden_path(
         self, ts: Float[Array, " time"], coefficients: HermiteCoefficients

@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
+from .._checks import lookup
+from ._arguments import check_sizes
+
 __all__ = ["ACTIVATIONS", "FEATURES", "MLPField", "SoftplusField"]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -30,14 +33,6 @@ FEATURES: dict[str, Callable[[Array], Array]] = {
 }
 
 
-def _lookup(kind: str, name: str | Callable, table: dict) -> Callable:
-    if callable(name):
-        return name
-    if name not in table:
-        raise ValueError(f"unknown {kind}={name!r}; expected one of {sorted(table)}")
-    return table[name]
-
-
 class MLPField(eqx.Module):
     """A multilayer-perceptron vector field, `dy/dt = MLP(φ(y) [, t])`.
 
@@ -53,10 +48,10 @@ class MLPField(eqx.Module):
 
     def __init__(
         self,
+        *,
         dim: int,
         width: int,
         depth: int,
-        *,
         activation: str | Callable = "tanh",
         feature: str | Callable = "identity",
         time: bool = False,
@@ -65,21 +60,12 @@ class MLPField(eqx.Module):
         """**Arguments:** `dim`, the state dimension; `width` and `depth`, the hidden layers
         (depth = number of hidden layers); `activation` and `feature` by name or callable;
         `time`, whether `t` is an input; `key`, for the initialisation."""
-        if dim < 1 or width < 1 or depth < 0:
-            raise ValueError(
-                f"MLPField needs dim >= 1, width >= 1, depth >= 0; got {dim}, {width}, {depth}"
-            )
+        check_sizes(dim=dim, width=width, depth=depth)
         self.dim = dim
         self.time = time
-        self.feature = _lookup("feature", feature, FEATURES)
-        self.mlp = eqx.nn.MLP(
-            in_size=dim + int(time),
-            out_size=dim,
-            width_size=width,
-            depth=depth,
-            activation=_lookup("activation", activation, ACTIVATIONS),
-            key=key,
-        )
+        self.feature = lookup("feature", feature, FEATURES)
+        activation = lookup("activation", activation, ACTIVATIONS)
+        self.mlp = eqx.nn.MLP(dim + int(time), dim, width, depth, activation=activation, key=key)
 
     def __call__(self, t: Scalar, y: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
         x = self.feature(y)
@@ -95,6 +81,3 @@ class SoftplusField(eqx.Module):
 
     def __call__(self, t: Scalar, y: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
         return jax.nn.softplus(self.field(t, y, args))
-
-
-# --- config -----------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import check_count
+
 __all__ = [
     "FractionalOU",
     "MarkovFBM",
@@ -209,7 +211,7 @@ def _psd_sqrt(q: Float[Array, "d d"]) -> Float[Array, "d d"]:
 
 
 def _sample_linear(
-    transitions, ts: Array, z0: Array, key: PRNGKeyArray, shape: tuple[int, ...]
+    transitions, ts: Array, z0: Array, *, key: PRNGKeyArray, shape: tuple[int, ...]
 ) -> Array:
     """Exact samples `(*shape, time, d)` of a linear Gaussian Markov process from `z0` at
     `ts[0]`: `z_{n+1} = Φ_n z_n + S_n ε_n`, `(Φ_n, Q_n) = transitions(ts[1:] - ts[:-1])[n]`."""
@@ -238,7 +240,7 @@ class MarkovFBM(eqx.Module):
     """Markov-approximate type-II fBM `B̂_H = Σ_k ω_k Y_k`, `dY_k = -γ_k Y_k dt + dW`
     (Harms & Stefanovits 2019; Daems et al. 2024).
 
-    **Fields:**
+    **Fields** (all but `hurst` keyword-only):
 
     - `hurst`: the Hurst index `H ∈ (0, 1)`, a trainable scalar array; the weights `ω(H)`
       (`markov_fbm_weights`) are differentiable in it.
@@ -256,15 +258,14 @@ class MarkovFBM(eqx.Module):
     """
 
     hurst: Float[Array, ""] = eqx.field(converter=_scalar)
-    num_k: int = eqx.field(static=True, default=8)
-    horizon: float = eqx.field(static=True, default=1.0)
-    gamma_min: float | None = eqx.field(static=True, default=None)
-    gamma_max: float | None = eqx.field(static=True, default=None)
+    num_k: int = eqx.field(static=True, default=8, kw_only=True)
+    horizon: float = eqx.field(static=True, default=1.0, kw_only=True)
+    gamma_min: float | None = eqx.field(static=True, default=None, kw_only=True)
+    gamma_max: float | None = eqx.field(static=True, default=None, kw_only=True)
 
     def __post_init__(self):
         _check_hurst(self.hurst)
-        if self.num_k < 1:
-            raise ValueError(f"num_k must be >= 1, got {self.num_k}")
+        check_count("num_k", self.num_k)
         if not self.horizon > 0:
             raise ValueError(f"horizon must be positive, got {self.horizon}")
         if self.gamma_min is None:
@@ -336,7 +337,7 @@ class MarkovFBM(eqx.Module):
         """Exact samples of the state `Y` on the grid `ts`, started at `Y(ts[0]) = 0`."""
         ts = _check_grid(ts)
         z0 = jnp.zeros(self.num_k, self.gamma.dtype)
-        return _sample_linear(jax.vmap(self.transition), ts, z0, key, shape)
+        return _sample_linear(jax.vmap(self.transition), ts, z0, key=key, shape=shape)
 
     def sample(
         self, ts: Float[ArrayLike, " time"], *, key: PRNGKeyArray, shape: tuple[int, ...] = ()
@@ -507,7 +508,8 @@ class FractionalOU(eqx.Module):
         ts = _check_grid(ts)
         dtype = self.noise.gamma.dtype
         z0 = jnp.zeros(self.noise.num_k + 1, dtype).at[0].set(jnp.asarray(x0, dtype))
-        return _sample_linear(functools.partial(_transitions, self._parts()), ts, z0, key, shape)
+        transitions = functools.partial(_transitions, self._parts())
+        return _sample_linear(transitions, ts, z0, key=key, shape=shape)
 
     def sample(
         self,

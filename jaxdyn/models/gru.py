@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._arguments import check_sizes
+
 __all__ = ["GRUDeltaT"]
 
 
@@ -30,14 +32,10 @@ class GRUDeltaT(eqx.Module):
     channels: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
 
-    def __init__(self, channels: int, hidden: int, out: int | None, *, key: PRNGKeyArray):
+    def __init__(self, *, channels: int, hidden: int, out: int | None, key: PRNGKeyArray):
         """**Arguments:** `channels`, of the observations (the gap is appended to them);
         `hidden`, the GRU state size; `out`, the readout size (`None`: no readout); `key`."""
-        for name, value in (("channels", channels), ("hidden", hidden)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"GRUDeltaT needs {name} to be an int >= 1, got {value!r}")
-        if out is not None and (not isinstance(out, int) or out < 1):
-            raise ValueError(f"GRUDeltaT needs out >= 1 or None, got {out!r}")
+        check_sizes(channels=channels, hidden=hidden, **({} if out is None else {"out": out}))
         k_cell, k_readout = jax.random.split(key)
         self.channels, self.hidden = channels, hidden
         self.cell = eqx.nn.GRUCell(channels + 1, hidden, key=k_cell)

@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from ..solve import sdeint
-from .seq_vae import BidirectionalGRU, LatentOutput, _check_sizes, _check_spikes, gaussian_kl
+from .._checks import check_on_failure
+from ..solve import OnFailure, sdeint
+from ._arguments import check_sizes, check_spikes
+from .seq_vae import BidirectionalGRU, LatentOutput, gaussian_kl
 
 __all__ = [
     "CoupledOscillatorPotential",
@@ -48,8 +50,8 @@ class CoupledOscillatorPotential(eqx.Module):
 
     def __init__(
         self,
-        units: int,
         *,
+        units: int,
         frequency_range: tuple[float, float] = (0.3, 2.0),
         coupling: float = 0.5,
         key: PRNGKeyArray,
@@ -57,7 +59,7 @@ class CoupledOscillatorPotential(eqx.Module):
         """**Arguments:** `units` (N); the angular frequencies `√k_i` start log-uniform in
         `frequency_range` and `a_i` uniform in `[−k_i/2, k_i/2]`; `coupling` (`c_i` at the
         start, times a random factor in [0.5, 2]); `key`."""
-        _check_sizes("CoupledOscillatorPotential", units=units)
+        check_sizes(units=units)
         low, high = frequency_range
         if not 0 < low <= high:
             raise ValueError(f"frequency_range must satisfy 0 < low <= high, got {(low, high)}")
@@ -112,15 +114,15 @@ class LangevinDynamics(eqx.Module):
     def __init__(
         self,
         potential: CoupledOscillatorPotential,
-        inputs: int,
         *,
+        inputs: int,
         damping: float = 0.5,
         noise: float = 0.1,
         key: PRNGKeyArray,
     ):
         """**Arguments:** `potential`; `inputs` (the size of `u`); initial `damping` (γ) and
         `noise` (σ), both > 0; `key` (for `B`, entries `N(0, 1/inputs)`)."""
-        _check_sizes("LangevinDynamics", inputs=inputs)
+        check_sizes(inputs=inputs)
         if not (damping > 0 and noise > 0):
             raise ValueError(f"damping and noise must be > 0, got {damping}, {noise}")
         dtype = potential.log_stiffness.dtype
@@ -173,15 +175,17 @@ class LangevinDynamics(eqx.Module):
         key: PRNGKeyArray,
         inputs: Float[Array, "bins inputs"] | None = None,
         substeps: int = 1,
+        on_failure: OnFailure = "raise",
     ) -> Float[Array, "time state"]:
         """Euler–Maruyama (`sdeint`, grid Brownian path) on the uniform grid `ts` (NumPy, so
         the grid is known under `jit`), `substeps` steps per interval; `inputs[k]` acts on
-        `[ts[k], ts[k+1])`. Returns the states at `ts`."""
+        `[ts[k], ts[k+1])`. Returns the states at `ts`. A path that leaves the finite numbers
+        follows `on_failure` (as for `sdeint`: `"nan"` makes it NaN)."""
         ts = np.asarray(ts)
         if ts.ndim != 1 or ts.size < 2:
             raise ValueError(f"simulate needs at least two times ts, got shape {ts.shape}")
         dt = float(ts[1] - ts[0])
-        _check_sizes("simulate", substeps=substeps)
+        check_sizes(substeps=substeps)
         if y0.shape != (2 * self.units,):
             raise ValueError(f"simulate needs y0 of shape ({2 * self.units},), got {y0.shape}")
         args = None
@@ -194,7 +198,7 @@ class LangevinDynamics(eqx.Module):
         sol = sdeint(
             self.drift, self.diffusion, y0, ts, key=key, args=args, noise="additive",
             solver="euler", dt0=dt / substeps, max_steps=substeps * (ts.size - 1) + 1,
-            on_failure="nan",
+            on_failure=on_failure,
         )  # fmt: skip
         return sol.ys
 
@@ -219,9 +223,11 @@ class TransformerDecoder(eqx.Module):
     norm_out: eqx.nn.LayerNorm
     readout: eqx.nn.Linear
 
-    def __init__(self, latent: int, out: int, *, width: int = 32, heads: int = 2,
+    def __init__(self, *, latent: int, out: int, width: int = 32, heads: int = 2,
                  key: PRNGKeyArray):  # fmt: skip
-        _check_sizes("TransformerDecoder", latent=latent, out=out, width=width, heads=heads)
+        """**Arguments:** `latent`, the input per step; `out`, the output per step; `width`,
+        the model width (`2·width` in the MLP); `heads`, of the attention (dividing `width`)."""
+        check_sizes(latent=latent, out=out, width=width, heads=heads)
         if width % heads:
             raise ValueError(
                 f"TransformerDecoder needs width divisible by heads, got {width}, {heads}"
@@ -265,8 +271,11 @@ class LangevinFlow(eqx.Module):
     The Brownian force `σ dW` is sampled from the prior (no posterior over it, as in the
     paper's model), so a smaller σ always fits the data better; σ is still learned.
 
-    Calling it returns a `LatentOutput` (one posterior sample; `latents` are the positions
-    `x`); batches: `jax.vmap` over spikes and keys.
+    A latent path that leaves the finite numbers follows `on_failure` (`"raise"`, or `"nan"`:
+    that sample's rates are NaN, for the caller to count; see `sdeint`).
+
+    Calling it with one trial's spikes and `key=` returns a `LatentOutput` (one posterior
+    sample; `latents` are the positions `x`); batches: `jax.vmap` over spikes and keys.
     """
 
     encoder: BidirectionalGRU
@@ -279,15 +288,16 @@ class LangevinFlow(eqx.Module):
     dt: float = eqx.field(static=True)
     substeps: int = eqx.field(static=True)
     input_prior_scale: float = eqx.field(static=True)
+    on_failure: OnFailure = eqx.field(static=True)
 
     def __init__(
         self,
+        *,
         in_neurons: int,
         out_neurons: int,
-        *,
         units: int = 16,
         inputs: int = 4,
-        encoder_size: int = 64,
+        encoder_hidden: int = 64,
         decoder_width: int = 32,
         heads: int = 2,
         dt: float = 0.1,
@@ -296,33 +306,40 @@ class LangevinFlow(eqx.Module):
         frequency_range: tuple[float, float] = (0.3, 2.0),
         damping: float = 0.5,
         noise: float = 0.1,
+        on_failure: OnFailure = "raise",
         key: PRNGKeyArray,
     ):
         """**Arguments:** `in_neurons` (encoder input), `out_neurons` (predicted);
-        `units` (N oscillators), `inputs` (size of u); `encoder_size` (GRU state per
+        `units` (N oscillators), `inputs` (size of u); `encoder_hidden` (GRU state per
         direction); `decoder_width`, `heads`; `dt` (latent time per bin: only frequency × dt
         matters), `substeps` (Euler steps per bin); `input_prior_scale` (s); the potential's
-        `frequency_range`, the initial `damping` and `noise`; `key`."""
-        _check_sizes("LangevinFlow", in_neurons=in_neurons, out_neurons=out_neurons,
-                     units=units, inputs=inputs, encoder_size=encoder_size,
-                     substeps=substeps)  # fmt: skip
+        `frequency_range`, the initial `damping` and `noise`; `on_failure`, for the latent
+        solve; `key`."""
+        check_sizes(in_neurons=in_neurons, out_neurons=out_neurons, units=units, inputs=inputs,
+                    encoder_hidden=encoder_hidden, substeps=substeps)  # fmt: skip
+        check_on_failure(on_failure)
         for name, value in (("dt", dt), ("input_prior_scale", input_prior_scale)):
             if not value > 0:
                 raise ValueError(f"LangevinFlow needs {name} > 0, got {value!r}")
         ke, ki, kc, kp, kd, ko = jax.random.split(key, 6)
-        self.encoder = BidirectionalGRU(in_neurons, encoder_size, key=ke)
-        self.initial = eqx.nn.Linear(2 * encoder_size, 4 * units, key=ki)
-        self.controller = eqx.nn.Linear(2 * encoder_size, 2 * inputs, key=kc)
-        potential = CoupledOscillatorPotential(units, frequency_range=frequency_range, key=kp)
-        self.dynamics = LangevinDynamics(potential, inputs, damping=damping, noise=noise, key=kd)
-        self.decoder = TransformerDecoder(units, out_neurons, width=decoder_width, heads=heads,
-                                          key=ko)  # fmt: skip
+        self.encoder = BidirectionalGRU(inputs=in_neurons, hidden=encoder_hidden, key=ke)
+        self.initial = eqx.nn.Linear(2 * encoder_hidden, 4 * units, key=ki)
+        self.controller = eqx.nn.Linear(2 * encoder_hidden, 2 * inputs, key=kc)
+        potential = CoupledOscillatorPotential(units=units, frequency_range=frequency_range,
+                                               key=kp)  # fmt: skip
+        self.dynamics = LangevinDynamics(potential, inputs=inputs, damping=damping, noise=noise,
+                                         key=kd)  # fmt: skip
+        self.decoder = TransformerDecoder(latent=units, out=out_neurons, width=decoder_width,
+                                          heads=heads, key=ko)  # fmt: skip
         self.in_neurons, self.out_neurons = in_neurons, out_neurons
         self.dt, self.substeps = float(dt), substeps
         self.input_prior_scale = float(input_prior_scale)
+        self.on_failure = on_failure
 
-    def __call__(self, spikes: Float[Array, "time in_neurons"], key: PRNGKeyArray) -> LatentOutput:
-        spikes = _check_spikes(spikes, self.in_neurons, "LangevinFlow")
+    def __call__(
+        self, spikes: Float[Array, "time in_neurons"], *, key: PRNGKeyArray
+    ) -> LatentOutput:
+        spikes = check_spikes(spikes, self.in_neurons, "LangevinFlow")
         k0, ku, kw = jax.random.split(key, 3)
         features, summary = self.encoder(spikes)
         mean0, log_var0 = jnp.split(self.initial(summary), 2)
@@ -331,7 +348,8 @@ class LangevinFlow(eqx.Module):
         noise_u = jax.random.normal(ku, mean_u.shape, mean_u.dtype)
         u = mean_u + jnp.exp(0.5 * log_var_u) * noise_u
         ts = self.dt * np.arange(spikes.shape[0])
-        ys = self.dynamics.simulate(y0, ts, key=kw, inputs=u, substeps=self.substeps)
+        ys = self.dynamics.simulate(y0, ts, key=kw, inputs=u, substeps=self.substeps,
+                                    on_failure=self.on_failure)  # fmt: skip
         x = ys[:, : self.dynamics.units]
         kl = gaussian_kl(mean0, log_var0) + gaussian_kl(mean_u, log_var_u, self.input_prior_scale)
         return LatentOutput(self.decoder(x), x, kl)

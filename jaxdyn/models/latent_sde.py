@@ -41,7 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
 
+from .._checks import check_choice, check_positive
 from ..solve import OnFailure, sdeint
+from ._arguments import check_sizes
 from .fields import MLPField
 
 __all__ = [
@@ -163,28 +165,28 @@ def _time_input(time: bool | str) -> str:
 class ContextDrift(eqx.Module):
     """The posterior drift `f(t, z, c) = MLP([z, c, τ(t)])`.
 
+    `latent`, `context`: the sizes of `z` and `c`; `width`, `depth`: the MLP's hidden layers.
     `time`: the time features `τ(t)`: none (`False`/`"none"`), `t` itself (`True`/`"t"`), or
     `(sin t, cos t)` (`"sincos"`, the "positional encoding" of torchsde's `latent_sde.py`).
-    `context=False` drops `c` (the drift of torchsde's sine example sees `(sin t, cos t, z)`
-    only). `activation`: `"softplus"` or `"tanh"`; `zero_init` zeroes the last layer, so that
+    `use_context=False` drops `c` (the drift of torchsde's sine example sees `(sin t, cos t,
+    z)` only). `activation`: `"softplus"` or `"tanh"`; `zero_init` zeroes the last layer, so that
     the posterior drift starts at zero (the "initialization trick from Glow" of that example).
     """
 
     mlp: eqx.nn.MLP
     time: str = eqx.field(static=True)
-    context: bool = eqx.field(static=True)
+    use_context: bool = eqx.field(static=True)
 
-    def __init__(self, latent: int, context: int, width: int, depth: int, *,
+    def __init__(self, *, latent: int, context: int, width: int, depth: int,
                  time: bool | str = False, use_context: bool = True,
                  activation: str = "softplus", zero_init: bool = False,
                  key: PRNGKeyArray):  # fmt: skip
+        check_sizes(latent=latent, context=context, width=width, depth=depth)
+        check_choice("activation", activation, ACTIVATIONS)
         self.time = _time_input(time)
-        self.context = bool(use_context)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of "
-                             f"{tuple(ACTIVATIONS)}")  # fmt: skip
+        self.use_context = bool(use_context)
         n_time = {"none": 0, "t": 1, "sincos": 2}[self.time]
-        size = latent + (context if self.context else 0) + n_time
+        size = latent + (context if self.use_context else 0) + n_time
         mlp = eqx.nn.MLP(size, latent, width, depth, activation=ACTIVATIONS[activation], key=key)
         if zero_init:
             last = mlp.layers[-1]
@@ -194,7 +196,7 @@ class ContextDrift(eqx.Module):
 
     def __call__(self, t: Scalar, z: Float[Array, " latent"], context: Float[Array, " context"]):
         parts = [z]
-        if self.context:
+        if self.use_context:
             parts.append(context.astype(z.dtype))
         t = jnp.reshape(jnp.asarray(t, z.dtype), (1,))
         if self.time == "t":
@@ -227,9 +229,9 @@ class ConstantDiffusion(eqx.Module):
     sigma: float = eqx.field(static=True)
     latent: int = eqx.field(static=True)
 
-    def __init__(self, latent: int, sigma: float):
-        if not sigma > 0:
-            raise ValueError(f"ConstantDiffusion needs sigma > 0, got {sigma!r}")
+    def __init__(self, *, latent: int, sigma: float):
+        check_sizes(latent=latent)
+        check_positive("sigma", sigma)
         self.sigma, self.latent = float(sigma), int(latent)
 
     def __call__(self, t, z, args=None):
@@ -246,8 +248,9 @@ class DiagonalDiffusion(eqx.Module):
     scale: float = eqx.field(static=True)
     floor: float = eqx.field(static=True)
 
-    def __init__(self, latent: int, width: int, *, scale: float = 1.0, floor: float = 1e-3,
+    def __init__(self, *, latent: int, width: int, scale: float = 1.0, floor: float = 1e-3,
                  key: PRNGKeyArray):  # fmt: skip
+        check_sizes(latent=latent, width=width)
         if not 0 <= floor < scale:
             raise ValueError(f"DiagonalDiffusion needs 0 <= floor < scale, got {floor}, {scale}")
         make = lambda k: eqx.nn.MLP(1, 1, width, 1, activation=jax.nn.softplus, key=k)  # noqa: E731
@@ -331,14 +334,14 @@ class LatentSDE(eqx.Module):
       (`diffusion="learned"`, at most `diffusion_scale`) or a `ConstantDiffusion`
       (`diffusion="constant"`, `σ = diffusion_scale`).
     - `decoder` (linear, latent → data; `None` for `decoder="identity"`, which needs
-      `latent_size == data_size`) gives the location of `x`; the likelihood is Gaussian
+      `latent == channels`) gives the location of `x`; the likelihood is Gaussian
       (`likelihood="normal"`) with standard deviation `obs_std`, or Laplace with scale
       `obs_std` (`"laplace"`).
     - `prior_z0_mean`, `prior_z0_log_std`: `p(z0)`, learned (`N(0, I)` at first), except for
       `prior="ou_fixed"`, where it is the fixed OU's stationary law `N(0, σ²/(2θ))` with
       `σ = diffusion_scale` (torchsde's sine example), held fixed.
 
-    torchsde's `examples/latent_sde.py` (irregular sine) is, in these terms, `latent_size=1`,
+    torchsde's `examples/latent_sde.py` (irregular sine) is, in these terms, `latent=1`,
     `decoder="identity"`, `prior="ou_fixed"`, `diffusion="constant"`, `diffusion_scale=0.5`,
     `time_input="sincos"`, `posterior_context=False`, `activation="tanh"`, `zero_init=True`,
     `likelihood="laplace"`, `obs_std=0.05`, and `elbo(..., t1=2.0)` (the path KL beyond the
@@ -360,9 +363,9 @@ class LatentSDE(eqx.Module):
     decoder: eqx.nn.Linear | None
     prior_z0_mean: Float[Array, " latent"]
     prior_z0_log_std: Float[Array, " latent"]
-    data_size: int = eqx.field(static=True)
-    latent_size: int = eqx.field(static=True)
-    context_size: int = eqx.field(static=True)
+    channels: int = eqx.field(static=True)
+    latent: int = eqx.field(static=True)
+    context: int = eqx.field(static=True)
     obs_std: float = eqx.field(static=True)
     likelihood: str = eqx.field(static=True)
     learn_prior_z0: bool = eqx.field(static=True)
@@ -372,11 +375,11 @@ class LatentSDE(eqx.Module):
 
     def __init__(
         self,
-        data_size: int,
-        latent_size: int,
         *,
-        context_size: int = 16,
-        hidden_size: int = 32,
+        channels: int,
+        latent: int,
+        context: int = 16,
+        hidden: int = 32,
         width: int = 64,
         depth: int = 2,
         prior: str = "mlp",
@@ -395,66 +398,58 @@ class LatentSDE(eqx.Module):
         on_failure: OnFailure = "raise",
         key: PRNGKeyArray,
     ):
-        """**Arguments:** `data_size`, `latent_size`, `context_size` (per time), `hidden_size`
-        (GRU); `width`, `depth`: the drift networks (the diffusion's per-dimension networks
-        have `width` and one hidden layer); `prior`: `"mlp"`, `"ou"` or `"ou_fixed"`;
-        `time_input`, `posterior_context`, `activation`, `zero_init`: the posterior drift's
-        inputs and network (see `ContextDrift`; `activation` is also the MLP prior's);
+        """**Arguments:** `channels` (of the data), `latent`, `context` (per time), `hidden`
+        (the GRU's state); `width`, `depth`: the drift networks (the diffusion's
+        per-dimension networks have `width` and one hidden layer); `prior`: `"mlp"`, `"ou"`
+        or `"ou_fixed"`; `time_input`, `posterior_context`, `activation`, `zero_init`: the
+        posterior drift's inputs and network (see `ContextDrift`; `activation` is also the
+        MLP prior's);
         `diffusion`: `"learned"` or `"constant"`; `diffusion_scale`: the learned diffusion's
         largest value, or the constant `σ`; `ou_rate`: the OU prior's rate `θ` (its initial
         value when learned); `decoder`: `"linear"` or `"identity"`; `likelihood`: `"normal"`
         or `"laplace"`, with scale `obs_std`; `dt0`, `solver`, `on_failure`: the solves (see
         `jaxdyn.solve.sdeint`); `key`."""
-        for name, value in (("data_size", data_size), ("latent_size", latent_size),
-                            ("context_size", context_size), ("hidden_size", hidden_size),
-                            ("width", width)):  # fmt: skip
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"LatentSDE needs {name} to be an int >= 1, got {value!r}")
-        if not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"LatentSDE needs depth to be an int >= 0, got {depth!r}")
+        check_sizes(channels=channels, latent=latent, context=context, hidden=hidden, width=width,
+                    depth=depth)  # fmt: skip
         for name, value, options in (("prior", prior, PRIORS),
                                      ("diffusion", diffusion, DIFFUSIONS),
                                      ("decoder", decoder, DECODERS),
-                                     ("likelihood", likelihood, LIKELIHOODS),
-                                     ("activation", activation, tuple(ACTIVATIONS))):  # fmt: skip
-            if value not in options:
-                raise ValueError(f"unknown {name}={value!r}; expected one of {options}")
-        positives = (("obs_std", obs_std), ("dt0", dt0), ("diffusion_scale", diffusion_scale),
-                     ("ou_rate", ou_rate))  # fmt: skip
-        for name, value in positives:
-            if not (isinstance(value, int | float) and value > 0):
-                raise ValueError(f"LatentSDE needs {name} > 0, got {value!r}")
-        if decoder == "identity" and latent_size != data_size:
-            raise ValueError(f"decoder='identity' needs latent_size == data_size, got "
-                             f"{latent_size} and {data_size}")  # fmt: skip
+                                     ("likelihood", likelihood, LIKELIHOODS)):  # fmt: skip
+            check_choice(name, value, options)
+        positives = {"obs_std": obs_std, "dt0": dt0, "diffusion_scale": diffusion_scale,
+                     "ou_rate": ou_rate}  # fmt: skip
+        for name, value in positives.items():
+            check_positive(name, value)
+        if decoder == "identity" and latent != channels:
+            raise ValueError(f"decoder='identity' needs latent == channels, got latent={latent} "
+                             f"and channels={channels}")  # fmt: skip
         keys = jax.random.split(key, 7)
-        self.encoder = eqx.nn.GRUCell(data_size + 1, hidden_size, key=keys[0])
-        self.to_context = eqx.nn.Linear(hidden_size, context_size, key=keys[1])
-        self.to_initial = eqx.nn.Linear(context_size, 2 * latent_size, key=keys[2])
+        self.encoder = eqx.nn.GRUCell(channels + 1, hidden, key=keys[0])
+        self.to_context = eqx.nn.Linear(hidden, context, key=keys[1])
+        self.to_initial = eqx.nn.Linear(context, 2 * latent, key=keys[2])
         self.posterior_drift = ContextDrift(
-            latent_size, context_size, width, depth, time=time_input,
+            latent=latent, context=context, width=width, depth=depth, time=time_input,
             use_context=posterior_context, activation=activation, zero_init=zero_init,
             key=keys[3],
         )  # fmt: skip
         if prior == "mlp":
-            self.prior_drift = MLPField(latent_size, width, depth, activation=activation,
-                                        key=keys[4])  # fmt: skip
+            self.prior_drift = MLPField(dim=latent, width=width, depth=depth,
+                                        activation=activation, key=keys[4])  # fmt: skip
         else:
-            self.prior_drift = OUDrift(jnp.zeros(latent_size),
-                                       jnp.full(latent_size, math.log(ou_rate)),
+            self.prior_drift = OUDrift(jnp.zeros(latent), jnp.full(latent, math.log(ou_rate)),
                                        fixed=prior == "ou_fixed")  # fmt: skip
         if diffusion == "learned":
-            self.diffusion = DiagonalDiffusion(latent_size, width, scale=diffusion_scale,
+            self.diffusion = DiagonalDiffusion(latent=latent, width=width, scale=diffusion_scale,
                                                key=keys[5])  # fmt: skip
         else:
-            self.diffusion = ConstantDiffusion(latent_size, diffusion_scale)
+            self.diffusion = ConstantDiffusion(latent=latent, sigma=diffusion_scale)
         self.decoder = (None if decoder == "identity"
-                        else eqx.nn.Linear(latent_size, data_size, key=keys[6]))  # fmt: skip
-        self.prior_z0_mean = jnp.zeros(latent_size)
+                        else eqx.nn.Linear(latent, channels, key=keys[6]))  # fmt: skip
+        self.prior_z0_mean = jnp.zeros(latent)
         self.learn_prior_z0 = prior != "ou_fixed"
         stationary_std = 1.0 if self.learn_prior_z0 else diffusion_scale / math.sqrt(2 * ou_rate)
-        self.prior_z0_log_std = jnp.full(latent_size, math.log(stationary_std))
-        self.data_size, self.latent_size, self.context_size = data_size, latent_size, context_size
+        self.prior_z0_log_std = jnp.full(latent, math.log(stationary_std))
+        self.channels, self.latent, self.context = channels, latent, context
         self.obs_std, self.dt0 = float(obs_std), float(dt0)
         self.likelihood = likelihood
         self.solver, self.on_failure = solver, on_failure
@@ -467,10 +462,10 @@ class LatentSDE(eqx.Module):
 
     def _check_xs(self, times: np.ndarray, xs) -> Array:
         xs = jnp.asarray(xs)
-        if xs.shape != (times.shape[0], self.data_size):
+        if xs.shape != (times.shape[0], self.channels):
             raise ValueError(
-                f"LatentSDE needs xs of shape (time, data) = ({times.shape[0]}, "
-                f"{self.data_size}) for one series observed at ts of shape {times.shape}, got "
+                f"LatentSDE needs xs of shape (time, channels) = ({times.shape[0]}, "
+                f"{self.channels}) for one series observed at ts of shape {times.shape}, got "
                 f"{xs.shape}; for a batch of series, jax.vmap over xs"
             )
         return xs
@@ -545,12 +540,12 @@ class LatentSDE(eqx.Module):
             )
         return times, start
 
-    def _posterior_paths(self, obs, xs, times, key, n_samples):
+    def _posterior_paths(self, obs, xs, times, *, key, n_samples):
         """Posterior paths at `times` and the accumulated path KL, with `q(z0)`'s moments."""
         contexts = self.encode(obs, xs)
         mean, std = self.initial_posterior(contexts)
         z_key, path_key = jax.random.split(key)
-        z0 = mean + std * jax.random.normal(z_key, (n_samples, self.latent_size), mean.dtype)
+        z0 = mean + std * jax.random.normal(z_key, (n_samples, self.latent), mean.dtype)
         args = (jnp.asarray(obs, times.dtype), contexts)
         zs, kl = sdeint_path_kl(
             _Posterior(self.posterior_drift), _Prior(self.prior_drift), self.diffusion,
@@ -588,7 +583,7 @@ class LatentSDE(eqx.Module):
         if jnp.ndim(kl_weight) != 0:
             raise ValueError(f"kl_weight must be a scalar, got shape {jnp.shape(kl_weight)}")
         times, start = self._solve_times(obs, t0, t1, "ts")
-        zs, kl, mean, std = self._posterior_paths(obs, xs, times, key, n_samples)
+        zs, kl, mean, std = self._posterior_paths(obs, xs, times, key=key, n_samples=n_samples)
         at_obs = zs[:, start : start + obs.shape[0]]
         log_lik = jnp.mean(jnp.sum(self.log_likelihood(xs, at_obs), axis=1))
         p_mean, p_std = self.prior_z0()
@@ -623,7 +618,7 @@ class LatentSDE(eqx.Module):
         times = np.union1d(save, obs).astype(save.dtype)
         if times.shape[0] < 2:
             raise ValueError("sample_posterior needs at least two distinct times")
-        zs, _, _, _ = self._posterior_paths(obs, xs, times, key, n_samples)
+        zs, _, _, _ = self._posterior_paths(obs, xs, times, key=key, n_samples=n_samples)
         return zs[:, np.searchsorted(times, save)]
 
     def sample_prior(
@@ -637,7 +632,7 @@ class LatentSDE(eqx.Module):
                              f"{times.shape}")  # fmt: skip
         z_key, path_key = jax.random.split(key)
         p_mean, p_std = self.prior_z0()
-        z0 = p_mean + p_std * jax.random.normal(z_key, (n_samples, self.latent_size), p_mean.dtype)
+        z0 = p_mean + p_std * jax.random.normal(z_key, (n_samples, self.latent), p_mean.dtype)
         sol = sdeint(
             _Prior(self.prior_drift), self.diffusion, z0, times, key=path_key, noise="diagonal",
             solver=self.solver, dt0=self.dt0, on_failure=self.on_failure, batch="vmap",

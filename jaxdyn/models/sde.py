@@ -8,6 +8,7 @@ import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..solve import Batch, Calculus, Noise, OnFailure, Solution, sdeint
+from ._solve import solve_options
 
 __all__ = ["NeuralSDE"]
 
@@ -21,7 +22,8 @@ class NeuralSDE(eqx.Module):
     `y0` of shape `(dim,)` and a key returns one sample path `(time, dim)`; with `y0` of
     shape `(batch, dim)` it returns `(batch, time, dim)`, one Brownian path per sample
     (`batch="joint"`, the default, integrates the batch as one state: fastest for fixed-step
-    training; the paths are the same as with `"vmap"`).
+    training; the paths are the same as with `"vmap"`). `max_steps=None` leaves the cap to
+    `sdeint`.
     """
 
     drift: Callable
@@ -34,7 +36,7 @@ class NeuralSDE(eqx.Module):
     atol: float | None = eqx.field(static=True, default=None)
     brownian: str = eqx.field(static=True, default="grid")
     adjoint: str | dfx.AbstractAdjoint = eqx.field(static=True, default="checkpoint")
-    max_steps: int = eqx.field(static=True, default=16384)
+    max_steps: int | None = eqx.field(static=True, default=None)
     on_failure: OnFailure = eqx.field(static=True, default="raise")
     batch: Batch = eqx.field(static=True, default="joint")
 
@@ -49,24 +51,13 @@ class NeuralSDE(eqx.Module):
         """The full `Solution` (states, statistics, result code)."""
         if y0.ndim not in (1, 2):
             raise ValueError(f"NeuralSDE needs y0 of shape (dim,) or (batch, dim), got {y0.shape}")
+        options = solve_options(
+            self, "noise", "calculus", "solver", "dt0", "rtol", "atol", "brownian", "adjoint",
+            "max_steps", "on_failure",
+        )  # fmt: skip
+        batch = self.batch if y0.ndim == 2 else None
         return sdeint(
-            self.drift,
-            self.diffusion,
-            y0,
-            ts,
-            key=key,
-            args=args,
-            noise=self.noise,
-            calculus=self.calculus,
-            solver=self.solver,
-            dt0=self.dt0,
-            rtol=self.rtol,
-            atol=self.atol,
-            brownian=self.brownian,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            on_failure=self.on_failure,
-            batch=self.batch if y0.ndim == 2 else None,
+            self.drift, self.diffusion, y0, ts, key=key, args=args, batch=batch, **options
         )
 
     def __call__(

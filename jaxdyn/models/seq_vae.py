@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
+from ._arguments import check_sizes, check_spikes
+
 __all__ = [
     "BidirectionalGRU",
     "LatentOutput",
@@ -44,22 +46,6 @@ def poisson_log_likelihood(
     return jnp.sum(counts * log_rates - jnp.exp(log_rates) - jax.lax.lgamma(counts + 1.0))
 
 
-def _check_spikes(spikes: Array, neurons: int, owner: str) -> Array:
-    spikes = jnp.asarray(spikes)
-    if spikes.ndim != 2 or spikes.shape[1] != neurons or spikes.shape[0] < 2:
-        raise ValueError(
-            f"{owner} needs spikes of shape (time >= 2, {neurons}) for one trial (the encoder's "
-            f"held-in neurons), got {spikes.shape}; for a batch, jax.vmap over trials"
-        )
-    return spikes
-
-
-def _check_sizes(owner: str, **sizes) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner} needs {name} to be an int >= 1, got {value!r}")
-
-
 class BidirectionalGRU(eqx.Module):
     """Two GRUs (`eqx.nn.GRUCell`) over a sequence, one forwards and one backwards in time.
 
@@ -73,8 +59,9 @@ class BidirectionalGRU(eqx.Module):
     backward_cell: eqx.nn.GRUCell
     hidden: int = eqx.field(static=True)
 
-    def __init__(self, inputs: int, hidden: int, *, key: PRNGKeyArray):
-        _check_sizes("BidirectionalGRU", inputs=inputs, hidden=hidden)
+    def __init__(self, *, inputs: int, hidden: int, key: PRNGKeyArray):
+        """**Arguments:** `inputs`, the sequence's features; `hidden`, each GRU's state size."""
+        check_sizes(inputs=inputs, hidden=hidden)
         kf, kb = jax.random.split(key)
         self.forward_cell = eqx.nn.GRUCell(inputs, hidden, key=kf)
         self.backward_cell = eqx.nn.GRUCell(inputs, hidden, key=kb)
@@ -103,7 +90,8 @@ class SequentialVAE(eqx.Module):
 
     Encoder: a bidirectional GRU over the held-in spikes gives `q(g₀ | s) = N(μ, diag σ²)`
     (a linear map of its summary `[f_T, b_1]`). Generator: an input-free GRU,
-    `h_0 = g₀`, `h_t = GRU(0, h_{t−1})`; factors `z_t = W_z h_t` (the latents); log-rates
+    `h_0 = g₀`, `h_t = GRU(0, h_{t−1})`; factors `z_t = W_z h_t` (the latents, of size
+    `latent`); log-rates
     `log λ_t = W_r z_t + b` for all neurons (held-in and held-out). Loss per trial (the
     negative ELBO): `−Σ_{t,n} log Poisson(s_{tn} | λ_{tn}) + β KL(q(g₀) ‖ N(0, I))`.
 
@@ -113,7 +101,7 @@ class SequentialVAE(eqx.Module):
     "LFADS — Latent Factor Analysis via Dynamical Systems"; Pandarinath et al. (2018),
     Nature Methods 15.
 
-    Calling it with one trial's held-in spikes `(time, in_neurons)` and a key returns a
+    Calling it with one trial's held-in spikes `(time, in_neurons)` and `key=` returns a
     `LatentOutput` (one posterior sample); batches: `jax.vmap` over spikes and keys.
     """
 
@@ -124,34 +112,34 @@ class SequentialVAE(eqx.Module):
     readout: eqx.nn.Linear
     in_neurons: int = eqx.field(static=True)
     out_neurons: int = eqx.field(static=True)
-    generator_size: int = eqx.field(static=True)
 
     def __init__(
         self,
+        *,
         in_neurons: int,
         out_neurons: int,
-        *,
-        encoder_size: int = 64,
-        generator_size: int = 64,
-        factor_size: int = 8,
+        encoder_hidden: int = 64,
+        generator_hidden: int = 64,
+        latent: int = 8,
         key: PRNGKeyArray,
     ):
         """**Arguments:** `in_neurons` (encoder input), `out_neurons` (all neurons whose
-        rates are predicted), `encoder_size`, `generator_size`, `factor_size`, `key`."""
-        _check_sizes("SequentialVAE", in_neurons=in_neurons, out_neurons=out_neurons,
-                     encoder_size=encoder_size, generator_size=generator_size,
-                     factor_size=factor_size)  # fmt: skip
+        rates are predicted), `encoder_hidden` (GRU state per direction), `generator_hidden`
+        (the generator GRU's state), `latent` (the factors), `key`."""
+        check_sizes(in_neurons=in_neurons, out_neurons=out_neurons, encoder_hidden=encoder_hidden,
+                    generator_hidden=generator_hidden, latent=latent)  # fmt: skip
         ke, ki, kg, kf, kr = jax.random.split(key, 5)
-        self.encoder = BidirectionalGRU(in_neurons, encoder_size, key=ke)
-        self.initial = eqx.nn.Linear(2 * encoder_size, 2 * generator_size, key=ki)
-        self.generator = eqx.nn.GRUCell(1, generator_size, key=kg)
-        self.factors = eqx.nn.Linear(generator_size, factor_size, use_bias=False, key=kf)
-        self.readout = eqx.nn.Linear(factor_size, out_neurons, key=kr)
+        self.encoder = BidirectionalGRU(inputs=in_neurons, hidden=encoder_hidden, key=ke)
+        self.initial = eqx.nn.Linear(2 * encoder_hidden, 2 * generator_hidden, key=ki)
+        self.generator = eqx.nn.GRUCell(1, generator_hidden, key=kg)
+        self.factors = eqx.nn.Linear(generator_hidden, latent, use_bias=False, key=kf)
+        self.readout = eqx.nn.Linear(latent, out_neurons, key=kr)
         self.in_neurons, self.out_neurons = in_neurons, out_neurons
-        self.generator_size = generator_size
 
-    def __call__(self, spikes: Float[Array, "time in_neurons"], key: PRNGKeyArray) -> LatentOutput:
-        spikes = _check_spikes(spikes, self.in_neurons, "SequentialVAE")
+    def __call__(
+        self, spikes: Float[Array, "time in_neurons"], *, key: PRNGKeyArray
+    ) -> LatentOutput:
+        spikes = check_spikes(spikes, self.in_neurons, "SequentialVAE")
         _, summary = self.encoder(spikes)
         mean, log_var = jnp.split(self.initial(summary), 2)
         g0 = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)

@@ -28,6 +28,7 @@ hold by construction.
 
 import numbers
 from collections.abc import Callable
+from typing import ClassVar
 
 import diffrax as dfx
 import equinox as eqx
@@ -38,6 +39,8 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from ..data.irregular import HermiteCoefficients, cubic_path
 from ..solve import OnFailure, Solution, sdeint
+from ._arguments import check_sizes
+from ._solve import solve_options
 
 __all__ = [
     "ControlledDrift",
@@ -53,13 +56,6 @@ __all__ = [
 def _time_features(t: Scalar) -> Float[Array, "2"]:
     """`φ(t) = (sin t, cos t)`, the time embedding of the authors' code."""
     return jnp.stack([jnp.sin(t), jnp.cos(t)])
-
-
-def _check_sizes(name: str, **sizes: int) -> None:
-    for key, value in sizes.items():
-        low = 0 if key == "depth" else 1
-        if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} needs {key} to be an int >= {low}, got {value!r}")
 
 
 class ControlledDrift(eqx.Module):
@@ -78,18 +74,18 @@ class ControlledDrift(eqx.Module):
 
     def __init__(
         self,
+        *,
         hidden: int,
         channels: int,
         width: int,
         depth: int,
-        *,
         time: bool = True,
         key: PRNGKeyArray,
     ):
         """**Arguments:** `hidden`, the state size; `channels`, the path's; `width`, the size
         of `ζ`'s output and of the MLP's hidden layers; `depth`, the MLP's hidden layers;
         `time`, whether `ζ` sees `φ(t)`; `key`."""
-        _check_sizes("ControlledDrift", hidden=hidden, channels=channels, width=width, depth=depth)
+        check_sizes(hidden=hidden, channels=channels, width=width, depth=depth)
         k_embed, k_mlp = jax.random.split(key)
         self.time = time
         self.embed = eqx.nn.Linear(hidden + channels + (2 if time else 0), width, key=k_embed)
@@ -124,11 +120,11 @@ class TimeDiffusion(eqx.Module):
     theta: Float[Array, ""]
 
     def __init__(
-        self, hidden: int, width: int, depth: int, *, theta: float = 1.0, key: PRNGKeyArray
+        self, *, hidden: int, width: int, depth: int, theta: float = 1.0, key: PRNGKeyArray
     ):
         """**Arguments:** `hidden`, the state size; `width`, `depth`, of the MLP on `φ(t)`;
         `theta`, the initial logit of the scale `s` (1.0, as the authors' code); `key`."""
-        _check_sizes("TimeDiffusion", hidden=hidden, width=width, depth=depth)
+        check_sizes(hidden=hidden, width=width, depth=depth)
         self.mlp = eqx.nn.MLP(2, hidden, width, depth, activation=jax.nn.relu, key=key)
         self.theta = jnp.asarray(theta, dtype=self.mlp.layers[0].weight.dtype)
 
@@ -144,7 +140,7 @@ class _StateDiffusion(eqx.Module):
     mlp: eqx.nn.MLP
     theta: Float[Array, ""]
 
-    def __init__(self, hidden: int, channels: int, width: int, depth: int, *, key):
+    def __init__(self, *, hidden: int, channels: int, width: int, depth: int, key: PRNGKeyArray):
         self.mlp = eqx.nn.MLP(
             2 + hidden + channels, hidden, width, depth, activation=jax.nn.relu, key=key
         )
@@ -171,44 +167,77 @@ def _save_times(ts) -> Array:
 
 class _PathSDEClassifier(eqx.Module):
     """What the four classifiers share: `z(t_0) = ℓ_0(X(t_0))`, an SDE driven by the path
-    `X` (given to the drift and diffusion as `args`), and `output = ℓ(z(t_N))`."""
+    `X` (given to the drift and diffusion as `args`), and `output = ℓ(z(t_N))`.
+
+    **Arguments** (keywords): `channels`, of the path (time included); `hidden`, the state
+    size; `out`, the readout size (`None`: return the final state); `width`, `depth`, of the
+    drift and diffusion networks; `dt0`, the fixed step size (the Brownian path is drawn on
+    that grid); `solver`, an `sdeint` solver name (`euler`, Euler–Maruyama, by default, as
+    the paper) or a Diffrax solver; `adjoint`, `max_steps` (`None`: `sdeint`'s default),
+    `on_failure`, as for `sdeint`; `key`.
+    """
 
     initial: eqx.nn.Linear
     drift: ControlledDrift
+    diffusion: eqx.Module
     readout: eqx.nn.Linear | None
     hidden: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     dt0: float = eqx.field(static=True)
     solver: str | dfx.AbstractSolver = eqx.field(static=True)
     adjoint: str | dfx.AbstractAdjoint = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    max_steps: int | None = eqx.field(static=True)
     on_failure: OnFailure = eqx.field(static=True)
 
-    # Subclasses: the noise type sdeint integrates, the SDE in solver coordinates, and the map
-    # from solver coordinates back to z (the identity except for the GSDE, solved for log z).
+    # Subclasses: the noise type sdeint integrates, whether ζ sees φ(t), the diffusion
+    # network, the SDE in solver coordinates, and the map from solver coordinates back to z
+    # (the identity except for the GSDE, solved for log z).
     noise = "diagonal"
+    drift_time: ClassVar[bool] = True
 
-    def _init_common(self, channels, hidden, out, width, depth, *, time, dt0, solver, adjoint,
-                     max_steps, on_failure, key):  # fmt: skip
-        name = type(self).__name__
-        _check_sizes(name, channels=channels, hidden=hidden, width=width, depth=depth)
+    def __init__(
+        self,
+        *,
+        channels: int,
+        hidden: int,
+        out: int | None,
+        width: int,
+        depth: int,
+        dt0: float,
+        solver: str | dfx.AbstractSolver = "euler",
+        adjoint: str | dfx.AbstractAdjoint = "checkpoint",
+        max_steps: int | None = None,
+        on_failure: OnFailure = "raise",
+        key: PRNGKeyArray,
+    ):
+        check_sizes(channels=channels, hidden=hidden, width=width, depth=depth)
         if out is not None:
-            _check_sizes(name, out=out)
+            check_sizes(out=out)
         if isinstance(dt0, bool) or not (isinstance(dt0, numbers.Real) and dt0 > 0):
-            raise ValueError(f"{name} needs dt0 > 0 (the fixed step size), got {dt0!r}")
-        k_initial, k_drift, k_readout = jax.random.split(key, 3)
+            raise ValueError(f"{type(self).__name__} needs dt0 > 0 (the fixed step size), got "
+                             f"{dt0!r}")  # fmt: skip
+        k_common, k_diffusion = jax.random.split(key)
+        k_initial, k_drift, k_readout = jax.random.split(k_common, 3)
         self.hidden, self.channels = hidden, channels
         self.initial = eqx.nn.Linear(channels, hidden, key=k_initial)
-        self.drift = ControlledDrift(hidden, channels, width, depth, time=time, key=k_drift)
+        self.drift = ControlledDrift(hidden=hidden, channels=channels, width=width, depth=depth,
+                                     time=self.drift_time, key=k_drift)  # fmt: skip
+        self.diffusion = self._diffusion_network(
+            hidden=hidden, channels=channels, width=width, depth=depth, key=k_diffusion
+        )
         self.readout = None if out is None else eqx.nn.Linear(hidden, out, key=k_readout)
         self.dt0, self.solver, self.adjoint = float(dt0), solver, adjoint
         self.max_steps, self.on_failure = max_steps, on_failure
+
+    def _diffusion_network(self, *, hidden, channels, width, depth, key) -> eqx.Module:
+        """`σ(t)` (`TimeDiffusion`) for the stable classes."""
+        return TimeDiffusion(hidden=hidden, width=width, depth=depth, key=key)
 
     def _initial_state(self, x0: Array) -> Array:
         return self.initial(x0)
 
     def _sde_drift(self, t, y, path: dfx.AbstractPath) -> Array:
-        raise NotImplementedError
+        return self.drift(t, y, path.evaluate(t))
 
     def _sde_diffusion(self, t, y, path: dfx.AbstractPath) -> Array:
         raise NotImplementedError
@@ -229,16 +258,15 @@ class _PathSDEClassifier(eqx.Module):
             )
         return cubic_path(ts, coefficients)
 
-    def _solve(self, ts, coefficients, key, save_ts) -> Solution:
+    def _solve(self, ts, coefficients, *, key, save_ts) -> Solution:
         """The solve in solver coordinates (`log z` for the GSDE)."""
         save = _save_times(ts) if save_ts is None else jnp.asarray(save_ts)
         path = self._path(jnp.asarray(ts), coefficients)
         y0 = self._initial_state(path.evaluate(path.t0))
-        return sdeint(
-            self._sde_drift, self._sde_diffusion, y0, save, key=key, args=path,
-            noise=self.noise, solver=self.solver, dt0=self.dt0, adjoint=self.adjoint,
-            max_steps=self.max_steps, on_failure=self.on_failure,
-        )  # fmt: skip
+        options = solve_options(
+            self, "noise", "solver", "dt0", "adjoint", "max_steps", "on_failure"
+        )
+        return sdeint(self._sde_drift, self._sde_diffusion, y0, save, key=key, args=path, **options)
 
     def solve(
         self,
@@ -252,7 +280,7 @@ class _PathSDEClassifier(eqx.Module):
         known at trace time) as a `Solution` with `ys` of shape `(save, hidden)`, for one
         series: `ts` is its grid and `coefficients` its `hermite_coefficients`, each of shape
         `(time - 1, channels)`."""
-        sol = self._solve(ts, coefficients, key, save_ts)
+        sol = self._solve(ts, coefficients, key=key, save_ts=save_ts)
         return eqx.tree_at(lambda s: s.ys, sol, self._to_z(sol.ys))
 
     def __call__(
@@ -261,17 +289,8 @@ class _PathSDEClassifier(eqx.Module):
         """The readout `ℓ(z(ts[-1]))` of one series (`ℓ(log z(ts[-1]))` for the GSDE; the
         state itself if `out=None`), for one Brownian path drawn from `key`. Batches:
         `jax.vmap` over the coefficients and keys, one key per series."""
-        features = self._features(self._solve(ts, coefficients, key, None).ys[-1])
+        features = self._features(self._solve(ts, coefficients, key=key, save_ts=None).ys[-1])
         return features if self.readout is None else self.readout(features)
-
-
-_SOLVE_DOC = """
-    **Arguments:** `channels`, of the path (time included); `hidden`, the state size; `out`,
-    the readout size (`None`: return the final state); `width`, `depth`, of the drift and
-    diffusion networks; `dt0`, the fixed step size (the Brownian path is drawn on that grid);
-    `solver`, an `sdeint` solver name (`euler`, Euler–Maruyama, by default, as the paper) or
-    a Diffrax solver; `adjoint`, `max_steps`, `on_failure`, as for `sdeint`; `key`.
-"""
 
 
 class NeuralLSDE(_PathSDEClassifier):
@@ -292,21 +311,7 @@ class NeuralLSDE(_PathSDEClassifier):
 
     diffusion: TimeDiffusion
     noise = "additive"
-
-    def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
-                 adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
-                 on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
-        k_common, k_diffusion = jax.random.split(key)
-        self._init_common(channels, hidden, out, width, depth, time=False, dt0=dt0,
-                          solver=solver, adjoint=adjoint, max_steps=max_steps,
-                          on_failure=on_failure, key=k_common)  # fmt: skip
-        self.diffusion = TimeDiffusion(hidden, width, depth, key=k_diffusion)
-
-    __init__.__doc__ = _SOLVE_DOC
-
-    def _sde_drift(self, t, z, path):
-        return self.drift(t, z, path.evaluate(t))
+    drift_time = False
 
     def _sde_diffusion(self, t, z, path):
         return self.diffusion(t).astype(z.dtype)
@@ -330,21 +335,6 @@ class NeuralLNSDE(_PathSDEClassifier):
     """
 
     diffusion: TimeDiffusion
-
-    def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
-                 adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
-                 on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
-        k_common, k_diffusion = jax.random.split(key)
-        self._init_common(channels, hidden, out, width, depth, time=True, dt0=dt0,
-                          solver=solver, adjoint=adjoint, max_steps=max_steps,
-                          on_failure=on_failure, key=k_common)  # fmt: skip
-        self.diffusion = TimeDiffusion(hidden, width, depth, key=k_diffusion)
-
-    __init__.__doc__ = _SOLVE_DOC
-
-    def _sde_drift(self, t, z, path):
-        return self.drift(t, z, path.evaluate(t))
 
     def _sde_diffusion(self, t, z, path):
         return self.diffusion(t).astype(z.dtype) * z
@@ -379,18 +369,6 @@ class NeuralGSDE(_PathSDEClassifier):
     """
 
     diffusion: TimeDiffusion
-
-    def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
-                 adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
-                 on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
-        k_common, k_diffusion = jax.random.split(key)
-        self._init_common(channels, hidden, out, width, depth, time=True, dt0=dt0,
-                          solver=solver, adjoint=adjoint, max_steps=max_steps,
-                          on_failure=on_failure, key=k_common)  # fmt: skip
-        self.diffusion = TimeDiffusion(hidden, width, depth, key=k_diffusion)
-
-    __init__.__doc__ = _SOLVE_DOC
     noise = "additive"  # in y = log z
 
     def _sde_drift(self, t, y, path):
@@ -431,20 +409,8 @@ class ControlledNeuralSDE(_PathSDEClassifier):
 
     diffusion: _StateDiffusion
 
-    def __init__(self, channels: int, hidden: int, out: int | None, width: int, depth: int, *,
-                 dt0: float, solver: str | dfx.AbstractSolver = "euler",
-                 adjoint: str | dfx.AbstractAdjoint = "checkpoint", max_steps: int = 16384,
-                 on_failure: OnFailure = "raise", key: PRNGKeyArray):  # fmt: skip
-        k_common, k_diffusion = jax.random.split(key)
-        self._init_common(channels, hidden, out, width, depth, time=True, dt0=dt0,
-                          solver=solver, adjoint=adjoint, max_steps=max_steps,
-                          on_failure=on_failure, key=k_common)  # fmt: skip
-        self.diffusion = _StateDiffusion(hidden, channels, width, depth, key=k_diffusion)
-
-    __init__.__doc__ = _SOLVE_DOC
-
-    def _sde_drift(self, t, z, path):
-        return self.drift(t, z, path.evaluate(t))
+    def _diffusion_network(self, *, hidden, channels, width, depth, key):
+        return _StateDiffusion(hidden=hidden, channels=channels, width=width, depth=depth, key=key)
 
     def _sde_diffusion(self, t, z, path):
         return self.diffusion(t, z, path.evaluate(t))

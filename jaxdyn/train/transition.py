@@ -32,6 +32,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Scalar
 
 Field = Callable[[Any, Array, Any], Array]
+State = Float[ArrayLike, " dim"]
+Step = float | Scalar
 
 
 def _noise_covariance(g: Array, y: Array) -> Array:
@@ -46,11 +48,14 @@ def _noise_covariance(g: Array, y: Array) -> Array:
     )
 
 
-def _check_transition(y0: Array, y1: Array) -> None:
+def _transition(y0: ArrayLike, y1: ArrayLike) -> tuple[Array, Array]:
+    """`(y0, y1)` as arrays of one shape `(dim,)`."""
+    y0, y1 = jnp.asarray(y0), jnp.asarray(y1)
     if y0.ndim != 1 or y0.shape != y1.shape:
         raise ValueError(
             f"a transition needs y0 and y1 of the same shape (dim,); got {y0.shape}, {y1.shape}"
         )
+    return y0, y1
 
 
 def _gaussian_log_density(residual: Array, covariance: Array) -> Scalar:
@@ -66,13 +71,7 @@ def _gaussian_log_density(residual: Array, covariance: Array) -> Scalar:
 
 
 def euler_maruyama_log_density(
-    drift: Field,
-    diffusion: Field,
-    t: Scalar,
-    y0: Float[ArrayLike, " dim"],
-    y1: Float[ArrayLike, " dim"],
-    dt: float | Scalar,
-    args: Any = None,
+    drift: Field, diffusion: Field, t: Scalar, y0: State, y1: State, dt: Step, args: Any = None
 ) -> Scalar:
     """`log p(y1 | y0)` for one step `dt` of Euler–Maruyama from `(t, y0)`:
 
@@ -82,8 +81,7 @@ def euler_maruyama_log_density(
     returns `(dim,)` (diagonal noise) or `(dim, m)` (general), as for `sdeint`. As an estimator
     of `f` and `σ` from observations `dt` apart it is biased at first order in `dt`.
     """
-    y0, y1 = jnp.asarray(y0), jnp.asarray(y1)
-    _check_transition(y0, y1)
+    y0, y1 = _transition(y0, y1)
     f = drift(t, y0, args)
     g = diffusion(t, y0, args)
     covariance = g**2 if g.shape == y0.shape else _noise_covariance(g, y0)
@@ -106,13 +104,7 @@ def _phi(z: Array, k: int) -> Array:
 
 
 def local_linear_log_density(
-    drift: Field,
-    diffusion: Field,
-    t: Scalar,
-    y0: Float[ArrayLike, " dim"],
-    y1: Float[ArrayLike, " dim"],
-    dt: float | Scalar,
-    args: Any = None,
+    drift: Field, diffusion: Field, t: Scalar, y0: State, y1: State, dt: Step, args: Any = None
 ) -> Scalar:
     """`log p(y1 | y0)` under the local linearisation of Shoji & Ozaki (1998) (Ozaki 1992).
 
@@ -130,8 +122,7 @@ def local_linear_log_density(
     covariance are right through O(dt²). Arguments as in `euler_maruyama_log_density`; the
     drift must be twice differentiable in `y`.
     """
-    y0, y1 = jnp.asarray(y0), jnp.asarray(y1)
-    _check_transition(y0, y1)
+    y0, y1 = _transition(y0, y1)
     dim = y0.shape[0]
 
     def f_at(y):

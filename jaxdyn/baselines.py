@@ -1,6 +1,11 @@
-"""The spike-smoothing baseline of the Neural Latents Benchmark: Gaussian-smoothed held-in
-spikes, and a Poisson GLM from their logarithm to each held-out neuron (Pei et al. 2021;
-`nlb_tools/examples/baselines/smoothing/run_smoothing.py`)."""
+"""Baselines that are not differential-equation models, for the experiments to compare against.
+
+The spike-smoothing baseline of the Neural Latents Benchmark: Gaussian-smoothed held-in spikes,
+and a Poisson GLM from their logarithm to each held-out neuron (Pei et al. 2021;
+`nlb_tools/examples/baselines/smoothing/run_smoothing.py`). The GLMs are scikit-learn's,
+imported (with threadpoolctl) when a baseline is fitted, so that importing jaxdyn does not
+pay for them.
+"""
 
 import functools
 import warnings
@@ -10,9 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import PoissonRegressor
-from threadpoolctl import threadpool_limits
 
 __all__ = ["SmoothingGLMRates", "gaussian_smooth", "gaussian_window", "smoothing_glm_baseline"]
 
@@ -72,6 +74,10 @@ def gaussian_smooth(
 def _fit_poisson(inputs, counts, alpha, max_iter, solver):
     """NLB's `fit_poisson`: one `PoissonRegressor` per output, refitted with 5× the
     iterations while it stops at its limit (up to 10,000)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import PoissonRegressor
+    from threadpoolctl import threadpool_limits
+
     models = []
     for neuron in range(counts.shape[1]):
         limit = max_iter
