@@ -6,7 +6,8 @@ What is measured, on the workload
   batch of 256 every step; torch draws the same law with the same construction), base
   N(0, I₂);
 - velocity field: torchcfm's example MLP, `[x, t]` (3 inputs) → 256 → 256 → 256 → 2 with SELU
-  (`jaxdyn.models.MLPField(2, 256, 3, activation=jax.nn.selu, time=True)`; the torch model is
+  (`jaxdyn.models.MLPField(dim=2, width=256, depth=3, activation=jax.nn.selu, time=True)`; the
+  torch model is
   `torchcfm.models.models.MLP(2, w=256, time_varying=True)` with a copy of its weights), float32;
 - loss: conditional flow matching with σ = 0 (Lipman et al. 2023; Tong et al. 2023),
   `mean_i |v(t_i, x_t) − (x1_i − x0_i)|²`, `x_t = (1 − t) x0 + t x1`, `t ~ U[0, 1]`; Adam, lr 1e-3.
@@ -105,7 +106,7 @@ SAMPLE_ATOL = 1e-3
 
 
 def make_field(key) -> MLPField:
-    return MLPField(DIM, WIDTH, DEPTH, activation=jax.nn.selu, time=True, key=key)
+    return MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation=jax.nn.selu, time=True, key=key)
 
 
 def plan_choice_coupling(key, x0, x1):

@@ -74,7 +74,7 @@ class SolveConfig:
     dt0: float | None = positive(None)
     adjoint: str = choice("checkpoint", ADJOINTS)
     max_steps: int | None = at_least(None, 1)  # null: 4096 adaptive, the count for fixed
-    batch: str = choice("vmap", ("vmap", "joint"))
+    batch: str = choice("joint", ("vmap", "joint"))
 
     @staticmethod
     def check(node: DictConfig, key: str) -> None:

@@ -339,7 +339,11 @@ def test_adaptive_virtual_solve_converges_to_exact_stratonovich_gbm():
 
 def test_neural_sde_shapes_jit_and_gradients():
     k1, k2 = jax.random.split(KEY)
-    model = NeuralSDE(MLPField(3, 8, 1, key=k1), MLPField(3, 8, 1, key=k2), dt0=0.1)
+    model = NeuralSDE(
+        MLPField(dim=3, width=8, depth=1, key=k1),
+        MLPField(dim=3, width=8, depth=1, key=k2),
+        dt0=0.1,
+    )
     ts = jnp.linspace(0.0, 1.0, 4)
     y0 = jnp.ones((5, 3))
     assert model(ts, y0[0], key=KEY).shape == (4, 3)

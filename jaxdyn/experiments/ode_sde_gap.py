@@ -204,7 +204,7 @@ def build_score(cfg: DictConfig, key: PRNGKeyArray) -> NoiseScore:
 
 @eqx.filter_jit  # one compiled initialiser, not one small program per eager operation
 def _init_score(width, depth, activation, time_input, beta_min, beta_max, key) -> NoiseScore:
-    net = MLPField(2, width, depth, activation=activation, time=True, key=key)
+    net = MLPField(dim=2, width=width, depth=depth, activation=activation, time=True, key=key)
     return NoiseScore(net, VPSDE(beta_min, beta_max), time_input)
 
 
