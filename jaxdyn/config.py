@@ -23,6 +23,8 @@ __all__ = [
     "at_least",
     "choice",
     "closest",
+    "distinct_names",
+    "fraction",
     "load_config",
     "positive",
     "read_experiment_name",
@@ -56,6 +58,17 @@ def distinct_names(default: Sequence[str], options: Sequence[str]) -> Any:
 def at_least(default: Any, low: float) -> Any:
     """A numeric schema field whose value (when not null) must be `>= low`."""
     return dataclasses.field(default=default, metadata={"check": (lambda v: v >= low, f">= {low}")})
+
+
+def fraction(default: float, *, allow_zero: bool = False) -> Any:
+    """A numeric schema field in the open interval `(0, 1)`, or `[0, 1)` with `allow_zero`."""
+    if allow_zero:
+        return dataclasses.field(
+            default=default, metadata={"check": (lambda v: 0 <= v < 1, "in [0, 1)")}
+        )
+    return dataclasses.field(
+        default=default, metadata={"check": (lambda v: 0 < v < 1, "in (0, 1)")}
+    )
 
 
 def positive(default: Any) -> Any:

@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, positive
+from ..config import TrainConfig, at_least, fraction, positive
 from ..data import digits
 from ..implicit import SolveInfo, argmin
 from ..plotting import Figure, loss_curve
@@ -40,13 +40,6 @@ from ._training import fit_from_config
 
 NUM_CLASSES = 10
 Params = tuple[Float[Array, "64 10"], Float[Array, " 10"]]
-
-
-def _fraction(default: float):
-    """A schema field in the open interval `(0, 1)`."""
-    return dataclasses.field(
-        default=default, metadata={"check": (lambda v: 0 < v < 1, "in (0, 1)")}
-    )
 
 
 @dataclasses.dataclass
@@ -63,7 +56,7 @@ class InnerConfig:
 class DistillationConfig:
     experiment: str = "distillation"
     seed: int = 0
-    test_fraction: float = _fraction(0.2)
+    test_fraction: float = fraction(0.2)
     target_accuracy: float = 0.8
     init_scale: float = at_least(0.1, 0.0)  # images start as sigmoid(init_scale · N(0, 1))
     inner: InnerConfig = dataclasses.field(default_factory=lambda: InnerConfig(l2=1e-2))
@@ -76,11 +69,11 @@ class DistillationConfig:
 class ReweightingConfig:
     experiment: str = "reweighting"
     seed: int = 0
-    test_fraction: float = _fraction(0.2)
-    validation_fraction: float = _fraction(0.2)
-    noise_fraction: float = _fraction(0.3)  # training labels flipped to another class
+    test_fraction: float = fraction(0.2)
+    validation_fraction: float = fraction(0.2)
+    noise_fraction: float = fraction(0.3)  # training labels flipped to another class
     init_logit: float = 4.0  # weights start at sigmoid(init_logit)
-    keep_fraction: float = _fraction(0.7)  # top-k refit
+    keep_fraction: float = fraction(0.7)  # top-k refit
     target_gain: float = 0.05  # test accuracy over uniform weights
     target_auroc: float = 0.9
     inner: InnerConfig = dataclasses.field(default_factory=lambda: InnerConfig(l2=1e-4))

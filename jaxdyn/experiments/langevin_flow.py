@@ -53,7 +53,7 @@ from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..baselines import gaussian_smooth, smoothing_glm_baseline
-from ..config import TrainConfig, at_least, choice, distinct_names, positive
+from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive
 from ..data.spikes import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
@@ -75,12 +75,6 @@ MODELS: dict[str, str] = {
 TRAINED = ("langevin_flow", "seq_vae")
 
 
-def _fraction(default: float):
-    return dataclasses.field(
-        default=default, metadata={"check": (lambda v: 0 < v < 1, "in (0, 1)")}
-    )
-
-
 def _rate_range(values) -> bool:
     return len(values) == 2 and 0 < values[0] <= values[1]
 
@@ -97,8 +91,8 @@ class LorenzSpikesConfig:
         default_factory=lambda: [8.0, 14.0],
         metadata={"check": (_rate_range, "[low, high] Hz with 0 < low <= high")},
     )
-    heldout_neurons: float = _fraction(0.2)
-    test_trials: float = _fraction(0.2)
+    heldout_neurons: float = fraction(0.2)
+    test_trials: float = fraction(0.2)
 
 
 @dataclasses.dataclass
