@@ -53,7 +53,7 @@ from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..baselines import gaussian_smooth, smoothing_glm_baseline
-from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive
+from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive, section
 from ..data.spikes import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
@@ -127,9 +127,9 @@ class SmoothingGLMConfig:
 @dataclasses.dataclass
 class ModelsConfig:
     models: list[str] = distinct_names(MODELS, MODELS)
-    langevin_flow: LangevinFlowConfig = dataclasses.field(default_factory=LangevinFlowConfig)
-    seq_vae: SeqVAEConfig = dataclasses.field(default_factory=SeqVAEConfig)
-    smoothing_glm: SmoothingGLMConfig = dataclasses.field(default_factory=SmoothingGLMConfig)
+    langevin_flow: LangevinFlowConfig = section(LangevinFlowConfig)
+    seq_vae: SeqVAEConfig = section(SeqVAEConfig)
+    smoothing_glm: SmoothingGLMConfig = section(SmoothingGLMConfig)
     kl_warmup: int = at_least(300, 0)  # steps of linear KL warm-up (0: none)
     clip_norm: float = positive(10.0)
     eval_samples: int = at_least(16, 1)
@@ -145,13 +145,17 @@ class LangevinFlowExperimentConfig:
     experiment: str = "langevin_flow"
     seed: int = 0
     num_seeds: int = at_least(3, 1)  # seeds seed, seed + 1, …
-    data: LorenzSpikesConfig = dataclasses.field(default_factory=LorenzSpikesConfig)
-    model: ModelsConfig = dataclasses.field(default_factory=ModelsConfig)
-    target: LangevinFlowTargetConfig = dataclasses.field(default_factory=LangevinFlowTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=1500, batch_size=32, optimizer="adam", lr=5e-3, schedule="cosine", chunk=100
-        )  # fmt: skip
+    data: LorenzSpikesConfig = section(LorenzSpikesConfig)
+    model: ModelsConfig = section(ModelsConfig)
+    target: LangevinFlowTargetConfig = section(LangevinFlowTargetConfig)
+    train: TrainConfig = section(
+        TrainConfig,
+        steps=1500,
+        batch_size=32,
+        optimizer="adam",
+        lr=5e-3,
+        schedule="cosine",
+        chunk=100,
     )
 
 
