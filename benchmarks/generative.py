@@ -2,7 +2,7 @@
 
 What is measured, on the workload
 
-- data: `jaxdyn.data.toy2d.checkerboard` (uniform on the dark squares of [-4, 4]², a fresh
+- data: `jaxdyn.data.checkerboard` (uniform on the dark squares of [-4, 4]², a fresh
   batch of 256 every step; torch draws the same law with the same construction), base
   N(0, I₂);
 - velocity field: torchcfm's example MLP, `[x, t]` (3 inputs) → 256 → 256 → 256 → 2 with SELU
@@ -85,7 +85,7 @@ import numpy as np
 import optax
 
 from jaxdyn._environment import machine, versions
-from jaxdyn.data.toy2d import checkerboard
+from jaxdyn.data import checkerboard
 from jaxdyn.generative import flow_matching_loss, ot_coupling, ot_plan, sample_ode
 from jaxdyn.models import MLPField
 from jaxdyn.train import make_step
@@ -219,7 +219,7 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
 
 
 def torch_checkerboard(torch, n: int):
-    """`jaxdyn.data.toy2d.checkerboard`'s construction with torch's generator."""
+    """`jaxdyn.data.checkerboard`'s construction with torch's generator."""
     x1 = torch.rand(n) * 4.0 - 2.0
     x2 = torch.rand(n) - 2.0 * torch.randint(0, 2, (n,)).float()
     x2 = x2 + torch.floor(x1) % 2

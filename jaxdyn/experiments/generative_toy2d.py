@@ -64,7 +64,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 from omegaconf import DictConfig
 
 from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
-from ..data.toy2d import CHECKERBOARD_ENTROPY, eight_gaussians_mixture, toy2d
+from ..data import CHECKERBOARD_ENTROPY, eight_gaussians_mixture, toy2d
 from ..generative import (
     GAMMAS,
     EncoderDecoderInterpolant,

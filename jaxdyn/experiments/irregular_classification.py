@@ -38,8 +38,7 @@ from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, choice, distinct_names, positive, section
-from ..data.irregular import augment, drop_observations, hermite_coefficients
-from ..data.uea import UEA_DATASETS, UEADataset, uea
+from ..data import UEA_DATASETS, UEADataset, augment, drop_observations, hermite_coefficients, uea
 from ..models.cde import NeuralCDE
 from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS

@@ -1,7 +1,7 @@
 """LangevinFlow on Lorenz-driven spiking data against a GRU sequential VAE and the spike
 smoothing + Poisson GLM baseline, in the Neural Latents Benchmark's co-smoothing setting.
 
-Data (`jaxdyn.data.spikes.lorenz_spikes`): a Lorenz attractor drives the log rates of
+Data (`jaxdyn.data.lorenz_spikes`): a Lorenz attractor drives the log rates of
 `num_neurons` Poisson neurons through a random linear readout, 10-ms bins, 1-s trials. Split
 (`heldout_split`, Pei et al. 2021): 20% held-out neurons, 20% test trials. Train trials show
 all neurons; for the test trials the models see only the held-in neurons (the encoders'
@@ -54,7 +54,7 @@ from omegaconf import DictConfig
 
 from ..baselines import gaussian_smooth, smoothing_glm_baseline
 from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive, section
-from ..data.spikes import heldout_split, lorenz_spikes
+from ..data import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
 from ..models.langevin_flow import LangevinFlow

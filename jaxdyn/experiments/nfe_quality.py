@@ -45,7 +45,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
-from ..data.toy2d import toy2d
+from ..data import toy2d
 from ..generative import LinearInterpolant, ot_coupling, velocity_loss
 from ..metrics import wasserstein2_squared
 from ..models import ACTIVATIONS

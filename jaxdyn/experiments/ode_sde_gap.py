@@ -65,7 +65,7 @@ from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, positive
-from ..data.toy2d import TOY2D, toy2d
+from ..data import TOY2D, toy2d
 from ..generative import (
     VPSDE,
     dsm_loss,

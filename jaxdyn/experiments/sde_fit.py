@@ -1,7 +1,7 @@
 """Fitting an SDE to sampled paths: drift and diffusion networks by Gaussian transition
 likelihood, on the one-dimensional stochastic double well.
 
-Data. `num_paths` paths of the Itô SDE (`jaxdyn.data.stochastic.double_well_paths`)
+Data. `num_paths` paths of the Itô SDE (`jaxdyn.data.double_well_paths`)
 
     dx = (x - x³) dt + σ(x) dW,    σ(x) = √(σ₀² + σ₁² x²)    (σ₁ = 0: additive noise),
 
@@ -77,7 +77,7 @@ from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import TrainConfig, at_least, choice, positive, section
-from ..data.stochastic import double_well_diffusion, double_well_drift, double_well_paths
+from ..data import double_well_diffusion, double_well_drift, double_well_paths
 from ..metrics import wasserstein_1d
 from ..models import ACTIVATIONS, MLPField, NeuralSDE, SoftplusField
 from ..plotting import Figure

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from .._checks import lookup
-from ..data.irregular import HermiteCoefficients, cubic_path
+from ..data import HermiteCoefficients, cubic_path
 from ..solve import OnFailure, Solution, cdeint
 from ._arguments import check_sizes
 from ._solve import ODE_OPTIONS, solve_options

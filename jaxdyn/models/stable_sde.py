@@ -5,7 +5,7 @@ Time Series Data", propose three classes of neural SDE whose drift and diffusion
 that a unique strong solution exists and the model is robust to distribution shift (missing
 data), and compare them with a naive neural SDE whose diffusion is an unconstrained network of
 the state. All four read an irregular series through its continuous path `X` (the
-backward-Hermite cubic of `jaxdyn.data.irregular.hermite_coefficients`, time as a channel):
+backward-Hermite cubic of `jaxdyn.data.hermite_coefficients`, time as a channel):
 
     z(t_0) = ℓ_0(X(t_0)),                              ℓ_0 linear: the first observation
     z̃(t)   = ζ(t, z(t), X(t)),                         the control enters the drift
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from ..data.irregular import HermiteCoefficients, cubic_path
+from ..data import HermiteCoefficients, cubic_path
 from ..solve import OnFailure, Solution, sdeint
 from ._arguments import check_sizes
 from ._solve import solve_options
