@@ -1,7 +1,9 @@
-"""Smoke tests: every registered experiment runs at tiny settings and writes its records.
+"""Smoke tests: every registered experiment runs at tiny settings, writes its records, and its
+headline figure is a finite number in the range the quantity can take.
 (Full targets are measured by running the configs; see benchmarks/RESULTS.md.)"""
 
 import json
+import math
 
 import pytest
 
@@ -73,9 +75,36 @@ TINY = {
                     "evaluation.reference_tol=1e-3"],
 }  # fmt: skip
 
+# The headline of each summary (a dotted key) and the range its quantity can take at the tiny
+# settings: accuracies in [0, 1], relative errors >= 0, co-bps <= 1 (bits per spike gained over
+# a flat rate, tiny negative for a barely trained model), drops in accuracy points.
+HEADLINE = {
+    "quickstart": ("rel_l2_error", 0.0, 5.0),
+    "deq_digits": ("test_accuracy", 0.0, 1.0),
+    "ridge_tuning": ("max_rel_error_vs_closed_form", 0.0, 1.0),
+    "distillation": ("test_accuracy", 0.0, 1.0),
+    "reweighting": ("auroc_clean_vs_flipped", 0.0, 1.0),
+    "energy_sensitivity": ("rel_error", 0.0, 1.0),
+    "logistic_tuning": ("test_accuracy_tuned", 0.0, 1.0),
+    "fractional_hurst": ("max_abs_error", 0.0, 1.0),
+    "irregular_classification": ("max_stable_drop_points", -100.0, 100.0),
+    "sde_fit": ("drift_rel_l2_error", 0.0, 10.0),
+    "latent_sde_sine": ("coverage", 0.0, 1.0),
+    "latent_sde_lorenz": ("test_reconstruction_rmse", 0.0, 10.0),
+    "langevin_flow": ("langevin_flow_co_bps", -5.0, 1.0),
+}
+
+
+def _headline(summary: dict, key: str):
+    value = summary
+    for part in key.split("."):
+        value = value[part]
+    return value
+
 
 def test_every_experiment_has_a_config_and_a_smoke_setting():
     assert sorted(TINY) == experiments.names()
+    assert sorted(HEADLINE) == experiments.names()
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -85,3 +114,7 @@ def test_experiment_smoke(name, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["experiment"] == name and "target_met" in summary
     assert list(out.glob("*.png")), "an experiment writes figures"
+    key, low, high = HEADLINE[name]
+    value = _headline(summary, key)
+    assert isinstance(value, int | float) and math.isfinite(value), f"{key} = {value!r}"
+    assert low <= value <= high, f"{key} = {value} outside [{low}, {high}]"
