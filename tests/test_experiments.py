@@ -2,6 +2,7 @@
 (Full targets are measured by running the configs; see benchmarks/RESULTS.md.)"""
 
 import json
+import math
 
 import pytest
 
@@ -74,6 +75,20 @@ TINY = {
 }  # fmt: skip
 
 
+# The headline figures of summary.json: finite and in a range that a 2-step fit still meets
+# (a path into the summary, low, high).
+HEADLINES = {
+    "generative_toy2d": [(("main", "nll"), 1.0, 50.0), (("main", "w2"), 0.0, 100.0)],
+    "nfe_quality": [(("results", "eight_gaussians/ot", "nll"), 1.0, 50.0),
+                    (("results", "eight_gaussians/ot", "reference_w2"), 0.0, 100.0)],
+    "ode_sde_gap": [(("results", 0, "dsm"), 0.0, 10.0), (("results", 0, "w2_floor"), 0.0, 50.0),
+                    (("results", 0, "w2_ode_sde"), 0.0, math.inf)],
+    "digits_generation": [(("likelihood", "bits_per_dim", "mean"), 0.0, 20.0),
+                          (("classifier", "real_test_accuracy"), 0.9, 1.0),
+                          (("w2_squared", "conditional_over_floor"), 0.0, math.inf)],
+}  # fmt: skip
+
+
 def test_every_experiment_has_a_config_and_a_smoke_setting():
     assert sorted(TINY) == experiments.names()
 
@@ -85,3 +100,34 @@ def test_experiment_smoke(name, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["experiment"] == name and "target_met" in summary
     assert list(out.glob("*.png")), "an experiment writes figures"
+    for path, low, high in HEADLINES.get(name, []):
+        value = summary
+        for key in path:
+            value = value[key]
+        assert math.isfinite(value) and low < value < high, (path, value)
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("generative_toy2d", ["train.batch_size=null"], "train.batch_size must be a number"),
+        ("generative_toy2d", ["interpolant.linear_gamma=brownian"],
+         "'interpolant.t_min' must be > 0 with gamma='brownian'"),
+        ("nfe_quality", ["train.batch_size=null"], "train.batch_size must be a number"),
+        ("ode_sde_gap", ["sde.beta_max=0.05"], "sde.beta_max=0.05 must be >= sde.beta_min=0.1"),
+        ("ode_sde_gap", ["regulariser.batch_size=32"],
+         "regulariser.batch_size=32 must be <= train.batch_size=16"),
+        ("digits_generation", ["evaluation.grid_samples=41"],
+         "evaluation.grid_samples=41 must be <= evaluation.samples_per_class=40"),
+        ("digits_generation", ["evaluation.samples_per_class=20"],
+         "evaluation.samples_per_class=20 must be >= the largest test class (37)"),
+        ("digits_generation", ["data.test_fraction=0.6", "evaluation.samples_per_class=200"],
+         "data.test_fraction=0.6 leaves a training split smaller than the test split"),
+    ],
+)  # fmt: skip
+def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):
+    """Combinations of keys the schema cannot judge fail at load, before anything runs."""
+    out = tmp_path / name
+    assert main(["run", name, *TINY[name], *overrides, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "metrics.jsonl").exists() and not (out / "results.jsonl").exists()
