@@ -12,7 +12,14 @@ import numpy as np
 from ..plotting import loss_curve
 from ..train.metrics import append_metrics, read_metrics
 
-__all__ = ["append_result", "failed_rows", "loss_figure", "read_results", "summary_stats"]
+__all__ = [
+    "append_result",
+    "failed_rows",
+    "loss_figure",
+    "mean_se",
+    "read_results",
+    "summary_stats",
+]
 
 
 def read_results(path: Path, keys: tuple[str, ...]) -> dict[tuple, dict]:
@@ -30,6 +37,13 @@ def summary_stats(values) -> dict:
     values = np.asarray(values, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "runs": values.tolist()}
+
+
+def mean_se(values) -> dict:
+    """Mean, standard error of the mean (`None` for one value) and the count."""
+    values = np.asarray(values, dtype=np.float64)
+    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
+    return {"mean": float(values.mean()), "se": se, "n": int(values.size)}
 
 
 def loss_figure(run_dir: Path, title: str) -> list[dict]:

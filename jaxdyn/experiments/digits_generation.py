@@ -76,13 +76,14 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, fraction, positive
+from ..config import ConfigError, TrainConfig, at_least, choice, fraction, positive, section
 from ..data import digits
 from ..generative import flow_matching_loss, log_likelihood, sample_ode, standard_normal
 from ..metrics import wasserstein2_squared
 from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure, loss_curve
 from ..train import read_metrics
+from ._records import mean_se
 from ._registry import register
 from ._training import fit_from_config
 
@@ -142,15 +143,13 @@ class DigitsTargetConfig:
 class DigitsGenerationConfig:
     experiment: str = "digits_generation"
     seed: int = 0
-    data: DigitsDataConfig = dataclasses.field(default_factory=DigitsDataConfig)
-    model: VelocityModelConfig = dataclasses.field(default_factory=VelocityModelConfig)
-    sampling: DigitsSamplingConfig = dataclasses.field(default_factory=DigitsSamplingConfig)
-    evaluation: DigitsEvaluationConfig = dataclasses.field(default_factory=DigitsEvaluationConfig)
-    target: DigitsTargetConfig = dataclasses.field(default_factory=DigitsTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=30000, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", chunk=1000
-        )  # fmt: skip
+    data: DigitsDataConfig = section(DigitsDataConfig)
+    model: VelocityModelConfig = section(VelocityModelConfig)
+    sampling: DigitsSamplingConfig = section(DigitsSamplingConfig)
+    evaluation: DigitsEvaluationConfig = section(DigitsEvaluationConfig)
+    target: DigitsTargetConfig = section(DigitsTargetConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=30000, batch_size=256, lr=1e-3, schedule="cosine", chunk=1000
     )
 
 
@@ -242,12 +241,6 @@ def _chunked(
     seconds = time.perf_counter() - start
     out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outputs)
     return out, seconds
-
-
-def _mean_se(values) -> dict:
-    values = np.asarray(values, dtype=float)
-    se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else None
-    return {"mean": float(values.mean()), "se": se, "n": int(values.size)}
 
 
 def _independent_pixels_bits(k_train: np.ndarray, k_test: np.ndarray) -> float:
@@ -541,9 +534,9 @@ def _likelihood(cfg: DictConfig, model: MLPField, data: dict, noise: dict, cache
     (nll_y, nfe_nll), nll_seconds = _chunked(nll, model, (null, y_nll), e.chunk, cache)
     bpd = _to_bits(nll_y.reshape(-1, draws), offset).mean(1)
     likelihood = {
-        "bits_per_dim": _mean_se(bpd),
-        "bits_per_dim_importance_weighted": _mean_se(_iw_bits(nll_y, offset, draws)),
-        "nll_nats_model_space": _mean_se(nll_y.reshape(-1, draws).mean(1)),
+        "bits_per_dim": mean_se(bpd),
+        "bits_per_dim_importance_weighted": mean_se(_iw_bits(nll_y, offset, draws)),
+        "nll_nats_model_space": mean_se(nll_y.reshape(-1, draws).mean(1)),
         "mean_nfe": float(np.mean(nfe_nll)),
         "seconds_per_image_draw": nll_seconds / k_nll.shape[0],
         "images": n_nll,
@@ -557,7 +550,7 @@ def _likelihood(cfg: DictConfig, model: MLPField, data: dict, noise: dict, cache
     if e.conditional_nll:  # −log p(x | c) with each test image's true label
         (nll_c, _), _ = _chunked(nll, model, (c_nll.astype(np.int32), y_nll), e.chunk, cache)
         bits_c = _to_bits(nll_c.reshape(-1, draws), offset).mean(1)
-        likelihood["class_conditional_bits_per_dim"] = _mean_se(bits_c)
+        likelihood["class_conditional_bits_per_dim"] = mean_se(bits_c)
     if not n_h:
         return likelihood, None, (bpd, None, None, None, offset)
     # the first n_h (image, draw) points, exact and with one Rademacher probe each
@@ -569,7 +562,7 @@ def _likelihood(cfg: DictConfig, model: MLPField, data: dict, noise: dict, cache
         "points": int(n_h),
         "bits_per_dim_exact": float(np.mean(_to_bits(nll_x, offset))),
         "bits_per_dim_hutchinson": float(np.mean(_to_bits(nll_h, offset))),
-        "mean_difference_bits_per_dim": _mean_se(diff),
+        "mean_difference_bits_per_dim": mean_se(diff),
         "std_per_point_bits_per_dim": float(np.std(diff, ddof=1)) if n_h > 1 else None,
         "seconds_per_point_exact": nll_seconds / k_nll.shape[0],
         "seconds_per_point_hutchinson": h_seconds / n_h,

@@ -90,9 +90,7 @@ class FractionalHurstConfig:
     data: FractionalDataConfig = section(FractionalDataConfig)
     model: FractionalModelConfig = section(FractionalModelConfig)
     var_error: VarErrorConfig = section(VarErrorConfig)
-    train: TrainConfig = section(
-        TrainConfig, steps=3000, batch_size=None, optimizer="adam", lr=0.05, chunk=500
-    )
+    train: TrainConfig = section(TrainConfig, steps=3000, batch_size=None, lr=0.05, chunk=500)
 
 
 class FOUParameters(eqx.Module):

@@ -63,7 +63,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
+from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive, section
 from ..data import CHECKERBOARD_ENTROPY, eight_gaussians_mixture, toy2d
 from ..generative import (
     GAMMAS,
@@ -264,16 +264,14 @@ class GenerativeToy2DConfig:
     families: list[str] = distinct_names(FAMILIES, FAMILIES)
     main_dataset: str = choice("checkerboard", DATASETS)
     main_family: str = choice("linear", FAMILIES)
-    model: ToyModelConfig = dataclasses.field(default_factory=ToyModelConfig)
-    interpolant: ToyInterpolantConfig = dataclasses.field(default_factory=ToyInterpolantConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=30000, batch_size=1024, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
+    model: ToyModelConfig = section(ToyModelConfig)
+    interpolant: ToyInterpolantConfig = section(ToyInterpolantConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=30000, batch_size=1024, lr=2e-3, schedule="cosine", chunk=500
     )
-    survey: ToySurveyConfig = dataclasses.field(default_factory=ToySurveyConfig)
-    evaluation: ToyEvaluationConfig = dataclasses.field(default_factory=ToyEvaluationConfig)
-    target: ToyTargetConfig = dataclasses.field(default_factory=ToyTargetConfig)
+    survey: ToySurveyConfig = section(ToySurveyConfig)
+    evaluation: ToyEvaluationConfig = section(ToyEvaluationConfig)
+    target: ToyTargetConfig = section(ToyTargetConfig)
 
 
 def _check(cfg: DictConfig) -> None:

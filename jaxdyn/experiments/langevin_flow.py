@@ -148,15 +148,7 @@ class LangevinFlowExperimentConfig:
     data: LorenzSpikesConfig = section(LorenzSpikesConfig)
     model: ModelsConfig = section(ModelsConfig)
     target: LangevinFlowTargetConfig = section(LangevinFlowTargetConfig)
-    train: TrainConfig = section(
-        TrainConfig,
-        steps=1500,
-        batch_size=32,
-        optimizer="adam",
-        lr=5e-3,
-        schedule="cosine",
-        chunk=100,
-    )
+    train: TrainConfig = section(TrainConfig, steps=1500, lr=5e-3, schedule="cosine")
 
 
 # --- data -------------------------------------------------------------------------------------

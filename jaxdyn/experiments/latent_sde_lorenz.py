@@ -102,15 +102,7 @@ class LatentSDELorenzConfig:
     )
     evaluation: LorenzEvaluationConfig = section(LorenzEvaluationConfig)
     target: LorenzTargetConfig = section(LorenzTargetConfig)
-    train: TrainConfig = section(
-        TrainConfig,
-        steps=1500,
-        batch_size=32,
-        optimizer="adam",
-        lr=3e-3,
-        schedule="cosine",
-        chunk=250,
-    )
+    train: TrainConfig = section(TrainConfig, steps=1500, lr=3e-3, schedule="cosine", chunk=250)
 
 
 class _LorenzDrift(eqx.Module):

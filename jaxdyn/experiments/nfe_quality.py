@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, distinct_names, positive
+from ..config import ConfigError, TrainConfig, at_least, distinct_names, positive, section
 from ..data import toy2d
 from ..generative import (
     LinearInterpolant,
@@ -213,14 +213,12 @@ class NFEQualityConfig:
     seed: int = 0
     datasets: list[str] = distinct_names(["eight_gaussians", "checkerboard"], DATASETS)
     couplings: list[str] = distinct_names(COUPLINGS, COUPLINGS)
-    model: ToyModelConfig = dataclasses.field(default_factory=ToyModelConfig)
-    coupling: NFECouplingConfig = dataclasses.field(default_factory=NFECouplingConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=4000, batch_size=256, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
+    model: ToyModelConfig = section(ToyModelConfig)
+    coupling: NFECouplingConfig = section(NFECouplingConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=4000, batch_size=256, lr=2e-3, schedule="cosine", chunk=500
     )
-    evaluation: NFEEvaluationConfig = dataclasses.field(default_factory=NFEEvaluationConfig)
+    evaluation: NFEEvaluationConfig = section(NFEEvaluationConfig)
 
 
 # --- the experiment ---------------------------------------------------------------------------

@@ -64,7 +64,16 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, fraction, positive
+from ..config import (
+    ConfigError,
+    TrainConfig,
+    at_least,
+    choice,
+    distinct_names,
+    fraction,
+    positive,
+    section,
+)
 from ..data import TOY2D, toy2d
 from ..generative import (
     VPSDE,
@@ -80,7 +89,7 @@ from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure
 from ..train import fit, make_optimizer
 from ..train.checkpoint import atomic_write
-from ._records import append_result, read_results
+from ._records import append_result, mean_se, read_results
 from ._registry import register
 
 # --- config -----------------------------------------------------------------------------------
@@ -146,16 +155,14 @@ class GapTargetConfig:
 class OdeSdeGapConfig:
     experiment: str = "ode_sde_gap"
     seed: int = 0
-    data: GapDataConfig = dataclasses.field(default_factory=GapDataConfig)
-    sde: GapSDEConfig = dataclasses.field(default_factory=GapSDEConfig)
-    model: GapModelConfig = dataclasses.field(default_factory=GapModelConfig)
-    regulariser: GapRegulariserConfig = dataclasses.field(default_factory=GapRegulariserConfig)
-    sampling: GapSamplingConfig = dataclasses.field(default_factory=GapSamplingConfig)
-    target: GapTargetConfig = dataclasses.field(default_factory=GapTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=3000, batch_size=256, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
+    data: GapDataConfig = section(GapDataConfig)
+    sde: GapSDEConfig = section(GapSDEConfig)
+    model: GapModelConfig = section(GapModelConfig)
+    regulariser: GapRegulariserConfig = section(GapRegulariserConfig)
+    sampling: GapSamplingConfig = section(GapSamplingConfig)
+    target: GapTargetConfig = section(GapTargetConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=3000, batch_size=256, lr=2e-3, schedule="cosine", chunk=500
     )
 
 
@@ -363,7 +370,8 @@ def _evaluate_model(cfg: DictConfig, model: NoiseScore, sets: dict) -> tuple[dic
     repeats["ode_minus_sde"] = list(np.subtract(repeats["w2_ode"], repeats["w2_sde"]))
     scores = {}
     for name, values in repeats.items():
-        scores[name], scores[f"{name}_se"] = _mean_se(values)
+        stats = mean_se(values)
+        scores[name], scores[f"{name}_se"] = stats["mean"], stats["se"]
     scores |= {
         "ode_nfe": int(ode.stats.num_fevals),
         **{k: float(v) for k, v in evaluation.items()},
@@ -402,13 +410,6 @@ def _report(cfg: DictConfig, run_dir: Path, weights: list[float], done: dict) ->
         ),  # fmt: skip
         "steps": cfg.train.steps,
     }
-
-
-def _mean_se(values) -> tuple[float, float | None]:
-    """Mean and standard error of the mean (`None` with one value)."""
-    values = np.asarray(values, dtype=np.float64)
-    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
-    return float(values.mean()), se
 
 
 def _se(row: dict, key: str) -> float:

@@ -155,15 +155,7 @@ class SDEFitConfig:
     model: SDEModelConfig = section(SDEModelConfig)
     evaluation: SDEEvaluationConfig = section(SDEEvaluationConfig)
     target: SDEFitTargetConfig = section(SDEFitTargetConfig)
-    train: TrainConfig = section(
-        TrainConfig,
-        steps=3000,
-        batch_size=32,
-        optimizer="adam",
-        lr=3e-3,
-        schedule="cosine",
-        chunk=500,
-    )
+    train: TrainConfig = section(TrainConfig, steps=3000, lr=3e-3, schedule="cosine", chunk=500)
 
 
 # --- experiment -------------------------------------------------------------------------------
