@@ -259,10 +259,13 @@ class _PathSDEClassifier(eqx.Module):
         """What the readout sees of the final state in solver coordinates."""
         return self._to_z(y)
 
+    def _path(self, ts, coefficients: HermiteCoefficients) -> dfx.CubicInterpolation:
+        return series_path(type(self).__name__, self.channels, ts, coefficients)
+
     def _solve(self, ts, coefficients, *, key, save_ts) -> Solution:
         """The solve in solver coordinates (`log z` for the GSDE)."""
         save = _save_times(ts) if save_ts is None else jnp.asarray(save_ts)
-        path = series_path(type(self).__name__, self.channels, jnp.asarray(ts), coefficients)
+        path = self._path(jnp.asarray(ts), coefficients)
         y0 = self._initial_state(path.evaluate(path.t0))
         options = solve_options(
             self, "noise", "solver", "dt0", "adjoint", "max_steps", "on_failure"
