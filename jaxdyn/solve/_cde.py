@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._solvers import fixed_step_count, resolve_max_steps, resolve_solver, stepsize_controller
+from .._solvers import default_max_steps, resolve_solver, stepsize_controller
 from ._common import (
     OnFailure,
     Solution,
@@ -135,7 +135,7 @@ def cdeint(
 
     controller = stepsize_controller(solver_, rtol, atol, dt0)
     fixed = isinstance(controller, dfx.ConstantStepSize)
-    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
+    max_steps = default_max_steps(max_steps, times, dt0, rtol, atol)
     knots = getattr(path, "ts", None)
     jumps = not fixed and knots is not None
     if jumps:
