@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import wasserstein2_squared
 from ..plotting import loss_curve
 from ..train.metrics import append_metrics, read_metrics
 
@@ -19,6 +20,7 @@ __all__ = [
     "mean_se",
     "read_results",
     "summary_stats",
+    "w2_squared",
 ]
 
 
@@ -44,6 +46,15 @@ def mean_se(values) -> dict:
     values = np.asarray(values, dtype=np.float64)
     se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
     return {"mean": float(values.mean()), "se": se, "n": int(values.size)}
+
+
+def w2_squared(x, y) -> float | None:
+    """`W2²` between the samples `x` and `y` (`jaxdyn.metrics.wasserstein2_squared`, in
+    float64), or `None` where `x` has a non-finite value: a diverged solve, recorded as such."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        return None
+    return wasserstein2_squared(x, np.asarray(y, dtype=np.float64))
 
 
 def loss_figure(run_dir: Path, title: str) -> list[dict]:

@@ -58,7 +58,7 @@ from ..metrics import wasserstein2_squared
 from ..plotting import Figure
 from ..solve import odeint
 from ..train import fit, make_optimizer
-from ._records import append_result, read_results
+from ._records import append_result, read_results, w2_squared
 from ._registry import register
 from .generative_toy2d import ToyModelConfig, build_model
 
@@ -143,20 +143,13 @@ def _sweep(model, x0, reference, e: DictConfig) -> list[dict]:
     for tol in e.tolerances:
         x1, nfe = _adaptive(model, x0, jnp.asarray(tol, x0.dtype))  # traced: one compile
         rows.append({"solver": "dopri5", "setting": float(tol), "nfe": int(nfe),
-                     "w2": _w2(x1, reference)})  # fmt: skip
+                     "w2": w2_squared(x1, reference)})  # fmt: skip
     for solver in e.fixed_solvers:
         for steps in e.step_counts:
             x1, _, nfe, _ = _fixed(model, x0, solver, int(steps))
             rows.append({"solver": solver, "setting": int(steps), "nfe": int(nfe),
-                         "w2": _w2(x1, reference)})  # fmt: skip
+                         "w2": w2_squared(x1, reference)})  # fmt: skip
     return rows
-
-
-def _w2(x, reference) -> float | None:
-    x = np.asarray(x)
-    if not np.all(np.isfinite(x)):
-        return None  # a diverged fixed-step solve (recorded as such, not hidden)
-    return wasserstein2_squared(x, reference)
 
 
 def steps_to_quality(
@@ -295,7 +288,7 @@ def _evaluate(model, points: dict, e: DictConfig) -> dict:
     """The accurate solve's W2² and NFE, the NLL, the straightness and the solver sweep."""
     x0, reference, floor = points["x0"], points["reference"], points["floor"]
     x_ref, ref_nfe = _adaptive(model, x0, jnp.asarray(e.reference_tol, x0.dtype))
-    reference_w2 = _w2(x_ref, reference)
+    reference_w2 = w2_squared(x_ref, reference)
     log_p = np.asarray(_log_p(model, points["test"], e.reference_tol), np.float64)
     sweep = _sweep(model, x0, reference, e)
     return {

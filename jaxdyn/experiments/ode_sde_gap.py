@@ -84,12 +84,11 @@ from ..generative import (
     sample_reverse_sde,
 )
 from ..generative.fokker_planck import fokker_planck_loss, fokker_planck_weight
-from ..metrics import wasserstein2_squared
 from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure
 from ..train import fit, make_optimizer
 from ..train.checkpoint import atomic_write
-from ._records import append_result, mean_se, read_results
+from ._records import append_result, mean_se, read_results, w2_squared
 from ._registry import register
 
 # --- config -----------------------------------------------------------------------------------
@@ -339,7 +338,7 @@ def _evaluation_sets(cfg: DictConfig, dataset: str, data_key: PRNGKeyArray) -> d
     floor_sets = np.asarray(_draw(dataset, reps * n, key=k_floor)).reshape(reps, n, 2)
     return {
         "references": references,
-        "floors": [_w2(a, b) for a, b in zip(floor_sets, references, strict=True)],
+        "floors": [w2_squared(a, b) for a, b in zip(floor_sets, references, strict=True)],
         "eval_batch": _draw(dataset, 512, key=k_eval),
         "eval_key": k_eval,
         "x1": jax.random.normal(k_prior, (reps * n, 2)),  # the same prior draws for every model
@@ -361,10 +360,10 @@ def _evaluate_model(cfg: DictConfig, model: NoiseScore, sets: dict) -> tuple[dic
         x_pc = _sample_pc(model, x1, key, s.t_min, (1.0 - s.t_min) / p.pc_steps, p.pc_snr).value
         samples["pc"] = np.asarray(x_pc)
     by_repeat = {k: v.reshape(references.shape) for k, v in samples.items()}
-    repeats = {f"w2_{k}": [_w2(x, y) for x, y in zip(v, references, strict=True)]
+    repeats = {f"w2_{k}": [w2_squared(x, y) for x, y in zip(v, references, strict=True)]
                for k, v in by_repeat.items()}  # fmt: skip
     repeats["w2_ode_sde"] = [
-        _w2(x, y) for x, y in zip(by_repeat["ode"], by_repeat["sde"], strict=True)
+        w2_squared(x, y) for x, y in zip(by_repeat["ode"], by_repeat["sde"], strict=True)
     ]
     repeats["w2_floor"] = sets["floors"]
     repeats["ode_minus_sde"] = list(np.subtract(repeats["w2_ode"], repeats["w2_sde"]))
@@ -414,10 +413,6 @@ def _report(cfg: DictConfig, run_dir: Path, weights: list[float], done: dict) ->
 
 def _se(row: dict, key: str) -> float:
     return row[f"{key}_se"] or 0.0
-
-
-def _w2(x, y) -> float:
-    return wasserstein2_squared(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
 
 
 def _claims(cfg: DictConfig, weights: list[float], done: dict) -> dict:
