@@ -26,7 +26,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 from .batches import Batches, Sampling, num_samples
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import append_metrics, truncate_metrics
-from .parallel import axis_of, check_mesh, replicate, shard_batch
+from .parallel import auto_axes, axis_of, check_mesh, replicate, shard_batch
 
 __all__ = ["FitResult", "TrainingDivergedError", "fit", "make_step"]
 
@@ -346,6 +346,7 @@ def fit(
                          options, ema_decay)  # fmt: skip
     if mesh is not None:
         check_mesh(mesh, parallel, batch_size, n)
+        mesh = auto_axes(mesh)
     batches = Batches(n or 0, batch_size, sampling)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params) if opt_state is None else opt_state
