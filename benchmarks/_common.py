@@ -3,6 +3,7 @@ markdown cells, the JSON record's header and its writing, and the pieces of the 
 step benchmarks that are the same on both sides (a batched field, one jitted Adam step, an MLP
 copied into torch)."""
 
+import argparse
 import datetime
 import gc
 import json
@@ -49,6 +50,22 @@ def time_round_robin(contenders: list[dict], reps: int, warmup: int, seed: int =
                 c["times"].append(time.perf_counter() - begin)
     finally:
         gc.enable()
+    return time.perf_counter() - start
+
+
+def time_call(fn: Callable[[], object]) -> float:
+    """The wall time of one call of `fn` (a contender's first call: its compile time)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_step_contenders(contenders: list[dict], args) -> float:
+    """`time_round_robin` with `args.reps`, `args.warmup`, `args.seed`; the wall time of it all,
+    warm-up included."""
+    print(f"timing {len(contenders)} contenders, {args.reps} round-robin rounds ...")
+    start = time.perf_counter()
+    time_round_robin(contenders, args.reps, args.warmup, args.seed)
     return time.perf_counter() - start
 
 
@@ -110,6 +127,23 @@ def add_torch_and_out_arguments(parser, out: Path) -> None:
     parser.add_argument("--out", type=Path, default=out)
 
 
+def parse_step_args(description: str, out: Path, extra: Callable = lambda parser: None):
+    """The options of the one-training-step benchmarks (`extra(parser)` adds more before
+    `--quick`); `--quick` sets 3 reps, batch 16 and 1 warm-up call."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--reps", type=int, default=30, help="timed repetitions (>= 20)")
+    parser.add_argument("--batch", type=int, default=256, help="initial states per step")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
+    parser.add_argument("--seed", type=int, default=0)
+    extra(parser)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
+    add_torch_and_out_arguments(parser, out)
+    args = parser.parse_args()
+    if args.quick:
+        args.reps, args.batch, args.warmup = 3, 16, 1
+    return args
+
+
 # --------------------------------------------------------------------------- step benchmarks
 
 
@@ -149,3 +183,30 @@ def torch_mlp(torch, field: MLPField):
         if i < len(field.mlp.layers) - 1:
             layers.append(torch.nn.Tanh())
     return torch.nn.Sequential(*layers)
+
+
+def jax_step_contender(
+    name, model, loss_fn, y0, extra, count_steps, *, lr: float, zero_model=None
+) -> dict:
+    """A contender running one jitted Adam step of `loss_fn(model, y0, extra)` from fresh
+    optimiser state (always the same computation); its compile time, its solver steps
+    (`count_steps()`) and a loss probe `loss(zero, extra)` (`zero`: on `zero_model`, the same
+    shapes and dtypes, so nothing recompiles)."""
+    optimizer = optax.adam(lr)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    step = make_jax_step(loss_fn, optimizer)
+
+    def run():
+        jax.block_until_ready(step(model, opt_state, y0, extra))
+
+    def loss(zero=False, extra_=extra):
+        return float(step(zero_model if zero else model, opt_state, y0, extra_)[2])
+
+    compile_s = time_call(run)
+    return {
+        "name": name,
+        "run": run,
+        "loss": loss,
+        "compile_s": compile_s,
+        "solver_steps": count_steps(),
+    }

@@ -85,6 +85,7 @@ from _common import (
     print_table,
     record_header,
     spread,
+    time_call,
     time_round_robin,
     write_record,
 )
@@ -180,14 +181,13 @@ def jax_training(name, part, model, batch_size, steps, key, *, coupling: str, sc
         jax.block_until_ready((state["model"], losses))
         state["last_loss"] = float(np.asarray(losses).reshape(-1)[-1])
 
-    start = time.perf_counter()
-    run()
+    compile_s = time_call(run)
     return {
         "name": name,
         "part": part,
         "run": run,
         "state": state,
-        "compile_s": time.perf_counter() - start,
+        "compile_s": compile_s,
         "work": steps,
     }
 
@@ -204,8 +204,7 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
         result = jax.block_until_ready(sample(model, x0))
         out["x"], out["stats"] = result.value, result.stats
 
-    start = time.perf_counter()
-    run()
+    compile_s = time_call(run)
     return {
         "name": name,
         "part": "sample",
@@ -214,7 +213,7 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
         "out": out,
         "samples": lambda: np.asarray(out["x"]),
         "nfe": lambda: int(out["stats"].num_fevals),
-        "compile_s": time.perf_counter() - start,
+        "compile_s": compile_s,
         "work": x0.shape[0],
     }
 
@@ -263,14 +262,13 @@ def torch_training(torch, field, name, part, matcher, batch_size: int, steps: in
             opt.step()
         state["last_loss"] = float(loss.item())
 
-    start = time.perf_counter()
-    run()
+    first_call_s = time_call(run)
     return {
         "name": name,
         "part": part,
         "run": run,
         "state": state,
-        "first_call_s": time.perf_counter() - start,
+        "first_call_s": first_call_s,
         "work": steps,
     }
 
@@ -301,8 +299,7 @@ def torch_sampling(torch, torchdiffeq, field, x0_t, name, method: str, nfe: int)
             )[-1]
         out["nfe"] = f.nfe
 
-    start = time.perf_counter()
-    run()
+    first_call_s = time_call(run)
     return {
         "name": name,
         "part": "sample",
@@ -310,7 +307,7 @@ def torch_sampling(torch, torchdiffeq, field, x0_t, name, method: str, nfe: int)
         "run": run,
         "samples": lambda: out["x"].numpy(),
         "nfe": lambda: out["nfe"],
-        "first_call_s": time.perf_counter() - start,
+        "first_call_s": first_call_s,
         "work": x0_t.shape[0],
     }
 

@@ -35,8 +35,6 @@ Run: `python benchmarks/neural_ode_step.py [--reps 30] [--batch 256] [--quick]`.
 `benchmarks/out/neural_ode_step.json`.
 """
 
-import argparse
-import time
 from pathlib import Path
 
 import diffrax as dfx
@@ -44,16 +42,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from _common import (
     JointField,
-    add_torch_and_out_arguments,
     fmt,
-    make_jax_step,
+    jax_step_contender,
+    parse_step_args,
     print_table,
     record_header,
     spread,
-    time_round_robin,
+    time_call,
+    time_step_contenders,
     torch_mlp,
     verdict,
     write_record,
@@ -112,26 +110,6 @@ def raw_loss(model: RawODE, y0, target):
     return jnp.mean((model(y0) - target) ** 2)
 
 
-def jax_contender(name, model, loss_fn, y0, target, count_steps):
-    """A callable running one step, its compile time and its number of solver steps."""
-    optimizer = optax.adam(LR)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    step = make_jax_step(loss_fn, optimizer)
-
-    def run():
-        jax.block_until_ready(step(model, opt_state, y0, target))
-
-    start = time.perf_counter()
-    run()
-    compile_s = time.perf_counter() - start
-    return {
-        "name": name,
-        "run": run,
-        "compile_s": compile_s,
-        "solver_steps": count_steps(),
-    }
-
-
 def steps_summary(num_steps) -> str:
     num_steps = np.asarray(num_steps)
     if num_steps.ndim == 0:
@@ -185,9 +163,7 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
 
         reset()
         func.nfe = 0
-        start = time.perf_counter()
-        step()
-        first_s = time.perf_counter() - start
+        first_s = time_call(step)
         return {
             "name": name,
             "run": step,
@@ -286,20 +262,6 @@ def check_targets(rows: list[dict]) -> dict:
     return targets
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="timed repetitions (>= 20)")
-    parser.add_argument("--batch", type=int, default=256, help="initial states per step")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
-    add_torch_and_out_arguments(parser, OUT)
-    args = parser.parse_args()
-    if args.quick:
-        args.reps, args.batch, args.warmup = 3, 16, 1
-    return args
-
-
 def jax_contenders(field: MLPField, y0, target) -> list[dict]:
     """jaxdyn and raw Diffrax, each with a batch vmapped over solves and solved jointly."""
     ts = jnp.array([T0, T1], dtype=jnp.float32)
@@ -308,7 +270,7 @@ def jax_contenders(field: MLPField, y0, target) -> list[dict]:
         model = NeuralODE(field, solver="dopri5", rtol=RTOL, atol=ATOL, batch=batch)
         raw = RawODE(field, joint=batch == "joint")
         contenders.append(
-            jax_contender(
+            jax_step_contender(
                 f"jaxdyn {batch}",
                 model,
                 jaxdyn_loss,
@@ -317,10 +279,11 @@ def jax_contenders(field: MLPField, y0, target) -> list[dict]:
                 lambda m=model: steps_summary(
                     eqx.filter_jit(lambda m, y: m.solve(ts, y).stats.num_steps)(m, y0)
                 ),
+                lr=LR,
             )
         )
         contenders.append(
-            jax_contender(
+            jax_step_contender(
                 f"diffrax {batch}",
                 raw,
                 raw_loss,
@@ -329,6 +292,7 @@ def jax_contenders(field: MLPField, y0, target) -> list[dict]:
                 lambda m=raw: steps_summary(
                     eqx.filter_jit(lambda m, y: m.solution(y).stats["num_steps"])(m, y0)
                 ),
+                lr=LR,
             )
         )
     return contenders
@@ -349,7 +313,7 @@ def workload(args) -> dict:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_step_args(__doc__.splitlines()[0], OUT)
     key = jax.random.key(args.seed)
     field_key, data_key = jax.random.split(key)
     field = MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh", key=field_key)
@@ -365,10 +329,7 @@ def main() -> None:
     if note:
         print(note)
 
-    print(f"timing {len(contenders)} contenders, {args.reps} round-robin rounds ...")
-    start = time.perf_counter()
-    time_round_robin(contenders, args.reps, args.warmup, args.seed)
-    elapsed = time.perf_counter() - start
+    elapsed = time_step_contenders(contenders, args)
     rows = summarise(contenders)
     table = markdown(rows)
     print_table(table)

@@ -51,8 +51,6 @@ Run: `python benchmarks/neural_sde_step.py [--reps 30] [--batch 256] [--check] [
 Writes `benchmarks/out/neural_sde_step.json`.
 """
 
-import argparse
-import time
 from pathlib import Path
 
 import diffrax as dfx
@@ -60,16 +58,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from _common import (
     JointField,
-    add_torch_and_out_arguments,
     fmt,
-    make_jax_step,
+    jax_step_contender,
+    parse_step_args,
     print_table,
     record_header,
     spread,
-    time_round_robin,
+    time_call,
+    time_step_contenders,
     torch_mlp,
     verdict,
     write_record,
@@ -137,30 +135,6 @@ def zero_last_layer(field: MLPField) -> MLPField:
     """The field with its output layer zeroed: it returns 0 everywhere (same structure)."""
     last = lambda f: (f.mlp.layers[-1].weight, f.mlp.layers[-1].bias)  # noqa: E731
     return eqx.tree_at(last, field, replace_fn=jnp.zeros_like)
-
-
-def jax_contender(name, model, zero_model, loss_fn, y0, key, count_steps):
-    """A callable running one step, a loss probe, compile time and number of solver steps."""
-    optimizer = optax.adam(LR)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    step = make_jax_step(loss_fn, optimizer)
-
-    def run():
-        jax.block_until_ready(step(model, opt_state, y0, key))
-
-    def loss(zero=False, key_=key):  # same shapes and dtypes: no recompilation
-        return float(step(zero_model if zero else model, opt_state, y0, key_)[2])
-
-    start = time.perf_counter()
-    run()
-    compile_s = time.perf_counter() - start
-    return {
-        "name": name,
-        "run": run,
-        "loss": loss,
-        "compile_s": compile_s,
-        "solver_steps": count_steps(),
-    }
 
 
 def steps_summary(num_steps) -> str:
@@ -244,9 +218,7 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
 
         reset()
         sde.nfe = 0
-        start = time.perf_counter()
-        step()
-        first_s = time.perf_counter() - start
+        first_s = time_call(step)
         return {
             "name": name,
             "run": step,
@@ -398,20 +370,10 @@ def check_targets(rows: list[dict]) -> dict:
     return targets
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="timed repetitions (>= 20)")
-    parser.add_argument("--batch", type=int, default=256, help="initial states per step")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
-    parser.add_argument("--seed", type=int, default=0)
+def check_arguments(parser) -> None:
+    """`--check` and `--check-keys` (before `--quick`, as they always were)."""
     parser.add_argument("--check", action="store_true", help="also compare losses over keys")
     parser.add_argument("--check-keys", type=int, default=32, help="keys for --check")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
-    add_torch_and_out_arguments(parser, OUT)
-    args = parser.parse_args()
-    if args.quick:
-        args.reps, args.batch, args.warmup = 3, 16, 1
-    return args
 
 
 def jax_contenders(drift, diffusion, zero_diffusion, y0, step_key) -> list[dict]:
@@ -432,10 +394,9 @@ def jax_contenders(drift, diffusion, zero_diffusion, y0, step_key) -> list[dict]
 
         model = build(diffusion)
         contenders.append(
-            jax_contender(
+            jax_step_contender(
                 f"jaxdyn {batch}",
                 model,
-                build(zero_diffusion),
                 jaxdyn_loss,
                 y0,
                 step_key,
@@ -444,14 +405,15 @@ def jax_contenders(drift, diffusion, zero_diffusion, y0, step_key) -> list[dict]
                         m, y0, step_key
                     )
                 ),
+                lr=LR,
+                zero_model=build(zero_diffusion),
             )
         )
     raw = RawSDE(drift, diffusion)
     contenders.append(
-        jax_contender(
+        jax_step_contender(
             "diffrax VBT",
             raw,
-            RawSDE(drift, zero_diffusion),
             raw_loss,
             y0,
             step_key,
@@ -460,6 +422,8 @@ def jax_contenders(drift, diffusion, zero_diffusion, y0, step_key) -> list[dict]
                     raw, y0, step_key
                 )
             ),
+            lr=LR,
+            zero_model=RawSDE(drift, zero_diffusion),
         )
     )
     return contenders
@@ -481,7 +445,7 @@ def workload(args) -> dict:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_step_args(__doc__.splitlines()[0], OUT, check_arguments)
     key = jax.random.key(args.seed)
     drift_key, diffusion_key, data_key, step_key = jax.random.split(key, 4)
     sizes = dict(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh")
@@ -501,10 +465,7 @@ def main() -> None:
 
     check = sanity_check(contenders, args.check_keys if args.check else 0, args.seed)
 
-    print(f"timing {len(contenders)} contenders, {args.reps} round-robin rounds ...")
-    start = time.perf_counter()
-    time_round_robin(contenders, args.reps, args.warmup, args.seed)
-    elapsed = time.perf_counter() - start
+    elapsed = time_step_contenders(contenders, args)
     rows = summarise(contenders)
     table = markdown(rows)
     print_table(table)
