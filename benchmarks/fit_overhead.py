@@ -43,9 +43,7 @@ Run: `python benchmarks/fit_overhead.py [--steps 200] [--reps 5] [--quick] [--sw
 """
 
 import argparse
-import datetime
 import gc
-import json
 import random
 import tempfile
 import time
@@ -56,8 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import print_table, record_header, verdict, write_record
 
-from jaxdyn._environment import machine, versions
 from jaxdyn.models import MLPField, NeuralODE
 from jaxdyn.train import fit, make_step
 
@@ -154,18 +152,24 @@ def make_bare_randint(optimizer, static, batch_size: int):
     return run_chunk
 
 
-def _interleaved(contenders: dict, reps: int, seed: int) -> dict[str, list[float]]:
-    """Wall times of `reps` rounds, one call of each contender per round in a shuffled order."""
+def _interleaved(
+    contenders: dict, reps: int, seed: int, timer: CompileTimer | None = None
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall times of `reps` rounds, one call of each contender per round in a shuffled order,
+    and the time each call spent compiling (by `timer`; zeros without one)."""
     times = {name: [] for name in contenders}
+    compile_s = {name: [] for name in contenders}
     order, rng = list(contenders), random.Random(seed)
     for _ in range(reps):
         rng.shuffle(order)
         for name in order:
             gc.collect()
+            before = timer.total if timer else 0.0
             start = time.perf_counter()
             contenders[name]()
             times[name].append(time.perf_counter() - start)
-    return times
+            compile_s[name].append((timer.total if timer else 0.0) - before)
+    return times, compile_s
 
 
 def _size_contenders(n: int, steps: int, batch_size: int, key) -> dict:
@@ -207,7 +211,7 @@ def size_sweep(args) -> None:
         contenders = _size_contenders(n, steps, 256, jax.random.key(args.seed))
         for run in contenders.values():
             run()  # compile
-        times = _interleaved(contenders, reps, args.seed)
+        times, _ = _interleaved(contenders, reps, args.seed)
         bare = float(np.median(times["bare"]))
         for name, t in times.items():
             median = float(np.median(t))
@@ -228,19 +232,16 @@ def size_sweep(args) -> None:
         f"\n{table}\n\ntarget fit <= 1.10x bare at every n: worst {worst:.3f} -> "
         f"{'met' if worst <= 1.10 else 'NOT met'}"
     )
-    record = {"benchmark": "fit_sizes", "machine": machine(), "versions": versions(),
-              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    record = {**record_header("fit_sizes"),
               "workload": {"model": "MLP 2-64-64-2 tanh", "batch_size": 256, "steps": steps,
                            "optimizer": f"adam lr={LR}", "dtype": "float32"},
               "reps": reps, "quick": args.quick, "timing_wall_s": time.perf_counter() - start_all,
               "results": rows, "worst_fit_ratio": worst, "target_met": worst <= 1.10,
               "table_markdown": table}  # fmt: skip
-    SWEEP_OUT.parent.mkdir(parents=True, exist_ok=True)
-    SWEEP_OUT.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {SWEEP_OUT}")
+    write_record(SWEEP_OUT, record)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps per call")
     parser.add_argument("--chunk", type=int, default=100, help="steps per jitted scan")
@@ -252,12 +253,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--sweep", action="store_true", help="the dataset-size sweep instead")
     parser.add_argument("--sweep-steps", type=int, default=500, help="steps per call (sweep)")
-    args = parser.parse_args()
-    if args.sweep:
-        return size_sweep(args)
-    if args.quick:
-        args.steps, args.chunk, args.reps, args.data, args.batch_size = 20, 10, 1, 128, 32
+    return parser.parse_args()
 
+
+def overhead_contenders(args) -> dict:
+    """`bare`, `fit`, `fit + run_dir` and `bare, compiled per call` of the module docstring:
+    each a callable training the same model from the same state, returning the losses."""
     field_key, data_key, train_key = jax.random.split(jax.random.key(args.seed), 3)
     model = NeuralODE(
         MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh", key=field_key),
@@ -273,7 +274,6 @@ def main() -> None:
     steps, chunk = args.steps, args.chunk
     fit_kwargs = dict(steps=steps, batch_size=args.batch_size, key=train_key, chunk=chunk)
     bare_chunk = make_bare(optimizer, static, args.batch_size)
-    timer = CompileTimer()
 
     def run_bare():
         return bare_train(bare_chunk, params, opt_state, data, train_key, steps, chunk)
@@ -297,12 +297,16 @@ def main() -> None:
         assert "metrics.jsonl" in written and "state.eqx" in written, written
         return result.losses
 
-    contenders = {
+    return {
         "bare": run_bare,
         "fit": run_fit,
         "fit + run_dir": run_fit_dir,
         "bare, compiled per call": run_bare_cold,
     }
+
+
+def warm_up(contenders: dict, steps: int) -> tuple[dict, float]:
+    """Call each contender once (timed: its first call); compare the losses of fit and bare."""
     print(f"warming up ({steps} steps per call) ...")
     warm = {}
     for name, run in contenders.items():
@@ -310,28 +314,14 @@ def main() -> None:
         warm[name] = {"losses": run(), "first_call_s": time.perf_counter() - start}
     diff = float(np.max(np.abs(warm["fit"]["losses"] - warm["bare"]["losses"])))
     print(f"max |loss_fit - loss_bare| over {steps} steps: {diff:.3g}")
+    return warm, diff
 
-    times = {name: [] for name in contenders}
-    compile_s = {name: [] for name in contenders}
-    order = list(contenders)
-    rng = random.Random(args.seed)
-    print(f"timing {len(order)} contenders x {args.reps} rounds ...")
-    start_all = time.perf_counter()
-    for _ in range(args.reps):
-        rng.shuffle(order)
-        for name in order:
-            gc.collect()
-            before = timer.total
-            start = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - start)
-            compile_s[name].append(timer.total - before)
-    elapsed = time.perf_counter() - start_all
 
+def summarise(times: dict, compile_s: dict, warm: dict) -> list[dict]:
     bare_median = float(np.median(times["bare"]))
     cold_median = float(np.median(times["bare, compiled per call"]))
     rows = []
-    for name in contenders:
+    for name in times:
         t = np.asarray(times[name])
         c = np.asarray(compile_s[name])
         rest = float(np.median(t - c))
@@ -351,7 +341,10 @@ def main() -> None:
                 "compile_times_s": [float(x) for x in c],
             }
         )
+    return rows
 
+
+def markdown(rows: list[dict]) -> str:
     lines = [
         "| contender | median s | min–max s | ratio vs bare | vs bare compiled per call "
         "| trace+compile s | median s − compile | ratio vs bare w/o compile |",
@@ -364,31 +357,49 @@ def main() -> None:
             f"| {r['compile_s_median']:.2f} "
             f"| {r['median_s_without_compile']:.3f} | {r['ratio_vs_bare_without_compile']:.3f} |"
         )
-    table = "\n".join(lines)
-    print()
-    print(table)
-    print()
+    return "\n".join(lines)
+
+
+def check_targets(rows: list[dict]) -> dict:
+    """fit, with and without a run directory, within 1.05x of bare."""
     by_name = {r["contender"]: r for r in rows}
     targets = {}
     for name in ("fit", "fit + run_dir"):
         ratio = by_name[name]["ratio_vs_bare"]
         targets[f"{name} <= 1.05x bare"] = {"ratio": ratio, "met": ratio <= 1.05}
-        verdict = "met" if ratio <= 1.05 else "NOT met"
-        print(f"target {name} <= 1.05x bare: {ratio:.3f} -> {verdict}")
+        print(f"target {name} <= 1.05x bare: {ratio:.3f} -> {verdict(ratio <= 1.05)}")
+    return targets
+
+
+def main() -> None:
+    args = parse_args()
+    if args.sweep:
+        return size_sweep(args)
+    if args.quick:
+        args.steps, args.chunk, args.reps, args.data, args.batch_size = 20, 10, 1, 128, 32
+
+    contenders = overhead_contenders(args)
+    timer = CompileTimer()
+    warm, diff = warm_up(contenders, args.steps)
+    print(f"timing {len(contenders)} contenders x {args.reps} rounds ...")
+    start_all = time.perf_counter()
+    times, compile_s = _interleaved(contenders, args.reps, args.seed, timer)
+    elapsed = time.perf_counter() - start_all
+    rows = summarise(times, compile_s, warm)
+    table = markdown(rows)
+    print_table(table)
+    targets = check_targets(rows)
 
     record = {
-        "benchmark": "fit_overhead",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions(),
+        **record_header("fit_overhead"),
         "workload": {
             "model": f"NeuralODE(MLPField(dim={DIM}, width={WIDTH}, depth={DEPTH}), dopri5, "
             f"rtol=atol={RTOL}, "
             "batch='joint')",
             "data": args.data,
             "batch_size": args.batch_size,
-            "steps": steps,
-            "chunk": chunk,
+            "steps": args.steps,
+            "chunk": args.chunk,
             "optimizer": f"adam lr={LR}",
             "dtype": "float32",
         },
@@ -400,9 +411,7 @@ def main() -> None:
         "targets": targets,
         "table_markdown": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":
