@@ -2,7 +2,7 @@
 
 What is measured, on the workload
 
-- data: `jaxdyn.data.toy2d.checkerboard` (uniform on the dark squares of [-4, 4]², a fresh
+- data: `jaxdyn.data.checkerboard` (uniform on the dark squares of [-4, 4]², a fresh
   batch of 256 every step; torch draws the same law with the same construction), base
   N(0, I₂);
 - velocity field: torchcfm's example MLP, `[x, t]` (3 inputs) → 256 → 256 → 256 → 2 with SELU
@@ -70,11 +70,7 @@ Run: `python benchmarks/generative.py [--train-reps 10] [--sample-reps 3] [--qui
 """
 
 import argparse
-import datetime
-import gc
-import json
 import os
-import random
 import time
 from pathlib import Path
 
@@ -83,9 +79,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import (
+    add_torch_and_out_arguments,
+    fmt,
+    print_table,
+    record_header,
+    spread,
+    time_call,
+    time_round_robin,
+    write_record,
+)
 
-from jaxdyn._environment import machine, versions
-from jaxdyn.data.toy2d import checkerboard
+from jaxdyn.data import checkerboard
 from jaxdyn.generative import flow_matching_loss, ot_coupling, ot_plan, sample_ode
 from jaxdyn.models import MLPField
 from jaxdyn.train import make_step
@@ -176,14 +181,13 @@ def jax_training(name, part, model, batch_size, steps, key, *, coupling: str, sc
         jax.block_until_ready((state["model"], losses))
         state["last_loss"] = float(np.asarray(losses).reshape(-1)[-1])
 
-    start = time.perf_counter()
-    run()
+    compile_s = time_call(run)
     return {
         "name": name,
         "part": part,
         "run": run,
         "state": state,
-        "compile_s": time.perf_counter() - start,
+        "compile_s": compile_s,
         "work": steps,
     }
 
@@ -200,8 +204,7 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
         result = jax.block_until_ready(sample(model, x0))
         out["x"], out["stats"] = result.value, result.stats
 
-    start = time.perf_counter()
-    run()
+    compile_s = time_call(run)
     return {
         "name": name,
         "part": "sample",
@@ -210,7 +213,7 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
         "out": out,
         "samples": lambda: np.asarray(out["x"]),
         "nfe": lambda: int(out["stats"].num_fevals),
-        "compile_s": time.perf_counter() - start,
+        "compile_s": compile_s,
         "work": x0.shape[0],
     }
 
@@ -219,7 +222,7 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
 
 
 def torch_checkerboard(torch, n: int):
-    """`jaxdyn.data.toy2d.checkerboard`'s construction with torch's generator."""
+    """`jaxdyn.data.checkerboard`'s construction with torch's generator."""
     x1 = torch.rand(n) * 4.0 - 2.0
     x2 = torch.rand(n) - 2.0 * torch.randint(0, 2, (n,)).float()
     x2 = x2 + torch.floor(x1) % 2
@@ -241,8 +244,77 @@ def torch_net(field: MLPField):
     return net
 
 
+def torch_training(torch, field, name, part, matcher, batch_size: int, steps: int) -> dict:
+    """torchcfm training: `steps` steps per call of `matcher` + the torch MLP + Adam."""
+    net = torch_net(field)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    state = {}
+
+    def run():
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            x1 = torch_checkerboard(torch, batch_size)
+            x0 = torch.randn_like(x1)
+            t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
+            vt = net(torch.cat([xt, t[:, None]], dim=-1))
+            loss = torch.mean(torch.sum((vt - ut) ** 2, dim=-1))
+            loss.backward()
+            opt.step()
+        state["last_loss"] = float(loss.item())
+
+    first_call_s = time_call(run)
+    return {
+        "name": name,
+        "part": part,
+        "run": run,
+        "state": state,
+        "first_call_s": first_call_s,
+        "work": steps,
+    }
+
+
+def torch_sampling(torch, torchdiffeq, field, x0_t, name, method: str, nfe: int) -> dict:
+    """torchdiffeq's fixed-step `odeint` of the torch MLP under `torch.no_grad()`."""
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch_net(field)
+            self.nfe = 0
+
+        def forward(self, t, x):
+            self.nfe += 1
+            return self.net(torch.cat([x, t.expand(x.shape[0], 1)], dim=-1))
+
+    span = torch.tensor([0.0, 1.0])
+    stages = {"euler": 1, "midpoint": 2}[method]
+    f = Field()
+    out = {}
+
+    def run():
+        f.nfe = 0
+        with torch.no_grad():
+            out["x"] = torchdiffeq.odeint(
+                f, x0_t, span, method=method, options={"step_size": stages / nfe}
+            )[-1]
+        out["nfe"] = f.nfe
+
+    first_call_s = time_call(run)
+    return {
+        "name": name,
+        "part": "sample",
+        "solver": method,
+        "run": run,
+        "samples": lambda: out["x"].numpy(),
+        "nfe": lambda: out["nfe"],
+        "first_call_s": first_call_s,
+        "work": x0_t.shape[0],
+    }
+
+
 def torch_contenders(field, x0_sample, batch_size, steps, ot_steps, nfe, seed, threads):
-    """torchcfm training and torchdiffeq sampling contenders; ([], note) if unavailable."""
+    """torchcfm training and torchdiffeq sampling contenders, and what the sanity check needs
+    of torch; ([], note) if unavailable."""
     try:
         import torch
         import torchdiffeq
@@ -256,86 +328,18 @@ def torch_contenders(field, x0_sample, batch_size, steps, ot_steps, nfe, seed, t
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (torchcfm draws the OT pairs with the legacy np.random)
-
-    def training(name, part, matcher, steps):
-        net = torch_net(field)
-        opt = torch.optim.Adam(net.parameters(), lr=LR)
-        state = {}
-
-        def run():
-            for _ in range(steps):
-                opt.zero_grad(set_to_none=True)
-                x1 = torch_checkerboard(torch, batch_size)
-                x0 = torch.randn_like(x1)
-                t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
-                vt = net(torch.cat([xt, t[:, None]], dim=-1))
-                loss = torch.mean(torch.sum((vt - ut) ** 2, dim=-1))
-                loss.backward()
-                opt.step()
-            state["last_loss"] = float(loss.item())
-
-        start = time.perf_counter()
-        run()
-        return {
-            "name": name,
-            "part": part,
-            "run": run,
-            "state": state,
-            "first_call_s": time.perf_counter() - start,
-            "work": steps,
-        }
-
-    class Field(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = torch_net(field)
-            self.nfe = 0
-
-        def forward(self, t, x):
-            self.nfe += 1
-            return self.net(torch.cat([x, t.expand(x.shape[0], 1)], dim=-1))
-
     x0_t = torch.from_numpy(np.array(x0_sample))
-    span = torch.tensor([0.0, 1.0])
-
-    def sampling(name, method):
-        stages = {"euler": 1, "midpoint": 2}[method]
-        f = Field()
-        out = {}
-
-        def run():
-            f.nfe = 0
-            with torch.no_grad():
-                out["x"] = torchdiffeq.odeint(
-                    f, x0_t, span, method=method, options={"step_size": stages / nfe}
-                )[-1]
-            out["nfe"] = f.nfe
-
-        start = time.perf_counter()
-        run()
-        return {
-            "name": name,
-            "part": "sample",
-            "solver": method,
-            "run": run,
-            "samples": lambda: out["x"].numpy(),
-            "nfe": lambda: out["nfe"],
-            "first_call_s": time.perf_counter() - start,
-            "work": x0_t.shape[0],
-        }
-
     sanity = {"torch": torch, "net": torch_net(field), "matcher": ConditionalFlowMatcher(0.0)}
     sanity["ot_matcher"] = ExactOptimalTransportConditionalFlowMatcher(0.0)
+    # The matchers are made as the trainers are, in this order (the torch RNG stream).
+    cfm, ot_cfm = ConditionalFlowMatcher, ExactOptimalTransportConditionalFlowMatcher
     return [
-        training("torchcfm CFM", "train", ConditionalFlowMatcher(sigma=0.0), steps),
-        training(
-            "torchcfm OT-CFM",
-            "train OT",
-            ExactOptimalTransportConditionalFlowMatcher(sigma=0.0),
-            ot_steps,
+        torch_training(torch, field, "torchcfm CFM", "train", cfm(sigma=0.0), batch_size, steps),
+        torch_training(
+            torch, field, "torchcfm OT-CFM", "train OT", ot_cfm(sigma=0.0), batch_size, ot_steps
         ),
-        sampling("torchdiffeq Euler", "euler"),
-        sampling("torchdiffeq midpoint", "midpoint"),
+        torch_sampling(torch, torchdiffeq, field, x0_t, "torchdiffeq Euler", "euler", nfe),
+        torch_sampling(torch, torchdiffeq, field, x0_t, "torchdiffeq midpoint", "midpoint", nfe),
     ], sanity
 
 
@@ -423,30 +427,6 @@ def _label(solver: str) -> str:
 # --------------------------------------------------------------------------- timing
 
 
-def time_round_robin(contenders, reps: int, warmup: int, seed: int = 0) -> float:
-    """Warm up, then time `reps` rounds with one call of each contender per round; returns the
-    wall time of the rounds."""
-    for c in contenders:
-        c["times"] = []
-        for _ in range(warmup):
-            c["run"]()
-    order = list(contenders)
-    rng = random.Random(seed)
-    start = time.perf_counter()
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(reps):
-            rng.shuffle(order)
-            for c in order:
-                begin = time.perf_counter()
-                c["run"]()
-                c["times"].append(time.perf_counter() - begin)
-    finally:
-        gc.enable()
-    return time.perf_counter() - start
-
-
 REFERENCES = {  # each contender's time is also given relative to this one's (same part)
     "jaxdyn CFM jit-step": "jaxdyn CFM scan",
     "torchcfm CFM": "jaxdyn CFM scan",
@@ -473,12 +453,7 @@ def summarise(contenders) -> list[dict]:
             {
                 "contender": c["name"],
                 "part": c["part"],
-                "median_s": median,
-                "q25_s": float(np.percentile(t, 25)),
-                "q75_s": float(np.percentile(t, 75)),
-                "min_s": float(t.min()),
-                "max_s": float(t.max()),
-                "reps": len(t),
+                **spread(t, "s"),
                 "work_per_call": c["work"],
                 "throughput": c["work"] / median,
                 "throughput_unit": UNITS[c["part"]],
@@ -495,9 +470,6 @@ def summarise(contenders) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    def fmt(x, spec):
-        return "–" if x is None else format(x, spec)
-
     lines = [
         "| contender | work per call | median s per call (IQR) | throughput "
         "| time / reference (paired) | reference | compile s |",
@@ -516,7 +488,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-reps", type=int, default=10, help="timed training calls")
     parser.add_argument("--train-steps", type=int, default=100, help="training steps per call")
@@ -533,10 +505,7 @@ def main() -> None:
         action="store_true",
         help="smoke test: 2 reps, 5 steps (OT: 1), 500 samples, NFE 10, no warm-up",
     )
-    parser.add_argument(
-        "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all cores"
-    )
-    parser.add_argument("--out", type=Path, default=OUT)
+    add_torch_and_out_arguments(parser, OUT)
     args = parser.parse_args()
     if args.quick:
         args.train_reps = args.ot_reps = args.sample_reps = 2
@@ -545,14 +514,11 @@ def main() -> None:
         parser.error(
             f"--nfe must be even (the midpoint rule evaluates twice a step); got {args.nfe}"
         )
+    return args
 
-    start_all = time.perf_counter()
-    key = jax.random.key(args.seed)
-    field_key, train_key, sample_key = jax.random.split(key, 3)
-    field = make_field(field_key)
-    x0 = jax.random.normal(sample_key, (args.samples, DIM), dtype=jnp.float32)
-    assert x0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
 
+def jax_contenders(args, field: MLPField, x0, train_key) -> list[dict]:
+    """The JAX training contenders (CFM and OT-CFM, scan and jit-step) and samplers."""
     contenders = []
     for name, part, coupling, scan in (
         ("jaxdyn CFM scan", "train", "independent", True),
@@ -566,10 +532,66 @@ def main() -> None:
                 name, part, field, args.batch, steps, train_key, coupling=coupling, scan=scan
             )
         )
-    contenders += [
+    return contenders + [
         jax_sampling("jaxdyn Euler", field, x0, "euler", args.nfe),
         jax_sampling("jaxdyn midpoint", field, x0, "midpoint", args.nfe),
     ]
+
+
+def time_parts(contenders: list[dict], args) -> dict[str, float]:
+    """Time each part's contenders round-robin among themselves; the wall time of each part."""
+    parts = {}
+    for part, reps in (
+        ("train", args.train_reps),
+        ("train OT", args.ot_reps),
+        ("sample", args.sample_reps),
+    ):
+        group = [c for c in contenders if c["part"] == part]
+        print(f"timing {len(group)} '{part}' contenders, {reps} round-robin rounds ...")
+        warmup = 0 if part == "sample" else args.warmup  # the first call warmed them up
+        parts[part] = time_round_robin(group, reps, warmup, args.seed)
+    return parts
+
+
+def print_ratios(rows: list[dict]) -> None:
+    for r in rows:
+        if r["reference"] is not None:
+            print(
+                f"{r['contender']} / {r['reference']}: {r['time_over_reference']:.2f}x the time "
+                f"(paired {r['paired_time_over_reference']:.2f}x)"
+            )
+
+
+def workload(args) -> dict:
+    return {
+        "data": "checkerboard on [-4, 4]^2 (fresh batch each step), base N(0, I2)",
+        "field": f"MLP [x, t] {DIM + 1}-{WIDTH}-{WIDTH}-{WIDTH}-{DIM} SELU (torchcfm's MLP)",
+        "loss": "CFM, sigma = 0: mean |v(t, x_t) - (x1 - x0)|^2, t ~ U[0, 1]",
+        "ot": (
+            f"jaxdyn: ott-jax Sinkhorn, epsilon = {OT_EPSILON} x mean cost, threshold 1e-3; "
+            "torchcfm: POT exact EMD (1 thread); pairs drawn from the plan with replacement"
+        ),
+        "optimizer": f"adam lr={LR}",
+        "batch": args.batch,
+        "train_steps_per_call": args.train_steps,
+        "ot_steps_per_call": args.ot_steps,
+        "samples_per_call": args.samples,
+        "nfe": args.nfe,
+        "samplers": "euler (nfe steps), midpoint (nfe / 2 steps), fixed, t in [0, 1]",
+        "dtype": "float32",
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    start_all = time.perf_counter()
+    key = jax.random.key(args.seed)
+    field_key, train_key, sample_key = jax.random.split(key, 3)
+    field = make_field(field_key)
+    x0 = jax.random.normal(sample_key, (args.samples, DIM), dtype=jnp.float32)
+    assert x0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
+
+    contenders = jax_contenders(args, field, x0, train_key)
     torch_list, torch_side = torch_contenders(
         field,
         x0,
@@ -587,53 +609,17 @@ def main() -> None:
     contenders += torch_list
 
     check = sanity_check(field, torch_side, contenders, args.batch, args.seed)
-
-    parts = {}
-    for part, reps in (
-        ("train", args.train_reps),
-        ("train OT", args.ot_reps),
-        ("sample", args.sample_reps),
-    ):
-        group = [c for c in contenders if c["part"] == part]
-        print(f"timing {len(group)} '{part}' contenders, {reps} round-robin rounds ...")
-        warmup = 0 if part == "sample" else args.warmup  # the first call warmed them up
-        parts[part] = time_round_robin(group, reps, warmup, args.seed)
+    parts = time_parts(contenders, args)
     rows = summarise(contenders)
     table = markdown(rows)
-    print()
-    print(table)
-    print()
-    for r in rows:
-        if r["reference"] is not None:
-            print(
-                f"{r['contender']} / {r['reference']}: {r['time_over_reference']:.2f}x the time "
-                f"(paired {r['paired_time_over_reference']:.2f}x)"
-            )
+    print_table(table)
+    print_ratios(rows)
     total = time.perf_counter() - start_all
     print(f"total wall time {total:.0f} s (compilation and checks included)")
 
     record = {
-        "benchmark": "generative",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions("torch", "torchcfm", "torchdiffeq", "ott-jax", "pot"),
-        "workload": {
-            "data": "checkerboard on [-4, 4]^2 (fresh batch each step), base N(0, I2)",
-            "field": f"MLP [x, t] {DIM + 1}-{WIDTH}-{WIDTH}-{WIDTH}-{DIM} SELU (torchcfm's MLP)",
-            "loss": "CFM, sigma = 0: mean |v(t, x_t) - (x1 - x0)|^2, t ~ U[0, 1]",
-            "ot": (
-                f"jaxdyn: ott-jax Sinkhorn, epsilon = {OT_EPSILON} x mean cost, threshold 1e-3; "
-                "torchcfm: POT exact EMD (1 thread); pairs drawn from the plan with replacement"
-            ),
-            "optimizer": f"adam lr={LR}",
-            "batch": args.batch,
-            "train_steps_per_call": args.train_steps,
-            "ot_steps_per_call": args.ot_steps,
-            "samples_per_call": args.samples,
-            "nfe": args.nfe,
-            "samplers": "euler (nfe steps), midpoint (nfe / 2 steps), fixed, t in [0, 1]",
-            "dtype": "float32",
-        },
+        **record_header("generative", "torch", "torchcfm", "torchdiffeq", "ott-jax", "pot"),
+        "workload": workload(args),
         "torch_threads": args.torch_threads if torch_list else None,
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
         "xla_flags": os.environ.get("XLA_FLAGS"),
@@ -649,9 +635,7 @@ def main() -> None:
         "results": rows,
         "table_markdown": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -35,14 +35,6 @@ Run: `python benchmarks/neural_ode_step.py [--reps 30] [--batch 256] [--quick]`.
 `benchmarks/out/neural_ode_step.json`.
 """
 
-import argparse
-import datetime
-import gc
-import json
-import os
-import random
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import diffrax as dfx
@@ -50,9 +42,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from _common import (
+    JointField,
+    fmt,
+    jax_step_contender,
+    parse_step_args,
+    print_table,
+    record_header,
+    spread,
+    time_call,
+    time_step_contenders,
+    torch_mlp,
+    verdict,
+    write_record,
+)
 
-from jaxdyn._environment import machine, versions
 from jaxdyn.models import MLPField, NeuralODE
 
 OUT = Path(__file__).resolve().parent / "out" / "neural_ode_step.json"
@@ -64,15 +68,6 @@ MAX_STEPS = 4096  # jaxdyn's and Diffrax's default
 
 
 # --------------------------------------------------------------------------- JAX models
-
-
-class JointField(eqx.Module):
-    """A per-sample field applied to a whole batch (one state for the solver)."""
-
-    field: MLPField
-
-    def __call__(self, t, y, args):
-        return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
 
 
 class RawODE(eqx.Module):
@@ -115,39 +110,6 @@ def raw_loss(model: RawODE, y0, target):
     return jnp.mean((model(y0) - target) ** 2)
 
 
-def make_jax_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """One jitted training step, the same code for every JAX contender."""
-
-    @eqx.filter_jit
-    def step(model, opt_state, y0, target):
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, y0, target)
-        params = eqx.filter(model, eqx.is_inexact_array)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return eqx.apply_updates(model, updates), opt_state, loss
-
-    return step
-
-
-def jax_contender(name, model, loss_fn, y0, target, count_steps):
-    """A callable running one step, its compile time and its number of solver steps."""
-    optimizer = optax.adam(LR)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    step = make_jax_step(loss_fn, optimizer)
-
-    def run():
-        jax.block_until_ready(step(model, opt_state, y0, target))
-
-    start = time.perf_counter()
-    run()
-    compile_s = time.perf_counter() - start
-    return {
-        "name": name,
-        "run": run,
-        "compile_s": compile_s,
-        "solver_steps": count_steps(),
-    }
-
-
 def steps_summary(num_steps) -> str:
     num_steps = np.asarray(num_steps)
     if num_steps.ndim == 0:
@@ -171,17 +133,7 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
     class Field(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            layers = []
-            for i, linear in enumerate(field.mlp.layers):
-                out_size, in_size = linear.weight.shape
-                layer = torch.nn.Linear(in_size, out_size)
-                with torch.no_grad():  # eqx and torch both store weights as (out, in)
-                    layer.weight.copy_(torch.from_numpy(np.array(linear.weight)))
-                    layer.bias.copy_(torch.from_numpy(np.array(linear.bias)))
-                layers.append(layer)
-                if i < len(field.mlp.layers) - 1:
-                    layers.append(torch.nn.Tanh())
-            self.net = torch.nn.Sequential(*layers)
+            self.net = torch_mlp(torch, field)
             self.nfe = 0
 
         def forward(self, t, y):
@@ -211,9 +163,7 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
 
         reset()
         func.nfe = 0
-        start = time.perf_counter()
-        step()
-        first_s = time.perf_counter() - start
+        first_s = time_call(step)
         return {
             "name": name,
             "run": step,
@@ -232,38 +182,17 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
 # --------------------------------------------------------------------------- benchmark
 
 
-def time_round_robin(contenders, reps: int, warmup: int, seed: int = 0) -> None:
-    """Warm up, then time `reps` rounds with one repetition of each contender per round."""
-    for c in contenders:
-        c["times"] = []
-        for _ in range(warmup):
-            c.get("reset", lambda: None)()
-            c["run"]()
-    order = list(contenders)
-    rng = random.Random(seed)
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(reps):
-            rng.shuffle(order)
-            for c in order:
-                c.get("reset", lambda: None)()
-                start = time.perf_counter()
-                c["run"]()
-                c["times"].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
+TWINS = {"jaxdyn vmap": "diffrax vmap", "jaxdyn joint": "diffrax joint"}
 
 
 def summarise(contenders) -> list[dict]:
     times = {c["name"]: c["times"] for c in contenders}
     medians = {name: float(np.median(t)) for name, t in times.items()}
-    twins = {"jaxdyn vmap": "diffrax vmap", "jaxdyn joint": "diffrax joint"}
     rows = []
     for c in contenders:
         ms = np.asarray(c["times"]) * 1e3
         name = c["name"]
-        twin = twins.get(name)
+        twin = TWINS.get(name)
         vs_twin = paired = None
         if twin in medians:
             vs_twin = medians[name] / medians[twin]
@@ -275,12 +204,7 @@ def summarise(contenders) -> list[dict]:
         rows.append(
             {
                 "contender": name,
-                "median_ms": float(np.median(ms)),
-                "q25_ms": float(np.percentile(ms, 25)),
-                "q75_ms": float(np.percentile(ms, 75)),
-                "min_ms": float(ms.min()),
-                "max_ms": float(ms.max()),
-                "reps": len(ms),
+                **spread(ms, "ms"),
                 "ratio_vs_raw_diffrax_twin": vs_twin,
                 "paired_ratio_vs_raw_diffrax_twin": paired,
                 "ratio_torchdiffeq_over_jaxdyn_joint": vs_joint,
@@ -294,9 +218,6 @@ def summarise(contenders) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    def fmt(x, spec):
-        return "–" if x is None else format(x, spec)
-
     lines = [
         "| contender | median ms | IQR ms | min–max ms | vs raw diffrax twin "
         "| (paired) | torchdiffeq / jaxdyn joint | compile s | solver steps |",
@@ -314,74 +235,8 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="timed repetitions (>= 20)")
-    parser.add_argument("--batch", type=int, default=256, help="initial states per step")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
-    parser.add_argument(
-        "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all cores"
-    )
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    if args.quick:
-        args.reps, args.batch, args.warmup = 3, 16, 1
-
-    key = jax.random.key(args.seed)
-    field_key, data_key = jax.random.split(key)
-    field = MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh", key=field_key)
-    y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
-    target = y0[:, ::-1]
-    assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
-    ts = jnp.array([T0, T1], dtype=jnp.float32)
-
-    contenders = []
-    for batch in ("vmap", "joint"):
-        model = NeuralODE(field, solver="dopri5", rtol=RTOL, atol=ATOL, batch=batch)
-        raw = RawODE(field, joint=batch == "joint")
-        contenders.append(
-            jax_contender(
-                f"jaxdyn {batch}",
-                model,
-                jaxdyn_loss,
-                y0,
-                target,
-                lambda m=model: steps_summary(
-                    eqx.filter_jit(lambda m, y: m.solve(ts, y).stats.num_steps)(m, y0)
-                ),
-            )
-        )
-        contenders.append(
-            jax_contender(
-                f"diffrax {batch}",
-                raw,
-                raw_loss,
-                y0,
-                target,
-                lambda m=raw: steps_summary(
-                    eqx.filter_jit(lambda m, y: m.solution(y).stats["num_steps"])(m, y0)
-                ),
-            )
-        )
-    torch_list, note = torch_contenders(
-        field, np.asarray(y0), np.asarray(target), args.torch_threads
-    )
-    contenders += torch_list
-    if note:
-        print(note)
-
-    print(f"timing {len(contenders)} contenders, {args.reps} round-robin rounds ...")
-    start = time.perf_counter()
-    time_round_robin(contenders, args.reps, args.warmup, args.seed)
-    elapsed = time.perf_counter() - start
-    rows = summarise(contenders)
-
-    table = markdown(rows)
-    print()
-    print(table)
-    print()
+def check_targets(rows: list[dict]) -> dict:
+    """jaxdyn within 1.05x of its raw-Diffrax twin; jaxdyn joint 2x faster than torchdiffeq."""
     by_name = {r["contender"]: r for r in rows}
     targets = {}
     for batch in ("vmap", "joint"):
@@ -403,25 +258,86 @@ def main() -> None:
         }
     for name, result in targets.items():
         paired = f" (paired {result['paired_ratio']:.3f})" if "paired_ratio" in result else ""
-        verdict = "met" if result["met"] else "NOT met"
-        print(f"target {name}: {result['ratio']:.3f}{paired} -> {verdict}")
+        print(f"target {name}: {result['ratio']:.3f}{paired} -> {verdict(result['met'])}")
+    return targets
+
+
+def jax_contenders(field: MLPField, y0, target) -> list[dict]:
+    """jaxdyn and raw Diffrax, each with a batch vmapped over solves and solved jointly."""
+    ts = jnp.array([T0, T1], dtype=jnp.float32)
+    contenders = []
+    for batch in ("vmap", "joint"):
+        model = NeuralODE(field, solver="dopri5", rtol=RTOL, atol=ATOL, batch=batch)
+        raw = RawODE(field, joint=batch == "joint")
+        contenders.append(
+            jax_step_contender(
+                f"jaxdyn {batch}",
+                model,
+                jaxdyn_loss,
+                y0,
+                target,
+                lambda m=model: steps_summary(
+                    eqx.filter_jit(lambda m, y: m.solve(ts, y).stats.num_steps)(m, y0)
+                ),
+                lr=LR,
+            )
+        )
+        contenders.append(
+            jax_step_contender(
+                f"diffrax {batch}",
+                raw,
+                raw_loss,
+                y0,
+                target,
+                lambda m=raw: steps_summary(
+                    eqx.filter_jit(lambda m, y: m.solution(y).stats["num_steps"])(m, y0)
+                ),
+                lr=LR,
+            )
+        )
+    return contenders
+
+
+def workload(args) -> dict:
+    return {
+        "field": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh",
+        "batch": args.batch,
+        "t": [T0, T1],
+        "solver": "dopri5",
+        "rtol": RTOL,
+        "atol": ATOL,
+        "optimizer": f"adam lr={LR}",
+        "dtype": "float32",
+        "loss": "mean((y(1) - y0[:, ::-1])**2)",
+    }
+
+
+def main() -> None:
+    args = parse_step_args(__doc__.splitlines()[0], OUT)
+    key = jax.random.key(args.seed)
+    field_key, data_key = jax.random.split(key)
+    field = MLPField(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh", key=field_key)
+    y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
+    target = y0[:, ::-1]
+    assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
+
+    contenders = jax_contenders(field, y0, target)
+    torch_list, note = torch_contenders(
+        field, np.asarray(y0), np.asarray(target), args.torch_threads
+    )
+    contenders += torch_list
+    if note:
+        print(note)
+
+    elapsed = time_step_contenders(contenders, args)
+    rows = summarise(contenders)
+    table = markdown(rows)
+    print_table(table)
+    targets = check_targets(rows)
 
     record = {
-        "benchmark": "neural_ode_step",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions("torch", "torchdiffeq"),
-        "workload": {
-            "field": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh",
-            "batch": args.batch,
-            "t": [T0, T1],
-            "solver": "dopri5",
-            "rtol": RTOL,
-            "atol": ATOL,
-            "optimizer": f"adam lr={LR}",
-            "dtype": "float32",
-            "loss": "mean((y(1) - y0[:, ::-1])**2)",
-        },
+        **record_header("neural_ode_step", "torch", "torchdiffeq"),
+        "workload": workload(args),
         "torch_threads": args.torch_threads if torch_list else None,
         "solver_steps_note": (
             "JAX: diffrax num_steps (accepted + rejected) of the forward solve; torch: "
@@ -437,9 +353,7 @@ def main() -> None:
         "targets": targets,
         "table_markdown": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,6 @@ Run: `python benchmarks/neural_sde_step.py [--reps 30] [--batch 256] [--check] [
 Writes `benchmarks/out/neural_sde_step.json`.
 """
 
-import argparse
-import datetime
-import gc
-import json
-import os
-import random
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import diffrax as dfx
@@ -66,9 +58,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from _common import (
+    JointField,
+    fmt,
+    jax_step_contender,
+    parse_step_args,
+    print_table,
+    record_header,
+    spread,
+    time_call,
+    time_step_contenders,
+    torch_mlp,
+    verdict,
+    write_record,
+)
 
-from jaxdyn._environment import machine, versions
 from jaxdyn.models import MLPField, NeuralSDE
 
 OUT = Path(__file__).resolve().parent / "out" / "neural_sde_step.json"
@@ -81,15 +85,6 @@ ZERO_DIFFUSION_RTOL = 1e-4  # float32 Euler, 100 steps, different matmul kernels
 
 
 # --------------------------------------------------------------------------- JAX models
-
-
-class JointField(eqx.Module):
-    """A per-sample field applied to a whole batch (one state for the solver)."""
-
-    field: MLPField
-
-    def __call__(self, t, y, args):
-        return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
 
 
 class DiagonalControlTerm(dfx.ControlTerm):
@@ -136,47 +131,10 @@ def raw_loss(model: RawSDE, y0, key):
     return jnp.mean(model(y0, key) ** 2)
 
 
-def make_jax_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """One jitted training step, the same code for every JAX contender."""
-
-    @eqx.filter_jit
-    def step(model, opt_state, y0, key):
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, y0, key)
-        params = eqx.filter(model, eqx.is_inexact_array)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return eqx.apply_updates(model, updates), opt_state, loss
-
-    return step
-
-
 def zero_last_layer(field: MLPField) -> MLPField:
     """The field with its output layer zeroed: it returns 0 everywhere (same structure)."""
     last = lambda f: (f.mlp.layers[-1].weight, f.mlp.layers[-1].bias)  # noqa: E731
     return eqx.tree_at(last, field, replace_fn=jnp.zeros_like)
-
-
-def jax_contender(name, model, zero_model, loss_fn, y0, key, count_steps):
-    """A callable running one step, a loss probe, compile time and number of solver steps."""
-    optimizer = optax.adam(LR)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    step = make_jax_step(loss_fn, optimizer)
-
-    def run():
-        jax.block_until_ready(step(model, opt_state, y0, key))
-
-    def loss(zero=False, key_=key):  # same shapes and dtypes: no recompilation
-        return float(step(zero_model if zero else model, opt_state, y0, key_)[2])
-
-    start = time.perf_counter()
-    run()
-    compile_s = time.perf_counter() - start
-    return {
-        "name": name,
-        "run": run,
-        "loss": loss,
-        "compile_s": compile_s,
-        "solver_steps": count_steps(),
-    }
 
 
 def steps_summary(num_steps) -> str:
@@ -199,27 +157,14 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
 
     torch.set_num_threads(threads)
 
-    def net(field: MLPField) -> torch.nn.Sequential:
-        layers = []
-        for i, linear in enumerate(field.mlp.layers):
-            out_size, in_size = linear.weight.shape
-            layer = torch.nn.Linear(in_size, out_size)
-            with torch.no_grad():  # eqx and torch both store weights as (out, in)
-                layer.weight.copy_(torch.from_numpy(np.array(linear.weight)))
-                layer.bias.copy_(torch.from_numpy(np.array(linear.bias)))
-            layers.append(layer)
-            if i < len(field.mlp.layers) - 1:
-                layers.append(torch.nn.Tanh())
-        return torch.nn.Sequential(*layers)
-
     class SDE(torch.nn.Module):
         noise_type = "diagonal"
         sde_type = "ito"
 
         def __init__(self):
             super().__init__()
-            self.drift = net(drift)
-            self.diffusion = net(diffusion)
+            self.drift = torch_mlp(torch, drift)
+            self.diffusion = torch_mlp(torch, diffusion)
             self.nfe = 0
 
         def f(self, t, y):
@@ -232,7 +177,7 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
     sde = SDE()
     initial = {k: v.clone() for k, v in sde.state_dict().items()}
     zero = dict(initial)
-    zero_net = net(zero_diffusion).state_dict()
+    zero_net = torch_mlp(torch, zero_diffusion).state_dict()
     zero.update({f"diffusion.{k}": v.clone() for k, v in zero_net.items()})
     y0_t = torch.from_numpy(np.array(y0))
     # float64 times: torchsde steps `t += dt` in the dtype of ts; in float32 that ends just
@@ -273,9 +218,7 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
 
         reset()
         sde.nfe = 0
-        start = time.perf_counter()
-        step()
-        first_s = time.perf_counter() - start
+        first_s = time_call(step)
         return {
             "name": name,
             "run": step,
@@ -293,29 +236,6 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
 
 
 # --------------------------------------------------------------------------- benchmark
-
-
-def time_round_robin(contenders, reps: int, warmup: int, seed: int = 0) -> None:
-    """Warm up, then time `reps` rounds with one repetition of each contender per round."""
-    for c in contenders:
-        c["times"] = []
-        for _ in range(warmup):
-            c.get("reset", lambda: None)()
-            c["run"]()
-    order = list(contenders)
-    rng = random.Random(seed)
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(reps):
-            rng.shuffle(order)
-            for c in order:
-                c.get("reset", lambda: None)()
-                start = time.perf_counter()
-                c["run"]()
-                c["times"].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
 
 
 def sanity_check(contenders, check_keys: int, seed: int) -> dict:
@@ -386,12 +306,7 @@ def summarise(contenders) -> list[dict]:
         rows.append(
             {
                 "contender": name,
-                "median_ms": float(np.median(ms)),
-                "q25_ms": float(np.percentile(ms, 25)),
-                "q75_ms": float(np.percentile(ms, 75)),
-                "min_ms": float(ms.min()),
-                "max_ms": float(ms.max()),
-                "reps": len(ms),
+                **spread(ms, "ms"),
                 "ratio_vs_diffrax_vbt": vs_vbt,
                 "paired_ratio_vs_diffrax_vbt": paired_vbt,
                 "ratio_torchsde_over_jaxdyn_joint": over_jaxdyn,
@@ -406,9 +321,6 @@ def summarise(contenders) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    def fmt(x, spec):
-        return "–" if x is None else format(x, spec)
-
     lines = [
         "| contender | median ms | IQR ms | min–max ms | jaxdyn / diffrax VBT (paired) "
         "| torchsde / jaxdyn joint (paired) | compile s | solver steps |",
@@ -427,97 +339,8 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="timed repetitions (>= 20)")
-    parser.add_argument("--batch", type=int, default=256, help="initial states per step")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check", action="store_true", help="also compare losses over keys")
-    parser.add_argument("--check-keys", type=int, default=32, help="keys for --check")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
-    parser.add_argument(
-        "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all cores"
-    )
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    if args.quick:
-        args.reps, args.batch, args.warmup = 3, 16, 1
-
-    key = jax.random.key(args.seed)
-    drift_key, diffusion_key, data_key, step_key = jax.random.split(key, 4)
-    sizes = dict(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh")
-    drift = MLPField(**sizes, key=drift_key)
-    diffusion = MLPField(**sizes, key=diffusion_key)
-    zero_diffusion = zero_last_layer(diffusion)
-    y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
-    assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
-
-    contenders = []
-    for batch in ("joint", "vmap"):
-
-        def build(g, batch=batch):
-            return NeuralSDE(
-                drift,
-                g,
-                noise="diagonal",
-                solver="euler",
-                dt0=DT0,
-                brownian="grid",
-                batch=batch,
-            )
-
-        model = build(diffusion)
-        contenders.append(
-            jax_contender(
-                f"jaxdyn {batch}",
-                model,
-                build(zero_diffusion),
-                jaxdyn_loss,
-                y0,
-                step_key,
-                lambda m=model: steps_summary(
-                    eqx.filter_jit(lambda m, y, k: m.solve(TS, y, key=k).stats.num_steps)(
-                        m, y0, step_key
-                    )
-                ),
-            )
-        )
-    raw = RawSDE(drift, diffusion)
-    contenders.append(
-        jax_contender(
-            "diffrax VBT",
-            raw,
-            RawSDE(drift, zero_diffusion),
-            raw_loss,
-            y0,
-            step_key,
-            lambda: steps_summary(
-                eqx.filter_jit(lambda m, y, k: m.solution(y, k).stats["num_steps"])(
-                    raw, y0, step_key
-                )
-            ),
-        )
-    )
-    torch_list, note = torch_contenders(
-        drift, diffusion, zero_diffusion, np.asarray(y0), args.seed, args.torch_threads
-    )
-    contenders += torch_list
-    if note:
-        print(note)
-
-    check = sanity_check(contenders, args.check_keys if args.check else 0, args.seed)
-
-    print(f"timing {len(contenders)} contenders, {args.reps} round-robin rounds ...")
-    start = time.perf_counter()
-    time_round_robin(contenders, args.reps, args.warmup, args.seed)
-    elapsed = time.perf_counter() - start
-    rows = summarise(contenders)
-
-    table = markdown(rows)
-    print()
-    print(table)
-    print()
+def check_targets(rows: list[dict]) -> dict:
+    """jaxdyn joint 3x faster than raw Diffrax (VBT) and 10x faster than torchsde."""
     by_name = {r["contender"]: r for r in rows}
     targets = {}
     joint = by_name["jaxdyn joint"]
@@ -540,29 +363,117 @@ def main() -> None:
             "met": speedup >= 10.0,
         }
     for name, result in targets.items():
-        verdict = "met" if result["met"] else "NOT met"
         print(
             f"target {name}: {result['ratio']:.2f}x (paired {result['paired_ratio']:.2f}x) "
-            f"-> {verdict}"
+            f"-> {verdict(result['met'])}"
         )
+    return targets
+
+
+def check_arguments(parser) -> None:
+    """`--check` and `--check-keys` (before `--quick`, as they always were)."""
+    parser.add_argument("--check", action="store_true", help="also compare losses over keys")
+    parser.add_argument("--check-keys", type=int, default=32, help="keys for --check")
+
+
+def jax_contenders(drift, diffusion, zero_diffusion, y0, step_key) -> list[dict]:
+    """jaxdyn with the batch solved jointly and vmapped, and raw Diffrax with a VBT."""
+    contenders = []
+    for batch in ("joint", "vmap"):
+
+        def build(g, batch=batch):
+            return NeuralSDE(
+                drift,
+                g,
+                noise="diagonal",
+                solver="euler",
+                dt0=DT0,
+                brownian="grid",
+                batch=batch,
+            )
+
+        model = build(diffusion)
+        contenders.append(
+            jax_step_contender(
+                f"jaxdyn {batch}",
+                model,
+                jaxdyn_loss,
+                y0,
+                step_key,
+                lambda m=model: steps_summary(
+                    eqx.filter_jit(lambda m, y, k: m.solve(TS, y, key=k).stats.num_steps)(
+                        m, y0, step_key
+                    )
+                ),
+                lr=LR,
+                zero_model=build(zero_diffusion),
+            )
+        )
+    raw = RawSDE(drift, diffusion)
+    contenders.append(
+        jax_step_contender(
+            "diffrax VBT",
+            raw,
+            raw_loss,
+            y0,
+            step_key,
+            lambda: steps_summary(
+                eqx.filter_jit(lambda m, y, k: m.solution(y, k).stats["num_steps"])(
+                    raw, y0, step_key
+                )
+            ),
+            lr=LR,
+            zero_model=RawSDE(drift, zero_diffusion),
+        )
+    )
+    return contenders
+
+
+def workload(args) -> dict:
+    return {
+        "drift": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh",
+        "diffusion": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh, diagonal noise",
+        "calculus": "ito",
+        "batch": args.batch,
+        "t": [T0, T1],
+        "solver": "euler",
+        "dt0": DT0,
+        "optimizer": f"adam lr={LR}",
+        "dtype": "float32",
+        "loss": "mean(y(1)**2)",
+    }
+
+
+def main() -> None:
+    args = parse_step_args(__doc__.splitlines()[0], OUT, check_arguments)
+    key = jax.random.key(args.seed)
+    drift_key, diffusion_key, data_key, step_key = jax.random.split(key, 4)
+    sizes = dict(dim=DIM, width=WIDTH, depth=DEPTH, activation="tanh")
+    drift = MLPField(**sizes, key=drift_key)
+    diffusion = MLPField(**sizes, key=diffusion_key)
+    zero_diffusion = zero_last_layer(diffusion)
+    y0 = jax.random.normal(data_key, (args.batch, DIM), dtype=jnp.float32)
+    assert y0.dtype == jnp.float32, "run without jax_enable_x64: the benchmark is float32"
+
+    contenders = jax_contenders(drift, diffusion, zero_diffusion, y0, step_key)
+    torch_list, note = torch_contenders(
+        drift, diffusion, zero_diffusion, np.asarray(y0), args.seed, args.torch_threads
+    )
+    contenders += torch_list
+    if note:
+        print(note)
+
+    check = sanity_check(contenders, args.check_keys if args.check else 0, args.seed)
+
+    elapsed = time_step_contenders(contenders, args)
+    rows = summarise(contenders)
+    table = markdown(rows)
+    print_table(table)
+    targets = check_targets(rows)
 
     record = {
-        "benchmark": "neural_sde_step",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions("torch", "torchsde"),
-        "workload": {
-            "drift": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh",
-            "diffusion": f"MLP {DIM}-{WIDTH}-{WIDTH}-{DIM} tanh, diagonal noise",
-            "calculus": "ito",
-            "batch": args.batch,
-            "t": [T0, T1],
-            "solver": "euler",
-            "dt0": DT0,
-            "optimizer": f"adam lr={LR}",
-            "dtype": "float32",
-            "loss": "mean(y(1)**2)",
-        },
+        **record_header("neural_sde_step", "torch", "torchsde"),
+        "workload": workload(args),
         "torch_threads": args.torch_threads if torch_list else None,
         "solver_steps_note": (
             "JAX: diffrax num_steps of the forward solve; torch: calls of the drift (forward "
@@ -578,9 +489,7 @@ def main() -> None:
         "targets": targets,
         "table_markdown": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ __all__ = [
     "OnFailure",
     "check_choice",
     "check_count",
+    "check_increasing",
     "check_key",
     "check_on_failure",
     "check_positive",
@@ -83,4 +84,16 @@ def check_key(key: Any, caller: str) -> None:
         raise TypeError(
             f"{caller} needs key=jax.random.key(seed) (one key; per-sample keys are split from "
             f"it), got {type(key).__name__} with shape {getattr(key, 'shape', None)}"
+        )
+
+
+def check_increasing(argument: str, times: Any) -> None:
+    """Concrete times (a NumPy array) that increase strictly, naming the first pair that does
+    not."""
+    diffs = np.diff(times)
+    if not np.all(diffs > 0):
+        bad = int(np.argmin(diffs > 0))
+        raise ValueError(
+            f"{argument} must be strictly increasing; {argument}[{bad}]={float(times[bad])} is "
+            f"followed by {argument}[{bad + 1}]={float(times[bad + 1])}"
         )

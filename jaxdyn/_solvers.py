@@ -29,6 +29,7 @@ __all__ = [
     "RK4",
     "SOLVERS",
     "apply_failure_policy",
+    "default_max_steps",
     "failure_messages",
     "fevals",
     "fixed_step_count",
@@ -36,6 +37,7 @@ __all__ = [
     "resolve_max_steps",
     "resolve_solver",
     "stepsize_controller",
+    "uses_fixed_steps",
 ]
 
 
@@ -146,6 +148,25 @@ def resolve_max_steps(max_steps: int | None, fixed_steps: int | None = None) -> 
         return DEFAULT_MAX_STEPS if fixed_steps is None else max(int(fixed_steps), 1)
     check_count("max_steps", max_steps)
     return int(max_steps)
+
+
+def uses_fixed_steps(dt0: float | None, rtol: float | None, atol: float | None) -> bool:
+    """Whether a solve takes fixed steps: `dt0` given without tolerances (`docs/api.md`)."""
+    return dt0 is not None and rtol is None and atol is None
+
+
+def default_max_steps(
+    max_steps: int | None,
+    times,
+    dt0: float | None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> int:
+    """`resolve_max_steps` for a solve from `times[0]` to `times[-1]`: by default the step count
+    when the steps are fixed (`uses_fixed_steps`) and known at trace time, else
+    `DEFAULT_MAX_STEPS`."""
+    fixed = uses_fixed_steps(dt0, rtol, atol)
+    return resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
 
 
 def fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:

@@ -7,6 +7,7 @@ full dotted key (and the closest valid key); the CLI prints it as one line.
 
 import dataclasses
 import difflib
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,12 @@ def fraction(default: float, *, allow_zero: bool = False) -> Any:
     return dataclasses.field(
         default=default, metadata={"check": (lambda v: 0 < v < 1, "in (0, 1)")}
     )
+
+
+def section(schema: type, **defaults: Any) -> Any:
+    """A nested schema field: a `schema` section with its own defaults, or with `defaults`
+    in their place (`train: TrainConfig = section(TrainConfig, steps=500)`)."""
+    return dataclasses.field(default_factory=functools.partial(schema, **defaults))
 
 
 def positive(default: Any) -> Any:

@@ -9,7 +9,7 @@ import pytest
 from helpers import central_difference
 from jax.scipy.linalg import expm
 
-from jaxdyn.data.irregular import (
+from jaxdyn.data import (
     augment,
     cubic_path,
     drop_observations,

@@ -33,14 +33,10 @@ DIRECTIVE = re.compile(r"^:::[ \t]*(\S+)[ \t]*$")
 # Today's known gaps, by module: remove an entry when its fix lands (the xfails are strict, so
 # a fixed module fails as XPASS and these lists cannot go stale).
 # Public functions and classes without a docstring the reference can show:
-KNOWN_UNDOCUMENTED = {
-    "jaxdyn.data": ["blobs", "eight_gaussians"],
-}
-# Public functions named like their own module (`data/toy2d.py` defines `toy2d`): static
-# analysis, hence the reference, sees the submodule `jaxdyn.data.toy2d` and not the function.
-KNOWN_UNRENDERED = {
-    "jaxdyn.data": ["digits", "toy2d", "uea", "windows"],
-}
+KNOWN_UNDOCUMENTED: dict[str, list[str]] = {}
+# Public names the reference cannot render (a function named like a public submodule: static
+# analysis sees the submodule; hence the modules behind a package are private, `data/_toy2d.py`):
+KNOWN_UNRENDERED: dict[str, list[str]] = {}
 
 PUBLIC_MODULES = ["jaxdyn"] + [
     f"jaxdyn.{m.name}" for m in pkgutil.iter_modules(jaxdyn.__path__) if not m.name.startswith("_")

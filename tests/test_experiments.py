@@ -1,7 +1,9 @@
-"""Smoke tests: every registered experiment runs at tiny settings and writes its records.
+"""Smoke tests: every registered experiment runs at tiny settings, writes its records, and its
+headline figure is a finite number in the range the quantity can take.
 (Full targets are measured by running the configs; see benchmarks/RESULTS.md.)"""
 
 import json
+import math
 
 import pytest
 
@@ -73,9 +75,38 @@ TINY = {
                     "evaluation.reference_tol=1e-3"],
 }  # fmt: skip
 
+# The headline figures of each summary.json (a path into the summary, low, high): finite and
+# in the range the quantity can take at the tiny settings (a 2-step fit still meets it):
+# accuracies in [0, 1], errors >= 0, co-bps <= 1 (bits per spike gained over a flat rate; a
+# barely trained model is slightly negative), drops in accuracy points.
+HEADLINES = {
+    "quickstart": [(("rel_l2_error",), 0.0, 5.0)],
+    "deq_digits": [(("test_accuracy",), 0.0, 1.0)],
+    "ridge_tuning": [(("max_rel_error_vs_closed_form",), 0.0, 1.0)],
+    "distillation": [(("test_accuracy",), 0.0, 1.0)],
+    "reweighting": [(("auroc_clean_vs_flipped",), 0.0, 1.0)],
+    "energy_sensitivity": [(("rel_error",), 0.0, 1.0)],
+    "logistic_tuning": [(("test_accuracy_tuned",), 0.0, 1.0)],
+    "fractional_hurst": [(("max_abs_error",), 0.0, 1.0)],
+    "irregular_classification": [(("max_stable_drop_points",), -100.0, 100.0)],
+    "sde_fit": [(("drift_rel_l2_error",), 0.0, 10.0)],
+    "latent_sde_sine": [(("coverage",), 0.0, 1.0)],
+    "latent_sde_lorenz": [(("test_reconstruction_rmse",), 0.0, 10.0)],
+    "langevin_flow": [(("langevin_flow_co_bps",), -5.0, 1.0)],
+    "generative_toy2d": [(("main", "nll"), 1.0, 50.0), (("main", "w2"), 0.0, 100.0)],
+    "nfe_quality": [(("results", "eight_gaussians/ot", "nll"), 1.0, 50.0),
+                    (("results", "eight_gaussians/ot", "reference_w2"), 0.0, 100.0)],
+    "ode_sde_gap": [(("results", 0, "dsm"), 0.0, 10.0), (("results", 0, "w2_floor"), 0.0, 50.0),
+                    (("results", 0, "w2_ode_sde"), 0.0, math.inf)],
+    "digits_generation": [(("likelihood", "bits_per_dim", "mean"), 0.0, 20.0),
+                          (("classifier", "real_test_accuracy"), 0.9, 1.0),
+                          (("w2_squared", "conditional_over_floor"), 0.0, math.inf)],
+}  # fmt: skip
+
 
 def test_every_experiment_has_a_config_and_a_smoke_setting():
     assert sorted(TINY) == experiments.names()
+    assert sorted(HEADLINES) == experiments.names()
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -85,3 +116,35 @@ def test_experiment_smoke(name, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["experiment"] == name and "target_met" in summary
     assert list(out.glob("*.png")), "an experiment writes figures"
+    for path, low, high in HEADLINES[name]:
+        value = summary
+        for key in path:
+            value = value[key]
+        assert isinstance(value, int | float) and math.isfinite(value), (path, value)
+        assert low <= value <= high, f"{path} = {value} outside [{low}, {high}]"
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("generative_toy2d", ["train.batch_size=null"], "train.batch_size must be a number"),
+        ("generative_toy2d", ["interpolant.linear_gamma=brownian"],
+         "'interpolant.t_min' must be > 0 with gamma='brownian'"),
+        ("nfe_quality", ["train.batch_size=null"], "train.batch_size must be a number"),
+        ("ode_sde_gap", ["sde.beta_max=0.05"], "sde.beta_max=0.05 must be >= sde.beta_min=0.1"),
+        ("ode_sde_gap", ["regulariser.batch_size=32"],
+         "regulariser.batch_size=32 must be <= train.batch_size=16"),
+        ("digits_generation", ["evaluation.grid_samples=41"],
+         "evaluation.grid_samples=41 must be <= evaluation.samples_per_class=40"),
+        ("digits_generation", ["evaluation.samples_per_class=20"],
+         "evaluation.samples_per_class=20 must be >= the largest test class (37)"),
+        ("digits_generation", ["data.test_fraction=0.6", "evaluation.samples_per_class=200"],
+         "data.test_fraction=0.6 leaves a training split smaller than the test split"),
+    ],
+)  # fmt: skip
+def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):
+    """Combinations of keys the schema cannot judge fail at load, before anything runs."""
+    out = tmp_path / name
+    assert main(["run", name, *TINY[name], *overrides, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "metrics.jsonl").exists() and not (out / "results.jsonl").exists()

@@ -10,7 +10,7 @@ import sklearn.linear_model
 import sklearn.metrics
 
 from jaxdyn.baselines import gaussian_smooth, gaussian_window, smoothing_glm_baseline
-from jaxdyn.data.spikes import heldout_split, lorenz_spikes
+from jaxdyn.data import heldout_split, lorenz_spikes
 from jaxdyn.metrics.regression import linear_r2, r2_score
 from jaxdyn.metrics.spikes import bits_per_spike, co_bps
 

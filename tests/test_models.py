@@ -91,3 +91,49 @@ def test_neural_ode_gradient_matches_finite_differences():
     e = jnp.zeros(3).at[2].set(h)
     fd = (loss(shift(e)) - loss(shift(-e))) / (2 * h)
     assert float(grads.field.mlp.layers[-1].bias[2]) == pytest.approx(float(fd), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "time, time_features, conditioning",
+    [(False, 2, 0), (True, 3, 4), (True, 0, 0)],  # toy2d's, digits', ode_sde_gap's layouts
+)
+def test_mlp_field_input_layout(time, time_features, conditioning):
+    """The MLP sees `[y, t, sin(πt) … sin(Kπt), cos(πt) … cos(Kπt), args]`, each block only
+    when asked for (exactly: the same concatenation by hand)."""
+    f = MLPField(dim=3, width=8, depth=1, time=time, time_features=time_features,
+                 conditioning=conditioning, key=jax.random.key(0))  # fmt: skip
+    assert f.mlp.in_size == 3 + int(time) + 2 * time_features + conditioning
+    t, y = 0.3, jnp.array([0.5, -1.0, 2.0])
+    c = jnp.arange(conditioning, dtype=y.dtype) if conditioning else None
+    angle = jnp.pi * jnp.arange(1, time_features + 1) * t
+    blocks = [y, jnp.array([t])] if time else [y]
+    blocks += [jnp.sin(angle), jnp.cos(angle)] + ([c] if conditioning else [])
+    out = f(t, y, c)
+    assert out.shape == (3,)
+    np.testing.assert_array_equal(out, f.mlp(jnp.concatenate(blocks)))
+    if time or time_features:
+        assert not np.allclose(out, f(0.7, y, c))  # non-autonomous
+    if conditioning:
+        assert not np.allclose(out, f(t, y, c + 1.0))  # args is an input
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(time_features=-1), ValueError, "time_features must be an int >= 0, got -1"),
+        (dict(time_features=1.5), ValueError, "time_features must be an int >= 0, got 1.5"),
+        (dict(conditioning=-2), ValueError, "conditioning must be an int >= 0, got -2"),
+        (dict(time="yes"), TypeError, "time must be a bool, got 'yes'"),
+    ],
+)
+def test_mlp_field_bad_time_and_conditioning_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MLPField(dim=2, width=8, depth=1, key=jax.random.key(0), **kwargs)
+
+
+def test_mlp_field_conditioning_needs_args_of_its_length():
+    f = MLPField(dim=2, width=8, depth=1, conditioning=3, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"needs args of shape \(3,\), got None"):
+        f(0.0, jnp.ones(2))
+    with pytest.raises(ValueError, match=r"needs args of shape \(3,\), got \(2,\)"):
+        f(0.0, jnp.ones(2), jnp.ones(2))

@@ -1,11 +1,11 @@
-"""Synthetic spiking data (`jaxdyn.data.spikes`): shapes, rates, Poisson statistics, the Lorenz
+"""Synthetic spiking data (`jaxdyn.data`): shapes, rates, Poisson statistics, the Lorenz
 latent, reproducibility and the Neural Latents Benchmark split."""
 
 import jax
 import numpy as np
 import pytest
 
-from jaxdyn.data.spikes import (
+from jaxdyn.data import (
     LORENZ_PARAMETERS,
     SpikeData,
     heldout_split,

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from helpers import central_difference
 
-from jaxdyn.data.irregular import augment, drop_observations, hermite_coefficients
-from jaxdyn.data.uea import UEA_DATASETS, uea
+from jaxdyn.data import UEA_DATASETS, augment, drop_observations, hermite_coefficients, uea
 from jaxdyn.models.gru import GRUDeltaT
 from jaxdyn.models.stable_sde import (
     ControlledDrift,

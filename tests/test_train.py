@@ -10,7 +10,7 @@ import pytest
 from helpers import leaves_equal
 
 from jaxdyn import MLPField, TrainingDivergedError, fit, make_step
-from jaxdyn.train import fit_batch, load_checkpoint, read_metrics, save_checkpoint
+from jaxdyn.train import fit_batch, index_shuffle, load_checkpoint, read_metrics, save_checkpoint
 
 
 def regression():
@@ -181,6 +181,26 @@ def test_epoch_batches_show_every_sample_once_per_epoch():
     # 50 samples in batches of 16: epochs of 3 steps; the 2 left over wait for a later epoch.
     seen = np.concatenate([fit_batch(data, s, key=key, batch_size=16)[0] for s in range(3)])
     assert len(set(seen.tolist())) == 48
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 64, 65, 1000, 4097])
+def test_index_shuffle_is_a_permutation(n):
+    """A bijection of {0, …, n-1} for every n (powers of 4 need no cycle walking, the others
+    do), a different one for another key, and uniform in the sense that sample i's position
+    over many keys averages (n-1)/2."""
+    shuffle = jax.jit(index_shuffle, static_argnums=1)
+    order = np.asarray(shuffle(jnp.arange(n), n, jax.random.key(0)))
+    assert order.dtype == np.int32 and sorted(order.tolist()) == list(range(n))
+    if n > 3:
+        assert not np.array_equal(order, np.asarray(shuffle(jnp.arange(n), n, jax.random.key(1))))
+    if n == 64:
+        keys = jax.random.split(jax.random.key(2), 2000)
+        orders = np.asarray(jax.vmap(lambda k: index_shuffle(jnp.arange(n), n, k))(keys))
+        positions = np.argsort(orders, axis=1)  # where each sample lands
+        # Uniform positions have sd sqrt((n²-1)/12) ≈ 18.5; the mean of 2000: 0.41; 5 sd ≈ 2.1.
+        assert np.abs(positions.mean(axis=0) - (n - 1) / 2).max() < 2.1
+    with pytest.raises(ValueError, match="n=0"):
+        index_shuffle(jnp.arange(3), 0, jax.random.key(0))
 
 
 def test_batches_with_replacement_are_uniform_draws():

@@ -10,7 +10,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from jaxdyn.data.stochastic import double_well_diffusion, double_well_drift, double_well_paths
+from jaxdyn.data import double_well_diffusion, double_well_drift, double_well_paths
 from jaxdyn.train import euler_maruyama_log_density, local_linear_log_density, transition_nll
 
 DT = 0.1

@@ -9,10 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import wasserstein2_squared
 from ..plotting import loss_curve
 from ..train.metrics import append_metrics, read_metrics
 
-__all__ = ["append_result", "failed_rows", "loss_figure", "read_results", "summary_stats"]
+__all__ = [
+    "append_result",
+    "failed_rows",
+    "loss_figure",
+    "mean_se",
+    "read_results",
+    "summary_stats",
+    "w2_squared",
+]
 
 
 def read_results(path: Path, keys: tuple[str, ...]) -> dict[tuple, dict]:
@@ -30,6 +39,22 @@ def summary_stats(values) -> dict:
     values = np.asarray(values, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "runs": values.tolist()}
+
+
+def mean_se(values) -> dict:
+    """Mean, standard error of the mean (`None` for one value) and the count."""
+    values = np.asarray(values, dtype=np.float64)
+    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
+    return {"mean": float(values.mean()), "se": se, "n": int(values.size)}
+
+
+def w2_squared(x, y) -> float | None:
+    """`W2²` between the samples `x` and `y` (`jaxdyn.metrics.wasserstein2_squared`, in
+    float64), or `None` where `x` has a non-finite value: a diverged solve, recorded as such."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        return None
+    return wasserstein2_squared(x, np.asarray(y, dtype=np.float64))
 
 
 def loss_figure(run_dir: Path, title: str) -> list[dict]:

@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, fraction, positive
+from ..config import TrainConfig, at_least, fraction, positive, section
 from ..data import digits
 from ..implicit import SolveInfo, argmin
 from ..plotting import Figure, loss_curve
@@ -59,10 +59,8 @@ class DistillationConfig:
     test_fraction: float = fraction(0.2)
     target_accuracy: float = 0.8
     init_scale: float = at_least(0.1, 0.0)  # images start as sigmoid(init_scale · N(0, 1))
-    inner: InnerConfig = dataclasses.field(default_factory=lambda: InnerConfig(l2=1e-2))
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(steps=300, batch_size=None, lr=0.1, chunk=50)
-    )
+    inner: InnerConfig = section(InnerConfig, l2=1e-2)
+    train: TrainConfig = section(TrainConfig, steps=300, batch_size=None, lr=0.1, chunk=50)
 
 
 @dataclasses.dataclass
@@ -76,10 +74,8 @@ class ReweightingConfig:
     keep_fraction: float = fraction(0.7)  # top-k refit
     target_gain: float = 0.05  # test accuracy over uniform weights
     target_auroc: float = 0.9
-    inner: InnerConfig = dataclasses.field(default_factory=lambda: InnerConfig(l2=1e-4))
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(steps=300, batch_size=None, lr=0.1, chunk=50)
-    )
+    inner: InnerConfig = section(InnerConfig, l2=1e-4)
+    train: TrainConfig = section(TrainConfig, steps=300, batch_size=None, lr=0.1, chunk=50)
 
 
 # --- the inner problem ------------------------------------------------------------------------

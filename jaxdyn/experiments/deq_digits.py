@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive
+from ..config import TrainConfig, at_least, choice, positive, section
 from ..data import digits
 from ..implicit import FIXED_POINT_SOLVERS
 from ..models import DEQ, TanhCell
@@ -43,8 +43,8 @@ class DEQDigitsConfig:
     seed: int = 0
     test_fraction: float = positive(0.2)
     target_accuracy: float = 0.95
-    model: DEQModelConfig = dataclasses.field(default_factory=DEQModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model: DEQModelConfig = section(DEQModelConfig)
+    train: TrainConfig = section(TrainConfig)
 
 
 class DEQClassifier(eqx.Module):

@@ -9,7 +9,8 @@ in units of one intensity level, and the model sees it scaled and centred,
 
     y = s (x − 17/2),    s = 2 · data.half_width / 17,    so y ∈ [−half_width, half_width)^D.
 
-Model. A class-conditional velocity `b(t, y, c) = MLP([y, φ(t), onehot(c)])` with time features
+Model. A class-conditional velocity `b(t, y, c) = MLP([y, φ(t), onehot(c)])` (`build_model`, a
+`jaxdyn.models.MLPField` with the one-hot as its `args`) with time features
 `φ(t) = (t, sin πjt, cos πjt)_{j=1..J}` and 11 label slots (the ten digits and a null label),
 trained by conditional flow matching (Lipman et al. 2023; rectified flow, Liu et al. 2023) from
 `y0 ~ N(0, I)` to data `y1`: `E|b(t, (1 − t) y0 + t y1, c) − (y1 − y0)|²`, `t ~ U[0, 1]`
@@ -72,16 +73,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive
+from ..config import ConfigError, TrainConfig, at_least, choice, fraction, positive, section
 from ..data import digits
 from ..generative import flow_matching_loss, log_likelihood, sample_ode, standard_normal
 from ..metrics import wasserstein2_squared
-from ..models import ACTIVATIONS
+from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure, loss_curve
 from ..train import read_metrics
+from ._records import mean_se
 from ._registry import register
 from ._training import fit_from_config
 
@@ -94,17 +96,9 @@ DIM = 64
 # --- config -----------------------------------------------------------------------------------
 
 
-def _fraction(default: float):
-    return dataclasses.field(
-        default=default, metadata={"check": (lambda v: 0.0 <= v < 1.0, "in [0, 1)")}
-    )
-
-
 @dataclasses.dataclass
 class DigitsDataConfig:
-    test_fraction: float = dataclasses.field(
-        default=0.2, metadata={"check": (lambda v: 0.0 < v < 1.0, "in (0, 1)")}
-    )
+    test_fraction: float = fraction(0.2)
     half_width: float = positive(1.0)  # dequantised data scaled to [-half_width, half_width)
 
 
@@ -114,7 +108,7 @@ class VelocityModelConfig:
     depth: int = at_least(3, 1)
     activation: str = choice("silu", tuple(ACTIVATIONS))
     time_frequencies: int = at_least(8, 0)  # J in φ(t) = (t, sin πjt, cos πjt)
-    label_dropout: float = _fraction(0.2)  # classifier-free guidance training
+    label_dropout: float = fraction(0.2, allow_zero=True)  # classifier-free guidance training
 
 
 @dataclasses.dataclass
@@ -149,64 +143,40 @@ class DigitsTargetConfig:
 class DigitsGenerationConfig:
     experiment: str = "digits_generation"
     seed: int = 0
-    data: DigitsDataConfig = dataclasses.field(default_factory=DigitsDataConfig)
-    model: VelocityModelConfig = dataclasses.field(default_factory=VelocityModelConfig)
-    sampling: DigitsSamplingConfig = dataclasses.field(default_factory=DigitsSamplingConfig)
-    evaluation: DigitsEvaluationConfig = dataclasses.field(default_factory=DigitsEvaluationConfig)
-    target: DigitsTargetConfig = dataclasses.field(default_factory=DigitsTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=30000, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", chunk=1000
-        )  # fmt: skip
+    data: DigitsDataConfig = section(DigitsDataConfig)
+    model: VelocityModelConfig = section(VelocityModelConfig)
+    sampling: DigitsSamplingConfig = section(DigitsSamplingConfig)
+    evaluation: DigitsEvaluationConfig = section(DigitsEvaluationConfig)
+    target: DigitsTargetConfig = section(DigitsTargetConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=30000, batch_size=256, lr=1e-3, schedule="cosine", chunk=1000
     )
 
 
 # --- model ------------------------------------------------------------------------------------
 
 
-class ConditionalVelocity(eqx.Module):
-    """`b(t, y, e) = MLP([y, φ(t), e])`, `φ(t) = (t, sin πjt, cos πjt)_{j=1..J}`, `e` a label
-    one-hot of length `NUM_CLASSES + 1` (the last slot is the null label)."""
+def build_model(m: DictConfig, dtype, *, key: PRNGKeyArray) -> MLPField:
+    """The velocity `b(t, y, e) = MLP([y, t, sin πjt, cos πjt, e])`, `j = 1..J`, of a `model`
+    config section (`VelocityModelConfig`): a `jaxdyn.models.MLPField` whose `args` is a label
+    one-hot `e` of length `NUM_CLASSES + 1` (the last slot is the null label), its parameters
+    cast to `dtype`."""
 
-    mlp: eqx.nn.MLP
-    frequencies: int = eqx.field(static=True)
+    @eqx.filter_jit  # one compilation for the initialisation (eagerly, one per operation)
+    def init(key):
+        model = MLPField(dim=DIM, width=m.width, depth=m.depth, activation=m.activation,
+                         time=True, time_features=m.time_frequencies,
+                         conditioning=NUM_CLASSES + 1, key=key)  # fmt: skip
+        return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, model)
 
-    def __init__(
-        self, width: int, depth: int, activation: str, frequencies: int, *, key: PRNGKeyArray
-    ):
-        if width < 1 or depth < 0 or frequencies < 0:
-            raise ValueError(
-                "ConditionalVelocity needs width >= 1, depth >= 0, frequencies >= 0; got "
-                f"{width}, {depth}, {frequencies}"
-            )
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation={activation!r}; expected one of {sorted(ACTIVATIONS)}"
-            )
-        self.frequencies = frequencies
-        self.mlp = eqx.nn.MLP(
-            in_size=DIM + 1 + 2 * frequencies + NUM_CLASSES + 1,
-            out_size=DIM,
-            width_size=width,
-            depth=depth,
-            activation=ACTIVATIONS[activation],
-            key=key,
-        )
-
-    def __call__(
-        self, t: Scalar, y: Float[Array, " 64"], onehot: Float[Array, " 11"]
-    ) -> Float[Array, " 64"]:
-        t = jnp.asarray(t, y.dtype)
-        j = jnp.arange(1, self.frequencies + 1, dtype=y.dtype)
-        features = jnp.concatenate([t[None], jnp.sin(jnp.pi * j * t), jnp.cos(jnp.pi * j * t)])
-        return self.mlp(jnp.concatenate([y, features, onehot.astype(y.dtype)]))
+    return init(key)
 
 
 def _onehot(label, dtype) -> Array:
     return jax.nn.one_hot(label, NUM_CLASSES + 1, dtype=dtype)
 
 
-def _field(model: ConditionalVelocity, label: Array, guidance: float) -> Callable:
+def _field(model: MLPField, label: Array, guidance: float) -> Callable:
     """The sampling field for one label (`NULL_LABEL`: unconditional); `guidance = w ≠ 1`
     gives `b(·, ∅) + w (b(·, c) − b(·, ∅))`."""
 
@@ -220,7 +190,7 @@ def _field(model: ConditionalVelocity, label: Array, guidance: float) -> Callabl
     return velocity
 
 
-def _augmented(model: ConditionalVelocity) -> Callable:
+def _augmented(model: MLPField) -> Callable:
     """`[y, e] ↦ [b(t, y, e), 0]`: the label as coordinates the flow leaves fixed."""
 
     def velocity(t, state, args):
@@ -273,12 +243,6 @@ def _chunked(
     return out, seconds
 
 
-def _mean_se(values) -> dict:
-    values = np.asarray(values, dtype=float)
-    se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else None
-    return {"mean": float(values.mean()), "se": se, "n": int(values.size)}
-
-
 def _independent_pixels_bits(k_train: np.ndarray, k_test: np.ndarray) -> float:
     """Test bits/dim of the reference model with independent pixels, each a categorical over
     the 17 levels fitted to the training digits with add-one (Laplace) smoothing."""
@@ -309,47 +273,100 @@ def _nearest_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray
 # --- experiment -------------------------------------------------------------------------------
 
 
-@register("digits_generation", DigitsGenerationConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Class-conditional flow matching on load_digits: samples, bits/dim, classifier score."""
-    d, m, s, e = cfg.data, cfg.model, cfg.sampling, cfg.evaluation
+def _check(cfg: DictConfig) -> None:
+    """What the schema cannot say: the grid shows some of the class samples; there are enough
+    class samples to match the largest test class, and enough training digits for the floor."""
+    e = cfg.evaluation
     if e.grid_samples > e.samples_per_class:
-        raise ValueError(
+        raise ConfigError(
             f"evaluation.grid_samples={e.grid_samples} must be <= "
             f"evaluation.samples_per_class={e.samples_per_class}"
         )
-    dtype = jnp.asarray(0.0).dtype  # float64 under x64, else float32
-    split = digits(test_fraction=d.test_fraction, seed=cfg.seed)
-    (x_train, c_train), (x_test, c_test) = split["train"], split["test"]
-    k_train = np.rint(x_train * (LEVELS - 1))  # integer levels 0..16
-    k_test = np.rint(x_test * (LEVELS - 1))
-    scale = _scale(d.half_width)
-    n_test, n_per = x_test.shape[0], e.samples_per_class
-    labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int32), n_per)  # of the samples
-    n_nll = n_test if e.nll_images is None else min(e.nll_images, n_test)
-    draws = e.dequantization_draws
-    n_h = min(e.hutchinson_images, n_nll * draws)
-    model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 3)
-
-    @eqx.filter_jit  # one compilation for the initialisation (eagerly, one per operation)
-    def init(key):
-        model = ConditionalVelocity(m.width, m.depth, m.activation, m.time_frequencies, key=key)
-        return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, model)
-
-    @jax.jit
-    def evaluation_noise(key):  # base draws of the samples, dequantisation, Hutchinson probes
-        k_cond, k_uncond, k_u, k_probe = jax.random.split(key, 4)
-        return (
-            jax.random.normal(k_cond, (labels.size, DIM), dtype),
-            jax.random.normal(k_uncond, (n_test, DIM), dtype),
-            jax.random.uniform(k_u, (n_nll * draws, DIM), dtype),
-            jax.random.key_data(jax.random.split(k_probe, max(n_h, 1))),
+    split = digits(test_fraction=cfg.data.test_fraction, seed=cfg.seed)
+    largest = int(np.bincount(split["test"][1], minlength=NUM_CLASSES).max())
+    if largest > e.samples_per_class:
+        raise ConfigError(
+            f"evaluation.samples_per_class={e.samples_per_class} must be >= the largest test "
+            f"class ({largest}) for the conditional W2"
+        )
+    if split["train"][0].shape[0] < split["test"][0].shape[0]:
+        raise ConfigError(
+            f"data.test_fraction={cfg.data.test_fraction} leaves a training split smaller than "
+            "the test split (the W2 floor compares equal-size sets)"
         )
 
-    model = init(model_key)
-    dropout = m.label_dropout
 
-    def loss_fn(model: ConditionalVelocity, batch, key):
+@register("digits_generation", DigitsGenerationConfig, check=_check)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Class-conditional flow matching on load_digits: samples, bits/dim, classifier score."""
+    dtype = jnp.asarray(0.0).dtype  # float64 under x64, else float32
+    data = _data(cfg)
+    model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 3)
+    model = build_model(cfg.model, dtype, key=model_key)
+    start = time.perf_counter()
+    result = _train(cfg, model, data, dtype, train_key, run_dir, resume)
+    train_seconds = time.perf_counter() - start
+    model = result.model
+    noise = _evaluation_noise(cfg, data, dtype, eval_key)
+    cache: dict = {}  # compiled evaluation programs
+    generated = _generate(cfg, model, noise, cache)
+    quality = _sample_quality(cfg, data, generated)
+    likelihood, hutchinson, figure = _likelihood(cfg, model, data, noise, cache)
+
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    if rows:
+        loss_curve(np.asarray([r["loss"] for r in rows]), run_dir / "loss.png",
+                   title="digits_generation: flow matching loss")  # fmt: skip
+    _samples_figure(run_dir, generated["pixels"], generated["labels"], data["x_test"],
+                    data["c_test"], cfg.evaluation.grid_samples, cfg.sampling.guidance)  # fmt: skip
+    _likelihood_figure(run_dir, *figure)
+    t = cfg.target
+    accuracy, w2_ratio = quality["classifier"]["generated_accuracy"], quality["w2_ratio"]
+    return {
+        "target": {"classifier_accuracy": t.classifier_accuracy, "w2_ratio": t.w2_ratio},
+        "target_met": bool(accuracy >= t.classifier_accuracy and w2_ratio <= t.w2_ratio),
+        "classifier": quality["classifier"],
+        "w2_squared": quality["w2_squared"],
+        "nearest_train_distance": quality["nearest_train_distance"],
+        "likelihood": likelihood,
+        "hutchinson_vs_exact": hutchinson,
+        "sampling": {
+            "mean_nfe_conditional": float(np.mean(generated["nfe"])),
+            "mean_nfe_unconditional": float(np.mean(generated["nfe_unconditional"])),
+            "seconds_per_sample": generated["seconds"] / generated["labels"].size,
+            "guidance": cfg.sampling.guidance,
+        },
+        "data": {
+            "train": int(data["x_train"].shape[0]),
+            "test": int(data["x_test"].shape[0]),
+            "scale": data["scale"],
+        },
+        "train_seconds": train_seconds,
+        "steps": result.step,
+    }
+
+
+def _data(cfg: DictConfig) -> dict:
+    """The split (pixels `k/16`, labels), its integer levels `k` and the model-space scale."""
+    split = digits(test_fraction=cfg.data.test_fraction, seed=cfg.seed)
+    (x_train, c_train), (x_test, c_test) = split["train"], split["test"]
+    return {
+        "x_train": x_train,
+        "c_train": c_train,
+        "x_test": x_test,
+        "c_test": c_test,
+        "k_train": np.rint(x_train * (LEVELS - 1)),  # integer levels 0..16
+        "k_test": np.rint(x_test * (LEVELS - 1)),
+        "scale": _scale(cfg.data.half_width),
+    }
+
+
+def _train(cfg: DictConfig, model: MLPField, data: dict, dtype, key, run_dir: Path, resume):
+    """Conditional flow matching on freshly dequantised digits, labels dropped to the null
+    label with probability `model.label_dropout` (see the module)."""
+    dropout, scale = cfg.model.label_dropout, data["scale"]
+
+    def loss_fn(model: MLPField, batch, key):
         levels, labels = batch
         k_u, k_drop, k_base, k_fm = jax.random.split(key, 4)
         y1 = _to_model_space(levels, jax.random.uniform(k_u, levels.shape, dtype), scale)
@@ -359,72 +376,122 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         x0, x1 = jnp.concatenate([y0, onehot], 1), jnp.concatenate([y1, onehot], 1)
         return jnp.mean(flow_matching_loss(_augmented(model), x0, x1, key=k_fm))
 
-    data = (jnp.asarray(k_train, dtype), jnp.asarray(c_train))
-    start = time.perf_counter()
-    result = fit_from_config(loss_fn, model, data, cfg.train, key=train_key, run_dir=run_dir,
-                             resume=resume)  # fmt: skip
-    train_seconds = time.perf_counter() - start
-    model = result.model
+    batches = (jnp.asarray(data["k_train"], dtype), jnp.asarray(data["c_train"]))
+    return fit_from_config(loss_fn, model, batches, cfg.train, key=key, run_dir=run_dir,
+                           resume=resume)  # fmt: skip
 
-    # --- samples: samples_per_class of each digit, and unconditional ones ----------------------
+
+def _evaluation_noise(cfg: DictConfig, data: dict, dtype, key: PRNGKeyArray) -> dict:
+    """Base draws of the conditional and unconditional samples, the dequantisation `u` of the
+    likelihood points and the Hutchinson probes' keys, with the sizes they follow from."""
+    e = cfg.evaluation
+    n_test = data["x_test"].shape[0]
+    labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int32), e.samples_per_class)
+    n_nll = n_test if e.nll_images is None else min(e.nll_images, n_test)
+    n_h = min(e.hutchinson_images, n_nll * e.dequantization_draws)
+
+    @jax.jit
+    def draw(key):
+        k_cond, k_uncond, k_u, k_probe = jax.random.split(key, 4)
+        return (
+            jax.random.normal(k_cond, (labels.size, DIM), dtype),
+            jax.random.normal(k_uncond, (n_test, DIM), dtype),
+            jax.random.uniform(k_u, (n_nll * e.dequantization_draws, DIM), dtype),
+            jax.random.key_data(jax.random.split(k_probe, max(n_h, 1))),
+        )
+
+    y0, y0_uncond, u, probe_keys = map(np.asarray, draw(key))
+    return {"labels": labels, "y0": y0, "y0_unconditional": y0_uncond, "u": u,
+            "probe_keys": probe_keys, "n_nll": n_nll, "n_h": n_h}  # fmt: skip
+
+
+def _generate(cfg: DictConfig, model: MLPField, noise: dict, cache: dict) -> dict:
+    """`samples_per_class` samples of each digit and as many unconditional ones as there are
+    test digits, as pixels `k/16`, with the NFE of their solves and the seconds spent."""
+    s, labels = cfg.sampling, noise["labels"]
+
     def sample(model, label, y0):
         field = _field(model, label[0], s.guidance)
         out = sample_ode(field, y0, solver="dopri5", rtol=s.rtol, atol=s.atol)
         return out.value, jnp.broadcast_to(out.stats.num_fevals, label.shape)
 
-    cache: dict = {}  # compiled evaluation programs
-    y0, y0_uncond, u, probe_keys = map(np.asarray, evaluation_noise(eval_key))
-    chunk = math.gcd(n_per, s.chunk)  # a chunk never mixes two labels
-    (y_gen, nfe_gen), sample_seconds = _chunked(sample, model, (labels, y0), chunk, cache)
-    gen_pixels = _to_levels(y_gen, scale) / (LEVELS - 1)
-    (y_uncond, nfe_uncond), _ = _chunked(
-        sample,
-        model,
-        (np.full(n_test, NULL_LABEL, np.int32), y0_uncond),
-        chunk,
-        cache,
-        balance=False,
+    chunk = math.gcd(cfg.evaluation.samples_per_class, s.chunk)  # never mixes two labels
+    (y_gen, nfe), seconds = _chunked(sample, model, (labels, noise["y0"]), chunk, cache)
+    y0_uncond = noise["y0_unconditional"]
+    null = np.full(y0_uncond.shape[0], NULL_LABEL, np.int32)
+    (y_uncond, nfe_uncond), _ = _chunked(sample, model, (null, y0_uncond), chunk, cache,
+                                         balance=False)  # fmt: skip
+    scale = _scale(cfg.data.half_width)
+    return {
+        "labels": labels,
+        "pixels": _to_levels(y_gen, scale) / (LEVELS - 1),
+        "nfe": nfe,
+        "seconds": seconds,
+        "unconditional_pixels": _to_levels(y_uncond, scale) / (LEVELS - 1),
+        "nfe_unconditional": nfe_uncond,
+    }
+
+
+def _sample_quality(cfg: DictConfig, data: dict, generated: dict) -> dict:
+    """The classifier score of the samples, their W2² to the test digits against the real-data
+    floor, and their median distance to the nearest training digit."""
+    x_train, c_train, x_test, c_test = (data[k] for k in ("x_train", "c_train", "x_test", "c_test"))
+    labels, gen, uncond = (
+        generated["labels"],
+        generated["pixels"],
+        generated["unconditional_pixels"],
     )
-    uncond_pixels = _to_levels(y_uncond, scale) / (LEVELS - 1)
-
-    # --- classifier score --------------------------------------------------------------------
     classifier = _classifier(x_train, c_train)
-    real_accuracy = float(classifier.score(x_test, c_test))
-    predicted = classifier.predict(gen_pixels)
-    gen_accuracy = float(np.mean(predicted == labels))
-    per_class = [float(np.mean(predicted[labels == c] == c)) for c in range(NUM_CLASSES)]
-    uncond_classes = np.bincount(classifier.predict(uncond_pixels), minlength=NUM_CLASSES)
-
-    # --- W2² to the test digits against the real-data floor -----------------------------------
+    predicted = classifier.predict(gen)
     # Conditional samples with the test split's label counts (the first ones of each class).
     counts = np.bincount(c_test, minlength=NUM_CLASSES)
-    if counts.max() > n_per:
-        raise ValueError(
-            f"evaluation.samples_per_class={n_per} must be >= the largest test class "
-            f"({counts.max()}) for the conditional W2"
-        )
-    matched = np.concatenate([gen_pixels[labels == c][: counts[c]] for c in range(NUM_CLASSES)])
+    matched = np.concatenate([gen[labels == c][: counts[c]] for c in range(NUM_CLASSES)])
     w2_conditional = wasserstein2_squared(matched, x_test)
-    w2_unconditional = wasserstein2_squared(uncond_pixels, x_test)
-    rng = np.random.default_rng(cfg.seed)
-    if x_train.shape[0] < n_test:
-        raise ValueError("the training split must be at least as large as the test split")
+    w2_unconditional = wasserstein2_squared(uncond, x_test)
+    rng, n_test = np.random.default_rng(cfg.seed), x_test.shape[0]
     floor = [
         wasserstein2_squared(x_train[rng.choice(x_train.shape[0], n_test, replace=False)], x_test)
-        for _ in range(e.floor_repeats)
+        for _ in range(cfg.evaluation.floor_repeats)
     ]
     floor_mean = float(np.mean(floor))
     nn_test = float(np.median(_nearest_distances(x_test, x_train)))
-    nn_gen = float(np.median(_nearest_distances(gen_pixels, x_train)))
+    nn_gen = float(np.median(_nearest_distances(gen, x_train)))
+    return {
+        "classifier": {
+            "real_test_accuracy": float(classifier.score(x_test, c_test)),
+            "generated_accuracy": float(np.mean(predicted == labels)),
+            "generated_accuracy_per_class": [
+                float(np.mean(predicted[labels == c] == c)) for c in range(NUM_CLASSES)
+            ],
+            "generated_samples": int(labels.size),
+            "unconditional_predicted_class_counts": np.bincount(
+                classifier.predict(uncond), minlength=NUM_CLASSES
+            ).tolist(),
+        },
+        "w2_squared": {
+            "conditional": w2_conditional,
+            "unconditional": w2_unconditional,
+            "floor_train_vs_test": {"mean": floor_mean, "runs": [float(v) for v in floor]},
+            "conditional_over_floor": w2_conditional / floor_mean,
+            "unconditional_over_floor": w2_unconditional / floor_mean,
+            "samples": int(n_test),
+            "pixel_scale": "k/16 in [0, 1]",
+        },
+        "w2_ratio": w2_conditional / floor_mean,
+        "nearest_train_distance": {
+            "median_generated": nn_gen,
+            "median_test": nn_test,
+            "ratio": nn_gen / nn_test,
+        },
+    }
 
-    # --- bits/dim on the test split ------------------------------------------------------------
-    k_nll = np.repeat(k_test[:n_nll], draws, axis=0)  # image i: rows i·draws … i·draws + draws-1
-    c_nll = np.repeat(c_test[:n_nll], draws)
-    y_nll = _to_model_space(k_nll.astype(u.dtype), u, scale)
+
+def _nll_fn(e: DictConfig) -> Callable:
+    """`−log p_Y` per point under its own label's field (`NULL_LABEL`: unconditional), with the
+    NFE; exact divergence, or Hutchinson's with one probe per point when keys are given."""
     log_base = standard_normal(DIM).log_prob
-    offset = DIM * math.log(scale)  # log p_X = log p_Y + D log s
 
-    def nll(model, labels, y, probe_keys=None):  # −log p_Y per point, its own label's field
+    def nll(model, labels, y, probe_keys=None):
         def one(label, point, key):
             field = _field(model, label, 1.0)
             divergence = "exact" if key is None else "hutchinson"
@@ -435,100 +502,74 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
 
         return jax.vmap(one)(labels, y, probe_keys)
 
-    def bits(nll_y: np.ndarray) -> np.ndarray:  # per draw -> per image, bits/dim
-        return (nll_y.reshape(-1, draws) - offset) / (DIM * math.log(2))
+    return nll
 
-    def iw_bits(nll_y: np.ndarray) -> np.ndarray:  # −log mean_u p_X, bits/dim
-        logp = -(nll_y.reshape(-1, draws) - offset)
-        top = logp.max(1, keepdims=True)
-        lme = top[:, 0] + np.log(np.mean(np.exp(logp - top), 1))
-        return -lme / (DIM * math.log(2))
 
+def _to_bits(nll_y: np.ndarray, offset: float) -> np.ndarray:
+    """`−log p_Y` in model space to bits/dim of `p_X` in level units (`offset = D log s`)."""
+    return (nll_y - offset) / (DIM * math.log(2))
+
+
+def _iw_bits(nll_y: np.ndarray, offset: float, draws: int) -> np.ndarray:
+    """`−log mean_u p_X` per image over its dequantisation draws, in bits/dim."""
+    logp = -(nll_y.reshape(-1, draws) - offset)
+    top = logp.max(1, keepdims=True)
+    lme = top[:, 0] + np.log(np.mean(np.exp(logp - top), 1))
+    return -lme / (DIM * math.log(2))
+
+
+def _likelihood(cfg: DictConfig, model: MLPField, data: dict, noise: dict, cache: dict):
+    """Test bits/dim of the unconditional model (and class-conditional), and Hutchinson's
+    estimate against the exact divergence. Returns `(likelihood, hutchinson, figure)`, the last
+    the arguments of `_likelihood_figure`."""
+    e, n_nll, n_h = cfg.evaluation, noise["n_nll"], noise["n_h"]
+    draws = e.dequantization_draws
+    scale = data["scale"]
+    k_nll = np.repeat(data["k_test"][:n_nll], draws, axis=0)  # image i: rows i·draws …
+    c_nll = np.repeat(data["c_test"][:n_nll], draws)
+    y_nll = _to_model_space(k_nll.astype(noise["u"].dtype), noise["u"], scale)
+    offset = DIM * math.log(scale)  # log p_X = log p_Y + D log s
+    nll = _nll_fn(e)
     null = np.full(k_nll.shape[0], NULL_LABEL, np.int32)
     (nll_y, nfe_nll), nll_seconds = _chunked(nll, model, (null, y_nll), e.chunk, cache)
-    bpd = bits(nll_y)
+    bpd = _to_bits(nll_y.reshape(-1, draws), offset).mean(1)
     likelihood = {
-        "bits_per_dim": _mean_se(bpd.mean(1)),
-        "bits_per_dim_importance_weighted": _mean_se(iw_bits(nll_y)),
-        "nll_nats_model_space": _mean_se(nll_y.reshape(-1, draws).mean(1)),
+        "bits_per_dim": mean_se(bpd),
+        "bits_per_dim_importance_weighted": mean_se(_iw_bits(nll_y, offset, draws)),
+        "nll_nats_model_space": mean_se(nll_y.reshape(-1, draws).mean(1)),
         "mean_nfe": float(np.mean(nfe_nll)),
         "seconds_per_image_draw": nll_seconds / k_nll.shape[0],
         "images": n_nll,
         "dequantization_draws": draws,
         "divergence": "exact",
         "model": "unconditional (null label)",
-        "independent_pixels_baseline_bits_per_dim": _independent_pixels_bits(k_train, k_test),
+        "independent_pixels_baseline_bits_per_dim": _independent_pixels_bits(
+            data["k_train"], data["k_test"]
+        ),
     }
     if e.conditional_nll:  # −log p(x | c) with each test image's true label
         (nll_c, _), _ = _chunked(nll, model, (c_nll.astype(np.int32), y_nll), e.chunk, cache)
-        likelihood["class_conditional_bits_per_dim"] = _mean_se(bits(nll_c).mean(1))
-
-    hutchinson = None
-    if n_h:  # the first n_h (image, draw) points, exact and with one Rademacher probe each
-        (nll_h, nfe_h), h_seconds = _chunked(
-            nll, model, (null[:n_h], y_nll[:n_h], probe_keys[:n_h]), e.chunk, cache
-        )
-        nll_x = nll_y[:n_h]  # the exact values at the same points
-        diff = (nll_h - nll_x) / (DIM * math.log(2))
-        hutchinson = {
-            "points": int(n_h),
-            "bits_per_dim_exact": float(np.mean((nll_x - offset) / (DIM * math.log(2)))),
-            "bits_per_dim_hutchinson": float(np.mean((nll_h - offset) / (DIM * math.log(2)))),
-            "mean_difference_bits_per_dim": _mean_se(diff),
-            "std_per_point_bits_per_dim": float(np.std(diff, ddof=1)) if n_h > 1 else None,
-            "seconds_per_point_exact": nll_seconds / k_nll.shape[0],
-            "seconds_per_point_hutchinson": h_seconds / n_h,
-            "mean_nfe_exact": float(np.mean(nfe_nll[:n_h])),
-            "mean_nfe_hutchinson": float(np.mean(nfe_h)),
-        }
-
-    # --- figures -----------------------------------------------------------------------------
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    if rows:
-        loss_curve(np.asarray([r["loss"] for r in rows]), run_dir / "loss.png",
-                   title="digits_generation: flow matching loss")  # fmt: skip
-    _samples_figure(run_dir, gen_pixels, labels, x_test, c_test, e.grid_samples, s.guidance)
-    _likelihood_figure(run_dir, bpd.mean(1), hutchinson, nll_h if n_h else None,
-                       nll_x if n_h else None, offset)  # fmt: skip
-
-    t = cfg.target
-    w2_ratio = w2_conditional / floor_mean
-    return {
-        "target": {"classifier_accuracy": t.classifier_accuracy, "w2_ratio": t.w2_ratio},
-        "target_met": bool(gen_accuracy >= t.classifier_accuracy and w2_ratio <= t.w2_ratio),
-        "classifier": {
-            "real_test_accuracy": real_accuracy,
-            "generated_accuracy": gen_accuracy,
-            "generated_accuracy_per_class": per_class,
-            "generated_samples": int(labels.size),
-            "unconditional_predicted_class_counts": uncond_classes.tolist(),
-        },
-        "w2_squared": {
-            "conditional": w2_conditional,
-            "unconditional": w2_unconditional,
-            "floor_train_vs_test": {"mean": floor_mean, "runs": [float(v) for v in floor]},
-            "conditional_over_floor": w2_ratio,
-            "unconditional_over_floor": w2_unconditional / floor_mean,
-            "samples": int(n_test),
-            "pixel_scale": "k/16 in [0, 1]",
-        },
-        "nearest_train_distance": {
-            "median_generated": nn_gen,
-            "median_test": nn_test,
-            "ratio": nn_gen / nn_test,
-        },
-        "likelihood": likelihood,
-        "hutchinson_vs_exact": hutchinson,
-        "sampling": {
-            "mean_nfe_conditional": float(np.mean(nfe_gen)),
-            "mean_nfe_unconditional": float(np.mean(nfe_uncond)),
-            "seconds_per_sample": sample_seconds / labels.size,
-            "guidance": s.guidance,
-        },
-        "data": {"train": int(x_train.shape[0]), "test": int(n_test), "scale": scale},
-        "train_seconds": train_seconds,
-        "steps": result.step,
+        bits_c = _to_bits(nll_c.reshape(-1, draws), offset).mean(1)
+        likelihood["class_conditional_bits_per_dim"] = mean_se(bits_c)
+    if not n_h:
+        return likelihood, None, (bpd, None, None, None, offset)
+    # the first n_h (image, draw) points, exact and with one Rademacher probe each
+    arrays = (null[:n_h], y_nll[:n_h], noise["probe_keys"][:n_h])
+    (nll_h, nfe_h), h_seconds = _chunked(nll, model, arrays, e.chunk, cache)
+    nll_x = nll_y[:n_h]  # the exact values at the same points
+    diff = (nll_h - nll_x) / (DIM * math.log(2))
+    hutchinson = {
+        "points": int(n_h),
+        "bits_per_dim_exact": float(np.mean(_to_bits(nll_x, offset))),
+        "bits_per_dim_hutchinson": float(np.mean(_to_bits(nll_h, offset))),
+        "mean_difference_bits_per_dim": mean_se(diff),
+        "std_per_point_bits_per_dim": float(np.std(diff, ddof=1)) if n_h > 1 else None,
+        "seconds_per_point_exact": nll_seconds / k_nll.shape[0],
+        "seconds_per_point_hutchinson": h_seconds / n_h,
+        "mean_nfe_exact": float(np.mean(nfe_nll[:n_h])),
+        "mean_nfe_hutchinson": float(np.mean(nfe_h)),
     }
+    return likelihood, hutchinson, (bpd, hutchinson, nll_h, nll_x, offset)
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -572,8 +613,7 @@ def _likelihood_figure(run_dir, bpd, hutchinson, nll_h, nll_x, offset) -> None:
                 title="test bits/dim per image")  # fmt: skip
     axes[0].legend(fontsize=8)
     if hutchinson:
-        to_bits = lambda v: (v - offset) / (DIM * math.log(2))  # noqa: E731
-        exact, estimate = to_bits(nll_x), to_bits(nll_h)
+        exact, estimate = _to_bits(nll_x, offset), _to_bits(nll_h, offset)
         axes[1].scatter(exact, estimate, s=8)
         lim = [min(exact.min(), estimate.min()), max(exact.max(), estimate.max())]
         axes[1].plot(lim, lim, "k--", lw=1)

@@ -42,7 +42,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from omegaconf import DictConfig
 
-from ..config import at_least, choice, positive
+from ..config import at_least, choice, positive, section
 from ..implicit import LINEAR_SOLVERS, argmin
 from ..plotting import Figure
 from ._registry import register
@@ -82,9 +82,9 @@ class EnergySensitivityConfig:
     experiment: str = "energy_sensitivity"
     seed: int = 0
     target_rel_error: float = positive(1e-4)
-    system: PackingConfig = dataclasses.field(default_factory=PackingConfig)
-    minimise: MinimiseConfig = dataclasses.field(default_factory=MinimiseConfig)
-    sensitivity: SensitivityConfig = dataclasses.field(default_factory=SensitivityConfig)
+    system: PackingConfig = section(PackingConfig)
+    minimise: MinimiseConfig = section(MinimiseConfig)
+    sensitivity: SensitivityConfig = section(SensitivityConfig)
 
 
 def soft_sphere_energy(

@@ -34,7 +34,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, positive
+from ..config import TrainConfig, at_least, positive, section
 from ..models.fractional import FractionalOU, MarkovFBM, sample_type2_fbm, type2_fbm_variance
 from ..plotting import Figure
 from ..train import read_metrics
@@ -87,14 +87,10 @@ class FractionalHurstConfig:
     experiment: str = "fractional_hurst"
     seed: int = 0
     target_abs_error: float = positive(0.05)
-    data: FractionalDataConfig = dataclasses.field(default_factory=FractionalDataConfig)
-    model: FractionalModelConfig = dataclasses.field(default_factory=FractionalModelConfig)
-    var_error: VarErrorConfig = dataclasses.field(default_factory=VarErrorConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=3000, batch_size=None, optimizer="adam", lr=0.05, chunk=500
-        )  # fmt: skip
-    )
+    data: FractionalDataConfig = section(FractionalDataConfig)
+    model: FractionalModelConfig = section(FractionalModelConfig)
+    var_error: VarErrorConfig = section(VarErrorConfig)
+    train: TrainConfig = section(TrainConfig, steps=3000, batch_size=None, lr=0.05, chunk=500)
 
 
 class FOUParameters(eqx.Module):

@@ -26,9 +26,9 @@ The mirror interpolant is not offered: it maps the data to themselves (`x_t = x1
 velocity `b` is learned (SDE sampling would also need a score or denoiser for the families
 with `γ > 0`; the results here are ODE-based).
 
-Model. `_VelocityField`: an MLP of `(x, sin(kπt), cos(kπt))_{k ≤ K}` (Fourier time features),
-trained with `jaxdyn.train.fit` on the mean of `velocity_loss` (`|b(t, x_t) − ∂_t x_t|²`,
-`t ~ U[t_min, 1 − t_min]`), Adam with the `train` schedule.
+Model. `build_model`: a `jaxdyn.models.MLPField` of `(x, sin(kπt), cos(kπt))_{k ≤ K}` (Fourier
+time features), trained with `jaxdyn.train.fit` on the mean of `velocity_loss`
+(`|b(t, x_t) − ∂_t x_t|²`, `t ~ U[t_min, 1 − t_min]`), Adam with the `train` schedule.
 
 Evaluation, per (dataset, family):
 
@@ -60,11 +60,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
-from ..data.toy2d import CHECKERBOARD_ENTROPY, eight_gaussians_mixture, toy2d
+from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive, section
+from ..data import CHECKERBOARD_ENTROPY, eight_gaussians_mixture, toy2d
 from ..generative import (
     GAMMAS,
     EncoderDecoderInterpolant,
@@ -78,7 +78,7 @@ from ..generative import (
 )
 from ..generative.interpolants import ONE_SIDED_SCHEDULES
 from ..metrics import wasserstein2_squared
-from ..models import ACTIVATIONS
+from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure, loss_curve
 from ..solve import odeint
 from ..train import fit, make_optimizer, read_metrics
@@ -92,26 +92,11 @@ FAMILIES = ("linear", "trigonometric", "encoder_decoder", "one_sided")
 # --- model ------------------------------------------------------------------------------------
 
 
-class _VelocityField(eqx.Module):
-    """`b(t, x) = MLP(x, sin(πt), cos(πt), …, sin(Kπt), cos(Kπt))` for one point `x` `(dim,)`."""
-
-    mlp: eqx.nn.MLP
-    frequencies: int = eqx.field(static=True)
-
-    def __init__(self, dim: int, width: int, depth: int, frequencies: int, activation: str, *, key):
-        self.frequencies = frequencies
-        self.mlp = eqx.nn.MLP(
-            dim + 2 * frequencies, dim, width, depth, activation=ACTIVATIONS[activation], key=key
-        )
-
-    def __call__(self, t: Scalar, x: Float[Array, " dim"], args=None) -> Float[Array, " dim"]:
-        k = jnp.pi * jnp.arange(1, self.frequencies + 1, dtype=x.dtype)
-        angle = k * jnp.asarray(t, x.dtype)
-        return self.mlp(jnp.concatenate([x, jnp.sin(angle), jnp.cos(angle)]))
-
-
-def _build_model(m: DictConfig, key: PRNGKeyArray) -> _VelocityField:
-    return _VelocityField(2, m.width, m.depth, m.time_frequencies, m.activation, key=key)
+def build_model(m: DictConfig, *, key: PRNGKeyArray) -> MLPField:
+    """The velocity `b(t, x) = MLP(x, sin(πt), …, sin(Kπt), cos(πt), …, cos(Kπt))` of a
+    `model` config section (`ToyModelConfig`), for one 2-D point."""
+    return MLPField(dim=2, width=m.width, depth=m.depth, activation=m.activation,
+                    time_features=m.time_frequencies, key=key)  # fmt: skip
 
 
 def _interpolant(family: str, c: DictConfig) -> Interpolant:
@@ -174,7 +159,7 @@ def _data_entropy(dataset: str, x: Array) -> float | None:
 
 
 def evaluate_flow(
-    model: _VelocityField,
+    model: MLPField,
     dataset: str,
     key: PRNGKeyArray,
     *,
@@ -279,19 +264,18 @@ class GenerativeToy2DConfig:
     families: list[str] = distinct_names(FAMILIES, FAMILIES)
     main_dataset: str = choice("checkerboard", DATASETS)
     main_family: str = choice("linear", FAMILIES)
-    model: ToyModelConfig = dataclasses.field(default_factory=ToyModelConfig)
-    interpolant: ToyInterpolantConfig = dataclasses.field(default_factory=ToyInterpolantConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=30000, batch_size=1024, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
+    model: ToyModelConfig = section(ToyModelConfig)
+    interpolant: ToyInterpolantConfig = section(ToyInterpolantConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=30000, batch_size=1024, lr=2e-3, schedule="cosine", chunk=500
     )
-    survey: ToySurveyConfig = dataclasses.field(default_factory=ToySurveyConfig)
-    evaluation: ToyEvaluationConfig = dataclasses.field(default_factory=ToyEvaluationConfig)
-    target: ToyTargetConfig = dataclasses.field(default_factory=ToyTargetConfig)
+    survey: ToySurveyConfig = section(ToySurveyConfig)
+    evaluation: ToyEvaluationConfig = section(ToyEvaluationConfig)
+    target: ToyTargetConfig = section(ToyTargetConfig)
 
 
 def _check(cfg: DictConfig) -> None:
+    """What the schema cannot say: a batch size, and `t_min > 0` for singular interpolants."""
     if cfg.train.batch_size is None:
         raise ConfigError("train.batch_size must be a number: every step draws a fresh batch")
     c = cfg.interpolant
@@ -316,10 +300,9 @@ def _pairs(cfg: DictConfig) -> list[tuple[str, str]]:
     return [main, *rest]
 
 
-@register("generative_toy2d", GenerativeToy2DConfig)
+@register("generative_toy2d", GenerativeToy2DConfig, check=_check)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Interpolant flows on 2-D toys: samples, trajectories, NLL, W2² (checkerboard NLL <= 3.60)."""
-    _check(cfg)
     e = cfg.evaluation
     main = (cfg.main_dataset, cfg.main_family)
     root = jax.random.key(cfg.seed)
@@ -352,7 +335,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         loss = _flow_matching_loss(dataset, interpolant, batch_size, cfg.interpolant.t_min)
         fit_dir = run_dir / "fits" / f"{dataset}-{family}"
         result = fit(
-            loss, _build_model(cfg.model, init_key), jnp.zeros((1,)), optimizers[stage],
+            loss, build_model(cfg.model, key=init_key), jnp.zeros((1,)), optimizers[stage],
             steps=steps, batch_size=None, key=train_key, chunk=cfg.train.chunk, run_dir=fit_dir,
             checkpoint_every=cfg.train.checkpoint_every, resume=resume,
         )  # fmt: skip

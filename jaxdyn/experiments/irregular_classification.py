@@ -37,9 +37,8 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, distinct_names, positive
-from ..data.irregular import augment, drop_observations, hermite_coefficients
-from ..data.uea import UEA_DATASETS, UEADataset, uea
+from ..config import TrainConfig, at_least, choice, distinct_names, positive, section
+from ..data import UEA_DATASETS, UEADataset, augment, drop_observations, hermite_coefficients, uea
 from ..models.cde import NeuralCDE
 from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS
@@ -94,9 +93,9 @@ class IrregularClassificationConfig:
     seed: int = 0
     num_seeds: int = at_least(3, 1)  # seeds seed, seed + 1, …
     target_drop: float = at_least(5.0, 0.0)  # accuracy points lost from 0% to 50% missing
-    data: IrregularDataConfig = dataclasses.field(default_factory=IrregularDataConfig)
-    model: IrregularModelConfig = dataclasses.field(default_factory=IrregularModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    data: IrregularDataConfig = section(IrregularDataConfig)
+    model: IrregularModelConfig = section(IrregularModelConfig)
+    train: TrainConfig = section(TrainConfig)
 
 
 # --- models, inputs, losses ----------------------------------------------------------------

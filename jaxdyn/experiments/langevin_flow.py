@@ -1,7 +1,7 @@
 """LangevinFlow on Lorenz-driven spiking data against a GRU sequential VAE and the spike
 smoothing + Poisson GLM baseline, in the Neural Latents Benchmark's co-smoothing setting.
 
-Data (`jaxdyn.data.spikes.lorenz_spikes`): a Lorenz attractor drives the log rates of
+Data (`jaxdyn.data.lorenz_spikes`): a Lorenz attractor drives the log rates of
 `num_neurons` Poisson neurons through a random linear readout, 10-ms bins, 1-s trials. Split
 (`heldout_split`, Pei et al. 2021): 20% held-out neurons, 20% test trials. Train trials show
 all neurons; for the test trials the models see only the held-in neurons (the encoders'
@@ -53,8 +53,8 @@ from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..baselines import gaussian_smooth, smoothing_glm_baseline
-from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive
-from ..data.spikes import heldout_split, lorenz_spikes
+from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive, section
+from ..data import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
 from ..models.langevin_flow import LangevinFlow
@@ -127,9 +127,9 @@ class SmoothingGLMConfig:
 @dataclasses.dataclass
 class ModelsConfig:
     models: list[str] = distinct_names(MODELS, MODELS)
-    langevin_flow: LangevinFlowConfig = dataclasses.field(default_factory=LangevinFlowConfig)
-    seq_vae: SeqVAEConfig = dataclasses.field(default_factory=SeqVAEConfig)
-    smoothing_glm: SmoothingGLMConfig = dataclasses.field(default_factory=SmoothingGLMConfig)
+    langevin_flow: LangevinFlowConfig = section(LangevinFlowConfig)
+    seq_vae: SeqVAEConfig = section(SeqVAEConfig)
+    smoothing_glm: SmoothingGLMConfig = section(SmoothingGLMConfig)
     kl_warmup: int = at_least(300, 0)  # steps of linear KL warm-up (0: none)
     clip_norm: float = positive(10.0)
     eval_samples: int = at_least(16, 1)
@@ -145,14 +145,10 @@ class LangevinFlowExperimentConfig:
     experiment: str = "langevin_flow"
     seed: int = 0
     num_seeds: int = at_least(3, 1)  # seeds seed, seed + 1, …
-    data: LorenzSpikesConfig = dataclasses.field(default_factory=LorenzSpikesConfig)
-    model: ModelsConfig = dataclasses.field(default_factory=ModelsConfig)
-    target: LangevinFlowTargetConfig = dataclasses.field(default_factory=LangevinFlowTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=1500, batch_size=32, optimizer="adam", lr=5e-3, schedule="cosine", chunk=100
-        )  # fmt: skip
-    )
+    data: LorenzSpikesConfig = section(LorenzSpikesConfig)
+    model: ModelsConfig = section(ModelsConfig)
+    target: LangevinFlowTargetConfig = section(LangevinFlowTargetConfig)
+    train: TrainConfig = section(TrainConfig, steps=1500, lr=5e-3, schedule="cosine")
 
 
 # --- data -------------------------------------------------------------------------------------

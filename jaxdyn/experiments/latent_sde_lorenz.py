@@ -37,7 +37,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, positive
+from ..config import TrainConfig, at_least, positive, section
 from ..models.latent_sde import LatentSDE
 from ..plotting import Figure
 from ..solve import sdeint
@@ -85,29 +85,24 @@ class LorenzTargetConfig:
 class LatentSDELorenzConfig:
     experiment: str = "latent_sde_lorenz"
     seed: int = 0
-    data: LorenzDataConfig = dataclasses.field(default_factory=LorenzDataConfig)
-    model: LatentSDEModelConfig = dataclasses.field(
-        default_factory=lambda: LatentSDEModelConfig(
-            latent=4,
-            context=16,
-            hidden=32,
-            width=64,
-            depth=2,
-            prior="mlp",
-            time_input="none",
-            obs_std=0.01,
-            dt0=0.02,
-            n_samples=1,
-            kl_warmup=300,
-        )  # fmt: skip
+    data: LorenzDataConfig = section(LorenzDataConfig)
+    model: LatentSDEModelConfig = section(
+        LatentSDEModelConfig,
+        latent=4,
+        context=16,
+        hidden=32,
+        width=64,
+        depth=2,
+        prior="mlp",
+        time_input="none",
+        obs_std=0.01,
+        dt0=0.02,
+        n_samples=1,
+        kl_warmup=300,
     )
-    evaluation: LorenzEvaluationConfig = dataclasses.field(default_factory=LorenzEvaluationConfig)
-    target: LorenzTargetConfig = dataclasses.field(default_factory=LorenzTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=1500, batch_size=32, optimizer="adam", lr=3e-3, schedule="cosine", chunk=250
-        )  # fmt: skip
-    )
+    evaluation: LorenzEvaluationConfig = section(LorenzEvaluationConfig)
+    target: LorenzTargetConfig = section(LorenzTargetConfig)
+    train: TrainConfig = section(TrainConfig, steps=1500, lr=3e-3, schedule="cosine", chunk=250)
 
 
 class _LorenzDrift(eqx.Module):

@@ -44,7 +44,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import at_least, positive
+from ..config import at_least, positive, section
 from ..plotting import Figure
 from ._latent_sde import LatentSDEModelConfig, LatentSDETrainConfig, build_latent_sde, elbo_loss
 from ._records import failed_rows, loss_figure
@@ -88,40 +88,38 @@ class SineTargetConfig:
 class LatentSDESineConfig:
     experiment: str = "latent_sde_sine"
     seed: int = 0
-    data: SineDataConfig = dataclasses.field(default_factory=SineDataConfig)
-    model: LatentSDEModelConfig = dataclasses.field(
-        default_factory=lambda: LatentSDEModelConfig(
-            latent=1,
-            prior="ou_fixed",
-            time_input="sincos",
-            posterior_context=False,
-            activation="tanh",
-            zero_init=True,
-            width=64,
-            diffusion="constant",
-            diffusion_scale=0.5,
-            ou_rate=1.0,
-            decoder="identity",
-            likelihood="laplace",
-            obs_std=0.05,
-            dt0=0.01,
-            n_samples=64,
-            kl_warmup=100,
-            kl_to_horizon=True,
-        )  # fmt: skip
+    data: SineDataConfig = section(SineDataConfig)
+    model: LatentSDEModelConfig = section(
+        LatentSDEModelConfig,
+        latent=1,
+        prior="ou_fixed",
+        time_input="sincos",
+        posterior_context=False,
+        activation="tanh",
+        zero_init=True,
+        width=64,
+        diffusion="constant",
+        diffusion_scale=0.5,
+        ou_rate=1.0,
+        decoder="identity",
+        likelihood="laplace",
+        obs_std=0.05,
+        dt0=0.01,
+        n_samples=64,
+        kl_warmup=100,
+        kl_to_horizon=True,
     )
-    evaluation: SineEvaluationConfig = dataclasses.field(default_factory=SineEvaluationConfig)
-    target: SineTargetConfig = dataclasses.field(default_factory=SineTargetConfig)
-    train: LatentSDETrainConfig = dataclasses.field(
-        default_factory=lambda: LatentSDETrainConfig(
-            steps=2000,
-            batch_size=None,
-            optimizer="adam",
-            lr=1e-2,
-            schedule="constant",
-            chunk=250,
-            lr_decay=0.999,
-        )  # fmt: skip
+    evaluation: SineEvaluationConfig = section(SineEvaluationConfig)
+    target: SineTargetConfig = section(SineTargetConfig)
+    train: LatentSDETrainConfig = section(
+        LatentSDETrainConfig,
+        steps=2000,
+        batch_size=None,
+        optimizer="adam",
+        lr=1e-2,
+        schedule="constant",
+        chunk=250,
+        lr_decay=0.999,
     )
 
 

@@ -6,7 +6,8 @@ fewer function evaluations (NFE) for the same sample quality than independent-co
 matching (Lipman et al. 2023; Liu et al. 2023)?
 
 Training. For each dataset (`jaxdyn.data.toy2d`, base `N(0, I)`) two velocity fields with the
-same architecture (`generative_toy2d._VelocityField`), the same initialisation, the same
+same architecture (`generative_toy2d.build_model`: `jaxdyn.models.MLPField` with Fourier
+time features), the same initialisation, the same
 optimiser and the same random draws are trained on `velocity_loss` for the linear interpolant
 with `γ = 0`, `x_t = (1 − t) x0 + t x1`: `independent` pairs each fresh `x0` with the fresh
 `x1` of the same index; `ot` first re-pairs the minibatch along its entropic OT plan
@@ -44,17 +45,22 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, choice, distinct_names, positive
-from ..data.toy2d import toy2d
-from ..generative import LinearInterpolant, ot_coupling, velocity_loss
+from ..config import ConfigError, TrainConfig, at_least, distinct_names, positive, section
+from ..data import toy2d
+from ..generative import (
+    LinearInterpolant,
+    log_likelihood,
+    ot_coupling,
+    standard_normal,
+    velocity_loss,
+)
 from ..metrics import wasserstein2_squared
-from ..models import ACTIVATIONS
 from ..plotting import Figure
 from ..solve import odeint
 from ..train import fit, make_optimizer
-from ._records import append_result, read_results
+from ._records import append_result, read_results, w2_squared
 from ._registry import register
-from .generative_toy2d import _log_likelihood, _toy2d, _VelocityField
+from .generative_toy2d import ToyModelConfig, build_model
 
 COUPLINGS = ("independent", "ot")
 DATASETS = ("eight_gaussians", "checkerboard", "moons", "circles")
@@ -81,6 +87,14 @@ def _coupled_loss(dataset: str, coupling: str, batch_size: int, epsilon: float):
 
 
 # --- evaluation -------------------------------------------------------------------------------
+
+_draw = jax.jit(toy2d, static_argnums=(0, 1))  # one compilation per (name, n), not per op
+
+
+@eqx.filter_jit
+def _log_p(model, x, tol: float):
+    """`log p(x)` of the flow from `N(0, I)` (exact divergence, dopri5 at `rtol = atol = tol`)."""
+    return log_likelihood(model, x, standard_normal(2).log_prob, rtol=tol, atol=tol).value
 
 
 @eqx.filter_jit
@@ -129,20 +143,13 @@ def _sweep(model, x0, reference, e: DictConfig) -> list[dict]:
     for tol in e.tolerances:
         x1, nfe = _adaptive(model, x0, jnp.asarray(tol, x0.dtype))  # traced: one compile
         rows.append({"solver": "dopri5", "setting": float(tol), "nfe": int(nfe),
-                     "w2": _w2(x1, reference)})  # fmt: skip
+                     "w2": w2_squared(x1, reference)})  # fmt: skip
     for solver in e.fixed_solvers:
         for steps in e.step_counts:
             x1, _, nfe, _ = _fixed(model, x0, solver, int(steps))
             rows.append({"solver": solver, "setting": int(steps), "nfe": int(nfe),
-                         "w2": _w2(x1, reference)})  # fmt: skip
+                         "w2": w2_squared(x1, reference)})  # fmt: skip
     return rows
-
-
-def _w2(x, reference) -> float | None:
-    x = np.asarray(x)
-    if not np.all(np.isfinite(x)):
-        return None  # a diverged fixed-step solve (recorded as such, not hidden)
-    return wasserstein2_squared(x, reference)
 
 
 def steps_to_quality(
@@ -167,14 +174,6 @@ def steps_to_quality(
 
 def _positive_list(values) -> bool:
     return len(values) > 0 and all(v > 0 for v in values)
-
-
-@dataclasses.dataclass
-class NFEModelConfig:
-    width: int = at_least(256, 1)
-    depth: int = at_least(3, 1)
-    activation: str = choice("silu", ACTIVATIONS)
-    time_frequencies: int = at_least(8, 1)
 
 
 @dataclasses.dataclass
@@ -207,85 +206,107 @@ class NFEQualityConfig:
     seed: int = 0
     datasets: list[str] = distinct_names(["eight_gaussians", "checkerboard"], DATASETS)
     couplings: list[str] = distinct_names(COUPLINGS, COUPLINGS)
-    model: NFEModelConfig = dataclasses.field(default_factory=NFEModelConfig)
-    coupling: NFECouplingConfig = dataclasses.field(default_factory=NFECouplingConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=4000, batch_size=256, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
+    model: ToyModelConfig = section(ToyModelConfig)
+    coupling: NFECouplingConfig = section(NFECouplingConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=4000, batch_size=256, lr=2e-3, schedule="cosine", chunk=500
     )
-    evaluation: NFEEvaluationConfig = dataclasses.field(default_factory=NFEEvaluationConfig)
+    evaluation: NFEEvaluationConfig = section(NFEEvaluationConfig)
 
 
 # --- the experiment ---------------------------------------------------------------------------
 
 
-@register("nfe_quality", NFEQualityConfig)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """NFE vs W2² for flow matching with independent vs minibatch-OT coupling (OT-CFM)."""
+def _check(cfg: DictConfig) -> None:
+    """What the schema cannot say: every step draws a fresh batch of `train.batch_size`."""
     if cfg.train.batch_size is None:
         raise ConfigError("train.batch_size must be a number: every step draws a fresh batch")
-    e = cfg.evaluation
+
+
+@register("nfe_quality", NFEQualityConfig, check=_check)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """NFE vs W2² for flow matching with independent vs minibatch-OT coupling (OT-CFM)."""
     root = jax.random.key(cfg.seed)
-    init_key = jax.random.fold_in(root, 0)
-    dtype = jnp.result_type(float)
     optimizer = make_optimizer(cfg.train.optimizer, cfg.train.lr, schedule=cfg.train.schedule,
                                steps=cfg.train.steps)  # fmt: skip
     results_path = run_dir / "results.jsonl"
     done = read_results(results_path, ("dataset", "coupling")) if resume else {}
     if not resume:
         results_path.write_text("")
-
     for dataset in cfg.datasets:
-        d_index = DATASETS.index(dataset)
-        train_key = jax.random.fold_in(jax.random.fold_in(root, 1), d_index)
-        k_base, k_ref, k_ref2, k_test, k_straight = jax.random.split(
-            jax.random.fold_in(jax.random.fold_in(root, 2), d_index), 5
-        )
-        x0 = jax.random.normal(k_base, (e.num_samples, 2), dtype)
-        reference = np.asarray(_toy2d(dataset, e.num_samples, key=k_ref))
-        floor = None
-        for coupling in cfg.couplings:
-            if (dataset, coupling) in done:
-                continue
-            if floor is None:
-                floor = wasserstein2_squared(reference, _toy2d(dataset, e.num_samples, key=k_ref2))
-            model = _VelocityField(2, cfg.model.width, cfg.model.depth, cfg.model.time_frequencies,
-                                   cfg.model.activation, key=init_key)  # fmt: skip
-            loss = _coupled_loss(dataset, coupling, cfg.train.batch_size, cfg.coupling.epsilon)
-            result = fit(
-                loss, model, jnp.zeros((1,)), optimizer, steps=cfg.train.steps, batch_size=None,
-                key=train_key, chunk=cfg.train.chunk, run_dir=run_dir / "fits" /
-                f"{dataset}-{coupling}", checkpoint_every=cfg.train.checkpoint_every,
-                resume=resume,
-            )  # fmt: skip
-            model = result.model
-            x_ref, ref_nfe = _adaptive(model, x0, jnp.asarray(e.reference_tol, dtype))
-            reference_w2 = _w2(x_ref, reference)
-            test = _toy2d(dataset, e.num_nll, key=k_test)
-            log_p = _log_likelihood(model, test, e.reference_tol, e.reference_tol).value
-            log_p = np.asarray(log_p, np.float64)
-            x_straight = jax.random.normal(k_straight, (e.num_samples, 2), dtype)
-            sweep = _sweep(model, x0, reference, e)
+        todo = [c for c in cfg.couplings if (dataset, c) not in done]
+        if not todo:
+            continue
+        points = _evaluation_points(cfg, root, dataset)
+        for coupling in todo:
+            fit_dir = run_dir / "fits" / f"{dataset}-{coupling}"
+            result = _train(cfg, root, dataset, coupling, optimizer, fit_dir, resume)
             row = {
                 "dataset": dataset,
                 "coupling": coupling,
-                "w2_floor": float(floor),
-                "reference_w2": reference_w2,
-                "reference_nfe": int(ref_nfe),
-                "nll": float(-log_p.mean()),
-                "nll_se": float(log_p.std(ddof=1) / np.sqrt(e.num_nll)),
-                **_straightness_row(model, x_straight, e.reference_steps),
-                "steps_to_quality": steps_to_quality(
-                    sweep, reference_w2, floor, e.quality_factor, e.quality_margin
-                ),
-                "sweep": sweep,
+                **_evaluate(result.model, points, cfg.evaluation),
                 "final_loss": float(np.mean(result.losses[-100:])) if result.losses.size else None,
             }
             done[dataset, coupling] = row
             append_result(results_path, row)
-
     rows = {(d, c): done[d, c] for d in cfg.datasets for c in cfg.couplings}
+    return _report(cfg, run_dir, rows)
+
+
+def _train(cfg: DictConfig, root, dataset: str, coupling: str, optimizer, fit_dir: Path,
+           resume: bool):  # fmt: skip
+    """One coupling's fit: the same initialisation and draws for both couplings of a dataset."""
+    model = build_model(cfg.model, key=jax.random.fold_in(root, 0))
+    loss = _coupled_loss(dataset, coupling, cfg.train.batch_size, cfg.coupling.epsilon)
+    train_key = jax.random.fold_in(jax.random.fold_in(root, 1), DATASETS.index(dataset))
+    return fit(
+        loss, model, jnp.zeros((1,)), optimizer, steps=cfg.train.steps, batch_size=None,
+        key=train_key, chunk=cfg.train.chunk, run_dir=fit_dir,
+        checkpoint_every=cfg.train.checkpoint_every, resume=resume,
+    )  # fmt: skip
+
+
+def _evaluation_points(cfg: DictConfig, root, dataset: str) -> dict:
+    """One dataset's fixed evaluation sets, the same for both couplings: base points `x0`,
+    data `reference` with its data-vs-data W2² `floor`, NLL `test` points and the base points
+    `x_straight` of the straightness integrals."""
+    e, dtype = cfg.evaluation, jnp.result_type(float)
+    k_base, k_ref, k_ref2, k_test, k_straight = jax.random.split(
+        jax.random.fold_in(jax.random.fold_in(root, 2), DATASETS.index(dataset)), 5
+    )
+    reference = np.asarray(_draw(dataset, e.num_samples, key=k_ref))
+    return {
+        "x0": jax.random.normal(k_base, (e.num_samples, 2), dtype),
+        "reference": reference,
+        "floor": wasserstein2_squared(reference, _draw(dataset, e.num_samples, key=k_ref2)),
+        "test": _draw(dataset, e.num_nll, key=k_test),
+        "x_straight": jax.random.normal(k_straight, (e.num_samples, 2), dtype),
+    }
+
+
+def _evaluate(model, points: dict, e: DictConfig) -> dict:
+    """The accurate solve's W2² and NFE, the NLL, the straightness and the solver sweep."""
+    x0, reference, floor = points["x0"], points["reference"], points["floor"]
+    x_ref, ref_nfe = _adaptive(model, x0, jnp.asarray(e.reference_tol, x0.dtype))
+    reference_w2 = w2_squared(x_ref, reference)
+    log_p = np.asarray(_log_p(model, points["test"], e.reference_tol), np.float64)
+    sweep = _sweep(model, x0, reference, e)
+    return {
+        "w2_floor": float(floor),
+        "reference_w2": reference_w2,
+        "reference_nfe": int(ref_nfe),
+        "nll": float(-log_p.mean()),
+        "nll_se": float(log_p.std(ddof=1) / np.sqrt(e.num_nll)),
+        **_straightness_row(model, points["x_straight"], e.reference_steps),
+        "steps_to_quality": steps_to_quality(
+            sweep, reference_w2, floor, e.quality_factor, e.quality_margin
+        ),
+        "sweep": sweep,
+    }
+
+
+def _report(cfg: DictConfig, run_dir: Path, rows: dict) -> dict:
+    """Figure, table and the summary."""
     _figure(run_dir / "w2_vs_nfe.png", cfg, rows)
     comparison = _comparison(cfg, rows)
     table = _table(cfg, rows)

@@ -64,8 +64,17 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, positive
-from ..data.toy2d import TOY2D, toy2d
+from ..config import (
+    ConfigError,
+    TrainConfig,
+    at_least,
+    choice,
+    distinct_names,
+    fraction,
+    positive,
+    section,
+)
+from ..data import TOY2D, toy2d
 from ..generative import (
     VPSDE,
     dsm_loss,
@@ -75,56 +84,40 @@ from ..generative import (
     sample_reverse_sde,
 )
 from ..generative.fokker_planck import fokker_planck_loss, fokker_planck_weight
-from ..metrics import wasserstein2_squared
 from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure
 from ..train import fit, make_optimizer
 from ..train.checkpoint import atomic_write
-from ._records import append_result, read_results
+from ._records import append_result, mean_se, read_results, w2_squared
 from ._registry import register
 
 # --- config -----------------------------------------------------------------------------------
-
-
-def _datasets(values) -> bool:
-    return 0 < len(values) == len(set(values)) and set(values) <= set(TOY2D)
 
 
 def _weights(values) -> bool:
     return 0 < len(values) == len(set(values)) and min(values) >= 0
 
 
-def _unit(default: float):
-    return dataclasses.field(
-        default=default, metadata={"check": (lambda v: 0 < v < 1, "in (0, 1)")}
-    )
-
-
 @dataclasses.dataclass
 class GapDataConfig:
-    datasets: list[str] = dataclasses.field(
-        default_factory=lambda: ["checkerboard", "blobs", "circles"],
-        metadata={"check": (_datasets, f"a non-empty list of distinct names from {list(TOY2D)}")},
-    )
+    datasets: list[str] = distinct_names(["checkerboard", "blobs", "circles"], TOY2D)
 
 
 @dataclasses.dataclass
 class GapSDEConfig:
     beta_min: float = positive(0.1)
     beta_max: float = positive(20.0)
-    t_min: float = _unit(1e-3)  # samplers stop here; DSM draws t ~ U[t_min, 1]
+    t_min: float = fraction(1e-3)  # samplers stop here; DSM draws t ~ U[t_min, 1]
 
 
 @dataclasses.dataclass
 class GapModelConfig:
     width: int = at_least(128, 1)
     depth: int = at_least(3, 1)
-    activation: str = dataclasses.field(
-        default="silu", metadata={"choices": tuple(a for a in ACTIVATIONS if a != "relu")}
-    )  # smooth: the regulariser differentiates the network three times
-    time_input: str = dataclasses.field(
-        default="t", metadata={"choices": ("t", "log_sigma")}
-    )  # what the MLP sees as time: t itself, or log σ(t) (resolves the small times)
+    # smooth: the regulariser differentiates the network three times
+    activation: str = choice("silu", [a for a in ACTIVATIONS if a != "relu"])
+    # what the MLP sees as time: t itself, or log σ(t) (resolves the small times)
+    time_input: str = choice("t", ("t", "log_sigma"))
 
 
 @dataclasses.dataclass
@@ -133,10 +126,9 @@ class GapRegulariserConfig:
         default_factory=lambda: [0.0, 0.1, 1.0, 10.0],
         metadata={"check": (_weights, "a non-empty list of distinct numbers >= 0")},
     )
-    weighting: str = dataclasses.field(
-        default="natural", metadata={"choices": ("natural", "sigma_power")}
-    )  # natural: λ_R = (σ³/g²)² (O(1) at every t); sigma_power: λ_R = σ^weight_power
-    t_min: float = _unit(1e-3)  # the regulariser's times t ~ U[t_min, 1]
+    # natural: λ_R = (σ³/g²)² (O(1) at every t); sigma_power: λ_R = σ^weight_power
+    weighting: str = choice("natural", ("natural", "sigma_power"))
+    t_min: float = fraction(1e-3)  # the regulariser's times t ~ U[t_min, 1]
     weight_power: float = at_least(2.0, 0.0)  # the exponent of weighting=sigma_power
     batch_size: int = at_least(64, 1)  # points per step for the regulariser (the costly term)
 
@@ -162,16 +154,14 @@ class GapTargetConfig:
 class OdeSdeGapConfig:
     experiment: str = "ode_sde_gap"
     seed: int = 0
-    data: GapDataConfig = dataclasses.field(default_factory=GapDataConfig)
-    sde: GapSDEConfig = dataclasses.field(default_factory=GapSDEConfig)
-    model: GapModelConfig = dataclasses.field(default_factory=GapModelConfig)
-    regulariser: GapRegulariserConfig = dataclasses.field(default_factory=GapRegulariserConfig)
-    sampling: GapSamplingConfig = dataclasses.field(default_factory=GapSamplingConfig)
-    target: GapTargetConfig = dataclasses.field(default_factory=GapTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=3000, batch_size=256, optimizer="adam", lr=2e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
+    data: GapDataConfig = section(GapDataConfig)
+    sde: GapSDEConfig = section(GapSDEConfig)
+    model: GapModelConfig = section(GapModelConfig)
+    regulariser: GapRegulariserConfig = section(GapRegulariserConfig)
+    sampling: GapSamplingConfig = section(GapSamplingConfig)
+    target: GapTargetConfig = section(GapTargetConfig)
+    train: TrainConfig = section(
+        TrainConfig, steps=3000, batch_size=256, lr=2e-3, schedule="cosine", chunk=500
     )
 
 
@@ -268,10 +258,8 @@ def _sample_sde(model, x1, key, t_min, dt0):  # not jitted: sdeint needs a concr
 
 
 @eqx.filter_jit
-def _sample_pc(model, x1, key, t_min, steps, snr):
-    return sample_predictor_corrector(
-        model, model.sde, x1, key=key, t_min=t_min, dt0=(1.0 - t_min) / steps, snr=snr
-    )
+def _sample_pc(model, x1, key, t_min, dt0, snr):
+    return sample_predictor_corrector(model, model.sde, x1, key=key, t_min=t_min, dt0=dt0, snr=snr)
 
 
 # --- the experiment ---------------------------------------------------------------------------
@@ -281,38 +269,38 @@ def _tag(weight: float) -> str:
     return f"{weight:g}"
 
 
-@register("ode_sde_gap", OdeSdeGapConfig)
+def _check(cfg: DictConfig) -> None:
+    """What the schema cannot say: `β_min <= β_max`, and the regulariser's points are part of
+    a fresh training batch of `train.batch_size`."""
+    s, r, t = cfg.sde, cfg.regulariser, cfg.train
+    if s.beta_max < s.beta_min:
+        raise ConfigError(f"sde.beta_max={s.beta_max} must be >= sde.beta_min={s.beta_min}")
+    if t.batch_size is None:
+        raise ConfigError("train.batch_size must be a number: every step draws a fresh batch")
+    if r.batch_size > t.batch_size:
+        raise ConfigError(
+            f"regulariser.batch_size={r.batch_size} must be <= train.batch_size={t.batch_size}"
+        )
+
+
+@register("ode_sde_gap", OdeSdeGapConfig, check=_check)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """W2² of probability-flow ODE vs reverse-SDE samples to the data, and between them, for
     VP score models trained with the Fokker–Planck regulariser at several weights."""
-    d, s, r, p, t = cfg.data, cfg.sde, cfg.regulariser, cfg.sampling, cfg.train
-    if s.beta_max < s.beta_min:
-        raise ValueError(f"sde.beta_max={s.beta_max} must be >= sde.beta_min={s.beta_min}")
-    if r.batch_size > t.batch_size:
-        raise ValueError(
-            f"regulariser.batch_size={r.batch_size} must be <= train.batch_size={t.batch_size}"
-        )
-    weights = sorted(float(w) for w in r.weights)
+    t = cfg.train
+    weights = sorted(float(w) for w in cfg.regulariser.weights)
     optimizer = make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps)
-    n = p.num_samples
-
-    reps = p.repeats
     results_path = run_dir / "results.jsonl"
     done = read_results(results_path, ("dataset", "weight")) if resume else {}
     if not resume:
         results_path.write_text("")
-    for i, dataset in enumerate(d.datasets):
+    for i, dataset in enumerate(cfg.data.datasets):
+        todo = [(j, w) for j, w in enumerate(weights) if (dataset, w) not in done]
+        if not todo:
+            continue
         data_key = jax.random.fold_in(jax.random.key(cfg.seed), i)
-        k_ref, k_floor, k_eval, k_prior, k_noise = jax.random.split(data_key, 5)
-        # per repeat: the data the samples are scored on, and a second set for the floor
-        references = np.asarray(_draw(dataset, reps * n, key=k_ref)).reshape(reps, n, 2)
-        floor_sets = np.asarray(_draw(dataset, reps * n, key=k_floor)).reshape(reps, n, 2)
-        floors = [_w2(a, b) for a, b in zip(floor_sets, references, strict=True)]
-        eval_batch = _draw(dataset, 512, key=k_eval)
-        x1 = jax.random.normal(k_prior, (reps * n, 2))  # the same prior draws for every model
-        for j, weight in enumerate(weights):
-            if (dataset, weight) in done:
-                continue
+        sets = _evaluation_sets(cfg, dataset, data_key)
+        for j, weight in todo:
             print(f"[ode_sde_gap] {dataset}, w_R = {weight:g}", flush=True)
             start = time.perf_counter()
             model_key, train_key = jax.random.split(jax.random.fold_in(data_key, 100 + j))
@@ -322,43 +310,79 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                 has_aux=True, run_dir=run_dir / "fits" / f"{dataset}-w{_tag(weight)}",
                 checkpoint_every=t.checkpoint_every, resume=resume,
             )  # fmt: skip
-            model = result.model
             train_seconds = time.perf_counter() - start
-            evaluation = _evaluate(model, eval_batch, k_eval, s.t_min, r.t_min, r.weight_power)
-            ode = _sample_ode(model, x1, s.t_min, p.ode_rtol, p.ode_atol)
-            x_ode, ode_stats = ode.value, ode.stats
-            x_sde = _sample_sde(model, x1, k_noise, s.t_min, (1.0 - s.t_min) / p.sde_steps).value
-            samples = {"ode": np.asarray(x_ode), "sde": np.asarray(x_sde)}
-            shown = {"data": references[0]}  # for the figure
-            if p.predictor_corrector:
-                x_pc = _sample_pc(model, x1, k_noise, s.t_min, p.pc_steps, p.pc_snr).value
-                samples["pc"] = np.asarray(x_pc)
-            sets = {k: v.reshape(reps, n, 2) for k, v in samples.items()}
-            repeats = {f"w2_{k}": [_w2(x, y) for x, y in zip(v, references, strict=True)]
-                       for k, v in sets.items()}  # fmt: skip
-            repeats["w2_ode_sde"] = [_w2(x, y) for x, y in zip(sets["ode"], sets["sde"],
-                                                              strict=True)]  # fmt: skip
-            repeats["w2_floor"] = floors
-            repeats["ode_minus_sde"] = list(np.subtract(repeats["w2_ode"], repeats["w2_sde"]))
-            row = {"dataset": dataset, "weight": weight}
-            for key, values in repeats.items():
-                row[key], row[f"{key}_se"] = _mean_se(values)
+            scores, samples = _evaluate_model(cfg, result.model, sets)
+            row = {"dataset": dataset, "weight": weight, **scores}
             row |= {
-                "ode_nfe": int(ode_stats.num_fevals),
-                **{k: float(v) for k, v in evaluation.items()},
                 "final_loss": float(result.losses[-1]) if result.losses.size else None,
                 "train_seconds": train_seconds,
                 "seconds": time.perf_counter() - start,
-                "repeats": {k: [float(x) for x in v] for k, v in repeats.items()},
+                "repeats": row.pop("repeats"),
             }
             numbers = [f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)]
             print("[ode_sde_gap] " + ", ".join(numbers), flush=True)
             atomic_write(run_dir / f"samples-{dataset}-w{_tag(weight)}.npz",
-                         lambda f, samples=samples | shown: np.savez(f, **samples))  # fmt: skip
+                         lambda f, samples=samples: np.savez(f, **samples))  # fmt: skip
             done[(dataset, weight)] = row
             append_result(results_path, row)
+    return _report(cfg, run_dir, weights, done)
 
-    rows = [done[(ds, w)] for ds in d.datasets for w in weights]
+
+def _evaluation_sets(cfg: DictConfig, dataset: str, data_key: PRNGKeyArray) -> dict:
+    """One dataset's draws, the same for every weight: per repeat the data the samples are
+    scored on (`references`, `(repeats, n, 2)`) and the data-vs-data `floors`; a fixed batch
+    for the losses (`eval_batch`, `eval_key`); the prior draws `x1` and the samplers' key."""
+    reps, n = cfg.sampling.repeats, cfg.sampling.num_samples
+    k_ref, k_floor, k_eval, k_prior, k_noise = jax.random.split(data_key, 5)
+    references = np.asarray(_draw(dataset, reps * n, key=k_ref)).reshape(reps, n, 2)
+    floor_sets = np.asarray(_draw(dataset, reps * n, key=k_floor)).reshape(reps, n, 2)
+    return {
+        "references": references,
+        "floors": [w2_squared(a, b) for a, b in zip(floor_sets, references, strict=True)],
+        "eval_batch": _draw(dataset, 512, key=k_eval),
+        "eval_key": k_eval,
+        "x1": jax.random.normal(k_prior, (reps * n, 2)),  # the same prior draws for every model
+        "noise_key": k_noise,
+    }
+
+
+def _evaluate_model(cfg: DictConfig, model: NoiseScore, sets: dict) -> tuple[dict, dict]:
+    """Losses on the evaluation batch, and W2² (mean, standard error, per repeat) of each
+    sampler to the data and of ODE to SDE. Returns `(scores, samples)`."""
+    s, r, p = cfg.sde, cfg.regulariser, cfg.sampling
+    x1, key, references = sets["x1"], sets["noise_key"], sets["references"]
+    evaluation = _evaluate(model, sets["eval_batch"], sets["eval_key"], s.t_min, r.t_min,
+                           r.weight_power)  # fmt: skip
+    ode = _sample_ode(model, x1, s.t_min, p.ode_rtol, p.ode_atol)
+    x_sde = _sample_sde(model, x1, key, s.t_min, (1.0 - s.t_min) / p.sde_steps).value
+    samples = {"ode": np.asarray(ode.value), "sde": np.asarray(x_sde)}
+    if p.predictor_corrector:
+        x_pc = _sample_pc(model, x1, key, s.t_min, (1.0 - s.t_min) / p.pc_steps, p.pc_snr).value
+        samples["pc"] = np.asarray(x_pc)
+    by_repeat = {k: v.reshape(references.shape) for k, v in samples.items()}
+    repeats = {f"w2_{k}": [w2_squared(x, y) for x, y in zip(v, references, strict=True)]
+               for k, v in by_repeat.items()}  # fmt: skip
+    repeats["w2_ode_sde"] = [
+        w2_squared(x, y) for x, y in zip(by_repeat["ode"], by_repeat["sde"], strict=True)
+    ]
+    repeats["w2_floor"] = sets["floors"]
+    repeats["ode_minus_sde"] = list(np.subtract(repeats["w2_ode"], repeats["w2_sde"]))
+    scores = {}
+    for name, values in repeats.items():
+        stats = mean_se(values)
+        scores[name], scores[f"{name}_se"] = stats["mean"], stats["se"]
+    scores |= {
+        "ode_nfe": int(ode.stats.num_fevals),
+        **{k: float(v) for k, v in evaluation.items()},
+        "repeats": {k: [float(x) for x in v] for k, v in repeats.items()},
+    }
+    return scores, samples | {"data": references[0]}  # the first data set: for the figure
+
+
+def _report(cfg: DictConfig, run_dir: Path, weights: list[float], done: dict) -> dict:
+    """Tables, figures, the paper's claims per dataset, and the summary."""
+    p = cfg.sampling
+    rows = [done[(ds, w)] for ds in cfg.data.datasets for w in weights]
     _write_table(run_dir, rows)
     _samples_figure(run_dir, cfg, weights)
     _w2_figure(run_dir, cfg, weights, done)
@@ -366,11 +390,11 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     table = _markdown(rows)
     (run_dir / "results.md").write_text(
         "# ODE–SDE gap (VP score models, DSM + w_R · FP)\n\nW2² by exact OT between sets of "
-        f"{n} samples; mean ± standard error over {reps} independent sample and data sets; "
-        "floor: two fresh data sets.\n\n" + table
+        f"{p.num_samples} samples; mean ± standard error over {p.repeats} independent sample "
+        "and data sets; floor: two fresh data sets.\n\n" + table
     )
     return {
-        "datasets": list(d.datasets),
+        "datasets": list(cfg.data.datasets),
         "weights": weights,
         "results": rows,
         "table_markdown": table,
@@ -383,23 +407,12 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "target_met": bool(
             all(c["sde_markedly_closer_at_0"] and c["gap_shrinks"] for c in claims.values())
         ),  # fmt: skip
-        "steps": t.steps,
+        "steps": cfg.train.steps,
     }
-
-
-def _mean_se(values) -> tuple[float, float | None]:
-    """Mean and standard error of the mean (`None` with one value)."""
-    values = np.asarray(values, dtype=np.float64)
-    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
-    return float(values.mean()), se
 
 
 def _se(row: dict, key: str) -> float:
     return row[f"{key}_se"] or 0.0
-
-
-def _w2(x, y) -> float:
-    return wasserstein2_squared(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
 
 
 def _claims(cfg: DictConfig, weights: list[float], done: dict) -> dict:

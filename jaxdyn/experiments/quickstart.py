@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import SolveConfig, TrainConfig, at_least, choice, positive
+from ..config import SolveConfig, TrainConfig, at_least, choice, positive, section
 from ..data import spiral, spiral_field, windows
 from ..models import ACTIVATIONS, FEATURES, MLPField, NeuralODE
 from ..plotting import Figure
@@ -51,10 +51,10 @@ class QuickstartConfig:
     experiment: str = "quickstart"
     seed: int = 0
     target_rel_error: float = 0.1
-    data: SpiralDataConfig = dataclasses.field(default_factory=SpiralDataConfig)
-    model: FieldConfig = dataclasses.field(default_factory=FieldConfig)
-    solve: SolveConfig = dataclasses.field(default_factory=SolveConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    data: SpiralDataConfig = section(SpiralDataConfig)
+    model: FieldConfig = section(FieldConfig)
+    solve: SolveConfig = section(SolveConfig)
+    train: TrainConfig = section(TrainConfig)
 
 
 def build_model(cfg: DictConfig, *, key: PRNGKeyArray) -> NeuralODE:

@@ -1,7 +1,7 @@
 """Fitting an SDE to sampled paths: drift and diffusion networks by Gaussian transition
 likelihood, on the one-dimensional stochastic double well.
 
-Data. `num_paths` paths of the Itô SDE (`jaxdyn.data.stochastic.double_well_paths`)
+Data. `num_paths` paths of the Itô SDE (`jaxdyn.data.double_well_paths`)
 
     dx = (x - x³) dt + σ(x) dW,    σ(x) = √(σ₀² + σ₁² x²)    (σ₁ = 0: additive noise),
 
@@ -76,8 +76,8 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive
-from ..data.stochastic import double_well_diffusion, double_well_drift, double_well_paths
+from ..config import TrainConfig, at_least, choice, positive, section
+from ..data import double_well_diffusion, double_well_drift, double_well_paths
 from ..metrics import wasserstein_1d
 from ..models import ACTIVATIONS, MLPField, NeuralSDE, SoftplusField
 from ..plotting import Figure
@@ -151,15 +151,11 @@ class SDEFitTargetConfig:
 class SDEFitConfig:
     experiment: str = "sde_fit"
     seed: int = 0
-    data: DoubleWellConfig = dataclasses.field(default_factory=DoubleWellConfig)
-    model: SDEModelConfig = dataclasses.field(default_factory=SDEModelConfig)
-    evaluation: SDEEvaluationConfig = dataclasses.field(default_factory=SDEEvaluationConfig)
-    target: SDEFitTargetConfig = dataclasses.field(default_factory=SDEFitTargetConfig)
-    train: TrainConfig = dataclasses.field(
-        default_factory=lambda: TrainConfig(
-            steps=3000, batch_size=32, optimizer="adam", lr=3e-3, schedule="cosine", chunk=500
-        )  # fmt: skip
-    )
+    data: DoubleWellConfig = section(DoubleWellConfig)
+    model: SDEModelConfig = section(SDEModelConfig)
+    evaluation: SDEEvaluationConfig = section(SDEEvaluationConfig)
+    target: SDEFitTargetConfig = section(SDEFitTargetConfig)
+    train: TrainConfig = section(TrainConfig, steps=3000, lr=3e-3, schedule="cosine", chunk=500)
 
 
 # --- experiment -------------------------------------------------------------------------------

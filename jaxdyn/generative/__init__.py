@@ -9,8 +9,8 @@ take `args=None` and pass it on; `key` is keyword-only; samplers and `log_likeli
 `Endpoint` (`jaxdyn.solve`) and follow `on_failure` (`docs/api.md`). `GaussianMixture` and
 `standard_normal` live in `jaxdyn.data` and are re-exported here."""
 
-from ..data.mixture import GaussianMixture as GaussianMixture
-from ..data.mixture import standard_normal as standard_normal
+from ..data import GaussianMixture as GaussianMixture
+from ..data import standard_normal as standard_normal
 from .coupling import ot_coupling as ot_coupling
 from .coupling import ot_plan as ot_plan
 from .diffusion import dsm_loss as dsm_loss

@@ -6,9 +6,9 @@ from jaxtyping import Array, PyTree
 
 from .._checks import OnFailure
 from .._solvers import apply_failure_policy
-from ..solve import RESULTS, Endpoint, Stats
+from ..solve import RESULTS, Endpoint, Solution, Stats
 
-__all__ = ["endpoint"]
+__all__ = ["endpoint", "final_endpoint"]
 
 
 def endpoint(
@@ -32,3 +32,13 @@ def endpoint(
     else:
         value, result = jax.vmap(policy)(value, result)
     return Endpoint(value=value, stats=stats, result=result)
+
+
+def final_endpoint(
+    sol: Solution, batched: bool, *, on_failure: OnFailure, caller: str, max_steps: int
+) -> Endpoint:
+    """`endpoint` of a sampler's solve, run with `on_failure="return"`: the state at its last
+    time, for one sample `(time, dim)` or a batch `(batch, time, dim)`."""
+    value = sol.ys[:, -1] if batched else sol.ys[-1]
+    return endpoint(value, sol.stats, sol.result, on_failure=on_failure, caller=caller,
+                    max_steps=max_steps)  # fmt: skip

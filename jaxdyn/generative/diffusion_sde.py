@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
 
-from ..data.mixture import GaussianMixture
+from ..data import GaussianMixture
 
 __all__ = ["VESDE", "VPSDE", "DiffusionSDE", "diffused_mixture"]
 

@@ -25,7 +25,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._checks import OnFailure, check_choice, check_key, check_on_failure
-from .._solvers import fixed_step_count, resolve_max_steps
+from .._solvers import default_max_steps
 from ..solve import Endpoint, odeint
 from ._checks import check_samples, check_times
 from ._endpoint import endpoint
@@ -148,8 +148,7 @@ def log_likelihood(
     t0, t1 = float(t0), float(t1)
     sign = 1.0 if t1 > t0 else -1.0
     times = np.asarray([0.0, abs(t1 - t0)], dtype=x.dtype)
-    fixed = dt0 is not None and rtol is None and atol is None
-    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
+    max_steps = default_max_steps(max_steps, times, dt0, rtol, atol)
     field = _Augmented(velocity, t1, sign)
 
     def one(y1, probe_):

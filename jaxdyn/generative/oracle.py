@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Scalar
 
-from ..data.mixture import GaussianMixture
+from ..data import GaussianMixture
 from .interpolants import Interpolant
 
 __all__ = ["InterpolantOracle"]

@@ -22,10 +22,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._checks import OnFailure, check_key, check_on_failure
-from .._solvers import fixed_step_count, resolve_max_steps
+from .._solvers import default_max_steps
 from ..solve import Endpoint, odeint, sdeint
 from ._checks import check_batch, check_samples, check_times
-from ._endpoint import endpoint
+from ._endpoint import final_endpoint
 from ._fields import Constant, Field, Reparametrised, SDEDrift, SDENoise
 
 __all__ = ["sample_ode", "sample_sde"]
@@ -68,8 +68,7 @@ def sample_ode(
     check_batch(batch)
     check_on_failure(on_failure)
     span = abs(float(t1) - float(t0))
-    fixed = dt0 is not None and rtol is None and atol is None
-    max_steps = resolve_max_steps(max_steps, fixed_step_count((0.0, span), dt0) if fixed else None)
+    max_steps = default_max_steps(max_steps, (0.0, span), dt0, rtol, atol)
     sign = 1.0 if t1 > t0 else -1.0
     sol = odeint(
         Reparametrised(velocity, float(t0), sign, sign),
@@ -84,9 +83,8 @@ def sample_ode(
         on_failure="return",
         batch=batch if batched else None,
     )
-    x1 = sol.ys[:, -1] if batched else sol.ys[-1]
-    return endpoint(x1, sol.stats, sol.result, on_failure=on_failure, caller="sample_ode",
-                    max_steps=max_steps)  # fmt: skip
+    return final_endpoint(sol, batched, on_failure=on_failure, caller="sample_ode",
+                          max_steps=max_steps)  # fmt: skip
 
 
 def _epsilon_fn(epsilon: float | Callable) -> Callable:
@@ -160,7 +158,6 @@ def sample_sde(
         on_failure="return",
         batch=batch if batched else None,
     )
-    x1 = sol.ys[:, -1] if batched else sol.ys[-1]
-    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0))
-    return endpoint(x1, sol.stats, sol.result, on_failure=on_failure, caller="sample_sde",
-                    max_steps=max_steps)  # fmt: skip
+    max_steps = default_max_steps(max_steps, times, dt0)
+    return final_endpoint(sol, batched, on_failure=on_failure, caller="sample_sde",
+                          max_steps=max_steps)  # fmt: skip

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from .._checks import lookup
-from ..data.irregular import HermiteCoefficients, cubic_path
+from ..data import HermiteCoefficients
 from ..solve import OnFailure, Solution, cdeint
 from ._arguments import check_sizes
+from ._paths import series_path
 from ._solve import ODE_OPTIONS, solve_options
 from .fields import ACTIVATIONS
 
@@ -126,13 +127,7 @@ class NeuralCDE(eqx.Module):
     ) -> Solution:
         """The hidden path `h` at `save_ts` (default: every time of `ts`) as a `Solution`
         with `ys` of shape `(save, hidden)`, plus solver statistics."""
-        path = cubic_path(ts, coefficients)
-        channels = coefficients[0].shape[-1]
-        if channels != self.field.channels:
-            raise ValueError(
-                f"NeuralCDE was built for {self.field.channels} channels, but the "
-                f"coefficients have {channels} (shape {coefficients[0].shape})"
-            )
+        path = series_path("NeuralCDE", self.field.channels, ts, coefficients)
         h0 = self.initial(path.evaluate(path.t0))
         save_ts = ts if save_ts is None else save_ts
         return cdeint(self.field, path, h0, save_ts, **solve_options(self, *ODE_OPTIONS))

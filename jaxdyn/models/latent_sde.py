@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_increasing, check_positive
 from ..solve import OnFailure, sdeint
 from ._arguments import check_sizes
 from .fields import MLPField
@@ -304,10 +304,7 @@ def _concrete_times(name: str, ts, dtype=None) -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D array of times, got shape {times.shape}")
     if not np.issubdtype(times.dtype, np.floating):
         raise TypeError(f"{name} must be floating point, got dtype {times.dtype}")
-    if not np.all(np.diff(times) > 0):
-        bad = int(np.argmin(np.diff(times) > 0))
-        raise ValueError(f"{name} must be strictly increasing; {name}[{bad}]={times[bad]} is "
-                         f"followed by {name}[{bad + 1}]={times[bad + 1]}")  # fmt: skip
+    check_increasing(name, times)
     return times if dtype is None else times.astype(np.dtype(dtype))
 
 

@@ -5,7 +5,7 @@ Time Series Data", propose three classes of neural SDE whose drift and diffusion
 that a unique strong solution exists and the model is robust to distribution shift (missing
 data), and compare them with a naive neural SDE whose diffusion is an unconstrained network of
 the state. All four read an irregular series through its continuous path `X` (the
-backward-Hermite cubic of `jaxdyn.data.irregular.hermite_coefficients`, time as a channel):
+backward-Hermite cubic of `jaxdyn.data.hermite_coefficients`, time as a channel):
 
     z(t_0) = ℓ_0(X(t_0)),                              ℓ_0 linear: the first observation
     z̃(t)   = ζ(t, z(t), X(t)),                         the control enters the drift
@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from ..data.irregular import HermiteCoefficients, cubic_path
+from ..data import HermiteCoefficients
 from ..solve import OnFailure, Solution, sdeint
 from ._arguments import check_sizes
+from ._paths import series_path
 from ._solve import solve_options
 
 __all__ = [
@@ -56,6 +57,18 @@ __all__ = [
 def _time_features(t: Scalar) -> Float[Array, "2"]:
     """`φ(t) = (sin t, cos t)`, the time embedding of the authors' code."""
     return jnp.stack([jnp.sin(t), jnp.cos(t)])
+
+
+def _controlled_inputs(t: Scalar, z: Array, x: Array, time: bool = True) -> Array:
+    """`[φ(t), z, x]` in the state's dtype (`[z, x]` when `time=False`): what `ζ` and the naive
+    diffusion read."""
+    parts = ([_time_features(t).astype(z.dtype)] if time else []) + [z, x.astype(z.dtype)]
+    return jnp.concatenate(parts)
+
+
+def _scaled_tanh(mlp: eqx.nn.MLP, theta: Array, inputs: Array) -> Array:
+    """`tanh(s · relu(MLP(inputs)))` with `s = sigmoid(θ)`: the authors' bounded diffusion."""
+    return jnp.tanh(jax.nn.sigmoid(theta) * jax.nn.relu(mlp(inputs)))
 
 
 class ControlledDrift(eqx.Module):
@@ -98,8 +111,7 @@ class ControlledDrift(eqx.Module):
         self, t: Scalar, z: Float[Array, " hidden"], x: Float[Array, " channels"]
     ) -> Float[Array, " width"]:
         """`z̃ = ζ(t, z, X(t))`."""
-        parts = ([_time_features(t).astype(z.dtype)] if self.time else []) + [z, x.astype(z.dtype)]
-        return self.embed(jnp.concatenate(parts))
+        return self.embed(_controlled_inputs(t, z, x, self.time))
 
     def __call__(
         self, t: Scalar, z: Float[Array, " hidden"], x: Float[Array, " channels"]
@@ -129,8 +141,7 @@ class TimeDiffusion(eqx.Module):
         self.theta = jnp.asarray(theta, dtype=self.mlp.layers[0].weight.dtype)
 
     def __call__(self, t: Scalar) -> Float[Array, " hidden"]:
-        features = _time_features(t).astype(self.theta.dtype)
-        return jnp.tanh(jax.nn.sigmoid(self.theta) * jax.nn.relu(self.mlp(features)))
+        return _scaled_tanh(self.mlp, self.theta, _time_features(t).astype(self.theta.dtype))
 
 
 class _StateDiffusion(eqx.Module):
@@ -147,8 +158,7 @@ class _StateDiffusion(eqx.Module):
         self.theta = jnp.asarray(1.0, dtype=self.mlp.layers[0].weight.dtype)
 
     def __call__(self, t, z, x):
-        inputs = jnp.concatenate([_time_features(t).astype(z.dtype), z, x.astype(z.dtype)])
-        return jnp.tanh(jax.nn.sigmoid(self.theta) * jax.nn.relu(self.mlp(inputs)))
+        return _scaled_tanh(self.mlp, self.theta, _controlled_inputs(t, z, x))
 
 
 def _save_times(ts) -> Array:
@@ -250,13 +260,7 @@ class _PathSDEClassifier(eqx.Module):
         return self._to_z(y)
 
     def _path(self, ts, coefficients: HermiteCoefficients) -> dfx.CubicInterpolation:
-        channels = jnp.shape(coefficients[0])[-1]
-        if channels != self.channels:
-            raise ValueError(
-                f"{type(self).__name__} was built for {self.channels} channels, but the "
-                f"coefficients have {channels} (shape {jnp.shape(coefficients[0])})"
-            )
-        return cubic_path(ts, coefficients)
+        return series_path(type(self).__name__, self.channels, ts, coefficients)
 
     def _solve(self, ts, coefficients, *, key, save_ts) -> Solution:
         """The solve in solver coordinates (`log z` for the GSDE)."""

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._solvers import fixed_step_count, resolve_max_steps, resolve_solver, stepsize_controller
+from .._solvers import default_max_steps, resolve_solver, stepsize_controller
 from ._common import (
     OnFailure,
     Solution,
@@ -37,7 +37,7 @@ def _path_channels(path: dfx.AbstractPath) -> tuple[int, ...]:
     if not isinstance(path, dfx.AbstractPath):
         raise TypeError(
             f"path must be a Diffrax path such as diffrax.CubicInterpolation (see "
-            f"jaxdyn.data.irregular.cubic_path), got {type(path).__name__}"
+            f"jaxdyn.data.cubic_path), got {type(path).__name__}"
         )
     value = jax.eval_shape(path.evaluate, path.t0)
     if len(value.shape) != 1:
@@ -94,7 +94,7 @@ def cdeint(
     """Solve `dy = field(t, y, args) dX(t)`, `y(ts[0]) = y0`, and return `y` at `ts`.
 
     The path `X` must be differentiable (an interpolation of data, e.g. from
-    `jaxdyn.data.irregular.cubic_path`): the CDE is solved as the ODE
+    `jaxdyn.data.cubic_path`): the CDE is solved as the ODE
     `dy/dt = field(t, y, args) · dX/dt(t)` (Kidger et al. 2020, §3.1), so every ODE solver
     applies. Adaptive solves step to the knots `path.ts` of an interpolation, where `dX/dt`
     has kinks, instead of rejecting steps to find them (a third of the steps and 70 times
@@ -135,7 +135,7 @@ def cdeint(
 
     controller = stepsize_controller(solver_, rtol, atol, dt0)
     fixed = isinstance(controller, dfx.ConstantStepSize)
-    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
+    max_steps = default_max_steps(max_steps, times, dt0, rtol, atol)
     knots = getattr(path, "ts", None)
     jumps = not fixed and knots is not None
     if jumps:

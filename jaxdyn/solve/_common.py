@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-from .._checks import OnFailure, check_on_failure, check_positive, choice_error
+from .._checks import OnFailure, check_increasing, check_on_failure, check_positive, choice_error
 from .._solvers import ADJOINTS, RESULTS, apply_failure_policy, fevals, resolve
 from .._trees import check_same_shapes, shapes
 
@@ -108,13 +108,7 @@ def check_ts(ts: Array) -> None:
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
     if not isinstance(ts, jax.core.Tracer):
-        diffs = np.diff(np.asarray(ts))
-        if not np.all(diffs > 0):
-            bad = int(np.argmin(diffs > 0))
-            raise ValueError(
-                f"ts must be strictly increasing; ts[{bad}]={float(ts[bad])} is followed by "
-                f"ts[{bad + 1}]={float(ts[bad + 1])}"
-            )
+        check_increasing("ts", np.asarray(ts))
 
 
 def check_y0(y0: PyTree, batch: Batch) -> None:

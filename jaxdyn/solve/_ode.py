@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float, PyTree
 
-from .._solvers import fixed_step_count, resolve_max_steps, resolve_solver, stepsize_controller
+from .._solvers import default_max_steps, resolve_solver, stepsize_controller
 from ._common import (
     Batch,
     JointField,
@@ -85,8 +85,7 @@ def odeint(
     check_ts(ts)
     check_y0(y0, batch)
     controller = stepsize_controller(solver_, rtol, atol, dt0)
-    fixed = isinstance(controller, dfx.ConstantStepSize)
-    max_steps = resolve_max_steps(max_steps, fixed_step_count(times, dt0) if fixed else None)
+    max_steps = default_max_steps(max_steps, times, dt0, rtol, atol)
     sample_y0 = jax.tree.map(lambda y: y[0], y0) if batch is not None else y0
     check_field(field, ts[0], sample_y0, args)
 

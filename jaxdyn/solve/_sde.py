@@ -251,6 +251,26 @@ def _levy_area(solver: dfx.AbstractSolver) -> LevyArea:
     return levy
 
 
+def _replicate(y0: ArrayLike, n_samples: int, batch: Batch) -> tuple[Array, Batch]:
+    """`n_samples` copies of one state `y0`, batched as `batch` (`vmap` by default)."""
+    if not (isinstance(n_samples, int) and n_samples > 0):
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    y0 = _check_state(y0, None)
+    return jnp.broadcast_to(y0, (n_samples,) + y0.shape), batch or "vmap"
+
+
+def _diffusion_shape(drift, diffusion, t0, sample: Array, args: Any) -> jax.ShapeDtypeStruct:
+    """The shape of `diffusion(t0, sample, args)`, after checking that the drift has the
+    state's shape (both traced, not run)."""
+    g_shape = _trace("diffusion", diffusion, t0, sample, args)
+    f_shape = _trace("drift", drift, t0, sample, args)
+    if f_shape.shape != sample.shape:
+        raise ValueError(
+            f"drift(t, y, args) must have the shape of y0 {sample.shape}, got {f_shape.shape}"
+        )
+    return g_shape
+
+
 def sdeint(
     drift: Callable[[Any, Array, Any], Array],
     diffusion: Callable[[Any, Array, Any], Array],
@@ -314,23 +334,14 @@ def sdeint(
     adjoint_ = check_options(adjoint, on_failure, dt0, batch)
     check_key(key, "sdeint")
     if n_samples is not None:
-        if not (isinstance(n_samples, int) and n_samples > 0):
-            raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-        y0 = _check_state(y0, None)
-        y0 = jnp.broadcast_to(y0, (n_samples,) + y0.shape)
-        batch = batch or "vmap"
+        y0, batch = _replicate(y0, n_samples, batch)
     y0 = _check_state(y0, batch)
     times = host_times(ts)
     ts = jnp.asarray(ts)
     check_ts(ts if times is None else times)
 
     sample = y0[0] if batch is not None else y0
-    g_shape = _trace("diffusion", diffusion, ts[0], sample, args)
-    f_shape = _trace("drift", drift, ts[0], sample, args)
-    if f_shape.shape != sample.shape:
-        raise ValueError(
-            f"drift(t, y, args) must have the shape of y0 {sample.shape}, got {f_shape.shape}"
-        )
+    g_shape = _diffusion_shape(drift, diffusion, ts[0], sample, args)
     structure = _structure(noise, sample, g_shape)
     additive = noise == "additive"
     solver_, native = _solver(solver, structure, additive, calculus, adaptive)

@@ -3,6 +3,7 @@ metrics log, and SDE transition likelihoods."""
 
 from .batches import SAMPLINGS as SAMPLINGS
 from .batches import fit_batch as fit_batch
+from .batches import index_shuffle as index_shuffle
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
 from .loop import FitResult as FitResult

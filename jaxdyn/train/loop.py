@@ -26,7 +26,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 from .batches import Batches, Sampling, num_samples
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import append_metrics, truncate_metrics
-from .parallel import axis_of, check_mesh, replicate, shard_batch
+from .parallel import auto_axes, axis_of, check_mesh, replicate, shard_batch
 
 __all__ = ["FitResult", "TrainingDivergedError", "fit", "make_step"]
 
@@ -102,7 +102,6 @@ class _Carry(NamedTuple):
     params: PyTree
     opt_state: optax.OptState
     ema: PyTree | None  # the parameters' moving average, or None
-    order: Any  # the epoch and its permutation (batches.Order)
 
 
 def _parameter_step(loss_fn, optimizer, static, has_aux: bool, mesh, parallel: str):
@@ -137,12 +136,12 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
 
     def step(carry: _Carry, s):
         batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
-        order, batch = batches.draw(data, s, key, batch_key, carry.order)
+        batch = batches.draw(data, s, key, batch_key)
         params, opt_state, loss, aux = step_fn(carry.params, carry.opt_state, batch, loss_key)
         ema = carry.ema
         if ema is not None:
             ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
-        return _Carry(params, opt_state, ema, order), (loss, aux)
+        return _Carry(params, opt_state, ema), (loss, aux)
 
     def body(carry, s):
         shapes = jax.eval_shape(step, carry, s)[1]
@@ -347,6 +346,7 @@ def fit(
                          options, ema_decay)  # fmt: skip
     if mesh is not None:
         check_mesh(mesh, parallel, batch_size, n)
+        mesh = auto_axes(mesh)
     batches = Batches(n or 0, batch_size, sampling)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params) if opt_state is None else opt_state
@@ -355,11 +355,10 @@ def fit(
     progress_ = _Progress(_key_data(key), jnp.asarray(0), jnp.asarray(worst), jnp.asarray(-1),
                           jnp.asarray(0))  # fmt: skip
     paths = _RunPaths.of(run_dir)
-    fresh = _Carry(params, opt_state, ema, None)
+    fresh = _Carry(params, opt_state, ema)
     carry, progress_ = _restore(paths.checkpoint, paths.metrics, fresh, progress_, resume)
     best = _load_best(paths, model, progress_)
     start = int(progress_.step)
-    carry = carry._replace(order=batches.start(key, start))
     if mesh is not None:
         carry, data = replicate((carry, data), mesh)
     run = _Run(loss_fn, data, key, steps, chunk, has_aux, ema_decay, checkpoint_every, static,

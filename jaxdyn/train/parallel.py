@@ -16,10 +16,10 @@ parameters, optimiser state and data are replicated. Two ways to run a step:
 """
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
-__all__ = ["PARALLEL", "axis_of", "check_mesh", "replicate", "shard_batch"]
+__all__ = ["PARALLEL", "auto_axes", "axis_of", "check_mesh", "replicate", "shard_batch"]
 
 PARALLEL = ("compiler", "shard_map")
 
@@ -40,6 +40,13 @@ def check_mesh(mesh: Mesh, parallel: str, batch_size: int | None, n: int | None)
         raise ValueError(
             f"fit: the batch ({batch} samples) must split evenly over the mesh's {size} devices"
         )
+
+
+def auto_axes(mesh: Mesh) -> Mesh:
+    """The mesh's devices and axis with `AxisType.Auto`: `fit` places the batch itself, so a
+    mesh from `jax.make_mesh` (explicit axes by default since JAX 0.7, under which a sharding
+    constraint is an assertion) serves as well as one built with `Mesh(...)`."""
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * mesh.devices.ndim)
 
 
 def axis_of(mesh: Mesh) -> str:

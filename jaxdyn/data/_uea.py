@@ -3,7 +3,7 @@
 Bagnall et al. (2018), "The UEA multivariate time series classification archive": sktime ships
 a few of its sets inside the wheel (no download). They are the equal-length sets used by the
 irregular-sampling experiments of Kidger et al. (2020) and Oh, Lim & Kim (2024), on which
-observations are then dropped (`jaxdyn.data.irregular.drop_observations`).
+observations are then dropped (`jaxdyn.data.drop_observations`).
 """
 
 from typing import NamedTuple

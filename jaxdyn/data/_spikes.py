@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._checks import check_count, check_positive
 from ..solve import odeint
 
 __all__ = [
@@ -76,16 +77,6 @@ def lorenz_field(t, y: Float[Array, " 3"], args: tuple[float, float, float]) -> 
     return jnp.stack([sigma * (y_ - x), x * (rho - z) - y_, x * y_ - beta * z], axis=-1)
 
 
-def _positive(name: str, value) -> None:
-    if not value > 0:
-        raise ValueError(f"lorenz_spikes needs {name} > 0, got {name}={value!r}")
-
-
-def _positive_int(function: str, name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{function} needs an integer {name} >= {minimum}, got {name}={value!r}")
-
-
 def lorenz_spikes(
     *,
     key: PRNGKeyArray,
@@ -120,12 +111,11 @@ def lorenz_spikes(
 
     **Returns:** a `SpikeData`; `rates` are expected counts per bin (`λ Δ`).
     """
-    for name, value in (("num_trials", num_trials), ("num_neurons", num_neurons)):
-        _positive_int("lorenz_spikes", name, value)
-    _positive_int("lorenz_spikes", "num_bins", num_bins, minimum=2)
-    _positive("bin_size", bin_size)
-    _positive("time_scale", time_scale)
-    _positive("gain", gain)
+    check_count("num_trials", num_trials)
+    check_count("num_neurons", num_neurons)
+    check_count("num_bins", num_bins, 2)
+    for name, value in (("bin_size", bin_size), ("time_scale", time_scale), ("gain", gain)):
+        check_positive(name, value)
     if burn_in < 0:
         raise ValueError(f"lorenz_spikes needs burn_in >= 0, got burn_in={burn_in!r}")
     low, high = base_rate_range
@@ -204,8 +194,8 @@ def heldout_split(
 
     **Returns:** a `HeldoutSplit` of sorted index arrays.
     """
-    _positive_int("heldout_split", "num_trials", num_trials, minimum=2)
-    _positive_int("heldout_split", "num_neurons", num_neurons, minimum=2)
+    check_count("num_trials", num_trials, 2)
+    check_count("num_neurons", num_neurons, 2)
     for name, fraction in (
         ("neuron_fraction", neuron_fraction),
         ("trial_fraction", trial_fraction),

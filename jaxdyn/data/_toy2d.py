@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_key
-from .mixture import GaussianMixture
+from ._mixture import GaussianMixture
 
 __all__ = [
     "CHECKERBOARD_ENTROPY",
@@ -75,19 +75,14 @@ def blobs_mixture() -> GaussianMixture:
     return GaussianMixture(np.ones(5), _on_circle(5, 3.0, np.pi / 2), 0.4**2)
 
 
-def _mixture_sampler(mixture: Callable[[], GaussianMixture]) -> Callable:
-    def sample(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
-        return mixture().sample(n, key=key)
-
-    return sample
+def eight_gaussians(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
+    """`n` samples of the eight-Gaussians mixture (`eight_gaussians_mixture`)."""
+    return eight_gaussians_mixture().sample(n, key=key)
 
 
-eight_gaussians = _mixture_sampler(eight_gaussians_mixture)
-eight_gaussians.__name__ = eight_gaussians.__qualname__ = "eight_gaussians"
-eight_gaussians.__doc__ = "`n` samples of the eight-Gaussians mixture (see the module)."
-blobs = _mixture_sampler(blobs_mixture)
-blobs.__name__ = blobs.__qualname__ = "blobs"
-blobs.__doc__ = "`n` samples of the five-blob mixture (see the module)."
+def blobs(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
+    """`n` samples of the five-blob mixture (`blobs_mixture`)."""
+    return blobs_mixture().sample(n, key=key)
 
 
 def moons(n: int, *, key: PRNGKeyArray) -> Float[Array, "n 2"]:
