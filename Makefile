@@ -6,17 +6,25 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test docs bench clean
 
+# uv installs the project and its test extra (an eighth of pip's time here: 28 s against
+# several minutes for the same resolution); the bench extra keeps pip, which honours the
+# machine's pip configuration (a local CPU build of torch instead of a 3 GB CUDA download).
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv
+
+UV_INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python
+
 # Stamps re-install when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml | $(BIN)/uv
+	$(UV_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/uv
+	$(UV_INSTALL) -e ".[test]"
 	touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
