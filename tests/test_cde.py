@@ -1,5 +1,7 @@
 """cdeint, the irregular-data utilities and NeuralCDE (float64, see conftest.py)."""
 
+import functools
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -106,41 +108,48 @@ def test_adaptive_steps_stop_at_knots_and_count_fevals():
     assert 0 <= len(evaluations) - int(sol.stats.num_fevals) <= 6
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
-def test_gradient_matches_finite_differences_and_closed_form(adjoint):
-    ts = irregular_grid(8)
-    path = scalar_path(ts)
-    ends = ts[jnp.array([0, -1])]
+GRAD_TS = irregular_grid(8)
+GRAD_X = (jnp.sin(2 * GRAD_TS) + 0.3 * GRAD_TS)[:, None]  # scalar_path's observations
 
-    @jax.jit  # theta stays an array: a Python float in `args` would be static (a recompile)
-    def loss(theta):
-        sol = cdeint(
-            linear_field, path, Y0, ends, args=theta, rtol=1e-10, atol=1e-10, adjoint=adjoint
-        )
-        return jnp.sum(sol.ys[-1])
+
+# Jitted, theta and shift stay arrays: in `args` a Python float would be static (a recompile).
+@functools.partial(jax.jit, static_argnames="adjoint")
+def observed_loss(theta, shift, adjoint="checkpoint"):
+    """y_T summed, for dy = θ A y dX with the observation x_3 moved by `shift` (the path
+    through the observations is differentiable too)."""
+    path = cubic_path(GRAD_TS, hermite_coefficients(GRAD_TS, GRAD_X.at[3, 0].add(shift)))
+    ends = GRAD_TS[jnp.array([0, -1])]
+    sol = cdeint(linear_field, path, Y0, ends, args=theta, rtol=1e-10, atol=1e-10,
+                 adjoint=adjoint)  # fmt: skip
+    return jnp.sum(sol.ys[-1])
+
+
+@pytest.fixture(scope="module")
+def finite_differences():
+    """Central differences in θ and in x_3 at (θ, shift) = (0.7, 0): one compiled forward
+    solve for both, and for both adjoints."""
+    return (
+        central_difference(lambda theta: observed_loss(theta, 0.0), 0.7, h=1e-5),
+        central_difference(lambda shift: observed_loss(0.7, shift), 0.0, h=1e-5),
+    )
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+def test_gradient_matches_finite_differences_and_closed_form(adjoint, finite_differences):
+    """d y_T / dθ against central differences and the closed form, and d y_T / d x_3 (through
+    the spline) against central differences."""
+    grad = jax.jit(jax.grad(observed_loss, argnums=(0, 1)), static_argnames="adjoint")
+    d_theta, d_shift = map(float, grad(0.7, 0.0, adjoint=adjoint))
 
     def exact_loss(theta):
-        return jnp.sum(linear_exact(path, ts, theta)[-1])
+        return jnp.sum(linear_exact(scalar_path(GRAD_TS), GRAD_TS, theta)[-1])
 
-    grad = float(jax.jit(jax.grad(loss))(0.7))
     # Central differences of a solve at tol 1e-10 with h = 1e-5: error ~ 1e-10 / 1e-5 + h².
-    assert grad == pytest.approx(central_difference(loss, 0.7, h=1e-5), abs=1e-5)
-    assert grad == pytest.approx(float(jax.grad(exact_loss)(0.7)), abs=1e-6)
-
-
-def test_gradient_with_respect_to_the_observations():
-    # Differentiable through the spline: d y_T / d x_k against central differences.
-    ts = irregular_grid(8)
-    x = jnp.sin(2 * ts)[:, None]
-
-    @jax.jit
-    def loss(shift):
-        path = cubic_path(ts, hermite_coefficients(ts, x.at[3, 0].add(shift)))
-        return jnp.sum(cdeint(linear_field, path, Y0, ts, rtol=1e-10, atol=1e-10).ys[-1])
-
-    grad = float(jax.jit(jax.grad(loss))(0.0))
-    assert grad != 0.0
-    assert grad == pytest.approx(central_difference(loss, 0.0, h=1e-5), abs=1e-5)
+    fd_theta, fd_shift = finite_differences
+    assert d_theta == pytest.approx(fd_theta, abs=1e-5)
+    assert d_theta == pytest.approx(float(jax.jit(jax.grad(exact_loss))(0.7)), abs=1e-6)
+    assert d_shift != 0.0
+    assert d_shift == pytest.approx(fd_shift, abs=1e-5)
 
 
 def test_vmap_over_series_matches_one_at_a_time():
