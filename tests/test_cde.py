@@ -112,9 +112,7 @@ GRAD_TS = irregular_grid(8)
 GRAD_X = (jnp.sin(2 * GRAD_TS) + 0.3 * GRAD_TS)[:, None]  # scalar_path's observations
 
 
-# Jitted, theta and shift stay arrays: in `args` a Python float would be static (a recompile).
-@functools.partial(jax.jit, static_argnames="adjoint")
-def observed_loss(theta, shift, adjoint="checkpoint"):
+def observed_loss(theta, shift, adjoint):
     """y_T summed, for dy = θ A y dX with the observation x_3 moved by `shift` (the path
     through the observations is differentiable too)."""
     path = cubic_path(GRAD_TS, hermite_coefficients(GRAD_TS, GRAD_X.at[3, 0].add(shift)))
@@ -124,30 +122,40 @@ def observed_loss(theta, shift, adjoint="checkpoint"):
     return jnp.sum(sol.ys[-1])
 
 
+# Jitted, theta and shift stay arrays: in `args` a Python float would be static (a recompile).
+@functools.partial(jax.jit, static_argnames="adjoint")
+def loss_and_gradients(theta, shift, adjoint):
+    return jax.value_and_grad(observed_loss, argnums=(0, 1))(theta, shift, adjoint)
+
+
 @pytest.fixture(scope="module")
-def finite_differences():
-    """Central differences in θ and in x_3 at (θ, shift) = (0.7, 0): one compiled forward
-    solve for both, and for both adjoints."""
-    return (
-        central_difference(lambda theta: observed_loss(theta, 0.0), 0.7, h=1e-5),
-        central_difference(lambda shift: observed_loss(0.7, shift), 0.0, h=1e-5),
-    )
+def references():
+    """At (θ, shift) = (0.7, 0): central differences in θ and in x_3, on the loss values of
+    the compiled checkpoint-adjoint program (the forward solve is the same for both adjoints),
+    and the closed-form d y_T / dθ."""
 
-
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
-def test_gradient_matches_finite_differences_and_closed_form(adjoint, finite_differences):
-    """d y_T / dθ against central differences and the closed form, and d y_T / d x_3 (through
-    the spline) against central differences."""
-    grad = jax.jit(jax.grad(observed_loss, argnums=(0, 1)), static_argnames="adjoint")
-    d_theta, d_shift = map(float, grad(0.7, 0.0, adjoint=adjoint))
+    def loss(theta, shift):
+        return loss_and_gradients(theta, shift, adjoint="checkpoint")[0]
 
     def exact_loss(theta):
         return jnp.sum(linear_exact(scalar_path(GRAD_TS), GRAD_TS, theta)[-1])
 
+    return (
+        central_difference(lambda theta: loss(theta, 0.0), 0.7, h=1e-5),
+        central_difference(lambda shift: loss(0.7, shift), 0.0, h=1e-5),
+        float(jax.jit(jax.grad(exact_loss))(0.7)),
+    )
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+def test_gradient_matches_finite_differences_and_closed_form(adjoint, references):
+    """d y_T / dθ against central differences and the closed form, and d y_T / d x_3 (through
+    the spline) against central differences."""
+    d_theta, d_shift = map(float, loss_and_gradients(0.7, 0.0, adjoint=adjoint)[1])
+    fd_theta, fd_shift, exact_theta = references
     # Central differences of a solve at tol 1e-10 with h = 1e-5: error ~ 1e-10 / 1e-5 + h².
-    fd_theta, fd_shift = finite_differences
     assert d_theta == pytest.approx(fd_theta, abs=1e-5)
-    assert d_theta == pytest.approx(float(jax.jit(jax.grad(exact_loss))(0.7)), abs=1e-6)
+    assert d_theta == pytest.approx(exact_theta, abs=1e-6)
     assert d_shift != 0.0
     assert d_shift == pytest.approx(fd_shift, abs=1e-5)
 
