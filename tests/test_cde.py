@@ -1,5 +1,7 @@
 """cdeint, the irregular-data utilities and NeuralCDE (float64, see conftest.py)."""
 
+import functools
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -106,41 +108,56 @@ def test_adaptive_steps_stop_at_knots_and_count_fevals():
     assert 0 <= len(evaluations) - int(sol.stats.num_fevals) <= 6
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
-def test_gradient_matches_finite_differences_and_closed_form(adjoint):
-    ts = irregular_grid(8)
-    path = scalar_path(ts)
-    ends = ts[jnp.array([0, -1])]
+GRAD_TS = irregular_grid(8)
+GRAD_X = (jnp.sin(2 * GRAD_TS) + 0.3 * GRAD_TS)[:, None]  # scalar_path's observations
 
-    @jax.jit  # theta stays an array: a Python float in `args` would be static (a recompile)
-    def loss(theta):
-        sol = cdeint(
-            linear_field, path, Y0, ends, args=theta, rtol=1e-10, atol=1e-10, adjoint=adjoint
-        )
-        return jnp.sum(sol.ys[-1])
+
+def observed_loss(theta, shift, adjoint):
+    """y_T summed, for dy = θ A y dX with the observation x_3 moved by `shift` (the path
+    through the observations is differentiable too)."""
+    path = cubic_path(GRAD_TS, hermite_coefficients(GRAD_TS, GRAD_X.at[3, 0].add(shift)))
+    ends = GRAD_TS[jnp.array([0, -1])]
+    sol = cdeint(linear_field, path, Y0, ends, args=theta, rtol=1e-10, atol=1e-10,
+                 adjoint=adjoint)  # fmt: skip
+    return jnp.sum(sol.ys[-1])
+
+
+# Jitted, theta and shift stay arrays: in `args` a Python float would be static (a recompile).
+@functools.partial(jax.jit, static_argnames="adjoint")
+def loss_and_gradients(theta, shift, adjoint):
+    return jax.value_and_grad(observed_loss, argnums=(0, 1))(theta, shift, adjoint)
+
+
+@pytest.fixture(scope="module")
+def references():
+    """At (θ, shift) = (0.7, 0): central differences in θ and in x_3, on the loss values of
+    the compiled checkpoint-adjoint program (the forward solve is the same for both adjoints),
+    and the closed-form d y_T / dθ."""
+
+    def loss(theta, shift):
+        return loss_and_gradients(theta, shift, adjoint="checkpoint")[0]
 
     def exact_loss(theta):
-        return jnp.sum(linear_exact(path, ts, theta)[-1])
+        return jnp.sum(linear_exact(scalar_path(GRAD_TS), GRAD_TS, theta)[-1])
 
-    grad = float(jax.jit(jax.grad(loss))(0.7))
+    return (
+        central_difference(lambda theta: loss(theta, 0.0), 0.7, h=1e-5),
+        central_difference(lambda shift: loss(0.7, shift), 0.0, h=1e-5),
+        float(jax.jit(jax.grad(exact_loss))(0.7)),
+    )
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+def test_gradient_matches_finite_differences_and_closed_form(adjoint, references):
+    """d y_T / dθ against central differences and the closed form, and d y_T / d x_3 (through
+    the spline) against central differences."""
+    d_theta, d_shift = map(float, loss_and_gradients(0.7, 0.0, adjoint=adjoint)[1])
+    fd_theta, fd_shift, exact_theta = references
     # Central differences of a solve at tol 1e-10 with h = 1e-5: error ~ 1e-10 / 1e-5 + h².
-    assert grad == pytest.approx(central_difference(loss, 0.7, h=1e-5), abs=1e-5)
-    assert grad == pytest.approx(float(jax.grad(exact_loss)(0.7)), abs=1e-6)
-
-
-def test_gradient_with_respect_to_the_observations():
-    # Differentiable through the spline: d y_T / d x_k against central differences.
-    ts = irregular_grid(8)
-    x = jnp.sin(2 * ts)[:, None]
-
-    @jax.jit
-    def loss(shift):
-        path = cubic_path(ts, hermite_coefficients(ts, x.at[3, 0].add(shift)))
-        return jnp.sum(cdeint(linear_field, path, Y0, ts, rtol=1e-10, atol=1e-10).ys[-1])
-
-    grad = float(jax.jit(jax.grad(loss))(0.0))
-    assert grad != 0.0
-    assert grad == pytest.approx(central_difference(loss, 0.0, h=1e-5), abs=1e-5)
+    assert d_theta == pytest.approx(fd_theta, abs=1e-5)
+    assert d_theta == pytest.approx(exact_theta, abs=1e-6)
+    assert d_shift != 0.0
+    assert d_shift == pytest.approx(fd_shift, abs=1e-5)
 
 
 def test_vmap_over_series_matches_one_at_a_time():
