@@ -35,3 +35,21 @@ def linear_system(seed: int = 0, dim: int = 3):
     rng = np.random.default_rng(seed)
     M = rng.normal(size=(dim, dim)) / np.sqrt(dim) - 0.5 * np.eye(dim)
     return jnp.asarray(M), jnp.asarray(rng.normal(size=dim))
+
+
+def compiled(solve, *fields, y0, ts, **options):
+    """`solve(*fields, y0, ts, **options)` (`odeint`, `sdeint`) as one compiled program.
+
+    Un-jitted, a solve runs dozens of small operations eagerly around Diffrax's jitted loop, each
+    compiled anew for every new shape (every new fixed-step grid); here the whole solve is one
+    program. As in `eqx.filter_jit`, array leaves of `y0` and `options` (a key, `args`, a
+    tolerance given as an array) are traced and share the program; Python values and the
+    fields are static. `ts` is passed as a tuple, so it stays known at trace time (fixed-step
+    grids and step budgets need it). Use module-level fields so that calls share the cache.
+    """
+    return _compiled(solve, fields, y0, tuple(np.asarray(ts).tolist()), options)
+
+
+@eqx.filter_jit
+def _compiled(solve, fields, y0, ts, options):
+    return solve(*fields, y0, np.asarray(ts), **options)

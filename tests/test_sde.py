@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import central_difference
+from helpers import central_difference, compiled
 
 from jaxdyn.models import MLPField, NeuralSDE
 from jaxdyn.solve import GridBrownianPath, VirtualBrownianPath, convert_drift, sdeint
@@ -35,11 +35,12 @@ def gbm_exact(w, calculus="ito"):
 
 
 def strong_error(solver, dt0, calculus="ito", n=400, brownian="grid"):
-    sol = sdeint(
+    sol = compiled(
+        sdeint,
         gbm_drift,
         gbm_diffusion,
-        Y0,
-        jnp.array([0.0, 1.0]),
+        y0=Y0,
+        ts=[0.0, 1.0],
         key=KEY,
         noise="scalar",
         solver=solver,
@@ -71,6 +72,22 @@ def test_strong_order_on_gbm(solver, order, calculus):
     assert abs(slope(dts, errors) - order) < 0.15, errors
 
 
+def _linear_drift(t, y, args):
+    return MU * y
+
+
+def _half_y(t, y, args):
+    return 0.5 * y
+
+
+def _half(t, y, args):
+    return 0.5 * jnp.ones_like(y)
+
+
+def _ok(t, y, a):
+    return -y
+
+
 def test_weak_order_euler_on_gbm_and_ou():
     """Euler–Maruyama's mean follows its discrete recursion exactly; the bias vs the exact
     mean falls like dt (weak order 1)."""
@@ -79,27 +96,11 @@ def test_weak_order_euler_on_gbm_and_ou():
     gbm_bias, ou_bias = [], []
     for dt in dts:
         steps = round(1 / dt)
-        gbm = sdeint(
-            lambda t, y, a: MU * y,
-            lambda t, y, a: 0.5 * y,
-            jnp.ones(1),
-            jnp.array([0.0, 1.0]),
-            key=KEY,
-            dt0=dt,
-            n_samples=n,
-        ).ys[:, -1, 0]
+        kw = dict(y0=jnp.ones(1), ts=[0.0, 1.0], key=KEY, dt0=dt, n_samples=n)
+        gbm = compiled(sdeint, _linear_drift, _half_y, **kw).ys[:, -1, 0]
         assert abs(float(gbm.mean()) - (1 + MU * dt) ** steps) < 4 * float(gbm.std()) / n**0.5
         gbm_bias.append(np.exp(MU) - float(gbm.mean()))
-        ou = sdeint(
-            lambda t, y, a: -y,
-            lambda t, y, a: 0.5 * jnp.ones_like(y),
-            jnp.ones(1),
-            jnp.array([0.0, 1.0]),
-            key=KEY,
-            noise="additive",
-            dt0=dt,
-            n_samples=n,
-        ).ys[:, -1, 0]
+        ou = compiled(sdeint, _ok, _half, noise="additive", **kw).ys[:, -1, 0]
         mean, var = (1 - dt) ** steps, 0.25 * dt * sum((1 - dt) ** (2 * k) for k in range(steps))
         assert abs(float(ou.mean()) - mean) < 4 * (var / n) ** 0.5
         assert abs(float(ou.var()) - var) < 4 * var * (2 / n) ** 0.5
@@ -115,11 +116,12 @@ def test_srk_on_additive_noise_is_accurate():
     ts, n = jnp.linspace(0.0, 1.0, 11), 50
 
     def final(solver):
-        return sdeint(
-            lambda t, y, a: -y,
-            lambda t, y, a: 0.5 * jnp.ones_like(y),
-            jnp.ones(1),
-            ts,
+        return compiled(
+            sdeint,
+            _ok,
+            _half,
+            y0=jnp.ones(1),
+            ts=ts,
             key=KEY,
             noise="additive",
             solver=solver,
@@ -130,11 +132,11 @@ def test_srk_on_additive_noise_is_accurate():
 
     def reference(key):
         path = VirtualBrownianPath(key, ts, ts, (1,), jnp.float64, dfx.SpaceTimeLevyArea, 2**-9)
-        drift = dfx.ODETerm(lambda t, y, a: -y)
+        drift = dfx.ODETerm(_ok)
         terms = dfx.MultiTerm(drift, dfx.ControlTerm(lambda t, y, a: 0.5 * jnp.eye(1), path))
         return dfx.diffeqsolve(terms, dfx.ShARK(), 0.0, 1.0, 2**-8, jnp.ones(1)).ys[-1, 0]
 
-    exact = jax.vmap(reference)(jax.random.split(KEY, n))
+    exact = jax.jit(jax.vmap(reference))(jax.random.split(KEY, n))
     err_srk = float(jnp.mean(jnp.abs(final("srk") - exact)))
     err_euler = float(jnp.mean(jnp.abs(final("euler") - exact)))
     assert err_srk < 0.1 * err_euler, (err_srk, err_euler)
@@ -178,7 +180,9 @@ def test_same_key_same_path_grid_and_virtual(solver):
 def test_path_at_save_times_does_not_depend_on_dt0():
     ts = jnp.linspace(0.0, 1.0, 5)
     paths = [
-        sdeint(gbm_drift, gbm_diffusion, Y0, ts, key=KEY, noise="scalar", dt0=dt).ys[:, 1]
+        compiled(
+            sdeint, gbm_drift, gbm_diffusion, y0=Y0, ts=ts, key=KEY, noise="scalar", dt0=dt
+        ).ys[:, 1]
         for dt in (0.25, 0.1, 0.01)
     ]
     np.testing.assert_allclose(paths[0], paths[1], atol=1e-12)
@@ -189,13 +193,13 @@ def test_vmap_and_joint_batches_agree_and_samples_differ():
     y0 = jnp.stack([Y0, 2 * Y0, 3 * Y0])
     kw = dict(key=KEY, noise="scalar", dt0=0.1)
     ts = jnp.linspace(0.0, 1.0, 3)
-    a = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="vmap", **kw)
-    b = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="joint", **kw)
+    a = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="vmap", **kw)
+    b = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="joint", **kw)
     assert a.ys.shape == b.ys.shape == (3, 3, 2)
     np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
     assert len(set(np.asarray(a.ys[:, -1, 1]).round(8))) == 3  # one path per sample
     kw["key"] = jax.random.split(KEY, 3)[1]
-    one = sdeint(gbm_drift, gbm_diffusion, y0[1], ts, **kw)
+    one = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0[1], ts=ts, **kw)
     np.testing.assert_allclose(one.ys, a.ys[1], rtol=1e-12)
 
 
@@ -204,8 +208,8 @@ def test_joint_milstein_solves_per_sample_on_the_same_paths():
     y0 = jnp.stack([Y0, 2 * Y0, 3 * Y0])
     kw = dict(key=KEY, noise="diagonal", solver="milstein", dt0=0.1)
     ts = jnp.linspace(0.0, 1.0, 3)
-    a = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="vmap", **kw)
-    b = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="joint", **kw)
+    a = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="vmap", **kw)
+    b = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="joint", **kw)
     np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
 
 
@@ -258,7 +262,7 @@ def test_virtual_path_statistics():
         diff = jnp.stack([cell.W - grid_cell.W, cell.H - grid_cell.H])
         return inside.W, inside.H, across.W, across.H, disjoint, diff, cell.H
 
-    w1, h1, w2, h2, w3, diff, hc = jax.vmap(draws)(keys)
+    w1, h1, w2, h2, w3, diff, hc = jax.jit(jax.vmap(draws))(keys)
     n = keys.shape[0]
     for sample, var in [(w1, 0.05), (h1, 0.05 / 12), (w2, 0.25), (h2, 0.25 / 12), (w3, 0.4)]:
         assert abs(float(jnp.var(sample)) / var - 1) < 4 * (2 / n) ** 0.5
@@ -286,8 +290,10 @@ def test_gradient_matches_finite_differences(adjoint, brownian):
         )
         return jnp.sum(sol.ys**2)
 
-    grad = float(jax.grad(loss)(0.7))
-    assert grad == pytest.approx(central_difference(loss, 0.7), rel=1e-6)
+    value_and_grad = jax.jit(jax.value_and_grad(loss))  # one program: gradient and both values
+    grad = float(value_and_grad(0.7)[1])
+    fd = central_difference(lambda x: value_and_grad(x)[0], 0.7)
+    assert grad == pytest.approx(fd, rel=1e-6)
 
 
 def test_backsolve_gradient_agrees_with_checkpoint():
@@ -310,24 +316,26 @@ def test_backsolve_gradient_agrees_with_checkpoint():
         )
         return jnp.sum(sol.ys[-1])
 
-    a = jax.grad(loss)(1.0, "checkpoint")
-    b = jax.grad(loss)(1.0, "backsolve")
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    a = grad(1.0, "checkpoint")
+    b = grad(1.0, "backsolve")
     assert float(b) == pytest.approx(float(a), rel=1e-3)
 
 
 def test_adaptive_virtual_solve_converges_to_exact_stratonovich_gbm():
-    def solve(rtol):
-        y1 = sdeint(
+    def solve(rtol):  # tolerances traced: one program for both
+        y1 = compiled(
+            sdeint,
             gbm_drift,
             gbm_diffusion,
-            Y0,
-            jnp.array([0.0, 1.0]),
+            y0=Y0,
+            ts=[0.0, 1.0],
             key=KEY,
             noise="scalar",
             calculus="stratonovich",
             solver="heun",
-            rtol=rtol,
-            atol=rtol,
+            rtol=jnp.asarray(rtol),
+            atol=jnp.asarray(rtol),
             brownian="virtual",
             n_samples=50,
         ).ys[:, -1]
@@ -346,25 +354,28 @@ def test_neural_sde_shapes_jit_and_gradients():
     )
     ts = jnp.linspace(0.0, 1.0, 4)
     y0 = jnp.ones((5, 3))
-    assert model(ts, y0[0], key=KEY).shape == (4, 3)
-    assert model(ts, y0, key=KEY).shape == (5, 4, 3)
+    assert eqx.filter_jit(lambda y: model(ts, y, key=KEY))(y0[0]).shape == (4, 3)
 
     @eqx.filter_jit
-    @eqx.filter_grad
+    @eqx.filter_grad(has_aux=True)
     def grad(m):
-        return jnp.mean(m(ts, y0, key=KEY)[:, -1] ** 2)
+        ys = m(ts, y0, key=KEY)
+        return jnp.mean(ys[:, -1] ** 2), ys
 
-    grads = jax.tree.leaves(eqx.filter(grad(model), eqx.is_array))
+    grad_model, ys = grad(model)  # the batched solve, run inside the gradient's program
+    assert ys.shape == (5, 4, 3)
+    grads = jax.tree.leaves(eqx.filter(grad_model, eqx.is_array))
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
     assert any(float(jnp.max(jnp.abs(g))) > 0 for g in grads)
 
 
 def test_general_noise_shapes():
-    sol = sdeint(
-        lambda t, y, a: -y,
+    sol = compiled(
+        sdeint,
+        _ok,
         lambda t, y, a: jnp.ones((2, 3)) * 0.1,
-        jnp.ones(2),
-        jnp.linspace(0, 1, 3),
+        y0=jnp.ones(2),
+        ts=jnp.linspace(0, 1, 3),
         key=KEY,
         dt0=0.1,
         noise="general",
@@ -384,13 +395,9 @@ def test_failure_is_named():
         ).ys.block_until_ready()
 
 
-def _ok(t, y, a):
-    return -y
-
-
 def test_fixed_steps_never_run_out_by_default():
     # 5000 grid steps, more than the adaptive default of 4096: max_steps=None is the grid's.
-    sol = sdeint(_ok, _ok, jnp.ones(1), jnp.array([0.0, 1.0]), key=KEY, dt0=2e-4)
+    sol = compiled(sdeint, _ok, _ok, y0=jnp.ones(1), ts=[0.0, 1.0], key=KEY, dt0=2e-4)
     assert bool(sol.succeeded) and int(sol.stats.num_steps) == 5000
 
 

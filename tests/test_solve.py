@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 import pytest
-from helpers import central_difference, decay, linear_system, oscillator
+from helpers import central_difference, compiled, decay, linear_system, oscillator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,12 +45,10 @@ IMPLICIT_ORDERS = [("kvaerno3", dfx.Kvaerno3, 3, (16, 32)), ("kvaerno5", dfx.Kva
 
 
 def observed_order(solver, field, y0, exact, counts, t1=2.0):
+    # dt0 traced, with a step budget that fits both counts: one program for both step sizes.
+    kw = dict(y0=y0, ts=[0.0, t1], solver=solver, max_steps=max(counts) + 1)
     errors = [
-        float(
-            jnp.abs(
-                odeint(field, y0, jnp.array([0.0, t1]), solver=solver, dt0=t1 / n).ys[-1, 0] - exact
-            )
-        )
+        float(jnp.abs(compiled(odeint, field, dt0=jnp.asarray(t1 / n), **kw).ys[-1, 0] - exact))
         for n in counts
     ]
     return np.log2(errors[0] / errors[1])
@@ -67,8 +65,9 @@ def test_explicit_solver_order(solver, order, counts):
 def test_rk4_is_the_classical_tableau_with_four_evaluations_a_step():
     # On dy/dt = λy a step of classical RK4 multiplies y by R(λh) = 1 + z + z²/2 + z³/6 + z⁴/24
     # (z = λh), the Taylor polynomial of exp(z) to fourth order, so n steps give R(λ/n)^n.
-    for n in (3, 8):
-        sol = odeint(decay, jnp.ones(1), jnp.array([0.0, 1.0]), solver="rk4", dt0=1.0 / n)
+    for n in (3, 8):  # dt0 traced: one program for both step sizes
+        kw = dict(y0=jnp.ones(1), ts=[0.0, 1.0], solver="rk4", max_steps=9)
+        sol = compiled(odeint, decay, dt0=jnp.asarray(1.0 / n), **kw)
         z = -1.0 / n
         exact_method = (1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24) ** n
         # float64 rounding over at most 8 steps.
@@ -90,10 +89,11 @@ def test_implicit_solver_order(name, cls, order, counts):
 )
 def test_adaptive_harmonic_oscillator_pytree_state(solver):
     ts = jnp.linspace(0.0, 2 * np.pi, 7)
-    sol = odeint(
+    sol = compiled(
+        odeint,
         oscillator,
-        (jnp.array(1.0), jnp.array(0.0)),
-        ts,
+        y0=(jnp.array(1.0), jnp.array(0.0)),
+        ts=ts,
         solver=solver,
         rtol=1e-8,
         atol=1e-8,
@@ -106,11 +106,16 @@ def test_adaptive_harmonic_oscillator_pytree_state(solver):
     assert bool(sol.succeeded)
 
 
+def _linear(t, y, args):
+    return args @ y
+
+
 @pytest.mark.parametrize("solver", ["tsit5", "dopri8", "kvaerno5"])
 def test_linear_system_matches_expm(solver):
     M, y0 = linear_system()
     ts = jnp.linspace(0.0, 3.0, 5)
-    sol = odeint(lambda t, y, args: args @ y, y0, ts, args=M, solver=solver, rtol=1e-10, atol=1e-10)
+    kw = dict(y0=y0, ts=ts, args=M, solver=solver, rtol=1e-10, atol=1e-10)
+    sol = compiled(odeint, _linear, **kw)
     exact = jnp.stack([jax.scipy.linalg.expm(M * t) @ y0 for t in ts])
     np.testing.assert_allclose(sol.ys, exact, atol=1e-7)  # tol 1e-10, accumulated over 3 s
 
@@ -124,21 +129,24 @@ def test_batch_modes_agree_with_loop():
     ts = jnp.linspace(0.0, 1.0, 4)
     field = lambda t, y, args: M @ y  # noqa: E731
     kw = dict(rtol=1e-9, atol=1e-9)
-    loop = jnp.stack([odeint(field, y, ts, **kw).ys for y in y0])
-    vm = odeint(field, y0, ts, batch="vmap", **kw)
-    joint = odeint(field, y0, ts, batch="joint", **kw)
+    loop = jnp.stack([compiled(odeint, field, y0=y, ts=ts, **kw).ys for y in y0])
+    vm = compiled(odeint, field, y0=y0, ts=ts, batch="vmap", **kw)
+    joint = compiled(odeint, field, y0=y0, ts=ts, batch="joint", **kw)
     assert vm.ys.shape == joint.ys.shape == (4, 4, 3)
     np.testing.assert_allclose(vm.ys, loop, rtol=0, atol=1e-12)  # same steps per sample
     np.testing.assert_allclose(joint.ys, loop, atol=1e-7)  # other steps, same tolerance
     assert vm.stats.num_steps.shape == (4,) and joint.stats.num_steps.shape == ()
 
 
+def _negative(t, y, args):
+    return jax.tree.map(jnp.negative, y)
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.dictionaries(st.sampled_from("abc"), st.lists(st.integers(1, 3), max_size=2), min_size=1))
 def test_any_pytree_state(shapes):
     y0 = {k: jnp.ones(tuple(s)) for k, s in shapes.items()}
-    field = lambda t, y, args: jax.tree.map(jnp.negative, y)  # noqa: E731
-    sol = odeint(field, y0, jnp.array([0.0, 0.5, 1.0]), rtol=1e-8, atol=1e-8)
+    sol = compiled(odeint, _negative, y0=y0, ts=[0.0, 0.5, 1.0], rtol=1e-8, atol=1e-8)
     for k, s in shapes.items():
         assert sol.ys[k].shape == (3, *s)
         np.testing.assert_allclose(sol.ys[k][-1], np.exp(-1.0) * np.ones(s), rtol=1e-6)
@@ -188,11 +196,13 @@ def test_gradient_matches_closed_form_and_finite_differences(adjoint):
         return jnp.sum(sol.ys[-1] ** 2)
 
     k = 0.7
-    grad = float(jax.grad(loss)(jnp.asarray(k)))
+    value_and_grad = jax.jit(jax.value_and_grad(loss))  # one program: gradient and both values
+    grad = float(value_and_grad(jnp.asarray(k))[1])
     exact = float(-2 * 1.5 * np.exp(-2 * 1.5 * k) * np.sum(np.asarray(y0) ** 2))
     # Solves at tolerance 1e-10: the gradient matches to ~1e-7 relative.
     assert grad == pytest.approx(exact, rel=1e-6)
-    assert grad == pytest.approx(central_difference(loss, k), rel=1e-6)
+    fd = central_difference(lambda x: value_and_grad(jnp.asarray(x))[0], k)
+    assert grad == pytest.approx(fd, rel=1e-6)
 
 
 @pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve", "direct"])
@@ -210,12 +220,13 @@ def test_gradient_wrt_module_parameters(adjoint):
         )
         return jnp.sum(sol.ys[-1] ** 2)
 
-    grads = eqx.filter_grad(loss)(field)
+    value_and_grad = eqx.filter_jit(eqx.filter_value_and_grad(loss))  # one program for all three
+    grads = value_and_grad(field)[1]
     w = field.layers[0].weight
     h = 1e-6
     bump = jnp.zeros_like(w).at[1, 0].set(h)
     perturbed = lambda d: eqx.tree_at(lambda f: f.layers[0].weight, field, w + d)  # noqa: E731
-    fd = (loss(perturbed(bump)) - loss(perturbed(-bump))) / (2 * h)
+    fd = (value_and_grad(perturbed(bump))[0] - value_and_grad(perturbed(-bump))[0]) / (2 * h)
     assert float(grads.layers[0].weight[1, 0]) == pytest.approx(float(fd), rel=1e-5, abs=1e-9)
 
 
