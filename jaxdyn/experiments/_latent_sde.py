@@ -4,6 +4,7 @@ the ELBO loss with a linear KL warm-up (for `fit_from_config(..., with_step=True
 
 import dataclasses
 
+import equinox as eqx
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
@@ -66,14 +67,19 @@ def build_latent_sde(m: DictConfig, channels: int, *, key: PRNGKeyArray) -> Late
     """The `LatentSDE` a `model` config section describes, for data with `channels`
     channels. Its solves make a failed path NaN (`on_failure="nan"`): training stops on a
     NaN loss, and evaluations count failed paths and report the metrics of the rest."""
-    return LatentSDE(
-        channels=channels, latent=m.latent, context=m.context, hidden=m.hidden, width=m.width,
-        depth=m.depth, prior=m.prior, time_input=m.time_input,
-        posterior_context=m.posterior_context, activation=m.activation, zero_init=m.zero_init,
-        diffusion=m.diffusion, diffusion_scale=m.diffusion_scale, ou_rate=m.ou_rate,
-        decoder=m.decoder, likelihood=m.likelihood, obs_std=m.obs_std, dt0=m.dt0,
-        solver=m.solver, on_failure="nan", key=key,
-    )  # fmt: skip
+
+    @eqx.filter_jit  # one compilation for the initialisation (eagerly, one per operation)
+    def init(key):
+        return LatentSDE(
+            channels=channels, latent=m.latent, context=m.context, hidden=m.hidden,
+            width=m.width, depth=m.depth, prior=m.prior, time_input=m.time_input,
+            posterior_context=m.posterior_context, activation=m.activation,
+            zero_init=m.zero_init, diffusion=m.diffusion, diffusion_scale=m.diffusion_scale,
+            ou_rate=m.ou_rate, decoder=m.decoder, likelihood=m.likelihood, obs_std=m.obs_std,
+            dt0=m.dt0, solver=m.solver, on_failure="nan", key=key,
+        )  # fmt: skip
+
+    return init(key)
 
 
 def elbo_loss(elbo_fn, warmup: int):

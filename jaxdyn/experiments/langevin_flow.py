@@ -186,19 +186,24 @@ def make_dataset(cfg: DictConfig, seed: int) -> dict:
 def build_model(name: str, cfg: DictConfig, heldin: int, neurons: int, *, key: PRNGKeyArray):
     """The VAE `name` for `heldin` input neurons and `neurons` predicted ones; LangevinFlow's
     latent solves make a failed sample NaN, to be counted."""
-    if name == "langevin_flow":
-        m = cfg.model.langevin_flow
-        return LangevinFlow(
-            in_neurons=heldin, out_neurons=neurons, units=m.units, inputs=m.inputs,
-            encoder_hidden=m.encoder_hidden, decoder_width=m.decoder_width, heads=m.heads,
-            dt=m.dt, substeps=m.substeps, input_prior_scale=m.input_prior_scale,
-            damping=m.damping, noise=m.noise, on_failure="nan", key=key,
+
+    @eqx.filter_jit  # one compilation for the initialisation (eagerly, one per operation)
+    def init(key):
+        if name == "langevin_flow":
+            m = cfg.model.langevin_flow
+            return LangevinFlow(
+                in_neurons=heldin, out_neurons=neurons, units=m.units, inputs=m.inputs,
+                encoder_hidden=m.encoder_hidden, decoder_width=m.decoder_width, heads=m.heads,
+                dt=m.dt, substeps=m.substeps, input_prior_scale=m.input_prior_scale,
+                damping=m.damping, noise=m.noise, on_failure="nan", key=key,
+            )  # fmt: skip
+        m = cfg.model.seq_vae
+        return SequentialVAE(
+            in_neurons=heldin, out_neurons=neurons, encoder_hidden=m.encoder_hidden,
+            generator_hidden=m.generator_hidden, latent=m.latent, key=key,
         )  # fmt: skip
-    m = cfg.model.seq_vae
-    return SequentialVAE(
-        in_neurons=heldin, out_neurons=neurons, encoder_hidden=m.encoder_hidden,
-        generator_hidden=m.generator_hidden, latent=m.latent, key=key,
-    )  # fmt: skip
+
+    return init(key)
 
 
 def _with_bias(model, log_mean_counts):
