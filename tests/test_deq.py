@@ -23,15 +23,17 @@ def test_deq_is_a_fixed_point_with_implicit_gradient(solver):
     assert bool(info.converged)
     np.testing.assert_allclose(layer.cell(z, x), z, atol=1e-11)
 
-    @eqx.filter_jit  # one compile serves both finite-difference evaluations
+    # One compile serves the gradient and both finite-difference evaluations (its values).
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad
     def loss(d):
         return jnp.sum(d(x) ** 2)
 
-    grads = eqx.filter_grad(loss)(layer)
+    grads = loss(layer)[1]
     V, h = layer.cell.V, 1e-6
     bump = jnp.zeros_like(V).at[2, 3].set(h)
     moved = lambda d: eqx.tree_at(lambda m: m.cell.V, layer, V + d)  # noqa: E731
-    fd = (loss(moved(bump)) - loss(moved(-bump))) / (2 * h)
+    fd = (loss(moved(bump))[0] - loss(moved(-bump))[0]) / (2 * h)
     assert float(grads.cell.V[2, 3]) == pytest.approx(float(fd), rel=1e-6)
 
 
@@ -47,12 +49,13 @@ def test_tanh_cell_is_a_contraction_for_any_weights():
 def test_deq_batches_and_jacobian_penalty():
     layer = deq()
     xs = jax.random.normal(jax.random.key(2), (5, 4))
-    zs = jax.vmap(layer)(xs)
+    zs = jax.jit(lambda xs: jax.vmap(layer)(xs))(xs)  # jitted: one compile, not one per op
     assert zs.shape == (5, 8)
     # Hutchinson: the mean over probes approaches ‖J‖_F² / dim.
     J = jax.jacobian(lambda z: layer.cell(z, xs[0]))(zs[0])
     keys = jax.random.split(jax.random.key(3), 4000)
-    estimate = jnp.mean(jax.vmap(lambda k: layer.jacobian_penalty(zs[0], xs[0], key=k))(keys))
+    penalty = jax.vmap(lambda k: layer.jacobian_penalty(zs[0], xs[0], key=k))
+    estimate = jnp.mean(jax.jit(penalty)(keys))
     exact = jnp.sum(J**2) / 8
     assert float(estimate) == pytest.approx(float(exact), rel=0.1)  # 4000 probes: ~2% s.e.
 
