@@ -59,9 +59,7 @@ Run: `python benchmarks/hypergradient.py [--reps 50] [--quick]`. Writes
 import argparse
 import dataclasses
 import datetime
-import gc
 import json
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +67,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import time_round_robin
 
 from jaxdyn._environment import machine, versions
 from jaxdyn.implicit import InnerProblem, hypergradient
@@ -275,27 +274,6 @@ def contender(problem: Problem, iterations: int, mode: str) -> dict:
         row["inner_grad_norm"] = float(info.error)
         row["gradient"] = np.atleast_1d(np.asarray(grad)).tolist()
     return row
-
-
-def time_round_robin(contenders, reps: int, warmup: int, seed: int) -> None:
-    """Warm up, then time `reps` rounds with one call of each contender per round."""
-    for c in contenders:
-        c["times"] = []
-        for _ in range(warmup):
-            c["run"]()
-    order = list(contenders)
-    rng = random.Random(seed)
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(reps):
-            rng.shuffle(order)
-            for c in order:
-                start = time.perf_counter()
-                c["run"]()
-                c["times"].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
 
 
 # --------------------------------------------------------------------------- report
