@@ -109,3 +109,21 @@ def test_importing_leaves_heavy_libraries_unloaded(module):
     ).stdout.split()
     heavy = sorted({m.split(".")[0] for m in loaded} & set(HEAVY))
     assert not heavy, f"import {module} loads {heavy}"
+
+
+def test_import_jaxdyn_loads_families_on_first_use():
+    """`import jaxdyn` loads `solve` and `train`; a family loads when first read, and the lazy
+    top-level names are the families' own objects."""
+    code = (
+        "import sys, jaxdyn\n"
+        "before = sorted({m.split('.')[1] for m in sys.modules if m.startswith('jaxdyn.')})\n"
+        "from jaxdyn.models import NeuralODE\n"
+        "assert jaxdyn.NeuralODE is NeuralODE and 'models' in dir(jaxdyn)\n"
+        "assert jaxdyn.generative.__name__ == 'jaxdyn.generative'\n"
+        "print(' '.join(before))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert set(loaded) <= set(LAYERS[0]) | {"_jaxopt", "_solvers", "metrics", "solve", "train"}
+    assert {"solve", "train"} <= set(loaded)
