@@ -56,6 +56,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/hypergradient.py
 	$(BIN)/python benchmarks/generative.py
+	$(BIN)/python benchmarks/scaling.py
 
 clean:  # keeps runs/ (results)
 	rm -rf $(VENV) .pytest_cache .ruff_cache site
