@@ -101,12 +101,15 @@ def print_table(table: str) -> None:
 
 
 def record_header(benchmark: str, *packages: str) -> dict:
-    """The first keys of every JSON record: name, UTC date, machine and library versions."""
+    """The first keys of every JSON record: name, UTC date, machine, library versions, and
+    the backend and devices JAX runs on (so a GPU run is never mistaken for a CPU one)."""
     return {
         "benchmark": benchmark,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(*packages),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [d.device_kind for d in jax.devices()],
     }
 
 
