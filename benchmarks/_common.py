@@ -123,11 +123,67 @@ def write_record(path: Path, record: dict) -> None:
 
 
 def add_torch_and_out_arguments(parser, out: Path) -> None:
-    """The last two options of the torch comparisons: `--torch-threads` and `--out`."""
+    """The last options of the torch comparisons: `--torch-threads`, `--device` (where the torch
+    peers run; `resolve_torch_device` settles its default after parsing) and `--out`."""
     parser.add_argument(
         "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all cores"
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="where the torch peers run (default: cuda when torch sees one, else cpu)",
+    )
     parser.add_argument("--out", type=Path, default=out)
+
+
+def resolve_torch_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set `args.device` to `"cuda"` when torch sees a CUDA device and `"cpu"` otherwise,
+    unless given; `--device cuda` without one is a usage error (exit 2)."""
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:  # no torch: its peers are skipped, so nothing runs anywhere
+        cuda = False
+    if args.device is None:
+        args.device = "cuda" if cuda else "cpu"
+    elif args.device == "cuda" and not cuda:
+        parser.error("--device cuda: torch sees no CUDA device (or torch is not installed)")
+
+
+def torch_synchronised(torch, device: str, fn: Callable) -> Callable:
+    """`fn`, then on CUDA `torch.cuda.synchronize()` before returning, so that a clock read
+    after the call counts the GPU work it queued (as JAX's contenders `block_until_ready`).
+    Wrap a torch contender's `run` and its untimed `reset` alike, so that no queued work spills
+    from one into the other's timing."""
+    if device != "cuda":
+        return fn
+
+    def synchronised(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        torch.cuda.synchronize()
+        return result
+
+    return synchronised
+
+
+def torch_record(torch_list: list, args: argparse.Namespace) -> dict:
+    """The record's torch keys: threads, device, and the float32 matmul precision of both
+    sides (on a GPU, JAX's default may use TF32 where torch's is full float32); None when no
+    torch contender ran."""
+    if not torch_list:
+        return {"torch_threads": None, "torch_device": None, "float32_matmul_precision": None}
+    import torch
+
+    return {
+        "torch_threads": args.torch_threads,
+        "torch_device": args.device,
+        "float32_matmul_precision": {
+            "jax": jax.config.jax_default_matmul_precision,  # None: the backend's default
+            "torch": torch.get_float32_matmul_precision(),
+        },
+    }
 
 
 def parse_step_args(description: str, out: Path, extra: Callable = lambda parser: None):
@@ -142,6 +198,7 @@ def parse_step_args(description: str, out: Path, extra: Callable = lambda parser
     parser.add_argument("--quick", action="store_true", help="smoke test: 3 reps, batch 16")
     add_torch_and_out_arguments(parser, out)
     args = parser.parse_args()
+    resolve_torch_device(parser, args)
     if args.quick:
         args.reps, args.batch, args.warmup = 3, 16, 1
     return args

@@ -55,18 +55,21 @@ median, interquartile range and min-max of the time per call, the throughput at 
 and the ratio of the median to a reference contender's (jaxdyn's for each torch contender)
 with the median of the per-round ratios (paired, less sensitive to drifting load).
 
-Threads: XLA's CPU client uses every core the process may run on; torch runs with
+Threads and devices: XLA's CPU client uses every core the process may run on; torch runs with
 `--torch-threads` (default: all cores, to match). For one core each, pin the process:
 `taskset -c 0 python benchmarks/generative.py --torch-threads 1`. The affinity and
-`XLA_FLAGS` are recorded.
+`XLA_FLAGS` are recorded. torch's models and data are on `--device` (default: cuda when torch
+sees one, else cpu; float32 as on JAX's side; torchcfm's exact EMD stays on the host, as it
+does in torchcfm); on CUDA each timed torch call ends with `torch.cuda.synchronize()`, as each
+JAX call ends with `block_until_ready`. The record names both sides' devices.
 
 Sanity checks (always, before timing; asserted): the torch MLP returns the JAX MLP's values;
 at the same `(x0, x1, t)` (the `t` that `flow_matching_loss` draws from its key) torchcfm's
 loss equals jaxdyn's; the fixed-step samplers of both libraries give the same samples from the
 same `x0` (float32 rounding) with the same number of field evaluations.
 
-Run: `python benchmarks/generative.py [--train-reps 10] [--sample-reps 3] [--quick]`. Writes
-`benchmarks/out/generative.json`.
+Run: `python benchmarks/generative.py [--train-reps 10] [--sample-reps 3] [--device cpu|cuda]
+[--quick]`. Writes `benchmarks/out/generative.json`.
 """
 
 import argparse
@@ -84,9 +87,12 @@ from _common import (
     fmt,
     print_table,
     record_header,
+    resolve_torch_device,
     spread,
     time_call,
     time_round_robin,
+    torch_record,
+    torch_synchronised,
     write_record,
 )
 
@@ -221,16 +227,17 @@ def jax_sampling(name, model, x0, solver: str, nfe: int):
 # --------------------------------------------------------------------------- torch side
 
 
-def torch_checkerboard(torch, n: int):
-    """`jaxdyn.data.checkerboard`'s construction with torch's generator."""
-    x1 = torch.rand(n) * 4.0 - 2.0
-    x2 = torch.rand(n) - 2.0 * torch.randint(0, 2, (n,)).float()
+def torch_checkerboard(torch, n: int, device: str):
+    """`jaxdyn.data.checkerboard`'s construction with torch's generator, on `device`."""
+    x1 = torch.rand(n, device=device) * 4.0 - 2.0
+    x2 = torch.rand(n, device=device) - 2.0 * torch.randint(0, 2, (n,), device=device).float()
     x2 = x2 + torch.floor(x1) % 2
     return 2.0 * torch.stack([x1, x2], dim=1)
 
 
-def torch_net(field: MLPField):
-    """torchcfm's example MLP with `field`'s weights (eqx and torch both store (out, in))."""
+def torch_net(field: MLPField, device: str):
+    """torchcfm's example MLP with `field`'s weights (eqx and torch both store (out, in)), on
+    `device`."""
     import torch
     from torchcfm.models.models import MLP
 
@@ -241,19 +248,22 @@ def torch_net(field: MLPField):
         for layer, linear in zip(linears, field.mlp.layers, strict=True):
             layer.weight.copy_(torch.from_numpy(np.array(linear.weight)))
             layer.bias.copy_(torch.from_numpy(np.array(linear.bias)))
-    return net
+    return net.to(device)
 
 
-def torch_training(torch, field, name, part, matcher, batch_size: int, steps: int) -> dict:
-    """torchcfm training: `steps` steps per call of `matcher` + the torch MLP + Adam."""
-    net = torch_net(field)
+def torch_training(
+    torch, field, name, part, matcher, batch_size: int, steps: int, device: str
+) -> dict:
+    """torchcfm training on `device`: `steps` steps per call of `matcher` + the torch MLP +
+    Adam."""
+    net = torch_net(field, device)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     state = {}
 
     def run():
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            x1 = torch_checkerboard(torch, batch_size)
+            x1 = torch_checkerboard(torch, batch_size, device)
             x0 = torch.randn_like(x1)
             t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
             vt = net(torch.cat([xt, t[:, None]], dim=-1))
@@ -262,6 +272,7 @@ def torch_training(torch, field, name, part, matcher, batch_size: int, steps: in
             opt.step()
         state["last_loss"] = float(loss.item())
 
+    run = torch_synchronised(torch, device, run)
     first_call_s = time_call(run)
     return {
         "name": name,
@@ -274,19 +285,20 @@ def torch_training(torch, field, name, part, matcher, batch_size: int, steps: in
 
 
 def torch_sampling(torch, torchdiffeq, field, x0_t, name, method: str, nfe: int) -> dict:
-    """torchdiffeq's fixed-step `odeint` of the torch MLP under `torch.no_grad()`."""
+    """torchdiffeq's fixed-step `odeint` of the torch MLP under `torch.no_grad()`, on
+    `x0_t`'s device."""
 
     class Field(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = torch_net(field)
+            self.net = torch_net(field, x0_t.device)
             self.nfe = 0
 
         def forward(self, t, x):
             self.nfe += 1
             return self.net(torch.cat([x, t.expand(x.shape[0], 1)], dim=-1))
 
-    span = torch.tensor([0.0, 1.0])
+    span = torch.tensor([0.0, 1.0], device=x0_t.device)
     stages = {"euler": 1, "midpoint": 2}[method]
     f = Field()
     out = {}
@@ -299,22 +311,23 @@ def torch_sampling(torch, torchdiffeq, field, x0_t, name, method: str, nfe: int)
             )[-1]
         out["nfe"] = f.nfe
 
+    run = torch_synchronised(torch, x0_t.device.type, run)
     first_call_s = time_call(run)
     return {
         "name": name,
         "part": "sample",
         "solver": method,
         "run": run,
-        "samples": lambda: out["x"].numpy(),
+        "samples": lambda: out["x"].cpu().numpy(),
         "nfe": lambda: out["nfe"],
         "first_call_s": first_call_s,
         "work": x0_t.shape[0],
     }
 
 
-def torch_contenders(field, x0_sample, batch_size, steps, ot_steps, nfe, seed, threads):
-    """torchcfm training and torchdiffeq sampling contenders, and what the sanity check needs
-    of torch; ([], note) if unavailable."""
+def torch_contenders(field, x0_sample, batch_size, steps, ot_steps, nfe, seed, threads, device):
+    """torchcfm training and torchdiffeq sampling contenders on `device`, and what the sanity
+    check needs of torch; ([], note) if unavailable."""
     try:
         import torch
         import torchdiffeq
@@ -328,15 +341,17 @@ def torch_contenders(field, x0_sample, batch_size, steps, ot_steps, nfe, seed, t
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (torchcfm draws the OT pairs with the legacy np.random)
-    x0_t = torch.from_numpy(np.array(x0_sample))
-    sanity = {"torch": torch, "net": torch_net(field), "matcher": ConditionalFlowMatcher(0.0)}
+    x0_t = torch.from_numpy(np.array(x0_sample)).to(device)
+    sanity = {"torch": torch, "device": device, "net": torch_net(field, device)}
+    sanity["matcher"] = ConditionalFlowMatcher(0.0)
     sanity["ot_matcher"] = ExactOptimalTransportConditionalFlowMatcher(0.0)
     # The matchers are made as the trainers are, in this order (the torch RNG stream).
     cfm, ot_cfm = ConditionalFlowMatcher, ExactOptimalTransportConditionalFlowMatcher
+    train = (torch, field)
     return [
-        torch_training(torch, field, "torchcfm CFM", "train", cfm(sigma=0.0), batch_size, steps),
+        torch_training(*train, "torchcfm CFM", "train", cfm(0.0), batch_size, steps, device),
         torch_training(
-            torch, field, "torchcfm OT-CFM", "train OT", ot_cfm(sigma=0.0), batch_size, ot_steps
+            *train, "torchcfm OT-CFM", "train OT", ot_cfm(0.0), batch_size, ot_steps, device
         ),
         torch_sampling(torch, torchdiffeq, field, x0_t, "torchdiffeq Euler", "euler", nfe),
         torch_sampling(torch, torchdiffeq, field, x0_t, "torchdiffeq midpoint", "midpoint", nfe),
@@ -371,17 +386,16 @@ def sanity_check(field: MLPField, torch_side, contenders, batch_size: int, seed:
     for name, c in {x["name"]: x for x in contenders if x["part"] == "sample"}.items():
         record.setdefault("nfe", {})[name] = c["nfe"]()
     if torch_side is not None:
-        torch = torch_side["torch"]
-        net = torch_side["net"]
-        x0_t, x1_t = torch.from_numpy(np.array(x0)), torch.from_numpy(np.array(x1))
-        inputs = torch.cat([x1_t, torch.from_numpy(np.array(t))[:, None]], dim=-1)
+        torch, device, net = torch_side["torch"], torch_side["device"], torch_side["net"]
+        x0_t, x1_t, t_t = (torch.from_numpy(np.array(a)).to(device) for a in (x0, x1, t))
+        inputs = torch.cat([x1_t, t_t[:, None]], dim=-1)
         with torch.no_grad():
-            torch_v = net(inputs).numpy()
+            torch_v = net(inputs).cpu().numpy()
         jax_v = np.asarray(jax.vmap(field)(t, x1))
         field_err = float(np.max(np.abs(torch_v - jax_v)) / np.max(np.abs(jax_v)))
         with torch.no_grad():
             tt, xt, ut = torch_side["matcher"].sample_location_and_conditional_flow(
-                x0_t, x1_t, t=torch.from_numpy(np.array(t))
+                x0_t, x1_t, t=t_t
             )
             vt = net(torch.cat([xt, tt[:, None]], dim=-1))
             torch_loss = float(torch.mean(torch.sum((vt - ut) ** 2, dim=-1)))
@@ -507,6 +521,7 @@ def parse_args() -> argparse.Namespace:
     )
     add_torch_and_out_arguments(parser, OUT)
     args = parser.parse_args()
+    resolve_torch_device(parser, args)
     if args.quick:
         args.train_reps = args.ot_reps = args.sample_reps = 2
         args.train_steps, args.ot_steps, args.samples, args.nfe, args.warmup = 5, 1, 500, 10, 0
@@ -601,6 +616,7 @@ def main() -> None:
         args.nfe,
         args.seed,
         args.torch_threads,
+        args.device,
     )
     note = torch_side if isinstance(torch_side, str) else None
     if note:
@@ -620,7 +636,7 @@ def main() -> None:
     record = {
         **record_header("generative", "torch", "torchcfm", "torchdiffeq", "ott-jax", "pot"),
         "workload": workload(args),
-        "torch_threads": args.torch_threads if torch_list else None,
+        **torch_record(torch_list, args),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
         "xla_flags": os.environ.get("XLA_FLAGS"),
         "train_reps": args.train_reps,

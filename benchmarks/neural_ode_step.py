@@ -29,10 +29,12 @@ falls on all of them alike. Reported: median, interquartile range and min-max ov
 repetitions; the ratio of each jaxdyn median to its raw-Diffrax twin's, and the median of
 the per-round ratios (paired, less sensitive to drifting machine load); the ratio of each
 torchdiffeq median to jaxdyn joint's. torch runs with `--torch-threads` threads (default:
-all cores).
+all cores) on `--device` (default: cuda when torch sees one, else cpu; model, data and times
+on it, float32 as on JAX's side); on CUDA each timed call ends with `torch.cuda.synchronize()`,
+as each JAX call ends with `block_until_ready`. The record names both sides' devices.
 
-Run: `python benchmarks/neural_ode_step.py [--reps 30] [--batch 256] [--quick]`. Writes
-`benchmarks/out/neural_ode_step.json`.
+Run: `python benchmarks/neural_ode_step.py [--reps 30] [--batch 256] [--device cpu|cuda]
+[--quick]`. Writes `benchmarks/out/neural_ode_step.json`.
 """
 
 from pathlib import Path
@@ -53,6 +55,8 @@ from _common import (
     time_call,
     time_step_contenders,
     torch_mlp,
+    torch_record,
+    torch_synchronised,
     verdict,
     write_record,
 )
@@ -120,8 +124,11 @@ def steps_summary(num_steps) -> str:
 # --------------------------------------------------------------------------- torch models
 
 
-def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, threads: int):
-    """torchdiffeq contenders on a copy of the JAX weights; [] and a note if unavailable."""
+def torch_contenders(
+    field: MLPField, y0: np.ndarray, target: np.ndarray, threads: int, device: str
+):
+    """torchdiffeq contenders on a copy of the JAX weights, on `device`; [] and a note if
+    unavailable."""
     try:
         import torch
         import torchdiffeq
@@ -140,11 +147,11 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
             self.nfe += 1
             return self.net(y)
 
-    func = Field()
+    func = Field().to(device)
     initial = {k: v.clone() for k, v in func.state_dict().items()}
-    y0_t = torch.from_numpy(np.array(y0))
-    target_t = torch.from_numpy(np.array(target))
-    ts = torch.tensor([T0, T1], dtype=torch.float32)
+    y0_t = torch.from_numpy(np.array(y0)).to(device)
+    target_t = torch.from_numpy(np.array(target)).to(device)
+    ts = torch.tensor([T0, T1], dtype=torch.float32, device=device)
 
     def make(name, odeint):
         state = {}
@@ -161,6 +168,7 @@ def torch_contenders(field: MLPField, y0: np.ndarray, target: np.ndarray, thread
             loss.backward()
             opt.step()
 
+        reset, step = (torch_synchronised(torch, device, fn) for fn in (reset, step))
         reset()
         func.nfe = 0
         first_s = time_call(step)
@@ -323,7 +331,7 @@ def main() -> None:
 
     contenders = jax_contenders(field, y0, target)
     torch_list, note = torch_contenders(
-        field, np.asarray(y0), np.asarray(target), args.torch_threads
+        field, np.asarray(y0), np.asarray(target), args.torch_threads, args.device
     )
     contenders += torch_list
     if note:
@@ -338,7 +346,7 @@ def main() -> None:
     record = {
         **record_header("neural_ode_step", "torch", "torchdiffeq"),
         "workload": workload(args),
-        "torch_threads": args.torch_threads if torch_list else None,
+        **torch_record(torch_list, args),
         "solver_steps_note": (
             "JAX: diffrax num_steps (accepted + rejected) of the forward solve; torch: "
             "calls of the field (forward solve, plus the adjoint solve for odeint_adjoint); "

@@ -36,7 +36,10 @@ round-robin (one repetition of each per round, in a shuffled order), so that noi
 shared machine falls on all of them alike. Reported: median, interquartile range and
 min-max; jaxdyn over raw Diffrax (ratio of medians, and the median of the per-round ratios,
 which is less sensitive to drifting machine load); torchsde over jaxdyn joint, likewise.
-torch runs with `--torch-threads` threads (default: all cores).
+torch runs with `--torch-threads` threads (default: all cores) on `--device` (default: cuda
+when torch sees one, else cpu; model, data, times and Brownian interval on it, the same dtypes);
+on CUDA each timed call ends with `torch.cuda.synchronize()`, as each JAX call ends with
+`block_until_ready`. The record names both sides' devices.
 
 Sanity check (always, before timing): with the diffusion's last layer set to zero (g = 0,
 so every contender solves the same ODE by Euler whatever its Brownian path), every
@@ -47,8 +50,8 @@ diffusion at the fixed key are printed too. `--check` also runs every contender 
 joint's: the paths differ between libraries, so they must agree within sampling error
 (asserted: |z| < 5, z the difference over its standard error).
 
-Run: `python benchmarks/neural_sde_step.py [--reps 30] [--batch 256] [--check] [--quick]`.
-Writes `benchmarks/out/neural_sde_step.json`.
+Run: `python benchmarks/neural_sde_step.py [--reps 30] [--batch 256] [--check]
+[--device cpu|cuda] [--quick]`. Writes `benchmarks/out/neural_sde_step.json`.
 """
 
 from pathlib import Path
@@ -69,6 +72,8 @@ from _common import (
     time_call,
     time_step_contenders,
     torch_mlp,
+    torch_record,
+    torch_synchronised,
     verdict,
     write_record,
 )
@@ -147,8 +152,9 @@ def steps_summary(num_steps) -> str:
 # --------------------------------------------------------------------------- torch models
 
 
-def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: int):
-    """torchsde contenders on a copy of the JAX weights; [] and a note if unavailable."""
+def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: int, device: str):
+    """torchsde contenders on a copy of the JAX weights, on `device`; [] and a note if
+    unavailable."""
     try:
         import torch
         import torchsde
@@ -174,15 +180,15 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
         def g(self, t, y):
             return self.diffusion(y)
 
-    sde = SDE()
+    sde = SDE().to(device)
     initial = {k: v.clone() for k, v in sde.state_dict().items()}
     zero = dict(initial)
-    zero_net = torch_mlp(torch, zero_diffusion).state_dict()
+    zero_net = torch_mlp(torch, zero_diffusion).to(device).state_dict()
     zero.update({f"diffusion.{k}": v.clone() for k, v in zero_net.items()})
-    y0_t = torch.from_numpy(np.array(y0))
+    y0_t = torch.from_numpy(np.array(y0)).to(device)
     # float64 times: torchsde steps `t += dt` in the dtype of ts; in float32 that ends just
     # short of 1 and adds a 101st step of ~1e-7 (see `make`).
-    ts = torch.tensor([T0, T1], dtype=torch.float64)
+    ts = torch.tensor([T0, T1], dtype=torch.float64, device=device)
 
     def make(name, sdeint):
         state = {}
@@ -203,6 +209,7 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
                 t1=T1,
                 size=tuple(y0_t.shape),
                 dtype=y0_t.dtype,
+                device=y0_t.device,
                 entropy=entropy,
                 dt=DT0,
             )
@@ -216,6 +223,7 @@ def torch_contenders(drift, diffusion, zero_diffusion, y0, seed: int, threads: i
             reset(zero if zero_ else initial)
             return float(step(key_).item())
 
+        reset, step = (torch_synchronised(torch, device, fn) for fn in (reset, step))
         reset()
         sde.nfe = 0
         first_s = time_call(step)
@@ -457,7 +465,13 @@ def main() -> None:
 
     contenders = jax_contenders(drift, diffusion, zero_diffusion, y0, step_key)
     torch_list, note = torch_contenders(
-        drift, diffusion, zero_diffusion, np.asarray(y0), args.seed, args.torch_threads
+        drift,
+        diffusion,
+        zero_diffusion,
+        np.asarray(y0),
+        args.seed,
+        args.torch_threads,
+        args.device,
     )
     contenders += torch_list
     if note:
@@ -474,7 +488,7 @@ def main() -> None:
     record = {
         **record_header("neural_sde_step", "torch", "torchsde"),
         "workload": workload(args),
-        "torch_threads": args.torch_threads if torch_list else None,
+        **torch_record(torch_list, args),
         "solver_steps_note": (
             "JAX: diffrax num_steps of the forward solve; torch: calls of the drift (forward "
             "solve, plus the adjoint solve for sdeint_adjoint)"
