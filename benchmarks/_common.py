@@ -142,14 +142,14 @@ def resolve_torch_device(parser: argparse.ArgumentParser, args: argparse.Namespa
     unless given; `--device cuda` without one is a usage error (exit 2)."""
     try:
         import torch
-
-        cuda = torch.cuda.is_available()
     except ImportError:  # no torch: its peers are skipped, so nothing runs anywhere
-        cuda = False
+        torch = None
+    cuda = torch is not None and torch.cuda.is_available()
     if args.device is None:
         args.device = "cuda" if cuda else "cpu"
     elif args.device == "cuda" and not cuda:
-        parser.error("--device cuda: torch sees no CUDA device (or torch is not installed)")
+        why = "torch sees no CUDA device" if torch is not None else "torch is not installed"
+        parser.error(f"--device cuda: {why}")
 
 
 def torch_synchronised(torch, device: str, fn: Callable) -> Callable:
