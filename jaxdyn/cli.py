@@ -89,7 +89,7 @@ def _join_processes(args) -> None:
 
     try:
         initialize_distributed(*given)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # bad values, no cluster, JAX already started
         raise ConfigError(str(error).replace("initialize_distributed: ", "")) from None
 
 

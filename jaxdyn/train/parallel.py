@@ -126,7 +126,15 @@ def initialize_distributed(
         raise ValueError(
             f"initialize_distributed: process_id must be in [0, {num_processes}), got {process_id}"
         )
-    jax.distributed.initialize(coordinator, num_processes, process_id)
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except ValueError as error:  # JAX found no cluster in the environment
+        if coordinator is not None:
+            raise
+        raise ValueError(
+            f"initialize_distributed: no multi-process environment found ({error}); give "
+            "coordinator, num_processes and process_id"
+        ) from None
 
 
 def data_mesh(devices: int | None = None) -> Mesh | None:
