@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree, Scalar
 from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 
@@ -150,7 +150,10 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
         skip = lambda carry, s: (carry, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))  # noqa: E731
         return jax.lax.cond(s < last, step, skip, carry, s)
 
-    return jax.lax.scan(body, carry, first + jnp.arange(length))
+    carry, out = jax.lax.scan(body, carry, first + jnp.arange(length))
+    if mesh is not None:  # the state stays replicated: every process holds all of it
+        carry = jax.lax.with_sharding_constraint(carry, NamedSharding(mesh, PartitionSpec()))
+    return carry, out
 
 
 class _Progress(NamedTuple):
