@@ -144,8 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="DIR", help="resume the interrupted run in DIR")
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="multi-process run: the address of process 0")  # fmt: skip
-    run.add_argument("--num-processes", type=int, metavar="N", help="multi-process run: N")
-    run.add_argument("--process-id", type=int, metavar="I", help="multi-process run: this one")
+    run.add_argument("--num-processes", type=int, metavar="N",
+                     help="multi-process run: the number of processes")  # fmt: skip
+    run.add_argument("--process-id", type=int, metavar="I",
+                     help="multi-process run: this process's index, 0 to N-1")  # fmt: skip
     run.add_argument("--distributed", action="store_true",
                      help="multi-process run set up from the environment (SLURM)")  # fmt: skip
     run.set_defaults(handler=_cmd_run)
