@@ -12,6 +12,7 @@ Exit status:
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from .config import ConfigError, closest, to_yaml
@@ -71,8 +72,45 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _join_processes(args) -> None:
+    """`jax.distributed.initialize` for a multi-process run (`--coordinator HOST:PORT
+    --num-processes N --process-id I`, or `--distributed` to read them from the environment
+    as SLURM sets them), before any JAX computation; nothing for a single-process run."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in given):
+        return
+    if args.distributed and any(v is not None for v in given):
+        raise ConfigError("give --distributed (from the environment) or --coordinator, "
+                          "--num-processes and --process-id, not both")  # fmt: skip
+    host, _, port = (args.coordinator or "h:0").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    from .train import initialize_distributed
+
+    try:
+        initialize_distributed(*given)
+    except (ValueError, RuntimeError) as error:  # bad values, no cluster, JAX already started
+        raise ConfigError(str(error).replace("initialize_distributed: ", "")) from None
+
+
+def _execute(experiments, experiment, cfg, out, resume: bool) -> tuple[Path, dict]:
+    """`experiments.execute` in `out` on process 0; on the other processes of a multi-process
+    run in a scratch directory deleted afterwards, so that only process 0 writes the run's
+    files (`fit` hands the others a resumed state from process 0)."""
+    from .train import is_primary
+
+    if is_primary():
+        return experiments.execute(experiment, cfg, out=out, resume=resume)
+    with tempfile.TemporaryDirectory(prefix="jaxdyn-process-") as scratch:
+        if resume:
+            (Path(scratch) / "config.yaml").write_text(to_yaml(cfg))
+        return experiments.execute(experiment, cfg, out=scratch, resume=resume)
+
+
 def _cmd_run(args) -> int:
+    _join_processes(args)
     from . import experiments
+    from .train import is_primary
 
     if args.resume is not None:
         if args.out is not None and Path(args.out) != Path(args.resume):
@@ -86,9 +124,10 @@ def _cmd_run(args) -> int:
     else:
         path, out = _resolve_config(args.config), args.out
     experiment, cfg = experiments.load(path, args.overrides)
-    run_dir, summary = experiments.execute(experiment, cfg, out=out, resume=args.resume is not None)
-    print(json.dumps(summary, indent=2))
-    print(f"run directory: {run_dir}")
+    run_dir, summary = _execute(experiments, experiment, cfg, out, args.resume is not None)
+    if is_primary():
+        print(json.dumps(summary, indent=2))
+        print(f"run directory: {run_dir}")
     return 0
 
 
@@ -103,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="overrides such as train.steps=500")
     run.add_argument("--out", help="run directory (default runs/<experiment>/<time>)")
     run.add_argument("--resume", metavar="DIR", help="resume the interrupted run in DIR")
+    run.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="multi-process run: the address of process 0")  # fmt: skip
+    run.add_argument("--num-processes", type=int, metavar="N",
+                     help="multi-process run: the number of processes")  # fmt: skip
+    run.add_argument("--process-id", type=int, metavar="I",
+                     help="multi-process run: this process's index, 0 to N-1")  # fmt: skip
+    run.add_argument("--distributed", action="store_true",
+                     help="multi-process run set up from the environment (SLURM)")  # fmt: skip
     run.set_defaults(handler=_cmd_run)
 
     show = commands.add_parser("show", help="print the resolved config")

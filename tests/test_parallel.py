@@ -36,6 +36,7 @@ def _worker() -> dict:
     import jax.numpy as jnp
 
     from jaxdyn.models import MLPField, NeuralODE
+    from jaxdyn.train import data_mesh
 
     jax.config.update("jax_enable_x64", True)
     x = jax.random.normal(jax.random.key(0), (64, 2))
@@ -58,7 +59,9 @@ def _worker() -> dict:
     def ode_loss(m, batch, key):  # rotate the inputs by a quarter turn in unit time
         return jnp.mean((m(ts, batch)[:, -1] - batch[:, ::-1] * jnp.asarray([-1.0, 1.0])) ** 2)
 
-    out = {}
+    mesh = data_mesh(4)
+    out = {"data_mesh": [mesh.devices.size, list(mesh.axis_names), mesh.axis_types[0].name,
+                         data_mesh().devices.size]}  # fmt: skip
     for name, parallel, counts in runs:
         model, loss, data = models[name]
         for count in counts:
@@ -79,6 +82,22 @@ def losses() -> dict:
                           timeout=600, cwd=Path(__file__).parent)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_data_mesh_over_the_forced_devices(losses):
+    """`data_mesh(4)`: the first 4 devices on one `data` axis of Auto type; `None`: all 8."""
+    assert losses["data_mesh"] == [4, ["data"], "Auto", 8]
+
+
+def test_data_mesh_on_one_device():
+    """One device is no data parallelism: no mesh. More devices than JAX sees: an error
+    naming the argument and the count."""
+    from jaxdyn.train import data_mesh
+
+    assert data_mesh() is None and data_mesh(1) is None
+    for bad in (2, 0, True, 1.0):
+        with pytest.raises(ValueError, match=r"devices must be an int in \[1, 1\]"):
+            data_mesh(bad)
 
 
 @pytest.mark.parametrize("workload", ["mlp/compiler", "mlp/shard_map", "ode_fixed/compiler"])

@@ -1,5 +1,6 @@
 """Jittable training: `fit`, `make_step`, minibatches (`fit_batch`), atomic checkpoints, the
-metrics log, and SDE transition likelihoods."""
+metrics log, data parallelism over devices and processes (`data_mesh`,
+`initialize_distributed`), and SDE transition likelihoods."""
 
 from .batches import SAMPLINGS as SAMPLINGS
 from .batches import fit_batch as fit_batch
@@ -13,6 +14,10 @@ from .loop import make_step as make_step
 from .metrics import read_metrics as read_metrics
 from .optim import OPTIMIZERS as OPTIMIZERS
 from .optim import make_optimizer as make_optimizer
+from .parallel import PARALLEL as PARALLEL
+from .parallel import data_mesh as data_mesh
+from .parallel import initialize_distributed as initialize_distributed
+from .parallel import is_primary as is_primary
 from .transition import TRANSITION_DENSITIES as TRANSITION_DENSITIES
 from .transition import euler_maruyama_log_density as euler_maruyama_log_density
 from .transition import local_linear_log_density as local_linear_log_density

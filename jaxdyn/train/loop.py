@@ -4,7 +4,9 @@ Steps run inside one jitted `lax.scan` per chunk; minibatches are drawn inside t
 the step number (`batches.py`: epoch-wise shuffling or draws with replacement, O(batch) a
 step); the host sees only the chunk's metrics, updates a progress bar, appends to
 `metrics.jsonl`, evaluates on validation data, keeps the best model, checks for divergence and
-writes checkpoints.
+writes checkpoints. When several processes train together (`initialize_distributed`), all
+of them compute and only process 0 reads and writes files; a resumed state reaches the others
+by broadcast, so they need no shared file system.
 """
 
 import functools
@@ -19,14 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree, Scalar
 from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 
 from .batches import Batches, Sampling, num_samples
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import append_metrics, truncate_metrics
-from .parallel import auto_axes, axis_of, check_mesh, replicate, shard_batch
+from .parallel import auto_axes, axis_of, check_mesh, is_primary, local_copy, replicate, shard_batch
 
 __all__ = ["FitResult", "TrainingDivergedError", "fit", "make_step"]
 
@@ -148,7 +150,10 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
         skip = lambda carry, s: (carry, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))  # noqa: E731
         return jax.lax.cond(s < last, step, skip, carry, s)
 
-    return jax.lax.scan(body, carry, first + jnp.arange(length))
+    carry, out = jax.lax.scan(body, carry, first + jnp.arange(length))
+    if mesh is not None:  # the state stays replicated: every process holds all of it
+        carry = jax.lax.with_sharding_constraint(carry, NamedSharding(mesh, PartitionSpec()))
+    return carry, out
 
 
 class _Progress(NamedTuple):
@@ -225,6 +230,21 @@ def _restore(ckpt_dir, metrics_path, carry: _Carry, progress: _Progress, resume:
         )
     truncate_metrics(metrics_path, int(saved_progress.step))
     return carry._replace(params=params, opt_state=opt_state, ema=ema), saved_progress
+
+
+def _from_process_zero(carry: _Carry, progress: _Progress, best, model):
+    """Several processes, resuming: process 0's restored state (only it reads the run
+    directory) on every process, so that all continue from the same step."""
+    from jax.experimental import multihost_utils
+
+    carry, progress = jax.tree.map(
+        jnp.asarray, multihost_utils.broadcast_one_to_all((carry, progress))
+    )
+    if int(progress.best_step) >= 0:
+        params, rest = eqx.partition(best if best is not None else model, eqx.is_array)
+        best = eqx.combine(jax.tree.map(jnp.asarray, multihost_utils.broadcast_one_to_all(params)),
+                           rest)  # fmt: skip
+    return carry, progress, best
 
 
 def _check_losses(losses: np.ndarray, step: int, ckpt_dir, last_ckpt) -> None:
@@ -330,9 +350,12 @@ def fit(
       `jax.make_mesh((n,), ("data",))`): the batch is split over its devices, parameters and
       optimiser state replicated. `parallel="compiler"` (one program, partitioned by XLA; the
       numbers of one device) or `"shard_map"` (a program per device, gradients averaged; for
-      adaptive solves). See `jaxdyn/train/parallel.py`.
+      adaptive solves). `data_mesh(devices)` builds one. Several processes
+      (`initialize_distributed`) call `fit` alike, with the same data, on a mesh over all their
+      devices; each gets the trained state as local arrays. See `jaxdyn/train/parallel.py`.
     - `run_dir`: where `metrics.jsonl`, `checkpoint/` and `best/` are written (nothing if
-      `None`); `checkpoint_every`: a checkpoint every this many chunks, and at the end.
+      `None`; by process 0 only when several processes train); `checkpoint_every`: a
+      checkpoint every this many chunks, and at the end.
     - `resume`: continue from `run_dir/checkpoint` if there is one. The result is bitwise
       identical to an uninterrupted run with the same arguments (early stopping included).
     - `progress`: show a tqdm bar with the loss. `opt_state`: an initial optimiser state
@@ -354,16 +377,18 @@ def fit(
     worst = math.inf if mode == "min" else -math.inf
     progress_ = _Progress(_key_data(key), jnp.asarray(0), jnp.asarray(worst), jnp.asarray(-1),
                           jnp.asarray(0))  # fmt: skip
-    paths = _RunPaths.of(run_dir)
+    paths = _RunPaths.of(run_dir if is_primary() else None)  # one process writes files
     fresh = _Carry(params, opt_state, ema)
     carry, progress_ = _restore(paths.checkpoint, paths.metrics, fresh, progress_, resume)
     best = _load_best(paths, model, progress_)
+    if resume and jax.process_count() > 1:
+        carry, progress_, best = _from_process_zero(carry, progress_, best, model)
     start = int(progress_.step)
     if mesh is not None:
         carry, data = replicate((carry, data), mesh)
     run = _Run(loss_fn, data, key, steps, chunk, has_aux, ema_decay, checkpoint_every, static,
                optimizer, batches, options, paths, mesh, parallel)  # fmt: skip
-    return run.train(carry, progress_, best, start, progress)
+    return run.train(carry, progress_, best, start, progress and is_primary())
 
 
 class _RunPaths(NamedTuple):
@@ -455,7 +480,7 @@ class _Run(NamedTuple):
 
     def _evaluated_model(self, carry: _Carry):
         params = carry.params if carry.ema is None else carry.ema
-        return eqx.combine(params, self.static)
+        return eqx.combine(local_copy(params), self.static)
 
     def _evaluate(self, carry: _Carry, progress: _Progress, best, step: int):
         model = self._evaluated_model(carry)
@@ -482,6 +507,7 @@ class _Run(NamedTuple):
 
     def _result(self, carry, progress, best, start, step, losses, evaluations, stopped):
         tracked = self.options.best_metric is not None and int(progress.best_step) >= 0
+        carry = local_copy(carry)  # several processes: this process's copy of the state
         return FitResult(
             model=eqx.combine(carry.params, self.static),
             opt_state=carry.opt_state,
