@@ -11,11 +11,13 @@ to the reporter between chunks.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
@@ -23,7 +25,7 @@ from omegaconf import DictConfig
 
 from .._evaluations import Reporter, evaluation_reporter
 from ..config import ConfigError
-from ..train import FitResult, StepCounted, counting_steps, fit, make_optimizer
+from ..train import OPTIMIZERS, FitResult, StepCounted, counting_steps, fit, make_optimizer
 
 __all__ = ["fit_from_config", "optimizer_from_config"]
 
@@ -52,6 +54,29 @@ def optimizer_from_config(
     if clip_norm is not None:
         optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
     return counting_steps(optimizer) if count_steps else optimizer
+
+
+@functools.cache
+def _rate_in_state(name: str, schedule: str, steps: int) -> optax.GradientTransformation:
+    """`make_optimizer(name, lr, schedule=schedule, steps=steps)` with `lr` in the optimiser
+    state (`optax.inject_hyperparams`), not in the compiled program: one object per
+    `(name, schedule, steps)`, so runs that differ only in `lr` (a sweep's trials) share `fit`'s
+    compiled chunk. `init` puts a placeholder rate 1 in the state; `_initial_state` sets `lr`."""
+
+    def factory(learning_rate):
+        if schedule == "constant":
+            return OPTIMIZERS[name](learning_rate)
+        return OPTIMIZERS[name](optax.cosine_decay_schedule(learning_rate, steps))
+
+    return optax.inject_hyperparams(factory)(learning_rate=1.0)
+
+
+def _initial_state(optimizer: optax.GradientTransformation, model: eqx.Module, lr: float):
+    """`optimizer.init` of the model's parameters with the learning rate `lr` in the state."""
+    state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    rate = state.hyperparams["learning_rate"]
+    return state._replace(hyperparams={**state.hyperparams,
+                                       "learning_rate": jnp.asarray(lr, rate.dtype)})  # fmt: skip
 
 
 class _StepLoss(eqx.Module):
@@ -144,6 +169,11 @@ def fit_from_config(
         batch_size=train.batch_size, key=key, chunk=train.chunk, has_aux=has_aux,
         run_dir=run_dir, checkpoint_every=train.checkpoint_every, **options,
     )  # fmt: skip
+    if optimizer is None and not with_step and train.get("lr_decay") is None:
+        # The default optimiser, with the rate in its state: runs that differ in lr alone
+        # reuse one compiled chunk (a resumed run reads its state from the checkpoint).
+        optimizer = _rate_in_state(train.optimizer, train.schedule, train.steps)
+        kwargs["opt_state"] = _initial_state(optimizer, model, train.lr)
     optimizer = optimizer or optimizer_from_config(train, count_steps=with_step)
     reporter = evaluation_reporter()
     if reporter is not None and eval_fn is not None:

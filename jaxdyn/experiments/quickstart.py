@@ -26,6 +26,7 @@ from ..data import spiral, spiral_field, windows
 from ..models import ACTIVATIONS, FEATURES, MLPField, NeuralODE
 from ..plotting import Figure
 from ..solve import RESULTS
+from ..train import read_metrics
 from ._records import loss_figure
 from ._registry import register
 from ._training import fit_from_config
@@ -58,6 +59,7 @@ class QuickstartConfig:
     experiment: str = "quickstart"
     seed: int = 0
     target_rel_error: float = 0.1
+    figures: bool = True  # false: no PNGs (e.g. for the trials of a sweep)
     data: SpiralDataConfig = section(SpiralDataConfig)
     model: FieldConfig = section(FieldConfig)
     solve: SolveConfig = section(SolveConfig)
@@ -134,6 +136,28 @@ def _figures(run_dir: Path, ts, ys, pred, model: NeuralODE) -> None:
     fig.savefig(run_dir / "phase_portrait.png", dpi=120)
 
 
+class _WindowLoss(eqx.Module):
+    """The L1 error of the model's solves over a batch of windows, each from its first point.
+    A module (not a closure), so that runs of one shape share `fit`'s compiled chunk."""
+
+    ts: jax.Array
+
+    def __call__(self, model: NeuralODE, batch, key):
+        return jnp.mean(jnp.abs(model(self.ts, batch[:, 0]) - batch))
+
+
+class _ValidationError(eqx.Module):
+    """`{"loss": rel. L2 error}` of the full-horizon solves from the validation initial
+    conditions; a failed solve makes it NaN (never the best), not the run fail."""
+
+    ts: jax.Array
+    ys: jax.Array
+
+    def __call__(self, model: NeuralODE, key):
+        model = dataclasses.replace(model, on_failure="nan")
+        return {"loss": _rel_l2(model(self.ts, self.ys[:, 0]), self.ys)}
+
+
 @register("quickstart", QuickstartConfig)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Neural ODE on the cubic spiral (torchdiffeq demo); target rel. L2 error <= 0.1 on the
@@ -146,17 +170,9 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     model_key, train_key = jax.random.split(jax.random.key(cfg.seed))
     model = build_model(cfg, key=model_key)
 
-    def loss_fn(model: NeuralODE, batch, key):
-        pred = model(ts_window, batch[:, 0])
-        return jnp.mean(jnp.abs(pred - batch))
-
-    def eval_fn(model: NeuralODE, key):
-        # A failed solve makes the metric NaN (never the best), not the run fail.
-        model = dataclasses.replace(model, on_failure="nan")
-        return {"loss": _rel_l2(model(ts, validation_ys[:, 0]), validation_ys)}
-
-    result = fit_from_config(loss_fn, model, segments, cfg.train, key=train_key,
-                             run_dir=run_dir, resume=resume, eval_fn=eval_fn)  # fmt: skip
+    result = fit_from_config(_WindowLoss(ts_window), model, segments, cfg.train, key=train_key,
+                             run_dir=run_dir, resume=resume,
+                             eval_fn=_ValidationError(ts, validation_ys))  # fmt: skip
     # The reported model: the best on validation, else the EMA, else the last.
     if result.best_model is not None:
         reported, validation = result.best_model, result.best_value
@@ -171,8 +187,12 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     succeeded = bool(solution.succeeded)
     rel_error = float(_rel_l2(pred, ys)) if succeeded else None
 
-    _figures(run_dir, ts, ys, pred, model)
-    losses = [row["loss"] for row in loss_figure(run_dir, "quickstart: L1 window loss")]
+    if cfg.figures:
+        _figures(run_dir, ts, ys, pred, model)
+        rows = loss_figure(run_dir, "quickstart: L1 window loss")
+    else:
+        rows = read_metrics(run_dir / "metrics.jsonl")
+    losses = [row["loss"] for row in rows]
     return {
         "rel_l2_error": rel_error,
         "eval_solve": RESULTS[solution.result] or "successful",
