@@ -215,14 +215,18 @@ def _objective(out: Path, spec: dict, params: list[Param]):
 
 
 def _study(out: Path, spec: dict, *, create: bool):
-    """The Optuna study in `out/study.db` (TPE sampler seeded by `spec["seed"]`, median
-    pruner)."""
+    """The Optuna study in `out/study.db`: TPE sampler seeded by `spec["seed"]` (plus the
+    number of trials the study holds), median pruner."""
     import optuna
 
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    # A resumed sweep seeds its sampler past the trials it has, lest it propose the first
+    # trials' parameters again.
+    done = 0 if create else len(optuna.load_study(study_name="sweep", storage=storage).trials)
     return optuna.create_study(
         study_name="sweep",
-        storage=f"sqlite:///{(out / 'study.db').resolve()}",
-        sampler=optuna.samplers.TPESampler(seed=spec["seed"]),
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=spec["seed"] + done),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=spec["startup_trials"]),
         direction="minimize" if spec["mode"] == "min" else "maximize",
         load_if_exists=not create,
