@@ -169,8 +169,9 @@ class SweepResult:
     counts: dict
 
 
-class _MissingMetric(RuntimeError):
-    """A trial's run produced no value for the sweep's metric."""
+class _MissingMetric(ConfigError):
+    """A trial's run produced no value for the sweep's metric (a wrong `--metric`): the
+    sweep stops after that trial, its records kept."""
 
 
 def _metric_value(summary: dict, run_dir: Path, metric: str) -> float:
@@ -321,7 +322,7 @@ def _run_study(out: Path, spec: dict, params: list[Param], *, create: bool, jobs
     if remaining > 0:
         study.optimize(
             _objective(out, spec, params), n_trials=remaining, n_jobs=jobs,
-            catch=(experiments.RunFailed, _MissingMetric),
+            catch=(experiments.RunFailed,),
             callbacks=[lambda study, _trial: write_trials_csv(study, out, params)],
         )  # fmt: skip
     write_trials_csv(study, out, params)
