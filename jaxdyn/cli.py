@@ -1,4 +1,4 @@
-"""The `jaxdyn` command: `jaxdyn run | list | show`.
+"""The `jaxdyn` command: `jaxdyn run | sweep | list | show`.
 
 Exit status:
 
@@ -131,6 +131,29 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from . import sweep
+
+    if args.resume is not None:
+        if args.config is not None or args.overrides or args.param:
+            raise ConfigError("sweep --resume DIR takes no CONFIG, overrides or --param")
+        result = sweep.resume_sweep(args.resume, trials=args.trials, jobs=args.jobs)
+    elif args.config is None:
+        raise ConfigError("sweep needs a CONFIG (a path or a name in configs/), or --resume DIR")
+    else:
+        result = sweep.sweep(
+            _resolve_config(args.config), args.param, trials=args.trials or 20,
+            metric=args.metric, mode=args.mode, out=args.out, jobs=args.jobs, seed=args.seed,
+            overrides=args.overrides,
+        )  # fmt: skip
+    print(json.dumps({"counts": result.counts, "best_trial": result.best_trial,
+                      "best_value": result.best_value, "best_params": result.best_params},
+                     indent=2))  # fmt: skip
+    print(f"best run directory: {result.best_run_dir}")
+    print(f"sweep directory: {result.out}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxdyn", description="Config-driven experiments on dynamics models."
@@ -151,6 +174,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--distributed", action="store_true",
                      help="multi-process run set up from the environment (SLURM)")  # fmt: skip
     run.set_defaults(handler=_cmd_run)
+
+    tune = commands.add_parser("sweep", help="tune config keys over trials (Optuna)")
+    tune.add_argument("config", nargs="?", help="config YAML path or name in configs/")
+    tune.add_argument("overrides", nargs="*", help="overrides for every trial (train.steps=500)")
+    tune.add_argument("--param", action="append", default=[], metavar="KEY=DIST(ARGS)",
+                      help="a swept key: loguniform(LOW,HIGH), uniform(LOW,HIGH), "
+                      "int(LOW,HIGH), choice(A,B,...); repeat for several")  # fmt: skip
+    tune.add_argument("--trials", type=int, help="trials to finish (default 20)")
+    tune.add_argument("--metric", default="validation.loss", help="the score of a trial")
+    tune.add_argument("--mode", choices=("min", "max"), default="min")
+    tune.add_argument("--jobs", type=int, default=1, help="trials at once (threads)")
+    tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    tune.add_argument("--out", help="sweep directory (default sweeps/<experiment>/<time>)")
+    tune.add_argument("--resume", metavar="DIR", help="continue the sweep in DIR")
+    tune.set_defaults(handler=_cmd_sweep)
 
     show = commands.add_parser("show", help="print the resolved config")
     show.add_argument("config", help="config YAML path or name in configs/")

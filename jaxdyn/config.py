@@ -122,6 +122,27 @@ class TrainConfig:
     schedule: str = choice("constant", ("constant", "cosine"))
     chunk: int = at_least(100, 1)
     checkpoint_every: int = at_least(1, 1)
+    # Validation (for experiments that define a validation split; see `fit`'s `eval_fn`):
+    eval_every: int = at_least(1, 1)  # chunks between evaluations (and after the last step)
+    best_metric: str | None = None  # e.g. validation.loss: keep the best model in best/
+    mode: str = choice("min", ("min", "max"))  # whether best_metric is better smaller or larger
+    patience: int | None = at_least(None, 1)  # null: no early stopping
+    ema_decay: float | None = fraction(None, allow_zero=True)  # null: no parameter average
+
+    @staticmethod
+    def check(node: DictConfig, key: str) -> None:
+        """`patience` needs `best_metric` (the metric that must improve), and `best_metric`
+        must be a validation metric (`validation.<name>`)."""
+        if node.patience is not None and node.best_metric is None:
+            raise ConfigError(
+                f"bad value for config key '{key}.patience' ({node.patience}): early stopping "
+                f"needs {key}.best_metric (e.g. validation.loss)"
+            )
+        if node.best_metric is not None and not node.best_metric.startswith("validation."):
+            raise ConfigError(
+                f"bad value for config key '{key}.best_metric': {node.best_metric!r} is not a "
+                "validation metric (validation.<name>, e.g. validation.loss)"
+            )
 
 
 def closest(word: str, options: Sequence[str]) -> str:

@@ -62,6 +62,19 @@ def test_defaults_fill_in_and_overrides_apply(config_file):
         ("experiment: quickstart\n", ["solve=3"], "bad value for config key 'solve'"),
         ("experiment: quickstart\ntrain: 5\n", [], "bad value for config key 'train'"),
         ("experiment: quickstart\n  bad: [", [], "not valid YAML"),
+        ("experiment: quickstart\n", ["train.eval_every=0"], "'train.eval_every': 0 is not >= 1"),
+        ("experiment: quickstart\n", ["train.mode=best"], "'best' is not one of min, max"),
+        ("experiment: quickstart\n", ["train.ema_decay=1.0"], "1.0 is not in [0, 1)"),
+        (
+            "experiment: quickstart\ntrain:\n  best_metric: null\n",
+            ["train.patience=3"],
+            "'train.patience' (3): early stopping needs train.best_metric",
+        ),
+        (
+            "experiment: quickstart\n",
+            ["train.best_metric=loss"],
+            "'train.best_metric': 'loss' is not a validation metric",
+        ),
     ],
 )
 def test_mistakes_name_the_key(config_file, text, overrides, message):
@@ -93,3 +106,14 @@ def test_solve_section_refuses_what_odeint_refuses(config_file):
         load_config(path, QuickstartConfig, ["solve.solver=euler"])
     fixed = load_config(path, QuickstartConfig, ["solve.solver=euler", "solve.dt0=0.1"])
     assert fixed.solve.dt0 == 0.1
+
+
+def test_validation_keys_need_an_experiment_with_a_validation_split(config_file):
+    """`fit_from_config` without an `eval_fn` refuses the validation keys, naming the key,
+    before training starts."""
+    from jaxdyn.experiments._training import fit_from_config
+
+    path = config_file("experiment: quickstart\n")
+    train = load_config(path, QuickstartConfig, ["train.ema_decay=0.9"]).train
+    with pytest.raises(ConfigError, match="'train.ema_decay' is set .* no validation split"):
+        fit_from_config(None, None, None, train, key=None, run_dir=None, resume=False)

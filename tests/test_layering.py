@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxdyn"
 # Each layer imports only from the layers before it (and from itself within one package).
 # Top-level private modules (`jaxdyn/_*.py`) are helpers shared by every layer.
 LAYERS = [
-    {"_checks", "_environment", "_trees"},
+    {"_checks", "_environment", "_evaluations", "_trees"},
     {"_jaxopt", "_solvers", "metrics"},
     {"solve"},
     {"implicit", "train"},
@@ -21,10 +21,11 @@ LAYERS = [
     {"baselines", "generative"},  # capability packages; new families join this layer
     {"config", "plotting"},
     {"experiments"},
+    {"sweep"},
     {"cli"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
-HEAVY = ("sklearn", "sktime", "ott", "ot", "matplotlib", "jaxopt", "torch", "tensorflow")
+HEAVY = ("sklearn", "sktime", "ott", "ot", "matplotlib", "jaxopt", "torch", "tensorflow", "optuna")
 
 
 def _modules():

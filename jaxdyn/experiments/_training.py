@@ -3,18 +3,29 @@
 An experiment that trains several models builds its optimiser (and loss) once and passes it
 to every call: `fit` compiles its training chunk once per (loss, optimiser) pair, so a fresh
 optimiser per run would recompile for every run.
+
+An experiment with a validation split passes its `eval_fn`; the `train` section's
+`eval_every`, `best_metric`, `mode`, `patience` and `ema_decay` then reach `fit`. Under
+`jaxdyn._evaluations.reporting_evaluations` (a sweep's pruning) every evaluation is also handed
+to the reporter between chunks.
 """
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 from omegaconf import DictConfig
 
-from ..train import FitResult, StepCounted, counting_steps, fit, make_optimizer
+from .._evaluations import Reporter, evaluation_reporter
+from ..config import ConfigError
+from ..train import OPTIMIZERS, FitResult, StepCounted, counting_steps, fit, make_optimizer
 
 __all__ = ["fit_from_config", "optimizer_from_config"]
 
@@ -45,6 +56,29 @@ def optimizer_from_config(
     return counting_steps(optimizer) if count_steps else optimizer
 
 
+@functools.cache
+def _rate_in_state(name: str, schedule: str, steps: int) -> optax.GradientTransformation:
+    """`make_optimizer(name, lr, schedule=schedule, steps=steps)` with `lr` in the optimiser
+    state (`optax.inject_hyperparams`), not in the compiled program: one object per
+    `(name, schedule, steps)`, so runs that differ only in `lr` (a sweep's trials) share `fit`'s
+    compiled chunk. `init` puts a placeholder rate 1 in the state; `_initial_state` sets `lr`."""
+
+    def factory(learning_rate):
+        if schedule == "constant":
+            return OPTIMIZERS[name](learning_rate)
+        return OPTIMIZERS[name](optax.cosine_decay_schedule(learning_rate, steps))
+
+    return optax.inject_hyperparams(factory)(learning_rate=1.0)
+
+
+def _initial_state(optimizer: optax.GradientTransformation, model: eqx.Module, lr: float):
+    """`optimizer.init` of the model's parameters with the learning rate `lr` in the state."""
+    state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    rate = state.hyperparams["learning_rate"]
+    return state._replace(hyperparams={**state.hyperparams,
+                                       "learning_rate": jnp.asarray(lr, rate.dtype)})  # fmt: skip
+
+
 class _StepLoss(eqx.Module):
     """`loss_fn(model, step, batch, key)` as `fit`'s `(counted, batch, key)`. A module, so two
     wrappers of one loss compare equal and `fit` reuses its compiled chunk."""
@@ -53,6 +87,50 @@ class _StepLoss(eqx.Module):
 
     def __call__(self, counted: StepCounted, batch, key):
         return self.loss_fn(counted.model, jax.lax.stop_gradient(counted.step), batch, key)
+
+
+_VALIDATION_DEFAULTS = {"eval_every": 1, "best_metric": None, "mode": "min", "patience": None,
+                        "ema_decay": None}  # fmt: skip
+
+
+def _validation_options(train: DictConfig, eval_fn: Callable | None) -> dict:
+    """`fit`'s evaluation keywords from the `train` section; a `ConfigError` naming the key
+    when one is set for an experiment that has no validation split (no `eval_fn`)."""
+    options = {name: train.get(name, default) for name, default in _VALIDATION_DEFAULTS.items()}
+    if eval_fn is None:
+        for name, default in _VALIDATION_DEFAULTS.items():
+            if options[name] != default:
+                raise ConfigError(
+                    f"config key 'train.{name}' is set ({options[name]!r}) but this experiment "
+                    "has no validation split to evaluate; remove it"
+                )
+        return {}
+    return {"eval_fn": eval_fn, **options}
+
+
+def _fit_reporting(reporter: Reporter, steps: int, period: int, resume: bool, **kwargs):
+    """`fit` in segments of `period` steps (`eval_every` chunks: the segments end where an
+    uninterrupted run evaluates), each resuming from the previous one's checkpoint (`fit`'s
+    resume is bitwise identical to an uninterrupted run), `reporter(step, metrics)` after each
+    evaluation. Returns the `FitResult` of the whole run."""
+    parts: list[FitResult] = []
+    end = min(steps, period)
+    while True:
+        part = fit(steps=end, resume=resume, **kwargs)
+        parts.append(part)
+        resume = True
+        for evaluation in part.evaluations:
+            metrics = {k: v for k, v in evaluation.items() if k != "step"}
+            reporter(evaluation["step"], metrics)
+        if part.step >= steps or part.stopped_early:
+            break
+        end = min(steps, (part.step // period + 1) * period)
+    return dataclasses.replace(
+        parts[-1],
+        first_step=parts[0].first_step,
+        losses=np.concatenate([part.losses for part in parts]),
+        evaluations=tuple(e for part in parts for e in part.evaluations),
+    )
 
 
 def fit_from_config(
@@ -67,6 +145,7 @@ def fit_from_config(
     has_aux: bool = False,
     optimizer: optax.GradientTransformation | None = None,
     with_step: bool = False,
+    eval_fn: Callable | None = None,
 ) -> FitResult:
     """`fit` with the steps, batch size, chunk and checkpointing of the config's `train`
     section, and its optimiser (`optimizer_from_config(train, count_steps=with_step)` unless
@@ -76,12 +155,38 @@ def fit_from_config(
     given `optimizer` must be a `counting_steps` one), so that `loss_fn(model, step, batch,
     key)` can read the step (e.g. for a KL warm-up); the checkpoint holds the counter, so a
     resumed run continues where it stopped; the result's `.model.model` is the trained model.
+
+    `eval_fn(model, key) -> {name: scalar}` on the experiment's validation split turns on the
+    section's `eval_every`, `best_metric`, `mode`, `patience` and `ema_decay` (see `fit`);
+    without it, setting any of them is a `ConfigError`.
     """
+    options = _validation_options(train, eval_fn)
     if with_step:
         loss_fn, model = _StepLoss(loss_fn), StepCounted(model)
-    return fit(
-        loss_fn, model, data, optimizer or optimizer_from_config(train, count_steps=with_step),
-        steps=train.steps, batch_size=train.batch_size, key=key, chunk=train.chunk,
-        has_aux=has_aux, run_dir=run_dir, checkpoint_every=train.checkpoint_every,
-        resume=resume,
+        if eval_fn is not None:
+            options["eval_fn"] = _StepEval(eval_fn)
+    kwargs = dict(
+        batch_size=train.batch_size, key=key, chunk=train.chunk, has_aux=has_aux,
+        run_dir=run_dir, checkpoint_every=train.checkpoint_every, **options,
     )  # fmt: skip
+    if optimizer is None and not with_step and train.get("lr_decay") is None:
+        # The default optimiser, with the rate in its state: runs that differ in lr alone
+        # reuse one compiled chunk (a resumed run reads its state from the checkpoint).
+        optimizer = _rate_in_state(train.optimizer, train.schedule, train.steps)
+        kwargs["opt_state"] = _initial_state(optimizer, model, train.lr)
+    optimizer = optimizer or optimizer_from_config(train, count_steps=with_step)
+    reporter = evaluation_reporter()
+    if reporter is not None and eval_fn is not None:
+        period = train.eval_every * train.chunk
+        return _fit_reporting(reporter, train.steps, period, resume, loss_fn=loss_fn,
+                              model=model, data=data, optimizer=optimizer, **kwargs)  # fmt: skip
+    return fit(loss_fn, model, data, optimizer, steps=train.steps, resume=resume, **kwargs)
+
+
+class _StepEval(eqx.Module):
+    """`eval_fn(model, key)` on the model inside a `StepCounted` one."""
+
+    eval_fn: Callable
+
+    def __call__(self, counted: StepCounted, key):
+        return self.eval_fn(counted.model, key)

@@ -1,9 +1,14 @@
 """Quickstart: learn the cubic spiral with a neural ODE (the torchdiffeq demo).
 
-Data: `dy/dt = (y**3) @ A`, `A = [[-0.1, 2], [-2, -0.1]]`, `y0 = [2, 0]`, 1000 points on
-`[0, 25]`. Model: a neural ODE whose field is an MLP on `y**3` (Chen et al. 2018), trained on
-random short windows of the trajectory with an L1 loss. Evaluation: relative L2 error of the
-full-horizon prediction from `y0`.
+Data: `dy/dt = (y**3) @ A`, `A = [[-0.1, 2], [-2, -0.1]]`, 1000 points on `[0, 25]` from
+initial conditions on the circle of radius `|y0|`, `y0 = [2, 0]`. Splits by initial condition:
+`y0` is the test trajectory; `num_train + num_validation` others, evenly spread in angle
+(alternate ones to validation), are the training and validation trajectories. Model: a neural
+ODE whose field is an MLP on `y**3` (Chen et al. 2018), trained on random short windows of the
+training trajectories with an L1 loss. Validation (`validation.loss`, every `train.eval_every`
+chunks): relative L2 error of the full-horizon predictions from the validation initial
+conditions; the best model on it is kept (`train.best_metric`). Headline (test): relative L2
+error of the full-horizon prediction from `y0`, a trajectory never trained on.
 """
 
 import dataclasses
@@ -21,6 +26,7 @@ from ..data import spiral, spiral_field, windows
 from ..models import ACTIVATIONS, FEATURES, MLPField, NeuralODE
 from ..plotting import Figure
 from ..solve import RESULTS
+from ..train import read_metrics
 from ._records import loss_figure
 from ._registry import register
 from ._training import fit_from_config
@@ -35,6 +41,8 @@ class SpiralDataConfig:
         metadata={"check": (lambda v: len(v) == 2, "a list of 2 numbers")},
     )
     window: int = at_least(10, 2)  # points per training window (<= num_points)
+    num_train: int = at_least(4, 1)  # training trajectories (initial conditions)
+    num_validation: int = at_least(2, 1)  # validation trajectories
 
 
 @dataclasses.dataclass
@@ -51,6 +59,7 @@ class QuickstartConfig:
     experiment: str = "quickstart"
     seed: int = 0
     target_rel_error: float = 0.1
+    figures: bool = True  # false: no PNGs (e.g. for the trials of a sweep)
     data: SpiralDataConfig = section(SpiralDataConfig)
     model: FieldConfig = section(FieldConfig)
     solve: SolveConfig = section(SolveConfig)
@@ -64,6 +73,31 @@ def build_model(cfg: DictConfig, *, key: PRNGKeyArray) -> NeuralODE:
                      feature=m.feature, time=m.time, key=key)  # fmt: skip
     return NeuralODE(field, solver=s.solver, rtol=s.rtol, atol=s.atol, dt0=s.dt0,
                      adjoint=s.adjoint, max_steps=s.max_steps, batch=s.batch)  # fmt: skip
+
+
+def initial_conditions(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation initial conditions, `(num_train, 2)` and
+    `(num_validation, 2)`: `n = num_train + num_validation` points on the circle of radius
+    `|y0|` at angles `angle(y0) + 2πk/(n + 1)`, `k = 1…n` (`y0` itself, `k = 0`, is the test
+    trajectory); `k = 2, 4, …` are validation until there are `num_validation` of them."""
+    d = cfg.data
+    n = d.num_train + d.num_validation
+    radius, angle = np.hypot(*d.y0), np.arctan2(d.y0[1], d.y0[0])
+    angles = angle + 2 * np.pi * np.arange(1, n + 1) / (n + 1)
+    points = radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+    chosen = list(range(1, n, 2))[: d.num_validation]  # k = 2, 4, …
+    chosen += [i for i in range(n - 1, -1, -1) if i not in chosen][: d.num_validation - len(chosen)]
+    validation = np.isin(np.arange(n), chosen)
+    return points[~validation], points[validation]
+
+
+def _trajectories(cfg: DictConfig, y0s: np.ndarray) -> jax.Array:
+    """The spiral from each of `y0s`: shape `(len(y0s), num_points, 2)`."""
+    return jnp.stack([spiral(cfg.data.num_points, cfg.data.t1, tuple(y0))[1] for y0 in y0s])
+
+
+def _rel_l2(pred, ys):
+    return jnp.linalg.norm(pred - ys) / jnp.linalg.norm(ys)
 
 
 def _figures(run_dir: Path, ts, ys, pred, model: NeuralODE) -> None:
@@ -102,36 +136,70 @@ def _figures(run_dir: Path, ts, ys, pred, model: NeuralODE) -> None:
     fig.savefig(run_dir / "phase_portrait.png", dpi=120)
 
 
+class _WindowLoss(eqx.Module):
+    """The L1 error of the model's solves over a batch of windows, each from its first point.
+    A module (not a closure), so that runs of one shape share `fit`'s compiled chunk."""
+
+    ts: jax.Array
+
+    def __call__(self, model: NeuralODE, batch, key):
+        return jnp.mean(jnp.abs(model(self.ts, batch[:, 0]) - batch))
+
+
+class _ValidationError(eqx.Module):
+    """`{"loss": rel. L2 error}` of the full-horizon solves from the validation initial
+    conditions; a failed solve makes it NaN (never the best), not the run fail."""
+
+    ts: jax.Array
+    ys: jax.Array
+
+    def __call__(self, model: NeuralODE, key):
+        model = dataclasses.replace(model, on_failure="nan")
+        return {"loss": _rel_l2(model(self.ts, self.ys[:, 0]), self.ys)}
+
+
 @register("quickstart", QuickstartConfig)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Neural ODE on the cubic spiral (torchdiffeq demo); target rel. L2 error <= 0.1."""
+    """Neural ODE on the cubic spiral (torchdiffeq demo); target rel. L2 error <= 0.1 on the
+    held-out trajectory from `y0`."""
     ts, ys = spiral(cfg.data.num_points, cfg.data.t1, tuple(cfg.data.y0))
-    segments = windows(ys, cfg.data.window)
+    train_y0s, validation_y0s = initial_conditions(cfg)
+    segments = jnp.concatenate([windows(y, cfg.data.window) for y in _trajectories(cfg, train_y0s)])
+    validation_ys = _trajectories(cfg, validation_y0s)
     ts_window = ts[: cfg.data.window] - ts[0]
     model_key, train_key = jax.random.split(jax.random.key(cfg.seed))
     model = build_model(cfg, key=model_key)
 
-    def loss_fn(model: NeuralODE, batch, key):
-        pred = model(ts_window, batch[:, 0])
-        return jnp.mean(jnp.abs(pred - batch))
-
-    result = fit_from_config(loss_fn, model, segments, cfg.train, key=train_key,
-                             run_dir=run_dir, resume=resume)  # fmt: skip
+    result = fit_from_config(_WindowLoss(ts_window), model, segments, cfg.train, key=train_key,
+                             run_dir=run_dir, resume=resume,
+                             eval_fn=_ValidationError(ts, validation_ys))  # fmt: skip
+    # The reported model: the best on validation, else the EMA, else the last.
+    if result.best_model is not None:
+        reported, validation = result.best_model, result.best_value
+    else:
+        reported = result.model if result.ema_model is None else result.ema_model
+        validation = result.evaluations[-1]["validation.loss"] if result.evaluations else None
     # Evaluate without raising: a failed long-horizon solve is a result to record, not a
     # reason to lose the trained model (which is in the checkpoint) and the figures.
-    model = dataclasses.replace(result.model, on_failure="return")
+    model = dataclasses.replace(reported, on_failure="return")
     solution = eqx.filter_jit(model.solve)(ts, ys[0])
     pred = solution.ys
     succeeded = bool(solution.succeeded)
-    rel_error = float(jnp.linalg.norm(pred - ys) / jnp.linalg.norm(ys)) if succeeded else None
+    rel_error = float(_rel_l2(pred, ys)) if succeeded else None
 
-    _figures(run_dir, ts, ys, pred, model)
-    losses = [row["loss"] for row in loss_figure(run_dir, "quickstart: L1 window loss")]
+    if cfg.figures:
+        _figures(run_dir, ts, ys, pred, model)
+        rows = loss_figure(run_dir, "quickstart: L1 window loss")
+    else:
+        rows = read_metrics(run_dir / "metrics.jsonl")
+    losses = [row["loss"] for row in rows]
     return {
         "rel_l2_error": rel_error,
         "eval_solve": RESULTS[solution.result] or "successful",
         "target_rel_l2_error": cfg.target_rel_error,
         "target_met": succeeded and rel_error <= cfg.target_rel_error,
+        "validation.loss": validation,
+        "best_step": result.best_step,
         "final_loss": float(losses[-1]) if losses else None,
         "steps": result.step,
         "eval_solver_steps": int(solution.stats.num_steps),
