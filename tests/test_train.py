@@ -10,7 +10,14 @@ import pytest
 from helpers import leaves_equal
 
 from jaxdyn import MLPField, TrainingDivergedError, fit, make_step
-from jaxdyn.train import fit_batch, index_shuffle, load_checkpoint, read_metrics, save_checkpoint
+from jaxdyn.train import (
+    fit_batch,
+    index_shuffle,
+    load_checkpoint,
+    loop,
+    read_metrics,
+    save_checkpoint,
+)
 
 
 def regression():
@@ -348,3 +355,32 @@ def test_resume_with_evaluation_and_ema_is_bitwise_identical(tmp_path):
     for attribute in ("model", "ema_model", "best_model", "opt_state"):
         assert leaves_equal(getattr(full, attribute), getattr(resumed, attribute)), attribute
     assert (full.best_step, full.stopped_early) == (resumed.best_step, resumed.stopped_early)
+
+
+def test_a_run_killed_between_evaluations_resumes_bitwise_identical(tmp_path, monkeypatch):
+    """Evaluations every 2 chunks; the run is killed right after the checkpoint of step 50
+    (chunk 5, between evaluations). The resumed run evaluates where the uninterrupted one does
+    (steps 60, 80, …: chunks are counted from step 0, not from the resumed call's start)."""
+    full = clock_run(tmp_path / "full", 120, patience=5, ema_decay=0.9, eval_every=2)
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(directory, state, step):
+        save_checkpoint(directory, state, step)
+        if step == 50:
+            raise Killed
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        clock_run(tmp_path / "cut", 120, patience=5, ema_decay=0.9, eval_every=2)
+    monkeypatch.undo()
+    resumed = clock_run(tmp_path / "cut", 120, patience=5, ema_decay=0.9, eval_every=2,
+                        resume=True)  # fmt: skip
+    assert resumed.first_step == 50
+    assert [e["step"] for e in resumed.evaluations] == [
+        e["step"] for e in full.evaluations if e["step"] > 50
+    ]
+    for attribute in ("model", "ema_model", "best_model", "opt_state"):
+        assert leaves_equal(getattr(full, attribute), getattr(resumed, attribute)), attribute
+    assert (full.best_step, full.best_value) == (resumed.best_step, resumed.best_value)

@@ -136,9 +136,7 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
     the same loss function and optimiser object reuse the compilation too."""
     step_fn = _parameter_step(loss_fn, optimizer, static, has_aux, mesh, parallel)
 
-    def step(carry: _Carry, s):
-        batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
-        batch = batches.draw(data, s, key, batch_key)
+    def step(carry: _Carry, batch, loss_key):
         params, opt_state, loss, aux = step_fn(carry.params, carry.opt_state, batch, loss_key)
         ema = carry.ema
         if ema is not None:
@@ -146,9 +144,16 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
         return _Carry(params, opt_state, ema), (loss, aux)
 
     def body(carry, s):
-        shapes = jax.eval_shape(step, carry, s)[1]
-        skip = lambda carry, s: (carry, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))  # noqa: E731
-        return jax.lax.cond(s < last, step, skip, carry, s)
+        # The batch is drawn (and placed on the mesh) outside the `cond`: GSPMD gives a
+        # conditional's outputs one device, and would gather a batch drawn inside it.
+        batch_key, loss_key = jax.random.split(jax.random.fold_in(key, s))
+        batch = batches.draw(data, s, key, batch_key)
+        if mesh is not None and parallel == "compiler" and batch is not None:
+            batch = shard_batch(batch, mesh)
+        shapes = jax.eval_shape(step, carry, batch, loss_key)[1]
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+        return jax.lax.cond(s < last, step, lambda carry, *_: (carry, zeros), carry, batch,
+                            loss_key)  # fmt: skip
 
     carry, out = jax.lax.scan(body, carry, first + jnp.arange(length))
     if mesh is not None:  # the state stays replicated: every process holds all of it
@@ -432,7 +437,7 @@ class _Run(NamedTuple):
     parallel: str
 
     def train(self, carry: _Carry, progress: _Progress, best, start: int, show: bool):
-        losses, evaluations, chunks = [], [], 0
+        losses, evaluations = [], []
         step, last_ckpt = start, (start if start > 0 else None)
         stopped = self._patience_spent(progress)
         bar = tqdm(total=self.steps, initial=start, disable=not show, file=sys.stderr,
@@ -443,7 +448,10 @@ class _Run(NamedTuple):
                 new_carry, (chunk_losses, aux) = self._chunk(carry, step)
                 chunk_losses = np.asarray(chunk_losses)[:length]
                 _check_losses(chunk_losses, step, self.paths.checkpoint, last_ckpt)
-                carry, step, chunks = new_carry, step + length, chunks + 1
+                carry, step = new_carry, step + length
+                # Chunks counted from step 0, not from this call's first: a resumed run
+                # evaluates and checkpoints at the steps an uninterrupted one does.
+                chunks = -(-step // self.chunk)
                 evaluation = None
                 if self.options.eval_fn is not None and (
                     chunks % self.options.eval_every == 0 or step == self.steps
