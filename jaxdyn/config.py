@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .solve import ADJOINTS, SOLVERS
+from .train import PARALLEL
 
 __all__ = [
     "ConfigError",
@@ -128,11 +129,17 @@ class TrainConfig:
     mode: str = choice("min", ("min", "max"))  # whether best_metric is better smaller or larger
     patience: int | None = at_least(None, 1)  # null: no early stopping
     ema_decay: float | None = fraction(None, allow_zero=True)  # null: no parameter average
+    # Data parallelism (docs/scaling.md): the batch split over this many devices (null: all
+    # of them, of every process; 1: no mesh), one program partitioned by XLA ("compiler") or
+    # one per device ("shard_map").
+    devices: int | None = at_least(1, 1)
+    parallel: str = choice("compiler", PARALLEL)
 
     @staticmethod
     def check(node: DictConfig, key: str) -> None:
         """`patience` needs `best_metric` (the metric that must improve), and `best_metric`
-        must be a validation metric (`validation.<name>`)."""
+        must be a validation metric (`validation.<name>`); a mesh of `devices` needs that
+        many devices and a batch that splits evenly over them."""
         if node.patience is not None and node.best_metric is None:
             raise ConfigError(
                 f"bad value for config key '{key}.patience' ({node.patience}): early stopping "
@@ -143,6 +150,20 @@ class TrainConfig:
                 f"bad value for config key '{key}.best_metric': {node.best_metric!r} is not a "
                 "validation metric (validation.<name>, e.g. validation.loss)"
             )
+        if node.devices is None or node.devices > 1:  # a mesh: JAX's devices must allow it
+            import jax
+
+            count = jax.device_count() if node.devices is None else node.devices
+            if count > jax.device_count():
+                raise ConfigError(
+                    f"bad value for config key '{key}.devices' ({node.devices}): JAX sees "
+                    f"{jax.device_count()} device(s) ({jax.default_backend()})"
+                )
+            if node.batch_size is not None and node.batch_size % count:
+                raise ConfigError(
+                    f"bad value for config key '{key}.batch_size' ({node.batch_size}): it must "
+                    f"split evenly over {key}.devices ({count} devices)"
+                )
 
 
 def closest(word: str, options: Sequence[str]) -> str:

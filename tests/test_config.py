@@ -75,6 +75,10 @@ def test_defaults_fill_in_and_overrides_apply(config_file):
             ["train.best_metric=loss"],
             "'train.best_metric': 'loss' is not a validation metric",
         ),
+        # The tests see one CPU device (no forced host devices).
+        ("experiment: quickstart\n", ["train.devices=3"], "'train.devices' (3): JAX sees 1 device"),
+        ("experiment: quickstart\n", ["train.devices=0"], "'train.devices': 0 is not >= 1"),
+        ("experiment: quickstart\n", ["train.parallel=pmap"], "'pmap' is not one of compiler"),
     ],
 )
 def test_mistakes_name_the_key(config_file, text, overrides, message):

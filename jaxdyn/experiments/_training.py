@@ -25,7 +25,15 @@ from omegaconf import DictConfig
 
 from .._evaluations import Reporter, evaluation_reporter
 from ..config import ConfigError
-from ..train import OPTIMIZERS, FitResult, StepCounted, counting_steps, fit, make_optimizer
+from ..train import (
+    OPTIMIZERS,
+    FitResult,
+    StepCounted,
+    counting_steps,
+    data_mesh,
+    fit,
+    make_optimizer,
+)
 
 __all__ = ["fit_from_config", "optimizer_from_config"]
 
@@ -168,6 +176,7 @@ def fit_from_config(
     kwargs = dict(
         batch_size=train.batch_size, key=key, chunk=train.chunk, has_aux=has_aux,
         run_dir=run_dir, checkpoint_every=train.checkpoint_every, **options,
+        mesh=data_mesh(train.devices), parallel=train.parallel,
     )  # fmt: skip
     if optimizer is None and not with_step and train.get("lr_decay") is None:
         # The default optimiser, with the rate in its state: runs that differ in lr alone
