@@ -8,19 +8,14 @@ once and run it on tiny inputs), so:
   time by 25% (4 min 16 s → 3 min 11 s); and for its older CPU fusion emitters (below).
   Results are the same programs compiled with fewer LLVM passes; the benchmarks and
   experiments keep XLA's defaults. A flag the user already set in `XLA_FLAGS` wins.
-- JAX's persistent compilation cache lives in one temporary directory per pytest run, shared by
-  the xdist workers, the CLI subprocesses and the notebook kernels (all inherit the environment
-  set here, in the controlling process, before they start): a program compiled once (the same
-  experiment in-process and in a subprocess, the same model in two tests) is read back, not
-  recompiled. The directory is removed when the run ends. A cache the user already configured
-  (`JAX_COMPILATION_CACHE_DIR`) wins.
+- JAX's persistent compilation cache is not used: over a whole run (2026-12-04) it was hit
+  365 times out of 5,382 compilations and saved 15 s of ~7,900 worker seconds, while every
+  program compiled for 0.2 s or more was also serialised to disk (tests, CLI subprocesses and
+  notebooks rarely compile the same program twice).
 """
 
-import atexit
 import importlib.metadata
 import os
-import shutil
-import tempfile
 
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 # XLA:CPU's older (non-MLIR) fusion emitters compile in ~40% less time than the new ones here
@@ -33,14 +28,6 @@ os.environ["XLA_FLAGS"] = " ".join(
     [_flags] + [f for f in _FAST_COMPILE if f.split("=")[0] not in _flags]
 ).strip()
 
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _cache = tempfile.mkdtemp(prefix="jaxdyn-tests-jax-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-    # Programs that compile in under 0.2 s (eager single operations) are cheaper to redo.
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-    _owner = os.getpid()
-    atexit.register(lambda: os.getpid() == _owner and shutil.rmtree(_cache, ignore_errors=True))
-
-import jax  # noqa: E402  (XLA reads XLA_FLAGS, and JAX its cache settings, when they start)
+import jax  # noqa: E402  (XLA reads XLA_FLAGS when it starts)
 
 jax.config.update("jax_enable_x64", True)
