@@ -109,7 +109,8 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         path = jnp.asarray([r["log_lambda"] for r in rows])
 
         # Verification at every step of the path: implicit vs closed-form hypergradient.
-        implicit = jax.vmap(jax.grad(lambda t: implicit_loss(t, xv, yv)[0]))(path)
+        # lax.map, not vmap: see _grid_and_tuned (jaxopt's unrolled loop under vmap)
+        implicit = jax.lax.map(jax.grad(lambda t: implicit_loss(t, xv, yv)[0]), path)
         exact = jax.vmap(jax.grad(exact_loss), in_axes=(0, None, None))(path, xv, yv)
         rel_error = np.asarray(jnp.abs(implicit - exact) / jnp.abs(exact))
 
