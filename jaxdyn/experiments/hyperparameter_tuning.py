@@ -109,7 +109,8 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         path = jnp.asarray([r["log_lambda"] for r in rows])
 
         # Verification at every step of the path: implicit vs closed-form hypergradient.
-        implicit = jax.vmap(jax.grad(lambda t: implicit_loss(t, xv, yv)[0]))(path)
+        # lax.map, not vmap: see _grid_and_tuned (jaxopt's unrolled loop under vmap)
+        implicit = jax.lax.map(jax.grad(lambda t: implicit_loss(t, xv, yv)[0]), path)
         exact = jax.vmap(jax.grad(exact_loss), in_axes=(0, None, None))(path, xv, yv)
         rel_error = np.asarray(jnp.abs(implicit - exact) / jnp.abs(exact))
 
@@ -191,10 +192,12 @@ def _accuracy(params, x, y) -> float:
 
 def _grid_and_tuned(solve, nll, tuned: Array, grid: Array, validation, test) -> dict:
     """The tuned per-feature strengths against the single λ of the grid with the lowest
-    validation loss: one batched solve for the grid and the tuned λs together (one compile)."""
+    validation loss: the grid and the tuned λs solved in one program (one compile). `lax.map`,
+    not `vmap`: jaxopt runs its loop as a `maxiter`-step scan of `cond`s (implicit_diff=False
+    unrolls), which under `vmap` become selects that run all 2000 steps (65 s against 2.7 s)."""
     lambdas = jnp.concatenate([jnp.broadcast_to(grid[:, None], (grid.size, tuned.size)),
                                tuned[None]])  # fmt: skip
-    params = jax.vmap(lambda log_lambda: solve(log_lambda)[0])(lambdas)
+    params = jax.lax.map(lambda log_lambda: solve(log_lambda)[0], lambdas)
     grid_params = jax.tree.map(lambda p: p[:-1], params)
     grid_val = jax.vmap(lambda p: nll(p, *validation))(grid_params)
     best = int(jnp.argmin(grid_val))
