@@ -143,6 +143,8 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
             ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
         return _Carry(params, opt_state, ema), (loss, aux)
 
+    traced_step = jax.jit(step)  # traced once for both eval_shape and the cond
+
     def body(carry, s):
         # The batch is drawn (and placed on the mesh) outside the `cond`: GSPMD gives a
         # conditional's outputs one device, and would gather a batch drawn inside it.
@@ -150,9 +152,9 @@ def _run_chunk(carry, data, key, first, last, *, static, loss_fn, optimizer, bat
         batch = batches.draw(data, s, key, batch_key)
         if mesh is not None and parallel == "compiler" and batch is not None:
             batch = shard_batch(batch, mesh)
-        shapes = jax.eval_shape(step, carry, batch, loss_key)[1]
+        shapes = jax.eval_shape(traced_step, carry, batch, loss_key)[1]
         zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
-        return jax.lax.cond(s < last, step, lambda carry, *_: (carry, zeros), carry, batch,
+        return jax.lax.cond(s < last, traced_step, lambda carry, *_: (carry, zeros), carry, batch,
                             loss_key)  # fmt: skip
 
     carry, out = jax.lax.scan(body, carry, first + jnp.arange(length))
