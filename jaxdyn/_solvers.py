@@ -6,6 +6,8 @@ value as a failure (`RESULTS.nonfinite`), then applies `on_failure`: `raise` (at
 `jit` and `vmap` too, with one message per code saying what failed and what to change), `nan`
 (failed values become NaN) or `return` (values and code are left for the caller). Shared by
 `jaxdyn.solve`, `jaxdyn.implicit.steady_state` and the samplers of the capability packages.
+`apply_on_failure` is the same policy for a solve that reports failure as a boolean (the
+implicit solvers, influence scores, Sinkhorn).
 """
 
 import math
@@ -17,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from diffrax._root_finder import use_stepsize_tol
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, Bool, PyTree
 
 from ._checks import OnFailure, check_count, check_positive, choice_error
 
@@ -29,6 +31,7 @@ __all__ = [
     "RK4",
     "SOLVERS",
     "apply_failure_policy",
+    "apply_on_failure",
     "default_max_steps",
     "failure_messages",
     "fevals",
@@ -236,3 +239,16 @@ def apply_failure_policy(
     elif on_failure == "nan":
         values = jax.tree.map(lambda v: jnp.where(failed, jnp.nan, v), values)
     return values, result
+
+
+def apply_on_failure(
+    values: PyTree[Array], failed: Bool[Array, ""], on_failure: OnFailure, message: str
+) -> PyTree[Array]:
+    """`on_failure` for a solve whose failure is one boolean: `raise` (with `message`, at run
+    time) when `failed`, make `values` NaN (`nan`; inside a forward solve this makes the
+    implicit gradient, evaluated there, NaN too), or leave them to the caller (`return`)."""
+    if on_failure == "raise":
+        return eqx.error_if(values, failed, message)
+    if on_failure == "nan":
+        return jax.tree.map(lambda v: jnp.where(failed, jnp.nan, v), values)
+    return values

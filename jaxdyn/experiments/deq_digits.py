@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, positive, section
+from ..config import TrainConfig, at_least, choice, fraction, positive, section
 from ..data import digits
 from ..implicit import FIXED_POINT_SOLVERS
 from ..models import DEQ, TanhCell
@@ -41,7 +41,7 @@ class DEQModelConfig:
 class DEQDigitsConfig:
     experiment: str = "deq_digits"
     seed: int = 0
-    test_fraction: float = positive(0.2)
+    test_fraction: float = fraction(0.2)
     target_accuracy: float = 0.95
     model: DEQModelConfig = section(DEQModelConfig)
     train: TrainConfig = section(TrainConfig)

@@ -11,13 +11,13 @@ computed by ott-jax's Sinkhorn solver (Cuturi 2013), and resample `n` pairs `(i,
 interpolation paths are straight and do not cross, so the learned flow needs fewer steps.
 """
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import OnFailure, check_count, check_key, check_on_failure, check_positive
 from .._jaxopt import load_jaxopt
+from .._solvers import apply_on_failure
 
 __all__ = ["ot_coupling", "ot_plan"]
 
@@ -64,16 +64,8 @@ def ot_plan(
     geometry = pointcloud.PointCloud(a, b, epsilon=epsilon, relative_epsilon="mean")
     solver = sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_steps)
     out = solver(linear_problem.LinearProblem(geometry))
-    plan = out.matrix
-    if on_failure == "raise":
-        plan = eqx.error_if(
-            plan,
-            ~out.converged,
-            "ot_plan: Sinkhorn did not converge; raise epsilon or max_steps",
-        )
-    elif on_failure == "nan":
-        plan = jnp.where(out.converged, plan, jnp.nan)
-    return plan, out.converged
+    message = "ot_plan: Sinkhorn did not converge; raise epsilon or max_steps"
+    return apply_on_failure(out.matrix, ~out.converged, on_failure, message), out.converged
 
 
 def ot_coupling(

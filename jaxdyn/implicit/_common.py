@@ -1,21 +1,20 @@
 """What the implicit solvers share: the user's function with its captured arrays made explicit,
-the failure policy, and the implicit-function tail (the forward solve under the policy, the
-checked linear system and jaxopt's custom VJP)."""
+and the implicit-function tail (the forward solve under the failure policy, the checked linear
+system and jaxopt's custom VJP)."""
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
-from jaxtyping import Array, Bool, PyTree
+from jaxtyping import PyTree
 
 from .._checks import OnFailure
 from .._jaxopt import implicit_solve, linear_solver
+from .._solvers import apply_on_failure
 from .._trees import check_same_shapes, shapes
 from ._info import SolveInfo
 
-__all__ = ["LinearSolve", "apply_policy", "convert", "convert_map", "solve_implicitly"]
+__all__ = ["LinearSolve", "convert", "convert_map", "solve_implicitly"]
 
 
 class LinearSolve(NamedTuple):
@@ -59,17 +58,6 @@ def not_converged(caller: str, solver: str, tol: float, max_steps: int, advice: 
     )
 
 
-def apply_policy(x: PyTree, failed: Bool[Array, ""], on_failure: OnFailure, message: str):
-    """`raise` (with `message`) when `failed`, make `x` NaN (`nan`; inside a forward solve this
-    makes the implicit gradient, evaluated at `x`, NaN too), or leave both to the caller
-    (`return`)."""
-    if on_failure == "raise":
-        return eqx.error_if(x, failed, message)
-    if on_failure == "nan":
-        return jax.tree.map(lambda y: jnp.where(failed, jnp.nan, y), x)
-    return x
-
-
 def solve_implicitly(
     forward: Callable[..., tuple[PyTree, SolveInfo]],
     optimality: Callable[..., PyTree],
@@ -87,7 +75,7 @@ def solve_implicitly(
 
     def forward_(x0, *args):
         x, info = forward(x0, *args)
-        return apply_policy(x, ~info.converged, on_failure, message), info
+        return apply_on_failure(x, ~info.converged, on_failure, message), info
 
     solve = linear_solver(
         linear.solver, tol=linear.tol, max_steps=linear.max_steps, check=linear.check,

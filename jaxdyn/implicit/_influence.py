@@ -21,8 +21,8 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Key, PyTree, Scalar
 
 from .._checks import OnFailure, check_choice, check_count, check_on_failure, check_positive
+from .._solvers import apply_on_failure
 from .._trees import shapes, tree_norm
-from ._common import apply_policy
 
 __all__ = [
     "EXACT_MAX_PARAMS",
@@ -265,7 +265,7 @@ def _influence(
         return jax.jvp(lambda theta: per_example(loss_fn, theta, example), (flat,), (s,))[1]
 
     scores = -jax.vmap(directional)(train_data)
-    return apply_policy(scores, failed, on_failure, message)
+    return apply_on_failure(scores, failed, on_failure, message)
 
 
 # --- EK-FAC for MLPs -------------------------------------------------------------------------
@@ -421,4 +421,4 @@ def _ekfac_influence(mlp, loss_fn, train_data, test_data, *, damping, weight_dec
         "ekfac_influence: the influence scores are not finite: the EK-FAC curvature is "
         "singular (e.g. dead units); add damping="
     )
-    return apply_policy(scores, failed, on_failure, message)
+    return apply_on_failure(scores, failed, on_failure, message)

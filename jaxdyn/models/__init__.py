@@ -37,6 +37,7 @@ from .seq_vae import BidirectionalGRU as BidirectionalGRU
 from .seq_vae import LatentOutput as LatentOutput
 from .seq_vae import SequentialVAE as SequentialVAE
 from .seq_vae import gaussian_kl as gaussian_kl
+from .seq_vae import gaussian_sample as gaussian_sample
 from .seq_vae import poisson_log_likelihood as poisson_log_likelihood
 from .stable_sde import SDE_CLASSIFIERS as SDE_CLASSIFIERS
 from .stable_sde import ControlledDrift as ControlledDrift

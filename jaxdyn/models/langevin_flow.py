@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 from .._checks import check_on_failure
 from ..solve import OnFailure, sdeint
 from ._arguments import check_sizes, check_spikes
-from .seq_vae import BidirectionalGRU, LatentOutput, gaussian_kl
+from .seq_vae import BidirectionalGRU, LatentOutput, gaussian_kl, gaussian_sample
 
 __all__ = [
     "CoupledOscillatorPotential",
@@ -343,10 +343,9 @@ class LangevinFlow(eqx.Module):
         k0, ku, kw = jax.random.split(key, 3)
         features, summary = self.encoder(spikes)
         mean0, log_var0 = jnp.split(self.initial(summary), 2)
-        y0 = mean0 + jnp.exp(0.5 * log_var0) * jax.random.normal(k0, mean0.shape, mean0.dtype)
+        y0 = gaussian_sample(mean0, log_var0, key=k0)
         mean_u, log_var_u = jnp.split(jax.vmap(self.controller)(features[:-1]), 2, axis=1)
-        noise_u = jax.random.normal(ku, mean_u.shape, mean_u.dtype)
-        u = mean_u + jnp.exp(0.5 * log_var_u) * noise_u
+        u = gaussian_sample(mean_u, log_var_u, key=ku)
         ts = self.dt * np.arange(spikes.shape[0])
         ys = self.dynamics.simulate(y0, ts, key=kw, inputs=u, substeps=self.substeps,
                                     on_failure=self.on_failure)  # fmt: skip

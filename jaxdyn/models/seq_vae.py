@@ -1,6 +1,6 @@
 """A GRU sequential VAE for spike trains (LFADS-like; Sussillo et al. 2016, Pandarinath et al.
 2018), and the pieces it shares with `LangevinFlow`: a bidirectional GRU encoder, Gaussian
-KL divergences and the Poisson log-likelihood of binned spike counts."""
+KL divergences and samples, and the Poisson log-likelihood of binned spike counts."""
 
 from typing import NamedTuple
 
@@ -16,6 +16,7 @@ __all__ = [
     "LatentOutput",
     "SequentialVAE",
     "gaussian_kl",
+    "gaussian_sample",
     "poisson_log_likelihood",
 ]
 
@@ -37,6 +38,14 @@ def gaussian_kl(
     `Σ ½ (σ²/s² + μ²/s² − 1 − log(σ²/s²))`."""
     ratio = jnp.exp(log_var) / prior_scale**2
     return 0.5 * jnp.sum(ratio + mean**2 / prior_scale**2 - 1.0 - jnp.log(ratio))
+
+
+def gaussian_sample(
+    mean: Float[Array, "*shape"], log_var: Float[Array, "*shape"], *, key: PRNGKeyArray
+) -> Float[Array, "*shape"]:
+    """One reparameterised sample `mean + e^{log_var / 2} ε`, `ε ~ N(0, I)` from `key`, of the
+    Gaussian whose `gaussian_kl` the ELBO charges (Kingma & Welling 2014)."""
+    return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
 
 
 def poisson_log_likelihood(
@@ -142,7 +151,7 @@ class SequentialVAE(eqx.Module):
         spikes = check_spikes(spikes, self.in_neurons, "SequentialVAE")
         _, summary = self.encoder(spikes)
         mean, log_var = jnp.split(self.initial(summary), 2)
-        g0 = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+        g0 = gaussian_sample(mean, log_var, key=key)
         zero = jnp.zeros((spikes.shape[0] - 1, 1), g0.dtype)
 
         def step(h, x):

@@ -24,9 +24,8 @@ from ._common import (
     OnFailure,
     Solution,
     check_options,
-    check_ts,
+    check_times,
     closure_convert,
-    host_times,
     integrate,
     trace_field,
 )
@@ -120,9 +119,7 @@ def cdeint(
     """
     solver_ = resolve_solver(solver)
     adjoint_ = check_options(adjoint, on_failure, dt0)
-    times = host_times(ts)
-    ts = jnp.asarray(ts)
-    check_ts(ts)
+    times, ts = check_times(ts)
     y0 = jnp.asarray(y0)
     if y0.ndim != 1 or not jnp.issubdtype(y0.dtype, jnp.floating):
         raise ValueError(

@@ -26,10 +26,9 @@ __all__ = [
     "Stats",
     "check_field",
     "check_options",
-    "check_ts",
+    "check_times",
     "check_y0",
     "closure_convert",
-    "host_times",
     "integrate",
     "save_times",
     "trace_field",
@@ -96,19 +95,20 @@ class Endpoint(_Outcome):
     result: RESULTS
 
 
-def host_times(ts: Any) -> np.ndarray | None:
-    """A host copy of the times when they are known at trace time (NumPy input stays concrete
-    under `jit`, where `jnp.asarray` would make it a tracer); `None` when traced."""
-    return None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
-
-
-def check_ts(ts: Array) -> None:
+def check_times(ts: Any) -> tuple[np.ndarray | None, Array]:
+    """`(times, ts)`: a host copy of the times when they are known at trace time (NumPy input
+    stays concrete under `jit`, where `jnp.asarray` would make it a tracer; `None` when traced)
+    and `ts` as a JAX array, checked: one axis of at least 2 floating-point times, strictly
+    increasing where they are known."""
+    times = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
+    ts = jnp.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {ts.shape}")
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
-    if not isinstance(ts, jax.core.Tracer):
-        check_increasing("ts", np.asarray(ts))
+    if times is not None:
+        check_increasing("ts", times)
+    return times, ts
 
 
 def check_y0(y0: PyTree, batch: Batch) -> None:

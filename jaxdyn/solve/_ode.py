@@ -25,10 +25,9 @@ from ._common import (
     Solution,
     check_field,
     check_options,
-    check_ts,
+    check_times,
     check_y0,
     closure_convert,
-    host_times,
     integrate,
 )
 
@@ -80,9 +79,7 @@ def odeint(
     """
     solver_ = resolve_solver(solver)
     adjoint_ = check_options(adjoint, on_failure, dt0, batch)
-    times = host_times(ts)
-    ts = jnp.asarray(ts)
-    check_ts(ts)
+    times, ts = check_times(ts)
     check_y0(y0, batch)
     controller = stepsize_controller(solver_, rtol, atol, dt0)
     max_steps = default_max_steps(max_steps, times, dt0, rtol, atol)

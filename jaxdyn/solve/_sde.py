@@ -28,9 +28,8 @@ from ._common import (
     OnFailure,
     Solution,
     check_options,
-    check_ts,
+    check_times,
     closure_convert,
-    host_times,
     integrate,
     trace_field,
 )
@@ -336,9 +335,7 @@ def sdeint(
     if n_samples is not None:
         y0, batch = _replicate(y0, n_samples, batch)
     y0 = _check_state(y0, batch)
-    times = host_times(ts)
-    ts = jnp.asarray(ts)
-    check_ts(ts if times is None else times)
+    times, ts = check_times(ts)
 
     sample = y0[0] if batch is not None else y0
     g_shape = _diffusion_shape(drift, diffusion, ts[0], sample, args)
