@@ -333,8 +333,8 @@ def test_exponential_learning_rate_decay(tmp_path):
     from jaxdyn.experiments._training import fit_from_config
 
     train = OmegaConf.create(dict(optimizer="sgd", lr=0.1, lr_decay=0.5, schedule="constant",
-                                  steps=3, batch_size=None, chunk=3,
-                                  checkpoint_every=1))  # fmt: skip
+                                  steps=3, batch_size=None, chunk=3, checkpoint_every=1,
+                                  devices=None, parallel="compiler"))  # fmt: skip
 
     def loss_fn(model, step, batch, key):
         return jnp.sum(2.0 * model), {"step": step}
