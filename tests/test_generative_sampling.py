@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import one_program
 
 from jaxdyn.generative import (
     GaussianMixture,
@@ -55,8 +56,8 @@ def test_identity_flow_gives_base_log_density():
     # The linear flow at rate 0 (a traced rate: the program of the linear test below, t1 > t0).
     x = jax.random.normal(jax.random.key(0), (4, 3))
     base = standard_normal(3).log_prob
-    kw = dict(args=jnp.asarray(0.0), rtol=1e-10, atol=1e-10)
-    out = log_likelihood(linear, x, base, **kw)
+    kw = dict(args=jnp.asarray(0.0), t0=0.0, t1=1.0, rtol=1e-10, atol=1e-10)
+    out = one_program(log_likelihood, linear, x, base, **kw)
     assert isinstance(out, Endpoint) and out.succeeded.shape == (4,) and bool(out.succeeded.all())
     np.testing.assert_allclose(out.value, jax.vmap(base)(x), rtol=0, atol=1e-14)
     assert out.stats.num_steps.shape == (4,)
@@ -70,18 +71,18 @@ def test_linear_flow_matches_closed_form(t0, t1):
     x = jax.random.normal(jax.random.key(1), (4, d))
     base = standard_normal(d).log_prob
     kw = dict(args=jnp.asarray(a), t0=t0, t1=t1, rtol=1e-10, atol=1e-10)
-    logp = log_likelihood(linear, x, base, **kw).value
+    logp = one_program(log_likelihood, linear, x, base, **kw).value
     delta = t1 - t0
     expected = jax.vmap(base)(jnp.exp(-a * delta) * x) - a * d * delta
     np.testing.assert_allclose(logp, expected, rtol=0, atol=1e-8)
     if t1 > t0:
         return
     # and the flow itself, backwards: sample_ode carries x(t0) to e^{aΔ} x(t0)
-    out = sample_ode(linear, x, args=a, t0=t0, t1=t1, rtol=1e-10, atol=1e-10)
+    out = one_program(sample_ode, linear, x, args=a, t0=t0, t1=t1, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(out.value, jnp.exp(a * delta) * x, rtol=1e-8)
     assert int(out.stats.num_fevals) > 0 and int(out.stats.num_steps) > 0
     # dt0 alone: fixed Euler steps, x ← (1 + a h) x ten times (backwards, h = −0.075).
-    out = sample_ode(linear, x, args=a, t0=t0, t1=t1, solver="euler", dt0=0.075)
+    out = one_program(sample_ode, linear, x, args=a, t0=t0, t1=t1, solver="euler", dt0=0.075)
     np.testing.assert_allclose(out.value, (1 + a * delta / 10) ** 10 * x, rtol=1e-12)
     assert int(out.stats.num_steps) == 10
 
@@ -96,16 +97,18 @@ def test_hutchinson_agrees_with_exact_within_error_bars():
     x = jnp.array([0.3, -0.8, 0.5])
     base = standard_normal(d).log_prob
     t_ = jnp.asarray(0.4)
-    exact_div = divergence(velocity, t_, x)
-    jacobian = jax.jacobian(velocity, 1)(t_, x, None)
+    exact_div = jax.jit(divergence, static_argnums=0)(velocity, t_, x)
+    jacobian = jax.jit(jax.jacobian(velocity, 1))(t_, x, None)
     np.testing.assert_allclose(exact_div, jnp.trace(jacobian), atol=1e-14)
 
-    exact = log_likelihood(velocity, x, base).value
+    exact = one_program(log_likelihood, velocity, x, base).value
     n = 256
     xs = jnp.broadcast_to(x, (n, d))  # the same point, one probe each
     # Rademacher probes only: each probe kind compiles its own solve (the Gaussian one is the
     # same code path with another draw).
-    est = log_likelihood(velocity, xs, base, divergence="hutchinson", key=jax.random.key(3)).value
+    est = one_program(
+        log_likelihood, velocity, xs, base, divergence="hutchinson", key=jax.random.key(3)
+    ).value
     se = est.std() / np.sqrt(n)
     assert est.std() > 0  # the probes differ
     assert abs(est.mean() - exact) < 4 * se, (float(est.mean()), float(exact), float(se))
@@ -113,7 +116,7 @@ def test_hutchinson_agrees_with_exact_within_error_bars():
 
 def test_oracle_ode_samples_target():
     x0 = jax.random.normal(jax.random.key(4), (2000, 2))
-    out = sample_ode(ORACLE.velocity, x0, rtol=1e-5, atol=1e-5)
+    out = one_program(sample_ode, ORACLE.velocity, x0, rtol=1e-5, atol=1e-5)
     assert out.value.shape == (2000, 2) and bool(out.succeeded)
     _check_moments(out.value)
     assert out.stats.num_fevals.shape == () and out.succeeded.shape == ()  # one joint solve
@@ -121,7 +124,9 @@ def test_oracle_ode_samples_target():
 
 def test_oracle_likelihood_equals_exact_log_density():
     x = jnp.array([[-1.4, 0.6], [1.1, -0.3], [0.0, 0.0]])
-    logp = log_likelihood(ORACLE.velocity, x, standard_normal(2).log_prob, rtol=1e-8, atol=1e-8)
+    logp = one_program(
+        log_likelihood, ORACLE.velocity, x, standard_normal(2).log_prob, rtol=1e-8, atol=1e-8
+    )
     logp = logp.value
     exact = jax.jit(jax.vmap(lambda y: ORACLE.log_density(1.0, y)))(x)  # one compile, not per op
     np.testing.assert_allclose(logp, exact, rtol=0, atol=1e-6)
@@ -130,8 +135,13 @@ def test_oracle_likelihood_equals_exact_log_density():
 def test_oracle_sde_samples_target():
     x0 = jax.random.normal(jax.random.key(5), (2000, 2))
     # ε(t) = 0.75 − t/2: moderate, time-dependent (a constant ε takes the same path)
-    out = sample_sde(
-        ORACLE.velocity, ORACLE.score, x0, key=jax.random.key(6), epsilon=lambda t: 0.75 - t / 2
+    out = one_program(
+        sample_sde,
+        ORACLE.velocity,
+        ORACLE.score,
+        x0,
+        key=jax.random.key(6),
+        epsilon=lambda t: 0.75 - t / 2,
     )
     _check_moments(out.value)
     assert int(out.stats.num_steps) == 100 and bool(out.succeeded)

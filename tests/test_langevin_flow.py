@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import gradient_by_central_differences
 from scipy.stats import poisson
 
 from jaxdyn.models.langevin_flow import (
@@ -98,9 +99,7 @@ def test_potential_gradient_matches_finite_differences():
     potential = CoupledOscillatorPotential(units=6, key=KEY)
     x = jax.random.normal(jax.random.key(2), (6,))
     grad = potential.gradient(x)
-    h = 1e-6
-    fd = np.array([(potential(x.at[i].add(h)) - potential(x.at[i].add(-h))) / (2 * h)
-                   for i in range(6)])  # fmt: skip
+    fd = gradient_by_central_differences(potential, x, h=1e-6)
     # central differences in float64: error O(h²·U''') + rounding O(1e-16/h) ≈ 1e-9
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-8)
 
@@ -133,6 +132,10 @@ def test_potential_coupling_is_nearest_neighbour_on_a_ring():
                 np.testing.assert_allclose(hessian[i, j], -c, rtol=1e-12)
 
 
+# The drift as one program (the time traced): not one small program per eager operation.
+_drift = eqx.filter_jit(lambda dyn, t, y, args: dyn.drift(jnp.asarray(t), y, args))
+
+
 def test_drift_is_minus_grad_u_minus_damping_v_plus_input_force():
     dyn = _dynamics()
     n = dyn.units
@@ -140,15 +143,14 @@ def test_drift_is_minus_grad_u_minus_damping_v_plus_input_force():
     x, v = y[:n], y[n:]
     u = jax.random.normal(jax.random.key(5), (10, 2))
     dt = 0.1
+    # ∇U by central differences (float64), independent of jax.grad
+    grad = gradient_by_central_differences(dyn.potential, x, h=1e-6)
     for t, k in ((0.0, 0), (0.35, 3), (0.7, 7), (0.95, 9), (5.0, 9)):
-        f = dyn.drift(t, y, (0.0, dt, u))
-        h = 1e-6  # ∇U by central differences (float64), independent of jax.grad
-        grad = np.array([(dyn.potential(x.at[i].add(h)) - dyn.potential(x.at[i].add(-h)))
-                         / (2 * h) for i in range(n)])  # fmt: skip
+        f = _drift(dyn, jnp.asarray(t), y, (0.0, dt, u))
         expected_dv = -grad - float(dyn.damping) * np.asarray(v) + dyn.input_map @ u[k]
         np.testing.assert_allclose(f[:n], v, rtol=0, atol=0)
         np.testing.assert_allclose(f[n:], expected_dv, rtol=1e-7, atol=1e-7)
-    no_input = dyn.drift(0.0, y, None)[n:]
+    no_input = _drift(dyn, jnp.asarray(0.0), y, None)[n:]
     np.testing.assert_allclose(no_input, -dyn.potential.gradient(x) - dyn.damping * v)
     g = dyn.diffusion(0.0, y, None)
     assert g.shape == (2 * n, n)
