@@ -176,7 +176,7 @@ def fit_from_config(
     kwargs = dict(
         batch_size=train.batch_size, key=key, chunk=train.chunk, has_aux=has_aux,
         run_dir=run_dir, checkpoint_every=train.checkpoint_every, **options,
-        mesh=data_mesh(train.devices), parallel=train.parallel,
+        mesh=data_mesh(train.get("devices", 1)), parallel=train.get("parallel", "compiler"),
     )  # fmt: skip
     if optimizer is None and not with_step and train.get("lr_decay") is None:
         # The default optimiser, with the rate in its state: runs that differ in lr alone

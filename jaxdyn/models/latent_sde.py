@@ -433,8 +433,8 @@ class LatentSDE(eqx.Module):
             self.prior_drift = MLPField(dim=latent, width=width, depth=depth,
                                         activation=activation, key=keys[4])  # fmt: skip
         else:
-            self.prior_drift = OUDrift(jnp.zeros(latent), jnp.full(latent, math.log(ou_rate)),
-                                       fixed=prior == "ou_fixed")  # fmt: skip
+            log_rate = jnp.full(latent, math.log(ou_rate), dtype=float)  # not weakly typed
+            self.prior_drift = OUDrift(jnp.zeros(latent), log_rate, fixed=prior == "ou_fixed")
         if diffusion == "learned":
             self.diffusion = DiagonalDiffusion(latent=latent, width=width, scale=diffusion_scale,
                                                key=keys[5])  # fmt: skip
@@ -445,7 +445,7 @@ class LatentSDE(eqx.Module):
         self.prior_z0_mean = jnp.zeros(latent)
         self.learn_prior_z0 = prior != "ou_fixed"
         stationary_std = 1.0 if self.learn_prior_z0 else diffusion_scale / math.sqrt(2 * ou_rate)
-        self.prior_z0_log_std = jnp.full(latent, math.log(stationary_std))
+        self.prior_z0_log_std = jnp.full(latent, math.log(stationary_std), dtype=float)
         self.channels, self.latent, self.context = channels, latent, context
         self.obs_std, self.dt0 = float(obs_std), float(dt0)
         self.likelihood = likelihood
