@@ -6,7 +6,8 @@ once and run it on tiny inputs), so:
 
 - the tests ask XLA for its cheapest backend optimisation: on `tests/test_sde.py` this cut CPU
   time by 25% (4 min 16 s → 3 min 11 s). Results are the same programs compiled with fewer
-  LLVM passes; the benchmarks and experiments keep XLA's defaults. A flag the user already set in `XLA_FLAGS` wins.
+  LLVM passes; the benchmarks and experiments keep XLA's defaults. A flag the user already
+  set in `XLA_FLAGS` wins.
 - JAX's persistent compilation cache is not used: over a whole run (2026-12-04) it was hit
   365 times out of 5,382 compilations and saved 15 s of ~7,900 worker seconds, while every
   program compiled for 0.2 s or more was also serialised to disk (tests, CLI subprocesses and
