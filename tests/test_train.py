@@ -305,8 +305,11 @@ def validation_loss(model, key):
 
 
 def test_evaluations_are_logged_on_the_row_of_their_step(tmp_path):
-    result = run(tmp_path, steps=100, eval_fn=validation_loss, eval_every=2)
+    seen = []  # what on_evaluation receives, on the host, as the run goes
+    record = lambda step, metrics: seen.append({"step": step, **metrics})  # noqa: E731
+    result = run(tmp_path, steps=100, eval_fn=validation_loss, eval_every=2, on_evaluation=record)
     assert [e["step"] for e in result.evaluations] == [40, 80, 100]  # every 2 chunks, and the end
+    assert seen == list(result.evaluations)
     rows = read_metrics(tmp_path / "metrics.jsonl")
     logged = [(r["step"], r["validation.loss"]) for r in rows if "validation.loss" in r]
     assert logged == [(e["step"] - 1, e["validation.loss"]) for e in result.evaluations]

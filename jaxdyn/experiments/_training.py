@@ -7,10 +7,9 @@ optimiser per run would recompile for every run.
 An experiment with a validation split passes its `eval_fn`; the `train` section's
 `eval_every`, `best_metric`, `mode`, `patience` and `ema_decay` then reach `fit`. Under
 `jaxdyn._evaluations.reporting_evaluations` (a sweep's pruning) every evaluation is also handed
-to the reporter between chunks.
+to the reporter (`fit`'s `on_evaluation`).
 """
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +17,11 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 from omegaconf import DictConfig
 
-from .._evaluations import Reporter, evaluation_reporter
+from .._evaluations import evaluation_reporter
 from ..config import ConfigError
 from ..train import (
     OPTIMIZERS,
@@ -116,31 +114,6 @@ def _validation_options(train: DictConfig, eval_fn: Callable | None) -> dict:
     return {"eval_fn": eval_fn, **options}
 
 
-def _fit_reporting(reporter: Reporter, steps: int, period: int, resume: bool, **kwargs):
-    """`fit` in segments of `period` steps (`eval_every` chunks: the segments end where an
-    uninterrupted run evaluates), each resuming from the previous one's checkpoint (`fit`'s
-    resume is bitwise identical to an uninterrupted run), `reporter(step, metrics)` after each
-    evaluation. Returns the `FitResult` of the whole run."""
-    parts: list[FitResult] = []
-    end = min(steps, period)
-    while True:
-        part = fit(steps=end, resume=resume, **kwargs)
-        parts.append(part)
-        resume = True
-        for evaluation in part.evaluations:
-            metrics = {k: v for k, v in evaluation.items() if k != "step"}
-            reporter(evaluation["step"], metrics)
-        if part.step >= steps or part.stopped_early:
-            break
-        end = min(steps, (part.step // period + 1) * period)
-    return dataclasses.replace(
-        parts[-1],
-        first_step=parts[0].first_step,
-        losses=np.concatenate([part.losses for part in parts]),
-        evaluations=tuple(e for part in parts for e in part.evaluations),
-    )
-
-
 def fit_from_config(
     loss_fn,
     model: eqx.Module,
@@ -184,11 +157,8 @@ def fit_from_config(
         optimizer = _rate_in_state(train.optimizer, train.schedule, train.steps)
         kwargs["opt_state"] = _initial_state(optimizer, model, train.lr)
     optimizer = optimizer or optimizer_from_config(train, count_steps=with_step)
-    reporter = evaluation_reporter()
-    if reporter is not None and eval_fn is not None:
-        period = train.eval_every * train.chunk
-        return _fit_reporting(reporter, train.steps, period, resume, loss_fn=loss_fn,
-                              model=model, data=data, optimizer=optimizer, **kwargs)  # fmt: skip
+    if eval_fn is not None:  # a sweep's reporter (if any) sees every evaluation
+        kwargs["on_evaluation"] = evaluation_reporter()
     return fit(loss_fn, model, data, optimizer, steps=train.steps, resume=resume, **kwargs)
 
 

@@ -181,6 +181,7 @@ class _Options(NamedTuple):
     best_metric: str | None
     mode: str
     patience: int | None
+    on_evaluation: Callable[[int, dict], None] | None
 
 
 def _key_data(key: PRNGKeyArray) -> Array:
@@ -315,6 +316,7 @@ def fit(
     best_metric: str | None = None,
     mode: Literal["min", "max"] = "min",
     patience: int | None = None,
+    on_evaluation: Callable[[int, dict], None] | None = None,
     ema_decay: float | None = None,
     mesh: Mesh | None = None,
     parallel: Literal["compiler", "shard_map"] = "compiler",
@@ -350,7 +352,9 @@ def fit(
     - `best_metric` (e.g. `"validation.loss"`), `mode` (`"min"` or `"max"`): keep the
       evaluated model with the best value (`FitResult.best_model`, and `run_dir/best/`, which
       `load_checkpoint(run_dir / "best", model)` reads back). `patience`: stop after that many
-      evaluations without improvement.
+      evaluations without improvement. `on_evaluation(step, metrics)`: called on the host
+      after each evaluation (and that chunk's checkpoint); it may raise to stop the run
+      (a sweep's pruning), which keeps the checkpoint for a resume.
     - `ema_decay`: keep `ema ← d ema + (1 − d) params` after every step, in the scan carry
       and the checkpoint (`FitResult.ema_model`).
     - `mesh`: data parallelism over a one-dimensional `jax.sharding.Mesh` (e.g.
@@ -371,7 +375,7 @@ def fit(
     **Raises:** `TrainingDivergedError` naming the step where the loss became NaN/Inf and
     the last good checkpoint.
     """
-    options = _Options(eval_fn, eval_every, best_metric, mode, patience)
+    options = _Options(eval_fn, eval_every, best_metric, mode, patience, on_evaluation)
     n = _check_arguments(data, batch_size, steps, chunk, checkpoint_every, resume, run_dir,
                          options, ema_decay)  # fmt: skip
     if mesh is not None:
@@ -472,6 +476,8 @@ class _Run(NamedTuple):
                     last_ckpt = step
                 bar.update(length)
                 bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}", **_short(evaluation))
+                if evaluation is not None and self.options.on_evaluation is not None:
+                    self.options.on_evaluation(step, evaluation)
         finally:
             bar.close()
         return self._result(carry, progress, best, start, step, losses, evaluations, stopped)
