@@ -315,6 +315,21 @@ def test_steady_state_agrees_with_root():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("tol", [None, 1e-3, 1e-5])
+def test_steady_state_in_float32_at_loose_and_default_tolerances(tol):
+    """With the event at the steps' own tolerance Tsit5 hovered at its stability limit with a
+    residual of ~6x tol and never stopped (1e-5: 6e-5, 4096 steps); the default in float32 is
+    100 eps, since 1e-8 is below float32's rounding of the residual."""
+    A = jnp.array([[3.0, 1.0], [1.0, 2.0]], jnp.float32)
+    theta = jnp.array([1.0, -0.5], jnp.float32)
+    field = lambda t, y, th: th - A @ y - jnp.tanh(y)  # noqa: E731
+    y, info = steady_state(field, jnp.zeros(2, jnp.float32), theta, rtol=tol, atol=tol)
+    bound = 1.2e-5 if tol is None else tol  # 100 eps(float32)
+    assert y.dtype == jnp.float32 and bool(info.converged) and int(info.iterations) < 100
+    # the event tests the RMS norm against atol + rtol |y|_rms; info.error is the 2-norm (n=2)
+    assert float(info.error) < 2**0.5 * bound * (1 + float(jnp.sqrt(jnp.mean(y**2))))
+
+
 def test_steady_state_of_an_oscillator_fails_clearly():
     def rotation(t, y, theta):
         return jnp.array([y[1], -y[0]])  # circles forever: no rest
