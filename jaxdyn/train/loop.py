@@ -11,7 +11,9 @@ by broadcast, so they need no shared file system.
 
 import functools
 import math
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -360,10 +362,11 @@ def fit(
     - `mesh`: data parallelism over a one-dimensional `jax.sharding.Mesh` (e.g.
       `jax.make_mesh((n,), ("data",))`): the batch is split over its devices, parameters and
       optimiser state replicated. `parallel="compiler"` (one program, partitioned by XLA; the
-      numbers of one device) or `"shard_map"` (a program per device, gradients averaged; for
-      adaptive solves). `data_mesh(devices)` builds one. Several processes
-      (`initialize_distributed`) call `fit` alike, with the same data, on a mesh over all their
-      devices; each gets the trained state as local arrays. See `jaxdyn/train/parallel.py`.
+      numbers of one device) or `"shard_map"` (a program per device, gradients averaged; a
+      differentiated Diffrax solve does not trace under it with JAX 0.10, diffrax #735).
+      `data_mesh(devices)` builds one. Several processes (`initialize_distributed`) call
+      `fit` alike, with the same data, on a mesh over all their devices; each gets the trained
+      state as local arrays. See `jaxdyn/train/parallel.py`.
     - `run_dir`: where `metrics.jsonl`, `checkpoint/` and `best/` are written (nothing if
       `None`; by process 0 only when several processes train); `checkpoint_every`: a
       checkpoint every this many chunks, and at the end.
@@ -421,6 +424,29 @@ def _load_best(paths: _RunPaths, model, progress: _Progress):
     if paths.best is None or int(progress.best_step) < 0:
         return None
     return load_checkpoint(paths.best, model)
+
+
+_SHARD_MAP_SOLVE = (
+    "fit(parallel='shard_map') could not trace the training step: a Diffrax solve "
+    "differentiated inside jax.shard_map does not trace with JAX {} (adjoint='checkpoint' "
+    "fails on any number of devices, every adjoint on two or more; diffrax issue #735). "
+    "Use parallel='compiler' (config: train.parallel=compiler); the error above is JAX's."
+)
+_SHARD_MAP_SOLVE_ERRORS = (
+    "Closure-converted function called with different dynamic arguments",  # checkpoint adjoint
+    "carry input and carry output must have equal types",  # with check_vma=True
+    "cond branches must have equal output types",
+)
+
+
+def _is_shard_map_solve_error(error: Exception) -> bool:
+    """The tracing failures of a Diffrax solve under `shard_map` on JAX 0.10 (measured): an
+    equinox closure-conversion mismatch in the checkpointed loop's backward pass on one
+    device, an assertion inside JAX's sharding propagation on two or more."""
+    if isinstance(error, AssertionError):
+        frames = traceback.extract_tb(error.__traceback__)
+        return bool(frames) and f"{os.sep}jax{os.sep}" in frames[-1].filename
+    return any(text in str(error) for text in _SHARD_MAP_SOLVE_ERRORS)
 
 
 class _Run(NamedTuple):
@@ -492,7 +518,12 @@ class _Run(NamedTuple):
         if self.mesh is None:
             return call()
         with jax.set_mesh(self.mesh):  # a loss may shard its own draws with P("data")
-            return call()
+            try:
+                return call()
+            except (AssertionError, TypeError, ValueError) as error:
+                if self.parallel == "shard_map" and _is_shard_map_solve_error(error):
+                    raise RuntimeError(_SHARD_MAP_SOLVE.format(jax.__version__)) from error
+                raise
 
     def _evaluated_model(self, carry: _Carry):
         params = carry.params if carry.ema is None else carry.ema

@@ -12,7 +12,9 @@ parameters, optimiser state and data are replicated. Two ways to run a step:
   metrics and gradients are averaged with `lax.pmean`. Each shard is its own program, so an
   adaptive `batch="joint"` solve takes its own step sequence per shard (jit + NamedSharding
   around a while loop was ~50× slower, diffrax #407), and shard `i` draws its randomness from
-  `fold_in(key, i)`: stochastic losses see other noise than on one device.
+  `fold_in(key, i)`: stochastic losses see other noise than on one device. With JAX 0.10 a
+  Diffrax solve differentiated inside `shard_map` does not trace (diffrax #735; `fit` raises a
+  RuntimeError saying so): the checkpoint adjoint fails on one device, every adjoint on two.
 
 **Several processes** (`initialize_distributed`, JAX's own runtime: one process per host, or
 per GPU) run the same program; the mesh spans the devices of all of them. Every process holds
