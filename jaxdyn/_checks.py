@@ -22,6 +22,7 @@ __all__ = [
     "check_positive",
     "choice_error",
     "lookup",
+    "paired_arrays",
 ]
 
 OnFailure = Literal["raise", "nan", "return"]
@@ -97,3 +98,16 @@ def check_increasing(argument: str, times: Any) -> None:
             f"{argument} must be strictly increasing; {argument}[{bad}]={float(times[bad])} is "
             f"followed by {argument}[{bad + 1}]={float(times[bad + 1])}"
         )
+
+
+def paired_arrays(caller: str, **pair: Any) -> tuple[jax.Array, jax.Array]:
+    """The two arrays of `pair` (keyword names as the caller's arguments), which must have one
+    shape: `paired_arrays("r2_score", pred=pred, target=target)`."""
+    (a_name, a), (b_name, b) = pair.items()
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{caller} needs {a_name} and {b_name} of one shape, got {a_name} {a.shape}, "
+            f"{b_name} {b.shape}"
+        )
+    return a, b

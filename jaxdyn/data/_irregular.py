@@ -30,22 +30,29 @@ __all__ = [
 HermiteCoefficients = tuple[Array, Array, Array, Array]
 
 
-def _check_values(values: Array, name: str = "values") -> None:
+def _values(values: ArrayLike) -> Array:
+    """`values` as a floating-point array of shape `(*batch, time, channels)`."""
+    values = jnp.asarray(values)
     if values.ndim < 2:
         raise ValueError(
-            f"{name} must have shape (*batch, time, channels), got shape {values.shape}; "
+            f"values must have shape (*batch, time, channels), got shape {values.shape}; "
             "give a scalar series the shape (time, 1)"
         )
     if not jnp.issubdtype(values.dtype, jnp.floating):
-        raise TypeError(f"{name} must be floating point (NaN marks missing), got {values.dtype}")
+        raise TypeError(f"values must be floating point (NaN marks missing), got {values.dtype}")
+    return values
 
 
-def _check_grid(ts: Array, values: Array) -> None:
+def _series(ts: ArrayLike, values: ArrayLike) -> tuple[Array, Array]:
+    """`ts` and `values` as arrays, checked: values `(*batch, time, channels)` on the grid
+    `ts` of shape `(time,)`."""
+    ts, values = jnp.asarray(ts), _values(values)
     if ts.ndim != 1 or ts.shape[0] != values.shape[-2]:
         raise ValueError(
             f"ts must have shape (time,) matching values of shape (*batch, time, channels); "
             f"got ts {ts.shape} and values {values.shape}"
         )
+    return ts, values
 
 
 def drop_observations(
@@ -57,8 +64,7 @@ def drop_observations(
     without replacement (drawn from `key`), the protocol of Kidger et al. (2020, §4.1) for
     30%, 50% and 70% missing data, reused by Oh, Lim & Kim (2024). `rate` is in `[0, 1)`.
     """
-    values = jnp.asarray(values)
-    _check_values(values)
+    values = _values(values)
     if not isinstance(rate, jax.core.Tracer) and not (
         np.ndim(rate) == 0 and np.isrealobj(rate) and 0 <= float(rate) < 1
     ):
@@ -76,8 +82,7 @@ def observation_mask(
     values: Float[ArrayLike, "*batch time channels"],
 ) -> Bool[Array, "*batch time channels"]:
     """True where a value was observed (not NaN)."""
-    values = jnp.asarray(values)
-    _check_values(values)
+    values = _values(values)
     return ~jnp.isnan(values)
 
 
@@ -123,10 +128,7 @@ def augment(
     Time as a channel makes the path injective and lets the CDE see the sampling times; it
     is observed at every grid time, including those whose values are missing.
     """
-    ts = jnp.asarray(ts)
-    values = jnp.asarray(values)
-    _check_values(values)
-    _check_grid(ts, values)
+    ts, values = _series(ts, values)
     channels = []
     if time:
         channels.append(jnp.broadcast_to(ts[:, None], values.shape[:-1] + (1,)))
@@ -160,10 +162,7 @@ def hermite_coefficients(
     Returns a tuple `(d, c, b, a)` of arrays of shape `(*batch, time - 1, channels)`; the
     path of one series is `cubic_path(ts, coefficients)` (vmap over the batch).
     """
-    ts = jnp.asarray(ts)
-    values = jnp.asarray(values)
-    _check_values(values)
-    _check_grid(ts, values)
+    ts, values = _series(ts, values)
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
 

@@ -18,15 +18,21 @@ __all__ = [
     "failed_rows",
     "loss_figure",
     "mean_se",
-    "read_results",
+    "start_results",
     "summary_stats",
     "w2_squared",
 ]
 
 
-def read_results(path: Path, keys: tuple[str, ...]) -> dict[tuple, dict]:
-    """The rows of `path` (none if it does not exist), indexed by their values of `keys`."""
-    return {tuple(row[k] for k in keys): row for row in read_metrics(path)}
+def start_results(run_dir: Path, keys: tuple[str, ...], *, resume: bool) -> tuple[Path, dict]:
+    """`(path, done)`: the run's `results.jsonl` and its finished rows, indexed by their values
+    of `keys`. With `resume` the rows already written are kept (none if there is no file);
+    without it the file starts empty."""
+    path = run_dir / "results.jsonl"
+    if not resume:
+        path.write_text("")
+        return path, {}
+    return path, {tuple(row[k] for k in keys): row for row in read_metrics(path)}
 
 
 def append_result(path: Path, row: dict) -> None:

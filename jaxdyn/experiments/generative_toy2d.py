@@ -82,7 +82,7 @@ from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure, loss_curve
 from ..solve import odeint
 from ..train import fit, make_optimizer, read_metrics
-from ._records import append_result, read_results
+from ._records import append_result, start_results
 from ._registry import register
 
 DATASETS = ("checkerboard", "eight_gaussians", "moons", "circles")
@@ -318,10 +318,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         for name, (steps, _, lr, _, _) in stages.items()
     }
 
-    results_path = run_dir / "results.jsonl"
-    done = read_results(results_path, ("dataset", "family")) if resume else {}
-    if not resume:
-        results_path.write_text("")
+    results_path, done = start_results(run_dir, ("dataset", "family"), resume=resume)
     floors: dict = {}
     for dataset, family in _pairs(cfg):
         if (dataset, family) in done:

@@ -43,7 +43,7 @@ from ..models.cde import NeuralCDE
 from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS
 from ..plotting import Figure
-from ._records import append_result, read_results, summary_stats
+from ._records import append_result, start_results, summary_stats
 from ._registry import register
 from ._training import fit_from_config, optimizer_from_config
 
@@ -246,10 +246,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                                         name in SDE_CLASSIFIERS) for name in names},
     }  # fmt: skip
 
-    results_path = run_dir / "results.jsonl"
-    done = read_results(results_path, ("model", "rate", "seed")) if resume else {}
-    if not resume:
-        results_path.write_text("")
+    results_path, done = start_results(run_dir, ("model", "rate", "seed"), resume=resume)
     for seed in seeds:
         seed_key = jax.random.key(seed)
         for rate in rates:

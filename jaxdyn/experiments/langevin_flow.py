@@ -62,7 +62,7 @@ from ..models.seq_vae import SequentialVAE, poisson_log_likelihood
 from ..plotting import Figure
 from ..train import kl_warmup
 from ..train.checkpoint import atomic_write
-from ._records import append_result, read_results, summary_stats
+from ._records import append_result, start_results, summary_stats
 from ._registry import register
 from ._training import fit_from_config, optimizer_from_config
 
@@ -375,10 +375,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "predict": _predict_fn(cfg.model.eval_samples),
         "losses": {},
     }  # fmt: skip
-    results_path = run_dir / "results.jsonl"
-    done = read_results(results_path, ("model", "seed")) if resume else {}
-    if not resume:
-        results_path.write_text("")
+    results_path, done = start_results(run_dir, ("model", "seed"), resume=resume)
     oracle, first = {}, None
     for seed in seeds:
         data = make_dataset(cfg, seed)

@@ -58,7 +58,7 @@ from ..metrics import wasserstein2_squared
 from ..plotting import Figure
 from ..solve import odeint
 from ..train import fit, make_optimizer
-from ._records import append_result, read_results, w2_squared
+from ._records import append_result, start_results, w2_squared
 from ._registry import register
 from .generative_toy2d import ToyModelConfig, build_model
 
@@ -229,10 +229,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     root = jax.random.key(cfg.seed)
     optimizer = make_optimizer(cfg.train.optimizer, cfg.train.lr, schedule=cfg.train.schedule,
                                steps=cfg.train.steps)  # fmt: skip
-    results_path = run_dir / "results.jsonl"
-    done = read_results(results_path, ("dataset", "coupling")) if resume else {}
-    if not resume:
-        results_path.write_text("")
+    results_path, done = start_results(run_dir, ("dataset", "coupling"), resume=resume)
     for dataset in cfg.datasets:
         todo = [c for c in cfg.couplings if (dataset, c) not in done]
         if not todo:

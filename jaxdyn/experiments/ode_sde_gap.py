@@ -88,7 +88,7 @@ from ..models import ACTIVATIONS, MLPField
 from ..plotting import Figure
 from ..train import fit, make_optimizer
 from ..train.checkpoint import atomic_write
-from ._records import append_result, mean_se, read_results, w2_squared
+from ._records import append_result, mean_se, start_results, w2_squared
 from ._registry import register
 
 # --- config -----------------------------------------------------------------------------------
@@ -290,10 +290,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     t = cfg.train
     weights = sorted(float(w) for w in cfg.regulariser.weights)
     optimizer = make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps)
-    results_path = run_dir / "results.jsonl"
-    done = read_results(results_path, ("dataset", "weight")) if resume else {}
-    if not resume:
-        results_path.write_text("")
+    results_path, done = start_results(run_dir, ("dataset", "weight"), resume=resume)
     for i, dataset in enumerate(cfg.data.datasets):
         todo = [(j, w) for j, w in enumerate(weights) if (dataset, w) not in done]
         if not todo:

@@ -3,15 +3,16 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._checks import check_choice
+from .._checks import check_choice, check_key
 from .diffusion_sde import DiffusionSDE
 
 __all__ = [
     "BATCHES",
     "check_batch",
     "check_batched_samples",
+    "check_diffusion_batch",
     "check_samples",
     "check_sde",
     "check_t_min",
@@ -68,3 +69,16 @@ def check_t_min(t_min: float) -> None:
         raise TypeError("t_min must be a concrete number (it sets the time range), not traced")
     if np.ndim(t_min) != 0 or not 0 < float(t_min) < 1:
         raise ValueError(f"t_min must be in (0, 1); got {t_min!r}")
+
+
+def check_diffusion_batch(
+    caller: str, sde: DiffusionSDE, name: str, x: ArrayLike, key: PRNGKeyArray, t_min: float
+) -> Array:
+    """The arguments every batch computation on a `DiffusionSDE` takes (its losses and the
+    predictor–corrector sampler): the SDE, `t_min`, the batch `x` (returned as a float array
+    of shape `(batch, dim)`, named `name` in errors) and a key (`caller` in errors)."""
+    check_sde(sde)
+    check_t_min(t_min)
+    x = check_batched_samples(name, x)
+    check_key(key, caller)
+    return x

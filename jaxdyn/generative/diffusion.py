@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checks import OnFailure, check_count, check_key, check_on_failure, check_positive
+from .._checks import OnFailure, check_count, check_on_failure, check_positive
 from ..solve import RESULTS, Endpoint, Stats
-from ._checks import check_batched_samples, check_sde, check_t_min
+from ._checks import check_diffusion_batch, check_sde, check_t_min
 from ._endpoint import endpoint
 from ._fields import Field, Reparametrised
 from .diffusion_sde import DiffusionSDE
@@ -61,10 +61,7 @@ def dsm_loss(
     **Arguments:** `score`, the field `s(t, x, args)`; `sde`; `x0`, data `(batch, dim)`; `key`;
     `args`, passed to the score; `t_min`, the smallest time (the score is singular at `t = 0`).
     """
-    check_sde(sde)
-    check_t_min(t_min)
-    x0 = check_batched_samples("x0", x0)
-    check_key(key, "dsm_loss")
+    x0 = check_diffusion_batch("dsm_loss", sde, "x0", x0, key, t_min)
     t, xt, z = sde.perturb(x0, key=key, t_min=t_min)
     residual = jax.vmap(lambda t, x, z: sde.std(t) * score(t, x, args) + z)(t, xt, z)
     return jnp.sum(residual**2, axis=1)
@@ -206,10 +203,7 @@ def sample_predictor_corrector(
     **Returns:** an `Endpoint` with the samples at `t_min` and `Stats` with
     `num_fevals = N (1 + corrector_steps)` score evaluations per sample.
     """
-    check_sde(sde)
-    check_t_min(t_min)
-    x1 = check_batched_samples("x1", x1)
-    check_key(key, "sample_predictor_corrector")
+    x1 = check_diffusion_batch("sample_predictor_corrector", sde, "x1", x1, key, t_min)
     check_count("corrector_steps", corrector_steps, 0)
     check_positive("snr", snr)
     check_on_failure(on_failure)

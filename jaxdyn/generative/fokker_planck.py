@@ -48,8 +48,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checks import check_key
-from ._checks import check_batched_samples, check_sde, check_t_min
+from ._checks import check_diffusion_batch, check_sde
 from ._fields import Field
 from .diffusion_sde import DiffusionSDE
 from .likelihood import divergence
@@ -124,10 +123,7 @@ def fokker_planck_loss(
     `t → 0`, so without a weighting the smallest times dominate; `fokker_planck_weight(sde)`
     makes every time count alike.
     """
-    check_sde(sde)
-    check_t_min(t_min)
-    x0 = check_batched_samples("x0", x0)
-    check_key(key, "fokker_planck_loss")
+    x0 = check_diffusion_batch("fokker_planck_loss", sde, "x0", x0, key, t_min)
     if weight is not None and not callable(weight):
         raise TypeError(f"weight must be a function of t or None; got {type(weight).__name__}")
     t, xt, _ = sde.perturb(x0, key=key, t_min=t_min)

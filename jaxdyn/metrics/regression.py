@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Scalar
 
+from .._checks import paired_arrays
+
 __all__ = ["r2_score", "linear_r2"]
 
 
@@ -26,12 +28,7 @@ def r2_score(
     and, as scikit-learn's `force_finite=True`, an output with constant target scores 1 if
     predicted exactly and 0 otherwise. Returns `mean_j R²_j`.
     """
-    pred, target = jnp.asarray(pred), jnp.asarray(target)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"r2_score needs pred and target of one shape, got pred {pred.shape}, "
-            f"target {target.shape}"
-        )
+    pred, target = paired_arrays("r2_score", pred=pred, target=target)
     if pred.ndim < 1 or _as_samples(pred).shape[0] < 2:
         raise ValueError(f"r2_score needs at least two samples, got shape {pred.shape}")
     pred, target = _as_samples(pred), _as_samples(target)

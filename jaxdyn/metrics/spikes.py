@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float, Scalar
 
+from .._checks import paired_arrays
+
 __all__ = ["ZERO_RATE", "bits_per_spike", "co_bps"]
 
 ZERO_RATE = 1e-9
@@ -48,12 +50,7 @@ def bits_per_spike(
 
     **Returns:** a scalar, bits per spike.
     """
-    rates, spikes = jnp.asarray(rates), jnp.asarray(spikes)
-    if rates.shape != spikes.shape:
-        raise ValueError(
-            f"bits_per_spike needs rates and spikes of one shape, got rates {rates.shape}, "
-            f"spikes {spikes.shape}"
-        )
+    rates, spikes = paired_arrays("bits_per_spike", rates=rates, spikes=spikes)
     if rates.ndim < 1:
         raise ValueError("bits_per_spike needs arrays with a neuron axis (the last)")
     dtype = jnp.result_type(rates.dtype, spikes.dtype, float)
