@@ -151,3 +151,21 @@ def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, ca
     assert main(["run", name, *TINY[name], *overrides, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not (out / "metrics.jsonl").exists() and not (out / "results.jsonl").exists()
+
+
+def test_results_rows_survive_a_resume_and_a_fresh_start_clears_them(tmp_path):
+    """`start_results`: a resumed experiment skips the rows it finished; a new run starts empty."""
+    from jaxdyn.experiments._records import append_result, start_results
+
+    path, done = start_results(tmp_path, ("seed",), resume=True)
+    assert done == {} and not path.exists()  # resuming a run that wrote no row yet
+    path, done = start_results(tmp_path, ("seed", "nfe"), resume=False)
+    append_result(path, {"seed": 0, "nfe": 8, "w2": 0.5})
+    append_result(path, {"seed": 1, "nfe": 8, "w2": 0.25})
+    _, done = start_results(tmp_path, ("seed", "nfe"), resume=True)
+    assert done == {
+        (0, 8): {"seed": 0, "nfe": 8, "w2": 0.5},
+        (1, 8): {"seed": 1, "nfe": 8, "w2": 0.25},
+    }
+    _, done = start_results(tmp_path, ("seed", "nfe"), resume=False)
+    assert done == {} and path.read_text() == ""
