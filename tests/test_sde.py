@@ -168,7 +168,9 @@ def test_convert_drift_matches_closed_form(noise):
     np.testing.assert_allclose(back(0.0, y, None), 0.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver", ["euler", "milstein", "heun", "srk", "reversible_heun"])
+# Every fixed-step solver asks the path for the increments over its steps [t, t + dt0]; what
+# differs is whether it also asks for the space-time Lévy area (srk) or not (the others).
+@pytest.mark.parametrize("solver", ["euler", "srk"])
 def test_same_key_same_path_grid_and_virtual(solver):
     kw = dict(key=KEY, noise="scalar", solver=solver, dt0=0.05, n_samples=8)
     ts = jnp.linspace(0.0, 1.0, 4)
