@@ -174,8 +174,8 @@ def test_killed_run_resumes_bitwise_identical(tmp_path):
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = json.loads(info.read_text())["step"]
-    # Killed mid-run: after 3 or more checkpoints; the 7 chunks left, the evaluation and the
-    # figures take far longer than the 5 ms the loop above sleeps.
+    # Killed mid-run: after 3 or more checkpoints; the 7 chunks left and their evaluations
+    # take far longer than the 5 ms the loop above sleeps.
     assert 30 <= killed_at < 100 and not (cut / "summary.json").exists()
 
     assert _float32(["run", "--resume", str(cut)]) == 0
