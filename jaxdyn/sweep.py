@@ -16,7 +16,6 @@ trial, rewritten after each), `importance.md` (parameter importances, `optuna.im
 
 import csv
 import dataclasses
-import datetime
 import difflib
 import json
 import math
@@ -27,6 +26,7 @@ from typing import Any, Literal
 
 from . import experiments
 from ._evaluations import reporting_evaluations
+from ._output import new_output_dir
 from .config import ConfigError, to_yaml
 from .plotting import Figure
 from .train import read_metrics
@@ -339,11 +339,6 @@ def _run_study(out: Path, spec: dict, params: list[Param], *, create: bool, jobs
     return SweepResult(out, best.number, best.value, best.params, run_dir, counts)
 
 
-def _new_sweep_dir(name: str) -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("sweeps") / name / stamp
-
-
 def sweep(
     config: str | Path,
     params: Sequence[str | Param],
@@ -378,7 +373,7 @@ def sweep(
     config = Path(config)
     experiment, cfg = experiments.load(config, overrides)
     _check_params(config, params, overrides)
-    out = Path(out) if out is not None else _new_sweep_dir(experiment.name)
+    out = Path(out) if out is not None else new_output_dir("sweeps", experiment.name)
     if (out / "study.db").exists() or (out / "sweep.json").exists():
         raise ConfigError(f"{out} already holds a sweep: continue it with --resume {out}")
     out.mkdir(parents=True, exist_ok=True)

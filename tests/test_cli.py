@@ -203,10 +203,10 @@ def test_resume_refuses_a_changed_config_and_keeps_the_run(failed_run, tmp_path,
 
 
 def test_default_run_dirs_never_collide(tmp_path, monkeypatch):
-    from jaxdyn.experiments._runner import _new_run_dir
+    from jaxdyn._output import new_output_dir
 
     monkeypatch.chdir(tmp_path)
-    first, second = _new_run_dir("quickstart"), _new_run_dir("quickstart")
+    first, second = new_output_dir("runs", "quickstart"), new_output_dir("runs", "quickstart")
     assert first != second and first.is_dir() and second.is_dir()
 
 

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxdyn"
 # Each layer imports only from the layers before it (and from itself within one package).
 # Top-level private modules (`jaxdyn/_*.py`) are helpers shared by every layer.
 LAYERS = [
-    {"_checks", "_environment", "_evaluations", "_trees"},
+    {"_checks", "_environment", "_evaluations", "_output", "_trees"},
     {"_jaxopt", "_solvers", "metrics"},
     {"solve"},
     {"implicit", "train"},

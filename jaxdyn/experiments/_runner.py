@@ -2,7 +2,6 @@
 full traceback of a run that fails."""
 
 import datetime
-import itertools
 import json
 import time
 import traceback
@@ -11,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .._environment import machine, versions
+from .._output import new_output_dir
 from ..config import ConfigError, load_config, read_experiment_name, to_yaml
 from ._registry import Experiment, get
 
@@ -72,19 +72,6 @@ def _check_resumable(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> None:
             )
 
 
-def _new_run_dir(name: str) -> Path:
-    """`runs/<name>/<date-time>`, with a suffix if a run started in the same second."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for attempt in itertools.count():
-        run_dir = Path("runs") / name / (stamp if attempt == 0 else f"{stamp}-{attempt}")
-        try:
-            run_dir.mkdir(parents=True, exist_ok=False)
-            return run_dir
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
-
-
 def execute(
     experiment: Experiment,
     cfg: DictConfig,
@@ -108,7 +95,7 @@ def execute(
             raise ConfigError(f"cannot resume: {run_dir} holds no run (no config.yaml)")
         _check_resumable(OmegaConf.load(run_dir / "config.yaml"), cfg, run_dir)
     elif out is None:
-        run_dir = _new_run_dir(experiment.name)
+        run_dir = new_output_dir("runs", experiment.name)
     else:
         run_dir = Path(out)
         if (run_dir / "config.yaml").exists() or (run_dir / "checkpoint").exists():
