@@ -75,8 +75,12 @@ def test_langevin_flow_failed_latent_solve_follows_on_failure():
     """A potential far too stiff for the Euler step (k = e^200, dt = 0.1) sends the latent
     path out of the finite numbers: with `on_failure="nan"` the sample's rates are NaN (to be
     counted), with the default `"raise"` the call fails naming the failure."""
+    # full_like keeps the leaf strongly typed (jnp.full(4, 200.0) is weak): the "raise" model
+    # then shares `_sample`'s program with the shape test; only on_failure="nan" compiles anew.
     stiff = lambda m: eqx.tree_at(  # noqa: E731
-        lambda m: m.dynamics.potential.log_stiffness, m, jnp.full(4, 200.0)
+        lambda m: m.dynamics.potential.log_stiffness,
+        m,
+        replace_fn=lambda k: jnp.full_like(k, 200.0),
     )
     model = stiff(_models()["langevin_flow"])
     assert model.on_failure == "raise"
@@ -157,15 +161,19 @@ def test_drift_is_minus_grad_u_minus_damping_v_plus_input_force():
     np.testing.assert_allclose(g, np.vstack([np.zeros((n, n)), float(dyn.noise) * np.eye(n)]))
 
 
-# The energy along a path, jitted: one compile per path length, not one per operation.
-_energies = eqx.filter_jit(lambda dyn, ys: jax.vmap(dyn.energy)(ys))
+# A simulated path and its energy as one program per grid (`ts` a tuple, known at trace
+# time): un-jitted, `simulate` runs dozens of small operations eagerly around the solve.
+@eqx.filter_jit
+def _simulate(dyn, y0, ts, key, inputs=None, substeps=1):
+    ys = dyn.simulate(y0, np.asarray(ts), key=key, inputs=inputs, substeps=substeps)
+    return ys, jax.vmap(dyn.energy)(ys)
 
 
 def _energy_path(dyn, dt, horizon=1.0):
     ts = np.linspace(0.0, horizon, round(horizon / dt) + 1)
-    y0 = jnp.concatenate([jnp.linspace(-0.8, 0.8, dyn.units), jnp.linspace(0.5, -0.5, dyn.units)])
-    ys = dyn.simulate(y0, ts, key=KEY)
-    return ts, ys, _energies(dyn, ys)
+    y0 = np.concatenate([np.linspace(-0.8, 0.8, dyn.units), np.linspace(0.5, -0.5, dyn.units)])
+    ys, energy = _simulate(dyn, y0, tuple(ts.tolist()), KEY)
+    return ts, np.asarray(ys), np.asarray(energy)
 
 
 def test_energy_conserved_without_damping_noise_and_inputs():
@@ -174,7 +182,7 @@ def test_energy_conserved_without_damping_noise_and_inputs():
     # dt = 0.001 is also the damping test's grid: the same program, compiled once.
     for dt in (0.002, 0.001):
         _, _, energy = _energy_path(dyn, dt)
-        errors.append(float(jnp.max(jnp.abs(energy - energy[0]))) / float(energy[0]))
+        errors.append(float(np.max(np.abs(energy - energy[0]))) / float(energy[0]))
     # Euler is first order: the energy error halves with the step (ratio 2 ± 10%)
     assert errors[-1] < 0.02
     for coarse, fine in zip(errors, errors[1:], strict=False):
@@ -188,17 +196,17 @@ def test_energy_dissipated_by_damping():
     n = dyn.units
     assert np.all(np.diff(np.asarray(energy)) < 0)  # strictly decreasing at this step
     # dE/dt = -γ|v|²: the energy lost equals γ ∫|v|² dt (trapezoid), up to O(dt)
-    speed2 = jnp.sum(ys[:, n:] ** 2, axis=1)
-    lost = gamma * float(jnp.sum(0.5 * (speed2[1:] + speed2[:-1]) * jnp.diff(jnp.asarray(ts))))
+    speed2 = np.sum(ys[:, n:] ** 2, axis=1)
+    lost = gamma * float(np.sum(0.5 * (speed2[1:] + speed2[:-1]) * np.diff(ts)))
     np.testing.assert_allclose(float(energy[0] - energy[-1]), lost, rtol=5e-3)
 
 
 def test_inputs_are_piecewise_constant_per_bin():
     dyn = _dynamics(damping=1e-300, noise=1e-300)
-    u = jnp.zeros((4, 2)).at[2].set(jnp.array([1.0, -1.0]))
+    u = np.zeros((4, 2))
+    u[2] = [1.0, -1.0]
     ts = np.linspace(0.0, 0.4, 5)
-    y0 = jnp.zeros(2 * dyn.units)
-    ys = dyn.simulate(y0, ts, key=KEY, inputs=u, substeps=3)
+    ys, _ = _simulate(dyn, np.zeros(2 * dyn.units), tuple(ts.tolist()), KEY, u, substeps=3)
     # Nothing moves before bin 2; the force acts on [0.2, 0.3) only.
     np.testing.assert_allclose(ys[:3], 0.0, rtol=0, atol=1e-250)  # σ = 1e-300, not 0
     assert np.any(ys[3] != 0.0)
