@@ -330,6 +330,11 @@ def test_steady_state_in_float32_at_loose_and_default_tolerances(tol):
     assert float(info.error) < 2**0.5 * bound * (1 + float(jnp.sqrt(jnp.mean(y**2))))
 
 
+def test_steady_state_names_a_bad_tolerance():
+    with pytest.raises(ValueError, match=r"atol must be a positive number, got -1e-06"):
+        steady_state(relaxing, jnp.zeros(3), THETA, atol=-1e-6)
+
+
 def test_steady_state_of_an_oscillator_fails_clearly():
     def rotation(t, y, theta):
         return jnp.array([y[1], -y[0]])  # circles forever: no rest

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
 
-from .._checks import OnFailure, check_on_failure
+from .._checks import OnFailure, check_on_failure, check_positive
 from .._solvers import resolve_solver, stepsize_controller
 from .._trees import as_arrays, tree_norm
 from ..solve import RESULTS
@@ -55,6 +55,8 @@ def steady_state(
     y0, theta = as_arrays((y0, theta))
     solver_ = resolve_solver(solver)
     rtol, atol = (_default_tol(y0) if tol is None else tol for tol in (rtol, atol))
+    check_positive("rtol", rtol)
+    check_positive("atol", atol)
     controller = stepsize_controller(solver_, _STEP_TOL * rtol, _STEP_TOL * atol, None)
 
     def autonomous(y, theta):
