@@ -54,7 +54,8 @@ def steady_state(
     check_on_failure(on_failure)
     y0, theta = as_arrays((y0, theta))
     solver_ = resolve_solver(solver)
-    rtol, atol = (_default_tol(y0) if tol is None else tol for tol in (rtol, atol))
+    floor = _floor(y0)
+    rtol, atol = (max(1e-8, floor) if tol is None else tol for tol in (rtol, atol))
     check_positive("rtol", rtol)
     check_positive("atol", atol)
     controller = stepsize_controller(solver_, _STEP_TOL * rtol, _STEP_TOL * atol, None)
@@ -66,7 +67,7 @@ def steady_state(
     message = (
         f"steady_state: no equilibrium reached (max_steps={max_steps}, t_max={t_max}); the "
         "solution may oscillate or diverge, or need more steps: raise max_steps or t_max"
-        + _resolution_hint(y0, rtol, atol)
+        + _resolution_hint(floor, rtol, atol)
     )
     event = dfx.Event(dfx.steady_state_event(rtol=rtol, atol=atol))
 
@@ -104,12 +105,7 @@ def _floor(y0) -> float:
     return 100 * float(max(eps, default=jnp.finfo(float).eps))
 
 
-def _default_tol(y0) -> float:
-    return max(1e-8, _floor(y0))
-
-
-def _resolution_hint(y0, rtol, atol) -> str:
-    floor = _floor(y0)
+def _resolution_hint(floor: float, rtol, atol) -> str:
     if max(rtol, atol) >= floor:
         return ""
     return (
