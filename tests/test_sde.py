@@ -11,6 +11,7 @@ from helpers import central_difference, compiled
 
 from jaxdyn.models import MLPField, NeuralSDE
 from jaxdyn.solve import GridBrownianPath, VirtualBrownianPath, convert_drift, sdeint
+from jaxdyn.solve._brownian import brownian_grid
 
 KEY = jax.random.key(0)
 MU, SIGMA = 0.5, 0.8
@@ -31,10 +32,13 @@ Y0 = jnp.array([1.0, 0.0])
 
 def gbm_exact(w, calculus="ito"):
     rate = MU - 0.5 * SIGMA**2 if calculus == "ito" else MU
-    return jnp.exp(rate + SIGMA * w)
+    return np.exp(rate + SIGMA * np.asarray(w))
 
 
 def strong_error(solver, dt0, calculus="ito", n=400, brownian="grid"):
+    # Forward solves only: the direct adjoint traces less than the checkpointed loop. The joint
+    # batch (one state, the same per-sample paths as vmap; Milstein solves as vmap) traces
+    # no batched loop. Errors are reduced in NumPy: no eager programs.
     sol = compiled(
         sdeint,
         gbm_drift,
@@ -48,9 +52,11 @@ def strong_error(solver, dt0, calculus="ito", n=400, brownian="grid"):
         dt0=dt0,
         brownian=brownian,
         n_samples=n,
+        batch="joint",
+        adjoint="direct",
     )
-    y1 = sol.ys[:, -1]
-    return float(jnp.mean(jnp.abs(y1[:, 0] - gbm_exact(y1[:, 1], calculus))))
+    y1 = np.asarray(sol.ys[:, -1])
+    return float(np.mean(np.abs(y1[:, 0] - gbm_exact(y1[:, 1], calculus))))
 
 
 def slope(dts, errors):
@@ -72,14 +78,6 @@ def test_strong_order_on_gbm(solver, order, calculus):
     assert abs(slope(dts, errors) - order) < 0.15, errors
 
 
-def _linear_drift(t, y, args):
-    return MU * y
-
-
-def _half_y(t, y, args):
-    return 0.5 * y
-
-
 def _half(t, y, args):
     return 0.5 * jnp.ones_like(y)
 
@@ -88,57 +86,76 @@ def _ok(t, y, a):
     return -y
 
 
+def _gbm_and_ou_drift(t, y, args):
+    return jnp.stack([MU * y[0], -y[1]])
+
+
+def _gbm_and_ou_diffusion(t, y, args):
+    return jnp.stack([0.5 * y[0], 0.5 * jnp.ones_like(y[1])])
+
+
 def test_weak_order_euler_on_gbm_and_ou():
     """Euler–Maruyama's mean follows its discrete recursion exactly; the bias vs the exact
-    mean falls like dt (weak order 1)."""
+    mean falls like dt (weak order 1). GBM (dX = μX dt + ½X dW) and OU (dY = -Y dt + ½ dW)
+    are the two components of one diagonal-noise state: independent Brownian motions, each
+    component's Euler recursion the one of its own equation, one program per dt."""
     n = 20000
     dts = [0.5, 0.25, 0.125]
     gbm_bias, ou_bias = [], []
     for dt in dts:
         steps = round(1 / dt)
-        kw = dict(y0=jnp.ones(1), ts=[0.0, 1.0], key=KEY, dt0=dt, n_samples=n)
-        gbm = compiled(sdeint, _linear_drift, _half_y, **kw).ys[:, -1, 0]
-        assert abs(float(gbm.mean()) - (1 + MU * dt) ** steps) < 4 * float(gbm.std()) / n**0.5
-        gbm_bias.append(np.exp(MU) - float(gbm.mean()))
-        ou = compiled(sdeint, _ok, _half, noise="additive", **kw).ys[:, -1, 0]
+        sol = compiled(sdeint, _gbm_and_ou_drift, _gbm_and_ou_diffusion, y0=jnp.ones(2),
+                       ts=[0.0, 1.0], key=KEY, dt0=dt, n_samples=n, batch="joint",
+                       adjoint="direct")  # fmt: skip
+        gbm, ou = np.asarray(sol.ys[:, -1]).T
+        assert abs(gbm.mean() - (1 + MU * dt) ** steps) < 4 * gbm.std() / n**0.5
+        gbm_bias.append(np.exp(MU) - gbm.mean())
         mean, var = (1 - dt) ** steps, 0.25 * dt * sum((1 - dt) ** (2 * k) for k in range(steps))
-        assert abs(float(ou.mean()) - mean) < 4 * (var / n) ** 0.5
-        assert abs(float(ou.var()) - var) < 4 * var * (2 / n) ** 0.5
-        ou_bias.append(np.exp(-1.0) - float(ou.mean()))
+        assert abs(ou.mean() - mean) < 4 * (var / n) ** 0.5
+        assert abs(ou.var() - var) < 4 * var * (2 / n) ** 0.5
+        ou_bias.append(np.exp(-1.0) - ou.mean())
     assert abs(slope(dts, gbm_bias) - 1.0) < 0.25, gbm_bias
     assert abs(slope(dts, ou_bias) - 1.0) < 0.25, ou_bias
+
+
+# Ornstein–Uhlenbeck dY = -Y dt + ½ dW (additive noise) from Y0 = 1, saved at OU_TS, 50 paths,
+# steps of at most OU_DT0 on a grid finer than OU_TS (the grid path bridges inside its cells).
+# The same four solves (euler/srk × grid/virtual) serve the next two tests.
+OU_TS, OU_DT0 = np.linspace(0.0, 1.0, 4), 0.05
+
+
+def ou_solve(solver, brownian):
+    return compiled(sdeint, _ok, _half, y0=jnp.ones(1), ts=OU_TS, key=KEY, noise="additive",
+                    solver=solver, brownian=brownian, dt0=OU_DT0, n_samples=50, batch="joint",
+                    adjoint="direct").ys  # fmt: skip
+
+
+# Every fixed-step solver asks the path for the increments over its steps [t, t + dt0]; what
+# differs is whether it also asks for the space-time Lévy area (srk) or not (the others).
+@pytest.mark.parametrize("solver", ["euler", "srk"])
+def test_same_key_same_path_grid_and_virtual(solver):
+    grid, virtual = ou_solve(solver, "grid"), ou_solve(solver, "virtual")
+    np.testing.assert_allclose(grid, virtual, rtol=1e-10, atol=1e-10)
 
 
 def test_srk_on_additive_noise_is_accurate():
     """ShARK (additive noise, uses Lévy areas) on Ornstein–Uhlenbeck: error far below
     Euler–Maruyama's. The reference solves the same `VirtualBrownianPath` (sample `i` uses
-    key `split(key, n)[i]`) with 256 steps directly in Diffrax."""
-    ts, n = jnp.linspace(0.0, 1.0, 11), 50
-
-    def final(solver):
-        return compiled(
-            sdeint,
-            _ok,
-            _half,
-            y0=jnp.ones(1),
-            ts=ts,
-            key=KEY,
-            noise="additive",
-            solver=solver,
-            brownian="virtual",
-            dt0=0.1,
-            n_samples=n,
-        ).ys[:, -1, 0]
+    key `split(key, n)[i]`, on sdeint's grid) with 256 steps directly in Diffrax; the two
+    sdeint solves use the grid path, the same path on sdeint's steps (the test above), and
+    compile no Brownian tree."""
+    ts, n = jnp.asarray(OU_TS), 50
+    grid = brownian_grid(ts, OU_DT0)
 
     def reference(key):
-        path = VirtualBrownianPath(key, ts, ts, (1,), jnp.float64, dfx.SpaceTimeLevyArea, 2**-9)
+        path = VirtualBrownianPath(key, ts, grid, (1,), jnp.float64, dfx.SpaceTimeLevyArea, 2**-9)
         drift = dfx.ODETerm(_ok)
         terms = dfx.MultiTerm(drift, dfx.ControlTerm(lambda t, y, a: 0.5 * jnp.eye(1), path))
         return dfx.diffeqsolve(terms, dfx.ShARK(), 0.0, 1.0, 2**-8, jnp.ones(1)).ys[-1, 0]
 
-    exact = jax.jit(jax.vmap(reference))(jax.random.split(KEY, n))
-    err_srk = float(jnp.mean(jnp.abs(final("srk") - exact)))
-    err_euler = float(jnp.mean(jnp.abs(final("euler") - exact)))
+    exact = np.asarray(jax.jit(jax.vmap(reference))(jax.random.split(KEY, n)))
+    err_srk = np.mean(np.abs(np.asarray(ou_solve("srk", "grid"))[:, -1, 0] - exact))
+    err_euler = np.mean(np.abs(np.asarray(ou_solve("euler", "grid"))[:, -1, 0] - exact))
     assert err_srk < 0.1 * err_euler, (err_srk, err_euler)
 
 
@@ -168,23 +185,13 @@ def test_convert_drift_matches_closed_form(noise):
     np.testing.assert_allclose(back(0.0, y, None), 0.0, atol=1e-12)
 
 
-# Every fixed-step solver asks the path for the increments over its steps [t, t + dt0]; what
-# differs is whether it also asks for the space-time Lévy area (srk) or not (the others).
-@pytest.mark.parametrize("solver", ["euler", "srk"])
-def test_same_key_same_path_grid_and_virtual(solver):
-    kw = dict(key=KEY, noise="scalar", solver=solver, dt0=0.05, n_samples=8)
-    ts = jnp.linspace(0.0, 1.0, 4)
-    grid = sdeint(gbm_drift, gbm_diffusion, Y0, ts, brownian="grid", **kw).ys
-    virtual = sdeint(gbm_drift, gbm_diffusion, Y0, ts, brownian="virtual", **kw).ys
-    np.testing.assert_allclose(grid, virtual, rtol=1e-10, atol=1e-10)
-
-
 def test_path_at_save_times_does_not_depend_on_dt0():
-    ts = jnp.linspace(0.0, 1.0, 5)
+    ts = np.linspace(0.0, 1.0, 5)
     paths = [
-        compiled(
-            sdeint, gbm_drift, gbm_diffusion, y0=Y0, ts=ts, key=KEY, noise="scalar", dt0=dt
-        ).ys[:, 1]
+        np.asarray(
+            compiled(sdeint, gbm_drift, gbm_diffusion, y0=Y0, ts=ts, key=KEY, noise="scalar",
+                     dt0=dt, adjoint="direct").ys  # fmt: skip
+        )[:, 1]
         for dt in (0.25, 0.1, 0.01)
     ]
     np.testing.assert_allclose(paths[0], paths[1], atol=1e-12)
@@ -192,24 +199,25 @@ def test_path_at_save_times_does_not_depend_on_dt0():
 
 
 def test_vmap_and_joint_batches_agree_and_samples_differ():
-    y0 = jnp.stack([Y0, 2 * Y0, 3 * Y0])
-    kw = dict(key=KEY, noise="scalar", dt0=0.1)
-    ts = jnp.linspace(0.0, 1.0, 3)
+    y0 = np.outer([1.0, 2.0, 3.0], Y0)  # NumPy: no eager programs
+    kw = dict(key=KEY, noise="scalar", dt0=0.1, adjoint="direct")  # forward solves only
+    ts = np.linspace(0.0, 1.0, 3)
     a = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="vmap", **kw)
     b = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="joint", **kw)
     assert a.ys.shape == b.ys.shape == (3, 3, 2)
     np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
-    assert len(set(np.asarray(a.ys[:, -1, 1]).round(8))) == 3  # one path per sample
+    a_ys = np.asarray(a.ys)
+    assert len(set(a_ys[:, -1, 1].round(8))) == 3  # one path per sample
     kw["key"] = jax.random.split(KEY, 3)[1]
     one = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0[1], ts=ts, **kw)
-    np.testing.assert_allclose(one.ys, a.ys[1], rtol=1e-12)
+    np.testing.assert_allclose(one.ys, a_ys[1], rtol=1e-12)
 
 
 def test_joint_milstein_solves_per_sample_on_the_same_paths():
     # Milstein's state derivative of the diffusion would be batch² on the joint state.
-    y0 = jnp.stack([Y0, 2 * Y0, 3 * Y0])
-    kw = dict(key=KEY, noise="diagonal", solver="milstein", dt0=0.1)
-    ts = jnp.linspace(0.0, 1.0, 3)
+    y0 = np.outer([1.0, 2.0, 3.0], Y0)
+    kw = dict(key=KEY, noise="diagonal", solver="milstein", dt0=0.1, adjoint="direct")
+    ts = np.linspace(0.0, 1.0, 3)
     a = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="vmap", **kw)
     b = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="joint", **kw)
     np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
@@ -217,9 +225,9 @@ def test_joint_milstein_solves_per_sample_on_the_same_paths():
 
 def test_float32_state_under_x64_with_milstein():
     # Diffrax's Milstein promotes its step to float64 under x64; sdeint keeps y0's dtype.
-    ys = sdeint(gbm_drift, gbm_diffusion, Y0.astype(jnp.float32), np.linspace(0.0, 1.0, 3),
-                key=KEY, noise="diagonal", solver="milstein", dt0=0.1).ys  # fmt: skip
-    assert ys.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(ys)))
+    ys = compiled(sdeint, gbm_drift, gbm_diffusion, y0=np.ones(2, np.float32), ts=[0.0, 0.5, 1.0],
+                  key=KEY, noise="diagonal", solver="milstein", dt0=0.1).ys  # fmt: skip
+    assert ys.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(ys)))
 
 
 def test_repeated_calls_build_equal_fields():
@@ -251,7 +259,7 @@ def test_virtual_path_statistics():
     path agrees with the grid path on grid cells."""
     ts = jnp.array([0.0, 0.3, 1.0])
     grid = jnp.array([0.0, 0.1, 0.2, 0.3, 0.65, 1.0])
-    keys = jax.random.split(KEY, 3000)
+    n = 3000
 
     def draws(key):
         v = VirtualBrownianPath(key, ts, grid, (), jnp.float64, dfx.SpaceTimeLevyArea, 0.01)
@@ -264,13 +272,15 @@ def test_virtual_path_statistics():
         diff = jnp.stack([inc.W[3] - grid_cell.W, inc.H[3] - grid_cell.H])
         return inc.W[0], inc.H[0], inc.W[1], inc.H[1], inc.W[2], diff, inc.H[3]
 
-    w1, h1, w2, h2, w3, diff, hc = jax.jit(jax.vmap(draws))(keys)
-    n = keys.shape[0]
+    # One program (keys split inside); the statistics in NumPy (eager jnp would compile one
+    # program per reduction).
+    sample = jax.jit(lambda key: jax.vmap(draws)(jax.random.split(key, n)))
+    w1, h1, w2, h2, w3, diff, hc = map(np.asarray, sample(KEY))
     for sample, var in [(w1, 0.05), (h1, 0.05 / 12), (w2, 0.25), (h2, 0.25 / 12), (w3, 0.4)]:
-        assert abs(float(jnp.var(sample)) / var - 1) < 4 * (2 / n) ** 0.5
-    assert abs(float(jnp.corrcoef(w2, w3)[0, 1])) < 4 / n**0.5
+        assert abs(np.var(sample) / var - 1) < 4 * (2 / n) ** 0.5
+    assert abs(np.corrcoef(w2, w3)[0, 1]) < 4 / n**0.5
     np.testing.assert_allclose(diff, 0.0, atol=1e-12)
-    assert abs(float(jnp.var(hc)) / (0.35 / 12) - 1) < 4 * (2 / n) ** 0.5
+    assert abs(np.var(hc) / (0.35 / 12) - 1) < 4 * (2 / n) ** 0.5
 
 
 @pytest.mark.parametrize("adjoint, brownian", [("checkpoint", "grid"), ("direct", "virtual")])
@@ -341,7 +351,8 @@ def test_adaptive_virtual_solve_converges_to_exact_stratonovich_gbm():
             brownian="virtual",
             n_samples=50,
         ).ys[:, -1]
-        return float(jnp.max(jnp.abs(y1[:, 0] - gbm_exact(y1[:, 1], "stratonovich"))))
+        y1 = np.asarray(y1)  # reduced in NumPy: no eager programs
+        return float(np.max(np.abs(y1[:, 0] - gbm_exact(y1[:, 1], "stratonovich"))))
 
     loose, tight = solve(1e-2), solve(1e-4)
     assert tight < loose / 20 and tight < 5e-3, (loose, tight)
@@ -366,9 +377,9 @@ def test_neural_sde_shapes_jit_and_gradients():
 
     grad_model, ys = grad(model)  # the batched solve, run inside the gradient's program
     assert ys.shape == (5, 4, 3)
-    grads = jax.tree.leaves(eqx.filter(grad_model, eqx.is_array))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
-    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in grads)
+    grads = [np.asarray(g) for g in jax.tree.leaves(eqx.filter(grad_model, eqx.is_array))]
+    assert all(np.all(np.isfinite(g)) for g in grads)  # NumPy: no eager program per leaf shape
+    assert any(np.max(np.abs(g)) > 0 for g in grads)
 
 
 def test_general_noise_shapes():
@@ -385,16 +396,18 @@ def test_general_noise_shapes():
     assert sol.ys.shape == (3, 2) and bool(sol.succeeded)
 
 
+def _cube(t, y, args):
+    return y**3
+
+
+def _identity(t, y, args):
+    return y
+
+
 def test_failure_is_named():
     with pytest.raises(Exception, match="sdeint: NaN or Inf"):
-        sdeint(
-            lambda t, y, a: y**3,
-            lambda t, y, a: y,
-            jnp.ones(1) * 10.0,
-            jnp.array([0.0, 1.0]),
-            key=KEY,
-            dt0=0.1,
-        ).ys.block_until_ready()
+        compiled(sdeint, _cube, _identity, y0=np.full(1, 10.0), ts=[0.0, 1.0], key=KEY,
+                 dt0=0.1).ys.block_until_ready()  # fmt: skip
 
 
 def test_fixed_steps_never_run_out_by_default():
