@@ -37,24 +37,28 @@ def gbm_exact(w, calculus="ito"):
     return np.exp(rate + SIGMA * np.asarray(w))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _final_states(solver, dts, calculus, n, y0, key):
-    """`n` samples of (X(1), W(1)), one solve per step size, all in one program (a quarter
-    cheaper to build than one program per step size). Forward solves only: the direct adjoint
-    traces less than the checkpointed loop; the joint batch (the same per-sample paths as
-    vmap; Milstein solves as vmap) traces no batched loop."""
-    ts = np.array([0.0, 1.0])
-    options = dict(key=key, noise="scalar", solver=solver, calculus=calculus, n_samples=n,
-                   batch="joint", adjoint="direct")  # fmt: skip
-    return [sdeint(gbm_drift, gbm_diffusion, y0, ts, dt0=dt, **options).ys[:, -1] for dt in dts]
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def solve_per_dt(drift, diffusion, ts, dts, options, y0, key):
+    """`ys` of one `sdeint` solve per step size in `dts`, all in one program (a quarter
+    cheaper to build than one program per step size); `options`: sdeint's keywords as a
+    tuple of pairs."""
+    return [
+        sdeint(drift, diffusion, y0, np.asarray(ts), key=key, dt0=dt, **dict(options)).ys
+        for dt in dts
+    ]
 
 
 def strong_errors(solver, dts, calculus="ito", n=400):
     """E|X(1) - exact(W(1))| for each step size (reduced in NumPy: no eager programs)."""
-    finals = _final_states(solver, tuple(dts), calculus, n, Y0, KEY)
+    # Forward solves only: the direct adjoint traces less than the checkpointed loop; the
+    # joint batch (the same per-sample paths as vmap; Milstein solves as vmap) traces no
+    # batched loop.
+    options = (("noise", "scalar"), ("solver", solver), ("calculus", calculus),
+               ("n_samples", n), ("batch", "joint"), ("adjoint", "direct"))  # fmt: skip
+    ys = solve_per_dt(gbm_drift, gbm_diffusion, (0.0, 1.0), tuple(dts), options, Y0, KEY)
     return [
-        float(np.mean(np.abs(y[:, 0] - gbm_exact(y[:, 1], calculus))))
-        for y in map(np.asarray, finals)
+        float(np.mean(np.abs(y[:, -1, 0] - gbm_exact(y[:, -1, 1], calculus))))
+        for y in map(np.asarray, ys)
     ]
 
 
@@ -97,16 +101,16 @@ def test_weak_order_euler_on_gbm_and_ou():
     """Euler–Maruyama's mean follows its discrete recursion exactly; the bias vs the exact
     mean falls like dt (weak order 1). GBM (dX = μX dt + ½X dW) and OU (dY = -Y dt + ½ dW)
     are the two components of one diagonal-noise state: independent Brownian motions, each
-    component's Euler recursion the one of its own equation, one program per dt."""
+    component's Euler recursion the one of its own equation; all step sizes in one program."""
     n = 20000
-    dts = [0.5, 0.25, 0.125]
+    dts = (0.5, 0.25, 0.125)
+    options = (("n_samples", n), ("batch", "joint"), ("adjoint", "direct"))
+    solves = solve_per_dt(_gbm_and_ou_drift, _gbm_and_ou_diffusion, (0.0, 1.0), dts, options,
+                          jnp.ones(2), KEY)  # fmt: skip
     gbm_bias, ou_bias = [], []
-    for dt in dts:
+    for dt, ys in zip(dts, solves, strict=True):
         steps = round(1 / dt)
-        sol = compiled(sdeint, _gbm_and_ou_drift, _gbm_and_ou_diffusion, y0=jnp.ones(2),
-                       ts=[0.0, 1.0], key=KEY, dt0=dt, n_samples=n, batch="joint",
-                       adjoint="direct")  # fmt: skip
-        gbm, ou = np.asarray(sol.ys[:, -1]).T
+        gbm, ou = np.asarray(ys[:, -1]).T
         assert abs(gbm.mean() - (1 + MU * dt) ** steps) < 4 * gbm.std() / n**0.5
         gbm_bias.append(np.exp(MU) - gbm.mean())
         mean, var = (1 - dt) ** steps, 0.25 * dt * sum((1 - dt) ** (2 * k) for k in range(steps))
@@ -188,38 +192,44 @@ def test_convert_drift_matches_closed_form(noise):
 
 def test_path_at_save_times_does_not_depend_on_dt0():
     ts = np.linspace(0.0, 1.0, 5)
-    kw = dict(y0=Y0, ts=ts, key=KEY, noise="scalar", adjoint="direct")  # forward solves only
-    paths = [
-        np.asarray(compiled(sdeint, gbm_drift, gbm_diffusion, dt0=dt, **kw).ys)[:, 1]
-        for dt in (0.25, 0.1, 0.01)
-    ]
+    options = (("noise", "scalar"), ("adjoint", "direct"))  # forward solves only
+    solves = solve_per_dt(gbm_drift, gbm_diffusion, tuple(ts), (0.25, 0.1, 0.01), options, Y0, KEY)
+    paths = [np.asarray(ys)[:, 1] for ys in solves]
     np.testing.assert_allclose(paths[0], paths[1], atol=1e-12)
     np.testing.assert_allclose(paths[0], paths[2], atol=1e-12)
 
 
 def test_vmap_and_joint_batches_agree_and_samples_differ():
     y0 = np.outer([1.0, 2.0, 3.0], Y0)  # NumPy: no eager programs
-    kw = dict(key=KEY, noise="scalar", dt0=0.1, adjoint="direct")  # forward solves only
+    kw = dict(noise="scalar", dt0=0.1, adjoint="direct")  # forward solves only
     ts = np.linspace(0.0, 1.0, 3)
-    a = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="vmap", **kw)
-    b = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="joint", **kw)
-    assert a.ys.shape == b.ys.shape == (3, 3, 2)
-    np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
-    a_ys = np.asarray(a.ys)
-    assert len(set(a_ys[:, -1, 1].round(8))) == 3  # one path per sample
-    kw["key"] = jax.random.split(KEY, 3)[1]
-    one = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0[1], ts=ts, **kw)
-    np.testing.assert_allclose(one.ys, a_ys[1], rtol=1e-12)
+
+    @jax.jit  # the three solves in one program
+    def solves(y0, key):
+        a = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="vmap", key=key, **kw).ys
+        b = sdeint(gbm_drift, gbm_diffusion, y0, ts, batch="joint", key=key, **kw).ys
+        one = sdeint(gbm_drift, gbm_diffusion, y0[1], ts, key=jax.random.split(key, 3)[1], **kw)
+        return a, b, one.ys
+
+    a, b, one = map(np.asarray, solves(y0, KEY))
+    assert a.shape == b.shape == (3, 3, 2)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert len(set(a[:, -1, 1].round(8))) == 3  # one path per sample
+    np.testing.assert_allclose(one, a[1], rtol=1e-12)
 
 
 def test_joint_milstein_solves_per_sample_on_the_same_paths():
     # Milstein's state derivative of the diffusion would be batch² on the joint state.
     y0 = np.outer([1.0, 2.0, 3.0], Y0)
-    kw = dict(key=KEY, noise="diagonal", solver="milstein", dt0=0.1, adjoint="direct")
+    kw = dict(noise="diagonal", solver="milstein", dt0=0.1, adjoint="direct")
     ts = np.linspace(0.0, 1.0, 3)
-    a = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="vmap", **kw)
-    b = compiled(sdeint, gbm_drift, gbm_diffusion, y0=y0, ts=ts, batch="joint", **kw)
-    np.testing.assert_allclose(a.ys, b.ys, rtol=1e-12)
+    a, b = jax.jit(  # both solves in one program
+        lambda y0, key: [
+            sdeint(gbm_drift, gbm_diffusion, y0, ts, batch=batch, key=key, **kw).ys
+            for batch in ("vmap", "joint")
+        ]
+    )(y0, KEY)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_float32_state_under_x64_with_milstein():
