@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import central_difference
+from helpers import central_difference, compiled
 from jax.scipy.linalg import expm
 
 from jaxdyn.data import (
@@ -32,8 +32,10 @@ def irregular_grid(count: int = 12, seed: int = 0) -> jax.Array:
     return jnp.asarray(np.concatenate([[0.0], np.sort(rng.uniform(0.0, 3.0, count - 2)), [3.0]]))
 
 
+@jax.jit
 def scalar_path(ts):
-    """A smooth scalar control sampled at `ts`, as a backward-Hermite cubic path."""
+    """A smooth scalar control sampled at `ts`, as a backward-Hermite cubic path (one compiled
+    program: eager, each operation of the spline fit compiles on its own)."""
     x = jnp.sin(2 * ts) + 0.3 * ts
     return cubic_path(ts, hermite_coefficients(ts, x[:, None]))
 
@@ -48,6 +50,7 @@ def linear_field(t, y, args):
     return (theta * A @ y)[:, None]
 
 
+@eqx.filter_jit  # eager, every primitive under the vmap compiles on its own
 def linear_exact(path, ts, theta=1.0):
     x0 = path.evaluate(ts[0])[0]
     return jax.vmap(lambda t: expm(theta * A * (path.evaluate(t)[0] - x0)) @ Y0)(ts)
@@ -68,7 +71,7 @@ def linear_exact(path, ts, theta=1.0):
 def test_linear_cde_matches_matrix_exponential(solver, options, tol):
     ts = irregular_grid()
     path = scalar_path(ts)
-    sol = cdeint(linear_field, path, Y0, ts, solver=solver, **options)
+    sol = compiled(cdeint, linear_field, path, y0=Y0, ts=ts, solver=solver, **options)
     assert sol.ys.shape == (ts.shape[0], 2)
     assert bool(sol.succeeded)
     np.testing.assert_allclose(sol.ys, linear_exact(path, ts), atol=tol)
@@ -76,18 +79,22 @@ def test_linear_cde_matches_matrix_exponential(solver, options, tol):
 
 def test_two_channels_with_commuting_matrices():
     # dy = A1 y dX1 + A2 y dX2 with A2 = A1², so y(t) = exp(A1 ΔX1 + A2 ΔX2) y0.
-    ts = irregular_grid(15, seed=1)
-    x = jnp.stack([jnp.sin(2 * ts), jnp.cos(ts) + ts**2 / 4], axis=-1)
-    path = cubic_path(ts, hermite_coefficients(ts, x))
+    ts = np.asarray(irregular_grid(15, seed=1))
     mats = jnp.stack([A, A @ A], axis=-1)  # (hidden, hidden, channels)
 
     def field(t, y, args):
         return jnp.einsum("ijc,j->ic", mats, y)
 
-    sol = cdeint(field, path, Y0, ts, rtol=1e-9, atol=1e-9)
-    dx = jax.vmap(path.evaluate)(ts) - path.evaluate(ts[0])
-    exact = jax.vmap(lambda d: expm(jnp.einsum("ijc,c->ij", mats, d)) @ Y0)(dx)
-    np.testing.assert_allclose(sol.ys, exact, atol=1e-7)  # 100 × tolerance, as above
+    @jax.jit  # one program (eager, each operation compiles on its own); ts stays concrete
+    def solve_and_exact():
+        x = jnp.stack([jnp.sin(2 * ts), jnp.cos(ts) + ts**2 / 4], axis=-1)
+        path = cubic_path(ts, hermite_coefficients(ts, x))
+        sol = cdeint(field, path, Y0, ts, rtol=1e-9, atol=1e-9)
+        dx = jax.vmap(path.evaluate)(ts) - path.evaluate(ts[0])
+        return sol.ys, jax.vmap(lambda d: expm(jnp.einsum("ijc,c->ij", mats, d)) @ Y0)(dx)
+
+    ys, exact = solve_and_exact()
+    np.testing.assert_allclose(ys, exact, atol=1e-7)  # 100 × tolerance, as above
 
 
 def test_adaptive_steps_stop_at_knots_and_count_fevals():
@@ -162,13 +169,15 @@ def test_gradient_matches_finite_differences_and_closed_form(adjoint, references
 
 def test_vmap_over_series_matches_one_at_a_time():
     ts = irregular_grid(10)
-    values = jnp.stack([jnp.sin(2 * ts), jnp.cos(3 * ts), ts**2])[..., None]  # (3, time, 1)
-    coefficients = hermite_coefficients(ts, values)
+    t = np.asarray(ts)
+    values = np.stack([np.sin(2 * t), np.cos(3 * t), t**2])[..., None]  # (3, time, 1)
+    # NumPy leaves: slicing a series below compiles nothing (eager jnp indexing would).
+    coefficients = jax.tree.map(np.asarray, jax.jit(hermite_coefficients)(ts, values))
 
     def solve(coefficients, y0):
         return cdeint(linear_field, cubic_path(ts, coefficients), y0, ts).ys
 
-    y0s = jnp.stack([Y0, 2 * Y0, -Y0])
+    y0s = np.stack([Y0, 2 * Y0, -Y0])
     batched = jax.jit(jax.vmap(solve))(coefficients, y0s)
     assert batched.shape == (3, ts.shape[0], 2)
     solve_one = jax.jit(solve)
@@ -307,9 +316,15 @@ FIXED = dict(solver="heun", dt0=0.125)
 
 def small_dataset(batch=3, time=9, channels=2):
     ts = jnp.linspace(0.0, 1.0, time)
-    raw = jax.random.normal(jax.random.key(0), (batch, time, channels)).cumsum(axis=1) / 3
+    coefficients = _small_coefficients(ts, batch, channels)
+    return ts, coefficients, coefficients[0].shape[-1]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))  # one program, not one per operation
+def _small_coefficients(ts, batch, channels):
+    raw = jax.random.normal(jax.random.key(0), (batch, ts.shape[0], channels)).cumsum(axis=1) / 3
     values = augment(ts, drop_observations(raw, 0.3, key=jax.random.key(1)), counts=True)
-    return ts, hermite_coefficients(ts, values), values.shape[-1]
+    return hermite_coefficients(ts, values)
 
 
 def test_neural_cde_shapes_vmap_jit():
@@ -317,11 +332,13 @@ def test_neural_cde_shapes_vmap_jit():
     sizes = dict(channels=channels, hidden=4, width=8, depth=1)
     model = NeuralCDE(**sizes, out=3, key=jax.random.key(2), **FIXED)
     one = jax.tree.map(lambda c: c[0], coefficients)
-    hidden = model.hidden_path(ts, one)
+    # Each call one compiled program (eager, every operation around the solve is its own).
+    hidden = eqx.filter_jit(lambda m, c: m.hidden_path(ts, c))(model, one)
     assert hidden.shape == (ts.shape[0], 4)
     # Without a readout (same key, so the same initial map and field) the final state, the
     # last point of the hidden path (fixed steps: the same steps, equal to rounding).
-    final = NeuralCDE(**sizes, out=None, key=jax.random.key(2), **FIXED)(ts, one)
+    bare = NeuralCDE(**sizes, out=None, key=jax.random.key(2), **FIXED)
+    final = eqx.filter_jit(lambda m, c: m(ts, c))(bare, one)
     assert final.shape == (4,)
     np.testing.assert_allclose(final, hidden[-1], atol=1e-12)
 
@@ -331,7 +348,8 @@ def test_neural_cde_shapes_vmap_jit():
 
     batched = logits(model, coefficients)
     assert batched.shape == (3, 3)
-    np.testing.assert_allclose(batched[0], model.readout(final), atol=1e-12)
+    np.testing.assert_allclose(batched[0], np.asarray(model.readout.weight) @ final
+                               + np.asarray(model.readout.bias), atol=1e-12)  # fmt: skip
 
 
 def test_neural_cde_gradient_is_finite_and_nonzero():
@@ -346,10 +364,9 @@ def test_neural_cde_gradient_is_finite_and_nonzero():
         logits = jax.vmap(model, in_axes=(None, 0))(ts, coefficients)
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
 
-    leaves = jax.tree.leaves(eqx.filter(grad(model), eqx.is_array))
-    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
-    field_grads = jax.tree.leaves(eqx.filter(grad(model).field, eqx.is_array))
-    assert any(bool(jnp.any(g != 0)) for g in field_grads)
+    grads = jax.tree.map(np.asarray, eqx.filter(grad(model), eqx.is_array))  # NumPy checks
+    assert all(bool(np.all(np.isfinite(leaf))) for leaf in jax.tree.leaves(grads))
+    assert any(bool(np.any(g != 0)) for g in jax.tree.leaves(grads.field))
 
 
 def test_neural_cde_field_is_bounded_and_errors_are_clear():

@@ -1,6 +1,8 @@
 """Stable neural SDEs (Oh, Lim & Kim 2024), the GRU-Δt baseline and the UEA loader
 (float64, see conftest.py)."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,7 @@ TS = jnp.linspace(0.0, 1.0, 9)
 CHANNELS, HIDDEN, OUT = 3, 4, 2  # 3 = time + 2 values
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))  # one program, not one per operation
 def series(batch: int = 3, rate: float = 0.3, seed: int = 0):
     """Hermite coefficients of `batch` noisy series on TS with a fraction `rate` dropped."""
     rng = np.random.default_rng(seed)
@@ -40,7 +43,9 @@ def build(cls, out=OUT, **kwargs):
 
 
 def one(coefficients, i: int = 0):
-    return tuple(c[i] for c in coefficients)
+    """Series `i`, sliced in NumPy (eager jnp indexing compiles a program per shape)."""
+    traced = any(isinstance(c, jax.core.Tracer) for c in coefficients)
+    return tuple(c[i] if traced else np.asarray(c)[i] for c in coefficients)
 
 
 # --- shapes, jit, vmap, gradients ----------------------------------------------------------
@@ -66,10 +71,10 @@ def test_jit_vmap_shapes_and_finite_gradients(cls):
         return eqx.filter_value_and_grad(loss, has_aux=True)(model)
 
     (loss, logits), grads = loss_and_grad(model)
-    assert logits.shape == (3, OUT) and bool(jnp.isfinite(loss))
-    grads = jax.tree.leaves(eqx.filter(grads, eqx.is_array))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
-    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in grads)
+    assert logits.shape == (3, OUT) and bool(np.isfinite(loss))
+    grads = [np.asarray(g) for g in jax.tree.leaves(eqx.filter(grads, eqx.is_array))]
+    assert all(bool(np.all(np.isfinite(g))) for g in grads)  # NumPy: no eager programs
+    assert any(float(np.max(np.abs(g))) > 0 for g in grads)
 
 
 def test_one_series_unjitted_matches_the_jitted_batch():
@@ -83,8 +88,11 @@ def test_one_series_unjitted_matches_the_jitted_batch():
     logits = batched(model, coefficients, keys)
     np.testing.assert_allclose(model(TS, one(coefficients, 1), key=keys[1]), logits[1],
                                rtol=1e-12, atol=1e-12)  # fmt: skip
-    assert build(NeuralLSDE, out=None)(TS, one(coefficients), key=KEY).shape == (HIDDEN,)
-    sol = model.solve(TS, one(coefficients), key=KEY, save_ts=TS)
+    # The other calls each as one compiled program (TS closed over: known at trace time).
+    bare = eqx.filter_jit(lambda m, c: m(TS, c, key=KEY))
+    assert bare(build(NeuralLSDE, out=None), one(coefficients)).shape == (HIDDEN,)
+    solve = eqx.filter_jit(lambda m, c: m.solve(TS, c, key=KEY, save_ts=TS))
+    sol = solve(model, one(coefficients))
     assert sol.ys.shape == (TS.shape[0], HIDDEN) and bool(sol.succeeded)
 
 
@@ -114,11 +122,16 @@ def test_gradient_matches_finite_difference(cls):
 def test_lsde_diffusion_does_not_depend_on_the_state():
     model = build(NeuralLSDE)
     path = model._path(TS, one(series()))
-    z = jax.random.normal(KEY, (HIDDEN,))
+    z = np.asarray(jax.random.normal(KEY, (HIDDEN,)))
+
+    @jax.jit  # one program for every t (eager, each operation compiles on its own)
+    def diffusion_and_jacobian(t, y):
+        g = lambda y: model._sde_diffusion(t, y, path)  # noqa: E731
+        return g(y), jax.jacfwd(g)(y)
+
     for t in (0.0, 0.4, 1.0):
-        g = model._sde_diffusion(t, z, path)
-        np.testing.assert_array_equal(g, model._sde_diffusion(t, 100.0 * z - 3.0, path))
-        jacobian = jax.jacfwd(lambda y, t=t: model._sde_diffusion(t, y, path))(z)
+        g, jacobian = diffusion_and_jacobian(t, z)
+        np.testing.assert_array_equal(g, diffusion_and_jacobian(t, 100.0 * z - 3.0)[0])
         np.testing.assert_array_equal(jacobian, 0.0)
     assert model.noise == "additive"
 
@@ -148,22 +161,28 @@ def test_gsde_keeps_the_state_positive_where_euler_in_z_does_not():
     """With σ ≈ 1 and a coarse step (dt0 = 1 on [0, 8]), Euler–Maruyama on dz = zγ dt + zσ dW
     crosses zero (a step multiplies z by 1 + γ dt + σ ΔW, negative when ΔW < -1 - γ); the
     GSDE, solved for log z, stays positive on every path."""
-    ts = jnp.linspace(0.0, 8.0, 9)
+    ts = jnp.linspace(0.0, 8.0, 9)  # closed over below: known at trace time
     model = _noisy(build(NeuralGSDE, dt0=1.0))
-    values = jax.random.normal(KEY, (ts.shape[0], CHANNELS - 1))
-    coefficients = hermite_coefficients(ts, augment(ts, values))
-    path = model._path(ts, coefficients)
-    z0 = jnp.exp(model.initial(path.evaluate(ts[0])))
-    keys = jax.random.split(KEY, 20)
-    gsde = jax.vmap(lambda k: model.solve(ts, coefficients, key=k, save_ts=ts).ys)(keys)
-    euler = sdeint(
-        lambda t, z, p: model.geometric_drift(t, z, p.evaluate(t)),
-        lambda t, z, p: model.geometric_diffusion(t, z),
-        jnp.broadcast_to(z0, (20, HIDDEN)), ts, key=KEY, args=path, dt0=1.0, batch="vmap",
-        on_failure="return",  # log z of a negative z is NaN: those paths stop there
-    ).ys  # fmt: skip
-    assert float(jnp.min(gsde)) > 0
-    assert float(jnp.nanmin(euler)) < 0
+
+    @jax.jit  # one program (eager, every operation and every primitive under vmap is its own)
+    def gsde_and_euler():
+        values = jax.random.normal(KEY, (ts.shape[0], CHANNELS - 1))
+        coefficients = hermite_coefficients(ts, augment(ts, values))
+        path = model._path(ts, coefficients)
+        z0 = jnp.exp(model.initial(path.evaluate(ts[0])))
+        keys = jax.random.split(KEY, 20)
+        gsde = jax.vmap(lambda k: model.solve(ts, coefficients, key=k, save_ts=ts).ys)(keys)
+        euler = sdeint(
+            lambda t, z, p: model.geometric_drift(t, z, p.evaluate(t)),
+            lambda t, z, p: model.geometric_diffusion(t, z),
+            jnp.broadcast_to(z0, (20, HIDDEN)), ts, key=KEY, args=path, dt0=1.0, batch="vmap",
+            on_failure="return",  # log z of a negative z is NaN: those paths stop there
+        ).ys  # fmt: skip
+        return gsde, euler
+
+    gsde, euler = gsde_and_euler()
+    assert float(np.min(gsde)) > 0
+    assert float(np.nanmin(euler)) < 0
 
 
 def test_gsde_matches_the_geometric_closed_form():
@@ -178,12 +197,18 @@ def test_gsde_matches_the_geometric_closed_form():
                      * jax.nn.relu(model.diffusion.mlp.layers[-1].bias))  # fmt: skip
     assert float(jnp.min(sigma)) > 0  # some noise to test
     coefficients = one(series())
-    path = model._path(TS, coefficients)
-    z0 = jnp.exp(model.initial(path.evaluate(TS[0])))
-    zs = model.solve(TS, coefficients, key=KEY).ys
-    w = sdeint(lambda t, y, a: jnp.zeros_like(y), lambda t, y, a: jnp.ones_like(y),
-               jnp.zeros(HIDDEN), TS[jnp.array([0, -1])], key=KEY, dt0=0.125,
-               noise="additive").ys[-1]  # fmt: skip
+
+    @jax.jit  # one program (eager, each operation around the two solves is its own)
+    def initial_final_and_w():
+        path = model._path(TS, coefficients)
+        z0 = jnp.exp(model.initial(path.evaluate(TS[0])))
+        zs = model.solve(TS, coefficients, key=KEY).ys
+        w = sdeint(lambda t, y, a: jnp.zeros_like(y), lambda t, y, a: jnp.ones_like(y),
+                   jnp.zeros(HIDDEN), np.asarray(TS)[[0, -1]], key=KEY, dt0=0.125,
+                   noise="additive").ys[-1]  # fmt: skip
+        return z0, zs, w
+
+    z0, zs, w = initial_final_and_w()
     t_final = float(TS[-1] - TS[0])
     exact = z0 * jnp.exp((gamma - 0.5 * sigma**2) * t_final + sigma * w)
     np.testing.assert_allclose(zs[0], z0, rtol=1e-14)
@@ -194,14 +219,19 @@ def test_gsde_matches_the_geometric_closed_form():
 def test_drift_and_time_diffusion_are_bounded(cls):
     """γ ∈ (-1, 1) and σ(t) ∈ [0, 1) whatever the inputs, even far outside the data."""
     model = build(cls)
-    z = 1e3 * jax.random.normal(KEY, (50, HIDDEN))
-    x = 1e3 * jax.random.normal(jax.random.key(1), (50, CHANNELS))
-    t = jnp.linspace(-50.0, 50.0, 50)
-    gamma = jax.vmap(model.drift)(t, z, x)
-    assert float(jnp.max(jnp.abs(gamma))) <= 1.0
-    if isinstance(model.diffusion, TimeDiffusion):
-        sigma = jax.vmap(model.diffusion)(t)
-        assert float(jnp.min(sigma)) >= 0.0 and float(jnp.max(sigma)) < 1.0
+    timed = isinstance(model.diffusion, TimeDiffusion)
+
+    @jax.jit  # one program (eager, every primitive under vmap compiles on its own)
+    def drift_and_diffusion():
+        z = 1e3 * jax.random.normal(KEY, (50, HIDDEN))
+        x = 1e3 * jax.random.normal(jax.random.key(1), (50, CHANNELS))
+        t = jnp.linspace(-50.0, 50.0, 50)
+        return jax.vmap(model.drift)(t, z, x), jax.vmap(model.diffusion)(t) if timed else None
+
+    gamma, sigma = drift_and_diffusion()
+    assert float(np.max(np.abs(gamma))) <= 1.0
+    if timed:
+        assert float(np.min(sigma)) >= 0.0 and float(np.max(sigma)) < 1.0
 
 
 def test_naive_neural_sde_diffusion_depends_on_the_state():
@@ -209,8 +239,8 @@ def test_naive_neural_sde_diffusion_depends_on_the_state():
     model = _noisy(build(ControlledNeuralSDE), 0.0)
     path = model._path(TS, one(series()))
     z = jax.random.normal(KEY, (HIDDEN,))
-    jacobian = jax.jacfwd(lambda y: model._sde_diffusion(0.3, y, path))(z)
-    assert float(jnp.max(jnp.abs(jacobian))) > 0
+    jacobian = jax.jit(jax.jacfwd(lambda y: model._sde_diffusion(0.3, y, path)))(z)  # one program
+    assert float(np.max(np.abs(jacobian))) > 0
 
 
 def test_lsde_drift_is_autonomous_apart_from_the_control():
