@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import subprocess
 import sys
 
@@ -32,10 +33,16 @@ YV = XV @ jnp.asarray(RNG.normal(size=6))
 
 def value_and_jacobian(f, x):
     """`f(x)` and `∂f/∂x` (rows: outputs) from one forward solve: reverse mode, since the
-    implicit solvers' custom VJPs have no forward mode."""
-    y, pullback = jax.vjp(f, x)
-    (rows,) = jax.vmap(pullback)(jnp.eye(y.size, dtype=y.dtype).reshape(-1, *y.shape))
-    return y, rows.reshape(y.shape + jnp.shape(x))
+    implicit solvers' custom VJPs have no forward mode. One compiled program (eagerly, the
+    vmapped pullback dispatches ~25 small ones)."""
+
+    @jax.jit
+    def run(x):
+        y, pullback = jax.vjp(f, x)
+        (rows,) = jax.vmap(pullback)(jnp.eye(y.size, dtype=y.dtype).reshape(-1, *y.shape))
+        return y, rows.reshape(y.shape + jnp.shape(x))
+
+    return run(x)
 
 
 def cubic(x, theta):
@@ -47,7 +54,7 @@ def cubic(x, theta):
 ])  # fmt: skip
 def test_root_gradient_matches_closed_form(solver, kw):
     solve = lambda th: root(cubic, jnp.array(0.5), th, solver=solver, tol=1e-11, **kw)[0]  # noqa: E731
-    x, grad = jax.value_and_grad(solve)(2.0)  # one forward solve for both
+    x, grad = jax.jit(jax.value_and_grad(solve))(2.0)  # one forward solve, one program
     assert abs(float(cubic(x, 2.0))) < 1e-9
     # Forward tolerance 1e-11: the implicit gradient is exact to ~1e-9.
     assert float(grad) == pytest.approx(float(-x / (3 * x**2 + 2.0)), rel=1e-8)
@@ -55,14 +62,16 @@ def test_root_gradient_matches_closed_form(solver, kw):
 
 def test_root_jacobian_of_linear_system_and_closure():
     A = jnp.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 4.0]])
-    J = jax.jacobian(lambda b: root(lambda x, b: A @ x - b, jnp.zeros(3), b)[0])(jnp.ones(3))
+    J = jax.jit(jax.jacobian(lambda b: root(lambda x, b: A @ x - b, jnp.zeros(3), b)[0]))(
+        jnp.ones(3)
+    )
     np.testing.assert_allclose(J, jnp.linalg.inv(A), atol=1e-10)
 
     def through_closure(s):  # `s` is captured by F, not passed as theta
         return root(lambda x, b: s * (A @ x) - b, jnp.zeros(3), jnp.ones(3))[0].sum()
 
     exact = jax.grad(lambda s: jnp.linalg.solve(s * A, jnp.ones(3)).sum())(2.0)
-    assert float(jax.grad(through_closure)(2.0)) == pytest.approx(float(exact), rel=1e-9)
+    assert float(jax.jit(jax.grad(through_closure))(2.0)) == pytest.approx(float(exact), rel=1e-9)
 
 
 def test_root_pytree_and_vmap():
@@ -97,9 +106,10 @@ def test_failed_linear_solve_is_reported():
     def solve(b, linear_solver):
         return root(lambda x, b: A @ x - b, jnp.zeros(2), b, linear_solver=linear_solver)[0]
 
-    np.testing.assert_allclose(jax.jacobian(solve)(jnp.ones(2), "gmres"), jnp.linalg.inv(A))
+    jacobian = jax.jit(jax.jacobian(solve), static_argnums=1)  # one program per linear solver
+    np.testing.assert_allclose(jacobian(jnp.ones(2), "gmres"), jnp.linalg.inv(A))
     with pytest.raises(RuntimeError, match="cg needs a symmetric positive-definite"):
-        jax.block_until_ready(jax.jacobian(solve)(jnp.ones(2), "cg"))
+        jax.block_until_ready(jacobian(jnp.ones(2), "cg"))
 
 
 @pytest.mark.parametrize("call, match", [
@@ -244,7 +254,9 @@ def problem(max_steps):
 def test_hypergradient_matches_closed_form(mode, forward):
     theta = jnp.log(jnp.full(6, 0.1)) + jnp.linspace(-1, 1, 6)  # one λ per feature
     inner = dataclasses.replace(problem(2000), solver=forward)
-    (value, grad), info = hypergradient(validation, inner, theta, mode=mode)
+    # One program (eagerly, each inner solve and linear solve compiles on its own).
+    run = jax.jit(lambda theta: hypergradient(validation, inner, theta, mode=mode))
+    (value, grad), info = run(theta)
     assert bool(info.converged)
     # Inner problem solved to |∇f| ≤ 1e-8 in float64: relative error well below 1e-6.
     np.testing.assert_allclose(grad, exact_hypergradient(theta), rtol=1e-6, atol=1e-12)
@@ -254,9 +266,12 @@ def test_hypergradient_matches_closed_form(mode, forward):
 def test_truncated_and_neumann_approximate_from_both_sides():
     theta = jnp.log(0.1)
     exact = float(exact_hypergradient(theta))
+    inner = problem(2000)
 
+    @functools.cache  # each mode is one program, solved once (Neumann(500) is asked twice)
     def err(mode):
-        (_, grad), _ = hypergradient(validation, problem(2000), theta, mode=mode)
+        run = jax.jit(lambda theta: hypergradient(validation, inner, theta, mode=mode))
+        (_, grad), _ = run(theta)
         return abs(float(grad) - exact)
 
     assert err(Truncated(2000)) < 1e-8  # truncating nothing is unrolling

@@ -45,14 +45,22 @@ def test_euler_density_with_general_noise():
     assert float(got) == pytest.approx(expected, rel=1e-12)
 
 
+OU_THETA, OU_MU, OU_SIGMA, OU_X0, OU_X1 = 2.0, 0.3, 0.7, 1.5, 0.9
+
+
+@jax.jit  # one program for every dt (a traced argument)
+def ou_local_linear(dt):
+    drift = lambda t, y, args: OU_THETA * (OU_MU - y)  # noqa: E731
+    diffusion = lambda t, y, args: OU_SIGMA * jnp.ones_like(y)  # noqa: E731
+    return local_linear_log_density(drift, diffusion, 0.0, jnp.array([OU_X0]),
+                                    jnp.array([OU_X1]), dt)  # fmt: skip
+
+
 @pytest.mark.parametrize("dt", [0.01, 0.1, 1.0])
 def test_local_linear_is_exact_for_ornstein_uhlenbeck(dt):
     # dx = θ(μ - x) dt + σ dW: x(dt) | x0 ~ N(μ + (x0 - μ) e^{-θ dt}, σ²(1 - e^{-2θ dt})/(2θ)).
-    theta, mu, sigma = 2.0, 0.3, 0.7
-    drift = lambda t, y, args: theta * (mu - y)  # noqa: E731
-    diffusion = lambda t, y, args: sigma * jnp.ones_like(y)  # noqa: E731
-    x0, x1 = 1.5, 0.9
-    got = local_linear_log_density(drift, diffusion, 0.0, jnp.array([x0]), jnp.array([x1]), dt)
+    theta, mu, sigma, x0, x1 = OU_THETA, OU_MU, OU_SIGMA, OU_X0, OU_X1
+    got = ou_local_linear(dt)
     decay = math.exp(-theta * dt)
     var = sigma**2 * (1 - decay**2) / (2 * theta)
     # float64, O(1) entries: the Padé matrix exponentials agree to ~1e-15.
@@ -113,10 +121,8 @@ def test_transition_nll_averages_transitions():
     for name, density in (("euler", euler_maruyama_log_density),
                           ("local_linear", local_linear_log_density)):  # fmt: skip
         got = transition_nll(name, double_well_drift, diffusion, (t, y0, y1), DT)
-        each = [
-            density(double_well_drift, diffusion, 0.0, a, b, DT)
-            for a, b in zip(y0, y1, strict=True)
-        ]
+        one = jax.jit(lambda a, b: density(double_well_drift, diffusion, 0.0, a, b, DT))  # noqa: B023
+        each = [one(a, b) for a, b in zip(y0, y1, strict=True)]
         assert float(got) == pytest.approx(-float(np.mean(each)), rel=1e-12)
 
 
@@ -128,9 +134,11 @@ def test_bad_diffusion_shape_names_the_shapes():
 
 
 def test_double_well_paths_shapes_start_and_relaxation():
-    ts = jnp.linspace(0.0, 2.0, 11)
+    ts = np.linspace(0.0, 2.0, 11)
     y0 = jnp.array([[-1.8], [0.0], [1.8]])
-    ys = double_well_paths(y0, ts, key=jax.random.key(0), sigma=1e-3, dt0=0.01)
+    # One program (eagerly, the solve's setup dispatches ~80 small ones); ts known at trace time.
+    paths = jax.jit(lambda y0, key: double_well_paths(y0, ts, key=key, sigma=1e-3, dt0=0.01))
+    ys = paths(y0, jax.random.key(0))
     assert ys.shape == (3, 11, 1)
     np.testing.assert_array_equal(ys[:, 0], y0)
     # σ = 1e-3: the outer paths relax into their wells; the middle one stays near the barrier.
@@ -160,19 +168,29 @@ def test_local_linear_matrix_path_matches_the_scalar_path():
     assert float(joint) == pytest.approx(float(sum(parts)), rel=1e-12)
 
 
+NEAR_ZERO_SIGMA, NEAR_ZERO_X1 = 0.4, 1.02
+
+
+def near_zero_density(j):
+    drift = lambda t, y, args: j * y  # noqa: E731
+    diffusion = lambda t, y, args: NEAR_ZERO_SIGMA * jnp.ones_like(y)  # noqa: E731
+    return local_linear_log_density(drift, diffusion, 0.0, jnp.ones(1),
+                                    jnp.array([NEAR_ZERO_X1]), DT)  # fmt: skip
+
+
+# Two programs for every J (a traced argument): the density and its gradient.
+near_zero_density_jit = jax.jit(near_zero_density)
+near_zero_grad = jax.jit(jax.grad(near_zero_density))
+
+
 @pytest.mark.parametrize("jac", [0.0, 1e-9, 0.05, -0.999])  # z = J·dt across the series switch
 def test_local_linear_near_zero_jacobian_is_accurate_and_differentiable(jac):
     # dx = J x dt + σ dW from x0 = 1: mean e^{J dt}, variance σ² (e^{2J dt} - 1)/(2J) (→ σ² dt).
-    sigma, x1 = 0.4, 1.02
-
-    def density(j):
-        drift = lambda t, y, args: j * y  # noqa: E731
-        diffusion = lambda t, y, args: sigma * jnp.ones_like(y)  # noqa: E731
-        return local_linear_log_density(drift, diffusion, 0.0, jnp.ones(1), jnp.array([x1]), DT)
-
+    sigma, x1 = NEAR_ZERO_SIGMA, NEAR_ZERO_X1
+    density = near_zero_density_jit
     z = jac * DT
     var = sigma**2 * DT * (math.expm1(2 * z) / (2 * z) if z else 1.0)
     assert float(density(jac)) == pytest.approx(normal_logpdf(x1, math.exp(z), var), rel=1e-13)
-    grad = float(jax.grad(density)(jac))
+    grad = float(near_zero_grad(jac))
     fd = (float(density(jac + 1e-6)) - float(density(jac - 1e-6))) / 2e-6
     assert math.isfinite(grad) and grad == pytest.approx(fd, rel=1e-6, abs=1e-8)  # O(h²) FD
