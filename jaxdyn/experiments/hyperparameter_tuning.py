@@ -108,18 +108,23 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         rows = read_metrics(run_dir / "metrics.jsonl")
         path = jnp.asarray([r["log_lambda"] for r in rows])
 
-        # Verification at every step of the path: implicit vs closed-form hypergradient.
-        # lax.map, not vmap: see _grid_and_tuned (jaxopt's unrolled loop under vmap)
-        implicit = jax.lax.map(jax.grad(lambda t: implicit_loss(t, xv, yv)[0]), path)
-        exact = jax.vmap(jax.grad(exact_loss), in_axes=(0, None, None))(path, xv, yv)
-        rel_error = np.asarray(jnp.abs(implicit - exact) / jnp.abs(exact))
+        @jax.jit  # one program, not one per eager operation (each a compilation)
+        def verify(path, grid):
+            """Implicit and closed-form hypergradients at every step of the path (lax.map,
+            not vmap: see _grid_and_tuned, jaxopt's unrolled loop under vmap), and the
+            closed-form validation loss on the grid."""
+            implicit = jax.lax.map(jax.grad(lambda t: implicit_loss(t, xv, yv)[0]), path)
+            exact = jax.vmap(jax.grad(exact_loss), in_axes=(0, None, None))(path, xv, yv)
+            return implicit, exact, jax.vmap(exact_loss, in_axes=(0, None, None))(grid, xv, yv)
 
         grid = jnp.linspace(-8.0, 4.0, cfg.grid_points)
-        grid_loss = jax.vmap(exact_loss, in_axes=(0, None, None))(grid, xv, yv)
+        implicit, exact, grid_loss = verify(path, grid)
+        rel_error = np.asarray(jnp.abs(implicit - exact) / jnp.abs(exact))
         best = float(grid[jnp.argmin(grid_loss)])
         final = float(result.model.value)
-        test_mse = float(2 * exact_loss(final, xs, ys))
-        grid_test_mse = float(2 * exact_loss(best, xs, ys))
+        test_loss = jax.jit(exact_loss)  # one program for both test losses
+        test_mse = float(2 * test_loss(final, xs, ys))
+        grid_test_mse = float(2 * test_loss(best, xs, ys))
 
     _ridge_figure(run_dir, rows, grid, grid_loss, rel_error)
     max_error = float(rel_error.max())
