@@ -1,7 +1,5 @@
 import dataclasses
 import functools
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -383,13 +381,3 @@ def test_hypergradient_checks_its_linear_solve():
     with pytest.raises(RuntimeError, match="hypergradient: the implicit-function linear system"):
         jax.block_until_ready(call())
     assert bool(jnp.isnan(call(on_failure="nan")))
-
-
-# --- the jaxopt boundary -----------------------------------------------------------------------
-
-
-def test_import_leaves_jaxopt_unimported():
-    """jaxopt is loaded by the first solve that needs it, never by `import jaxdyn.implicit`."""
-    code = "import sys, jaxdyn.implicit; print('jaxopt' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

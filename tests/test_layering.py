@@ -1,6 +1,7 @@
 """The import rules of docs/api.md ("Layers and imports"), read from the source."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,31 +101,46 @@ def test_no_private_names_across_modules():
     assert not wrong, "private imports:\n" + "\n".join(wrong)
 
 
+# One fresh interpreter imports `jaxdyn`, then `jaxdyn.implicit`, then `jaxdyn.generative`, and
+# records the modules loaded after each (each set contains what a fresh import of that module
+# alone loads: a check on it is at least as strict), then reads the lazy families.
+_IMPORTS = """
+import json, sys
+loaded = {}
+import jaxdyn
+families = sorted({m.split('.')[1] for m in sys.modules if m.startswith('jaxdyn.')})
+loaded['jaxdyn'] = sorted(sys.modules)
+import jaxdyn.implicit
+loaded['jaxdyn.implicit'] = sorted(sys.modules)
+import jaxdyn.generative
+loaded['jaxdyn.generative'] = sorted(sys.modules)
+from jaxdyn.models import NeuralODE
+lazy = jaxdyn.NeuralODE is NeuralODE and 'models' in dir(jaxdyn)
+lazy = lazy and jaxdyn.generative.__name__ == 'jaxdyn.generative'
+print(json.dumps({'loaded': loaded, 'families': families, 'lazy': lazy}))
+"""
+
+
+@pytest.fixture(scope="module")
+def imports() -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTS], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
 @pytest.mark.parametrize("module", ["jaxdyn", "jaxdyn.implicit", "jaxdyn.generative"])
-def test_importing_leaves_heavy_libraries_unloaded(module):
+def test_importing_leaves_heavy_libraries_unloaded(imports, module):
     """`import jaxdyn` (and its capability packages) costs JAX's core stack only: heavy
-    libraries are imported by the functions that use them."""
-    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    heavy = sorted({m.split(".")[0] for m in loaded} & set(HEAVY))
+    libraries (jaxopt among them) are imported by the functions that use them."""
+    heavy = sorted({m.split(".")[0] for m in imports["loaded"][module]} & set(HEAVY))
     assert not heavy, f"import {module} loads {heavy}"
 
 
-def test_import_jaxdyn_loads_families_on_first_use():
+def test_import_jaxdyn_loads_families_on_first_use(imports):
     """`import jaxdyn` loads `solve` and `train`; a family loads when first read, and the lazy
     top-level names are the families' own objects."""
-    code = (
-        "import sys, jaxdyn\n"
-        "before = sorted({m.split('.')[1] for m in sys.modules if m.startswith('jaxdyn.')})\n"
-        "from jaxdyn.models import NeuralODE\n"
-        "assert jaxdyn.NeuralODE is NeuralODE and 'models' in dir(jaxdyn)\n"
-        "assert jaxdyn.generative.__name__ == 'jaxdyn.generative'\n"
-        "print(' '.join(before))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    loaded = imports["families"]
     assert set(loaded) <= set(LAYERS[0]) | {"_jaxopt", "_solvers", "metrics", "solve", "train"}
     assert {"solve", "train"} <= set(loaded)
+    assert imports["lazy"]
