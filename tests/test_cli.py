@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_experiments import TINY as SMOKE
+from test_experiments import QUICKSTART_EULER, QUICKSTART_SIZES
 
 from jaxdyn import experiments
 from jaxdyn.cli import main
@@ -22,8 +22,8 @@ QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
 # quickstart smoke's settings (fixed Euler steps, the direct adjoint: a fraction of what adaptive
 # Dopri5 through the checkpointed adjoint compiles), and one optimiser (constant learning rate)
 # lets the runs share one compiled training chunk. TINY: the data, model and training alone.
-TINY = SMOKE["quickstart"][:6]
-EULER = [*SMOKE["quickstart"][6:], "train.schedule=constant"]
+TINY = QUICKSTART_SIZES
+EULER = [*QUICKSTART_EULER, "train.schedule=constant"]
 FAST = [*TINY, *EULER]
 
 
@@ -156,7 +156,8 @@ def test_killed_run_resumes_bitwise_identical(tmp_path):
     """A run killed by SIGKILL (one subprocess) resumes, in process, to the same bytes as an
     uninterrupted run: checkpoints are atomic and the step determines everything."""
     # No figures: they are drawn after training and play no part in what is compared.
-    settings = [*TINY[:-2], *EULER, "train.steps=100", "train.chunk=10", "figures=false"]
+    sizes = [s for s in TINY if not s.startswith(("train.steps=", "train.chunk="))]
+    settings = [*sizes, *EULER, "train.steps=100", "train.chunk=10", "figures=false"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     env = os.environ | {"JAX_ENABLE_X64": "0", "PYTHONUNBUFFERED": "1"}
     victim = subprocess.Popen(

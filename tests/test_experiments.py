@@ -10,13 +10,15 @@ import pytest
 from jaxdyn import experiments
 from jaxdyn.cli import main
 
+# The quickstart's sizes, and its solve (test_cli reuses both): fixed Euler steps and the direct
+# adjoint, since a smoke is not about adaptivity or the adjoint, and they trace and compile ~40%
+# less than Dopri5 through the checkpointed adjoint.
+QUICKSTART_SIZES = ["data.num_points=100", "data.t1=5.0", "model.width=8", "train.batch_size=8",
+                    "train.steps=20", "train.chunk=10"]  # fmt: skip
+QUICKSTART_EULER = ["solve.solver=euler", "solve.rtol=null", "solve.atol=null", "solve.dt0=0.1",
+                    "solve.adjoint=direct"]  # fmt: skip
 TINY = {
-    # Fixed Euler steps and the direct adjoint: a smoke is not about adaptivity or the adjoint,
-    # and they trace and compile ~40% less than Dopri5 through the checkpointed adjoint.
-    "quickstart": ["data.num_points=100", "data.t1=5.0", "model.width=8",
-                   "train.batch_size=8", "train.steps=20", "train.chunk=10",
-                   "solve.solver=euler", "solve.rtol=null", "solve.atol=null", "solve.dt0=0.1",
-                   "solve.adjoint=direct"],
+    "quickstart": [*QUICKSTART_SIZES, *QUICKSTART_EULER],
     "deq_digits": ["model.width=16", "train.steps=20", "train.chunk=10",
                    "train.batch_size=32"],
     "ridge_tuning": ["train.steps=4", "train.chunk=2", "grid_points=5"],

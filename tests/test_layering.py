@@ -101,9 +101,10 @@ def test_no_private_names_across_modules():
     assert not wrong, "private imports:\n" + "\n".join(wrong)
 
 
-# One fresh interpreter imports `jaxdyn`, then `jaxdyn.implicit`, then `jaxdyn.generative`, and
-# records the modules loaded after each (each set contains what a fresh import of that module
-# alone loads: a check on it is at least as strict), then reads the lazy families.
+# One fresh interpreter imports `jaxdyn`, then `jaxdyn.implicit`, then reads `jaxdyn.generative`
+# as an attribute (the lazy path: not imported before), and records the modules loaded after
+# each (each set contains what a fresh import of that module alone loads: a check on it is at
+# least as strict); then reads a lazy top-level name.
 _IMPORTS = """
 import json, sys
 loaded = {}
@@ -112,11 +113,11 @@ families = sorted({m.split('.')[1] for m in sys.modules if m.startswith('jaxdyn.
 loaded['jaxdyn'] = sorted(sys.modules)
 import jaxdyn.implicit
 loaded['jaxdyn.implicit'] = sorted(sys.modules)
-import jaxdyn.generative
+lazy = 'jaxdyn.generative' not in sys.modules  # read as an attribute: the lazy path
+lazy = lazy and jaxdyn.generative.__name__ == 'jaxdyn.generative'
 loaded['jaxdyn.generative'] = sorted(sys.modules)
 from jaxdyn.models import NeuralODE
-lazy = jaxdyn.NeuralODE is NeuralODE and 'models' in dir(jaxdyn)
-lazy = lazy and jaxdyn.generative.__name__ == 'jaxdyn.generative'
+lazy = lazy and jaxdyn.NeuralODE is NeuralODE and 'models' in dir(jaxdyn)
 print(json.dumps({'loaded': loaded, 'families': families, 'lazy': lazy}))
 """
 

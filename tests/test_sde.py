@@ -124,7 +124,7 @@ def test_weak_order_euler_on_gbm_and_ou():
 # Ornstein–Uhlenbeck dY = -Y dt + ½ dW (additive noise) from Y0 = 1, saved at OU_TS, 50 paths,
 # steps of at most OU_DT0 on a grid finer than OU_TS (the grid path bridges inside its cells).
 # The same four solves (euler/srk × grid/virtual) serve the next two tests.
-OU_TS, OU_DT0 = np.linspace(0.0, 1.0, 4), 0.05
+OU_TS, OU_DT0 = np.linspace(0.0, 1.0, 4), 0.1  # steps of 0.1 as the SRK test has always used
 
 
 def ou_solve(solver, brownian):
