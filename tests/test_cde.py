@@ -348,8 +348,7 @@ def test_neural_cde_shapes_vmap_jit():
 
     batched = logits(model, coefficients)
     assert batched.shape == (3, 3)
-    np.testing.assert_allclose(batched[0], np.asarray(model.readout.weight) @ final
-                               + np.asarray(model.readout.bias), atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(batched[0], model.readout(final), atol=1e-12)
 
 
 def test_neural_cde_gradient_is_finite_and_nonzero():

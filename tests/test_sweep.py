@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_experiments import QUICKSTART_EULER
 
 from jaxdyn.cli import main
 from jaxdyn.experiments._training import _initial_state, _rate_in_state
@@ -18,14 +19,13 @@ from jaxdyn.train import fit, make_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
-# Tiny trials: fixed Euler steps through the direct adjoint (a third cheaper to trace and compile
-# than the checkpointed one; the sweep is not about the adjoint), 4 steps in chunks of 2 with a
-# validation after each chunk (the pruning reports), no figures. Trials that differ in lr alone
-# share one compiled chunk.
+# Tiny trials: the quickstart smoke's fixed Euler steps through the direct adjoint (a third
+# cheaper to trace and compile than the checkpointed one; the sweep is not about the adjoint),
+# 4 steps in chunks of 2 with a validation after each chunk (the pruning reports), no figures.
+# Trials that differ in lr alone share one compiled chunk.
 TINY = ["data.num_points=50", "data.t1=2.0", "data.num_validation=1", "data.num_test=1",
         "model.width=4", "train.batch_size=4", "train.steps=4", "train.chunk=2",
-        "train.eval_every=1", "solve.solver=euler", "solve.dt0=0.1", "solve.rtol=null",
-        "solve.atol=null", "solve.adjoint=direct", "figures=false"]  # fmt: skip
+        "train.eval_every=1", *QUICKSTART_EULER, "figures=false"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
