@@ -7,10 +7,10 @@ import optimistix as optx
 import pytest
 import scipy.linalg
 from helpers import central_difference, compiled, decay, linear_system, oscillator
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from jaxdyn import RESULTS, odeint
+from jaxdyn._solvers import ADJOINTS, RK4, SOLVERS, fevals, resolve_solver
+from jaxdyn.solve._common import check_options
 
 # --- convergence order against closed forms ---------------------------------------------
 
@@ -28,21 +28,15 @@ def implicit(cls):
     return cls(root_finder=dfx.VeryChord(rtol=1e-10, atol=1e-10, norm=optx.max_norm))
 
 
-# (solver, expected order, step counts in the asymptotic regime). Explicit solvers are tested
-# on the nonlinear logistic equation (a linear problem lets some tableaus superconverge);
-# implicit ones on linear decay (their chord iteration diverges on the logistic at h = 0.25).
-EXPLICIT_ORDERS = [
-    ("euler", 1, (64, 128)),
-    ("heun", 2, (32, 64)),
-    ("midpoint", 2, (32, 64)),
-    ("ralston", 2, (32, 64)),
-    ("rk4", 4, (16, 32)),
-    ("bosh3", 3, (16, 32)),
-    ("tsit5", 5, (8, 16)),
-    ("dopri5", 5, (8, 16)),
-    ("dopri8", 8, (4, 8)),
-]
-IMPLICIT_ORDERS = [("kvaerno3", dfx.Kvaerno3, 3, (16, 32)), ("kvaerno5", dfx.Kvaerno5, 5, (8, 16))]
+# (solver, expected order, step counts in the asymptotic regime). Every solver name runs the
+# same jaxdyn path (`resolve_solver`, then Diffrax); whose order Diffrax's own suite checks.
+# Here: RK4, jaxdyn's own tableau (explicit, fixed steps only), on the nonlinear logistic
+# equation (a linear problem lets some tableaus superconverge), and one implicit solver (fixed
+# steps with the Newton iteration's own tolerances, a branch of `stepsize_controller`) on
+# linear decay (its chord iteration diverges on the logistic at h = 0.25). The name -> class
+# table is checked entry by entry in test_solver_and_adjoint_names_map_to_their_classes.
+EXPLICIT_ORDERS = [("rk4", 4, (16, 32))]
+IMPLICIT_ORDERS = [("kvaerno5", dfx.Kvaerno5, 5, (8, 16))]
 
 
 def observed_order(solver, field, y0, exact, counts, t1=2.0):
@@ -59,7 +53,7 @@ def observed_order(solver, field, y0, exact, counts, t1=2.0):
 def test_explicit_solver_order(solver, order, counts):
     slope = observed_order(solver, logistic, jnp.array([0.1]), logistic_exact(2.0), counts)
     # Halving h divides the error by ~2^order; 0.5 allows for pre-asymptotic constants
-    # (dopri8 measures 7.51 here, the others within 0.05 of their order or above).
+    # (RK4 measures within 0.05 of its order or above).
     assert order - 0.5 <= slope <= order + 1.0
 
 
@@ -84,10 +78,9 @@ def test_implicit_solver_order(name, cls, order, counts):
     assert order - 0.5 <= slope <= order + 1.0
 
 
-@pytest.mark.parametrize(
-    "solver",
-    ["heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5"],
-)
+# Adaptive steps: one explicit solver here (the default), one implicit in the next test (its
+# Newton iteration takes the step-size tolerances); the other names are the same jaxdyn path.
+@pytest.mark.parametrize("solver", ["tsit5"])
 def test_adaptive_harmonic_oscillator_pytree_state(solver):
     ts = jnp.linspace(0.0, 2 * np.pi, 7)
     sol = compiled(
@@ -111,7 +104,7 @@ def _linear(t, y, args):
     return args @ y
 
 
-@pytest.mark.parametrize("solver", ["tsit5", "dopri8", "kvaerno5"])
+@pytest.mark.parametrize("solver", ["kvaerno5"])
 def test_linear_system_matches_expm(solver):
     M, y0 = linear_system()
     ts = jnp.linspace(0.0, 3.0, 5)
@@ -144,26 +137,59 @@ def _negative(t, y, args):
     return jax.tree.map(jnp.negative, y)
 
 
-@settings(max_examples=8, deadline=None)
-@given(st.dictionaries(st.sampled_from("abc"), st.lists(st.integers(1, 3), max_size=2), min_size=1))
-def test_any_pytree_state(shapes):
+def test_any_pytree_state():
+    # One state with leaves of every rank the property test drew (0, 1, 2; sizes 1 to 3) and
+    # nesting: one program, where 8 drawn dictionaries compiled 8 (the same jaxdyn path:
+    # `check_y0` and `check_field` walk any pytree; Diffrax solves it).
     # NumPy in and out: eager jnp.ones and indexing would compile a program per shape.
-    y0 = {k: np.ones(tuple(s)) for k, s in shapes.items()}
+    shapes = {"a": (), "b": (3,), "c": (2, 1), "d": {"e": (1,), "f": (3, 2)}}
+    y0 = jax.tree.map(np.ones, shapes, is_leaf=lambda x: isinstance(x, tuple))
     sol = compiled(odeint, _negative, y0=y0, ts=[0.0, 0.5, 1.0], rtol=1e-8, atol=1e-8)
     ys = jax.tree.map(np.asarray, sol.ys)
-    for k, s in shapes.items():
-        assert ys[k].shape == (3, *s)
-        np.testing.assert_allclose(ys[k][-1], np.exp(-1.0) * np.ones(s), rtol=1e-6)
+    for s, y in zip(jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple)),
+                    jax.tree.leaves(ys), strict=True):  # fmt: skip
+        assert y.shape == (3, *s)
+        np.testing.assert_allclose(y[-1], np.exp(-1.0) * np.ones(s), rtol=1e-6)
 
 
 # --- statistics -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solver", ["euler", "heun", "bosh3", "tsit5", "dopri8"])
-@pytest.mark.parametrize("steps", ["fixed", "adaptive", "adaptive-auto-dt0"])
+def test_solver_and_adjoint_names_map_to_their_classes():
+    """jaxdyn's name tables and its evaluation count per solver (`fevals`, from the tableau),
+    entry by entry, without a solve: every name runs the same jaxdyn path, so the solves below
+    and the order tests above use representatives."""
+    assert SOLVERS == {
+        "euler": dfx.Euler, "heun": dfx.Heun, "midpoint": dfx.Midpoint, "ralston": dfx.Ralston,
+        "rk4": RK4, "bosh3": dfx.Bosh3, "tsit5": dfx.Tsit5, "dopri5": dfx.Dopri5,
+        "dopri8": dfx.Dopri8, "kvaerno3": dfx.Kvaerno3, "kvaerno5": dfx.Kvaerno5,
+    }  # fmt: skip
+    assert ADJOINTS == {"checkpoint": dfx.RecursiveCheckpointAdjoint,
+                        "backsolve": dfx.BacksolveAdjoint, "direct": dfx.DirectAdjoint}  # fmt: skip
+    # Evaluations in n = 5 steps: Euler one a step; explicit RK s stages a step, or 1 + (s - 1)
+    # a step when first-same-as-last; implicit solvers unknown (Newton iterations vary).
+    n = 5
+    expected = {"euler": n, "heun": 2 * n, "midpoint": 2 * n, "ralston": 2 * n, "rk4": 4 * n,
+                "bosh3": 1 + 3 * n, "tsit5": 1 + 6 * n, "dopri5": 1 + 6 * n,
+                "dopri8": 1 + 13 * n, "kvaerno3": None, "kvaerno5": None}  # fmt: skip
+    assert {name: fevals(resolve_solver(name), n) for name in SOLVERS} == expected
+    for name, cls in ADJOINTS.items():
+        assert type(check_options(name, "raise", None)) is cls
+
+
+# Counted against the field's real evaluations: Euler's branch of `fevals`, an RK tableau
+# with first-same-as-last on fixed steps (without it: RK4's test above), and adaptive steps
+# with a given and an automatic first step (the documented bound on rejected steps).
+@pytest.mark.parametrize(
+    "solver, steps",
+    [
+        ("euler", "fixed"),
+        ("dopri8", "fixed"),
+        ("bosh3", "adaptive"),
+        ("tsit5", "adaptive-auto-dt0"),
+    ],  # fmt: skip
+)
 def test_num_fevals_counts_evaluations(solver, steps):
-    if solver == "euler" and steps != "fixed":
-        pytest.skip("euler has no error estimate")
     count = np.zeros((), int)
 
     def counted(t, y, args):
@@ -189,7 +215,9 @@ def test_num_fevals_counts_evaluations(solver, steps):
 # --- gradients through every adjoint ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve", "direct"])
+# The default adjoint and the continuous one (jaxdyn's branch: closure conversion); `direct` is
+# only a name here (checked in test_solver_and_adjoint_names_map_to_their_classes).
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
 def test_gradient_matches_closed_form_and_finite_differences(adjoint):
     y0 = jnp.array([1.0, 2.0])
 
@@ -209,7 +237,10 @@ def test_gradient_matches_closed_form_and_finite_differences(adjoint):
     assert grad == pytest.approx(fd, rel=1e-6)
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve", "direct"])
+# Parameters the field closes over: the continuous adjoint differentiates only explicit inputs,
+# so odeint closure-converts the field (jaxdyn's branch); the discrete adjoints differentiate
+# closures as JAX does (the checkpointed one: the models' and trainers' tests).
+@pytest.mark.parametrize("adjoint", ["backsolve"])
 def test_gradient_wrt_module_parameters(adjoint):
     field = eqx.nn.MLP(2, 2, 8, 1, activation=jnp.tanh, key=jax.random.key(0))
 
@@ -266,14 +297,16 @@ def test_raise_names_nan_state():
 
 
 def test_return_leaves_result_for_caller():
-    sol = odeint(blowup, jnp.ones(1), jnp.array([0.0, 2.0]), max_steps=50, on_failure="return")
+    sol = compiled(odeint, blowup, y0=jnp.ones(1), ts=[0.0, 2.0], max_steps=50,
+                   on_failure="return")  # fmt: skip
     assert sol.result == RESULTS.max_steps_reached
     assert not bool(sol.succeeded)
 
 
 def test_nan_policy_marks_only_failed_samples():
     y0 = jnp.array([[1.0], [0.1]])  # the first blows up at t = 1, the second at t = 10
-    sol = odeint(blowup, y0, jnp.array([0.0, 2.0]), max_steps=200, on_failure="nan", batch="vmap")
+    sol = compiled(odeint, blowup, y0=y0, ts=[0.0, 2.0], max_steps=200, on_failure="nan",
+                   batch="vmap")  # fmt: skip
     assert bool(jnp.all(jnp.isnan(sol.ys[0])))
     np.testing.assert_allclose(sol.ys[1, -1], 0.1 / (1 - 0.2), rtol=1e-5)
     assert list(np.asarray(sol.succeeded)) == [False, True]
