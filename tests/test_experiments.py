@@ -41,8 +41,7 @@ TINY = {
     "sde_fit": ["data.num_paths=16", "data.horizon=1.0", "data.fine_factor=2", "data.solver=euler",
                 "model.width=8", "model.depth=1", "evaluation.times=[1.0]",
                 "evaluation.num_replicates=1", "evaluation.grid_points=11", "train.steps=2",
-                "train.chunk=2", "train.batch_size=4",
-                "model.estimators=[local_linear]"],  # the judged one; euler: test_transition
+                "train.chunk=2", "train.batch_size=4"],
     "latent_sde_sine": ["data.num_test=10", "model.latent=1", "model.context=2",
                         "model.hidden=4", "model.width=8", "model.depth=1", "model.dt0=0.1",
                         "model.n_samples=2", "evaluation.eval_samples=4",
