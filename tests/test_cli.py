@@ -2,6 +2,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_experiments import QUICKSTART_EULER, QUICKSTART_SIZES
+from test_experiments import HEADLINES, QUICKSTART_EULER, QUICKSTART_SIZES
 
 from jaxdyn import experiments
 from jaxdyn.cli import main
@@ -77,11 +78,28 @@ def test_config_name_typo_suggests_the_closest(capsys):
     )
 
 
+def _float32(argv):
+    """`main(argv)` in float32, as a user's run and the subprocess below run (the tests enable
+    x64). All runs of this module are float32 with one setting, so they share one compiled
+    training chunk and evaluation."""
+    import jax
+
+    with jax.enable_x64(False):
+        return main(argv)
+
+
+# 100 steps in chunks of 10 (a checkpoint each): the SIGKILL below lands mid-run.
+SIZES = [s for s in TINY if not s.startswith(("train.steps=", "train.chunk="))]
+SETTINGS = [*SIZES, *EULER, "train.steps=100", "train.chunk=10"]
+
+
 @pytest.fixture(scope="module")
 def failed_run(tmp_path_factory):
-    """A run whose experiment raises once training is done: its directory and the last line
-    of stderr. Module-scoped: `test_resume_refuses_a_changed_config_and_keeps_the_run`
-    resumes (a copy of) it, so the module trains one quickstart model less."""
+    """A float32 run whose experiment raises once training (and its figures) are done: its
+    directory, exit code and the last line of stderr. Module-scoped: it is also the
+    uninterrupted run the killed run must reproduce bit for bit (its checkpoint is kept), and
+    `test_resume_refuses_a_changed_config_and_keeps_the_run` resumes (a copy of) it, so the
+    module trains one quickstart model in process, plus a resumed one."""
     from jaxdyn.experiments import _registry
 
     quickstart = experiments.get("quickstart")
@@ -94,7 +112,7 @@ def failed_run(tmp_path_factory):
     failing = dataclasses.replace(quickstart, run=fails_after_training)
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
         patch.setitem(_registry._REGISTRY, "quickstart", failing)
-        code = main(["run", QUICKSTART, *FAST, "--out", str(out)])
+        code = _float32(["run", QUICKSTART, *SETTINGS, "--out", str(out)])
     return out, code, err.getvalue().strip().splitlines()[-1]  # after the progress bar
 
 
@@ -111,7 +129,7 @@ def test_a_failure_during_the_run_exits_1_and_keeps_its_records(failed_run):
     )
     log = (out / "error.log").read_text()
     assert log.startswith("Traceback") and "fails_after_training" in log
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 20
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 100
     assert (out / "checkpoint" / "state.eqx").is_file() and not (out / "summary.json").exists()
 
 
@@ -122,9 +140,51 @@ def test_unknown_experiment_suggests_the_closest(tmp_path, capsys):
     assert "unknown experiment 'quickstrat' (did you mean 'quickstart'?)" in capsys.readouterr().err
 
 
-def test_quickstart_smoke_writes_a_complete_run_dir(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["run", QUICKSTART, *FAST, "--out", str(out)]) == 0
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A run killed by SIGKILL (one subprocess) after 3 or more checkpoints, then resumed in
+    process: its directory and the step it was killed at."""
+    cut = tmp_path_factory.mktemp("killed") / "cut"
+    env = os.environ | {"JAX_ENABLE_X64": "0", "PYTHONUNBUFFERED": "1"}
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "jaxdyn.cli", "run", QUICKSTART, *SETTINGS, "--out", str(cut)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    info = cut / "checkpoint" / "info.json"
+    deadline = time.time() + 300  # a hang guard: under load the victim may need > 120 s
+    while time.time() < deadline and victim.poll() is None:
+        if info.exists() and json.loads(info.read_text() or '{"step": 0}')["step"] >= 30:
+            break
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = json.loads(info.read_text())["step"]
+    summary_before = (cut / "summary.json").exists()
+    assert _float32(["run", "--resume", str(cut)]) == 0
+    return cut, killed_at, summary_before
+
+
+def test_killed_run_resumes_bitwise_identical(killed_run, failed_run):
+    """A run killed by SIGKILL resumes to the same bytes as an uninterrupted run (the failed
+    run's training, finished before it raised): checkpoints are atomic and the step determines
+    everything."""
+    cut, killed_at, summary_before = killed_run
+    # Killed mid-run: after 3 or more checkpoints; the 7 chunks left and their evaluations
+    # take far longer than the 5 ms the loop above sleeps.
+    assert 30 <= killed_at < 100 and not summary_before
+    ours = (cut / "checkpoint" / "state.eqx").read_bytes()
+    assert ours == (failed_run[0] / "checkpoint" / "state.eqx").read_bytes()
+    lines = (cut / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(100))
+    assert json.loads((cut / "summary.json").read_text())["resumed"] is True
+
+
+def test_quickstart_smoke_writes_a_complete_run_dir(killed_run, capsys):
+    """The resumed run's directory is complete, and the quickstart's headline figures (the
+    quickstart's smoke: `test_experiments.HEADLINES`) are finite and in range."""
+    out = killed_run[0]
     for name in (
         "config.yaml",
         "metrics.jsonl",
@@ -136,60 +196,19 @@ def test_quickstart_smoke_writes_a_complete_run_dir(tmp_path, capsys):
     ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 20 and summary["rel_l2_error"] > 0
+    assert summary["experiment"] == "quickstart" and summary["steps"] == 100
     assert {"wall_time_s", "versions", "machine", "target_met"} <= set(summary)
-    assert "steps: 20" in (out / "config.yaml").read_text()
+    for (key,), low, high in HEADLINES["quickstart"]:
+        assert math.isfinite(summary[key]) and low <= summary[key] <= high, (key, summary[key])
+    assert summary["rel_l2_error"] > 0
+    assert "steps: 100" in (out / "config.yaml").read_text()
     # The same directory again, without --resume, is refused rather than overwritten.
-    assert main(["run", QUICKSTART, *FAST, "--out", str(out)]) == 2
+    assert main(["run", QUICKSTART, *SETTINGS, "--out", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
-def _float32(argv):
-    """`main(argv)` in float32, as the subprocess below runs (the tests enable x64)."""
-    import jax
-
-    with jax.enable_x64(False):
-        return main(argv)
-
-
-def test_killed_run_resumes_bitwise_identical(tmp_path):
-    """A run killed by SIGKILL (one subprocess) resumes, in process, to the same bytes as an
-    uninterrupted run: checkpoints are atomic and the step determines everything."""
-    # No figures: they are drawn after training and play no part in what is compared.
-    sizes = [s for s in TINY if not s.startswith(("train.steps=", "train.chunk="))]
-    settings = [*sizes, *EULER, "train.steps=100", "train.chunk=10", "figures=false"]
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    env = os.environ | {"JAX_ENABLE_X64": "0", "PYTHONUNBUFFERED": "1"}
-    victim = subprocess.Popen(
-        [sys.executable, "-m", "jaxdyn.cli", "run", QUICKSTART, *settings, "--out", str(cut)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    info = cut / "checkpoint" / "info.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and victim.poll() is None:
-        if info.exists() and json.loads(info.read_text() or '{"step": 0}')["step"] >= 30:
-            break
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    killed_at = json.loads(info.read_text())["step"]
-    # Killed mid-run: after 3 or more checkpoints; the 7 chunks left and their evaluations
-    # take far longer than the 5 ms the loop above sleeps.
-    assert 30 <= killed_at < 100 and not (cut / "summary.json").exists()
-
-    assert _float32(["run", "--resume", str(cut)]) == 0
-    assert _float32(["run", QUICKSTART, *settings, "--out", str(full)]) == 0
-    ours = (cut / "checkpoint" / "state.eqx").read_bytes()
-    assert ours == (full / "checkpoint" / "state.eqx").read_bytes()
-    lines = (cut / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == list(range(100))
-    assert json.loads((cut / "summary.json").read_text())["resumed"] is True
-
-
 def test_resume_refuses_a_changed_config_and_keeps_the_run(failed_run, tmp_path, capsys):
-    """On the failed run's records (20 steps at a constant learning rate; the error message
+    """On the failed run's records (100 steps at a constant learning rate; the error message
     promises `--resume` continues them): a changed model is refused, longer training is not."""
     out = tmp_path / "run"
     shutil.copytree(failed_run[0], out)
@@ -198,9 +217,9 @@ def test_resume_refuses_a_changed_config_and_keeps_the_run(failed_run, tmp_path,
     assert "config key 'model.width' changed (8 -> 16)" in capsys.readouterr().err
     assert (out / "config.yaml").read_text() == saved  # still resumable
     # Extending the run (constant learning rate) is allowed.
-    assert main(["run", "--resume", str(out), "train.steps=30"]) == 0
-    assert json.loads((out / "summary.json").read_text())["steps"] == 30
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 30
+    assert _float32(["run", "--resume", str(out), "train.steps=110"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 110
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 110
 
 
 def test_default_run_dirs_never_collide(tmp_path, monkeypatch):

@@ -118,7 +118,9 @@ def test_every_experiment_has_a_config_and_a_smoke_setting():
     assert sorted(HEADLINES) == experiments.names()
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+# The quickstart's smoke is test_cli's run (`test_quickstart_smoke_writes_a_complete_run_dir`
+# checks its headline figures): one quickstart training less.
+@pytest.mark.parametrize("name", sorted(set(TINY) - {"quickstart"}))
 def test_experiment_smoke(name, tmp_path):
     out = tmp_path / name
     assert main(["run", name, *TINY[name], "--out", str(out)]) == 0

@@ -16,7 +16,7 @@ def library(ns, tmp_path):
     sol = ns["sol"]
     assert bool(sol.succeeded)
     np.testing.assert_allclose(sol.ys[-1], np.exp(-1.0) * np.ones(3), rtol=1e-5)  # y' = -y
-    assert ns["result"].step == 200 and ns["result"].losses.shape == (200,)
+    assert ns["result"].step == 50 and ns["result"].losses.shape == (50,)
     assert (tmp_path / "runs" / "mine" / "checkpoint" / "state.eqx").is_file()
 
 
