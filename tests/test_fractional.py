@@ -138,7 +138,8 @@ def test_variance_error_vs_k(hurst, record_property):
 def test_variance_error_near_zero_is_unavoidable():
     """Every Y_k behaves like W near 0, so Var B̂_H(t) ≈ (Σω)² t: for H < ½ the relative error
     tends to 1 as t → 0, for H > ½ it is unbounded. The K = 8 target holds from t ≈ 1e-3."""
-    errors = np.asarray(_var_errors(jnp.asarray(HURSTS), jnp.full(T_GRID.shape, 1e-9)))
+    # np.full: jnp.full(..., 1e-9) is weakly typed and would compile `_var_errors` again.
+    errors = np.asarray(_var_errors(jnp.asarray(HURSTS), np.full(T_GRID.shape, 1e-9)))
     assert errors[0, KS.index(8)] > 0.9 and errors[2, KS.index(8)] > 10.0
 
 

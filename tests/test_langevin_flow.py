@@ -25,13 +25,12 @@ from jaxdyn.models.seq_vae import (
 
 KEY = jax.random.key(0)
 T, IN, OUT = 12, 5, 7
-# One jitted sample function for all tests: compiled once per model (un-jitted calls would
-# run Diffrax's solve eagerly).
-_sample = eqx.filter_jit(lambda model, spikes, key: model(spikes, key=key))
 
 
 def _spikes(shape=(T, IN)):
-    return jax.random.poisson(jax.random.key(1), 0.5, shape).astype(jnp.float64)
+    """Poisson(0.5) counts drawn by NumPy (an eager `jax.random.poisson` compiles a program
+    per shape)."""
+    return np.random.default_rng(1).poisson(0.5, shape).astype(np.float64)
 
 
 def _models(**options):
@@ -48,27 +47,39 @@ def _dynamics(units=5, damping=0.5, noise=0.1, key=KEY):
                             damping=damping, noise=noise, key=kd)  # fmt: skip
 
 
+@eqx.filter_jit
+def _batch_and_grad(model, spikes, keys):
+    """The model vmapped over trials (one key each) and the gradient of the batch's negative
+    ELBO: one program per model for the shape, key, jit/vmap and gradient checks (un-jitted
+    calls would run Diffrax's solve eagerly)."""
+
+    def loss(m):
+        o = jax.vmap(lambda s, k: m(s, key=k))(spikes, keys)
+        full = jnp.concatenate([spikes, spikes[..., :2]], axis=-1)  # OUT = IN + 2 targets
+        return -poisson_log_likelihood(o.log_rates, full) + jnp.sum(o.kl), o
+
+    return eqx.filter_value_and_grad(loss, has_aux=True)(model)
+
+
+# The same trial twice, under two keys.
+BATCH, KEYS = np.stack([_spikes(), _spikes()]), jax.random.split(KEY, 2)
+
+
 @pytest.mark.parametrize("name", ["langevin_flow", "seq_vae"])
-def test_shapes_jit_and_finite_gradients(name):
+def test_shapes_keys_jit_vmap_and_finite_gradients(name):
     model = _models()[name]
-    spikes = _spikes()
-    out = _sample(model, spikes, KEY)
+    (_, out), grads = _batch_and_grad(model, BATCH, KEYS)
     latent = 4 if name == "langevin_flow" else 3
-    assert out.log_rates.shape == (T, OUT) and out.latents.shape == (T, latent)
-    assert out.kl.shape == () and float(out.kl) >= 0.0  # a sum of KL divergences
+    assert out.log_rates.shape == (2, T, OUT) and out.latents.shape == (2, T, latent)
+    assert out.kl.shape == (2,) and np.all(np.asarray(out.kl) >= 0.0)  # sums of KLs
     assert np.all(np.isfinite(out.log_rates))
-
-    def loss(m):  # negative ELBO of a batch of two trials
-        keys = jax.random.split(KEY, 2)
-        batch = _spikes((2, T, IN))
-        o = jax.vmap(lambda s, k: m(s, key=k))(batch, keys)
-        full = jnp.concatenate([batch, batch[..., :2]], axis=-1)  # OUT = IN + 2 targets
-        return -poisson_log_likelihood(o.log_rates, full) + jnp.sum(o.kl)
-
-    grads = eqx.filter_jit(eqx.filter_grad(loss))(model)
     leaves = jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array))
     assert leaves and all(np.all(np.isfinite(g)) for g in leaves)
     assert any(np.any(g != 0) for g in leaves)
+    # Same key, same sample; another key (the second row, same trial), another sample.
+    (_, again), _ = _batch_and_grad(model, BATCH, KEYS)
+    assert np.array_equal(out.log_rates, again.log_rates)
+    assert not np.allclose(out.log_rates[0], out.log_rates[1])
 
 
 def test_langevin_flow_failed_latent_solve_follows_on_failure():
@@ -76,7 +87,7 @@ def test_langevin_flow_failed_latent_solve_follows_on_failure():
     path out of the finite numbers: with `on_failure="nan"` the sample's rates are NaN (to be
     counted), with the default `"raise"` the call fails naming the failure."""
     # full_like keeps the leaf strongly typed (jnp.full(4, 200.0) is weak): the "raise" model
-    # then shares `_sample`'s program with the shape test; only on_failure="nan" compiles anew.
+    # then shares the shape test's program; only on_failure="nan" compiles anew (forward only).
     stiff = lambda m: eqx.tree_at(  # noqa: E731
         lambda m: m.dynamics.potential.log_stiffness,
         m,
@@ -85,24 +96,16 @@ def test_langevin_flow_failed_latent_solve_follows_on_failure():
     model = stiff(_models()["langevin_flow"])
     assert model.on_failure == "raise"
     with pytest.raises(RuntimeError, match="sdeint: NaN or Inf in the state"):
-        _sample(model, _spikes(), KEY).log_rates.block_until_ready()
-    out = _sample(stiff(_models(on_failure="nan")["langevin_flow"]), _spikes(), KEY)
+        _batch_and_grad(model, BATCH, KEYS)[0][1].log_rates.block_until_ready()
+    sample = eqx.filter_jit(lambda model, spikes, key: model(spikes, key=key))
+    out = sample(stiff(_models(on_failure="nan")["langevin_flow"]), _spikes(), KEY)
     assert np.all(np.isnan(out.log_rates)) and np.all(np.isnan(out.latents))
-
-
-@pytest.mark.parametrize("name", ["langevin_flow", "seq_vae"])
-def test_same_key_same_sample_other_key_other_sample(name):
-    model = _models()[name]
-    a, b = _sample(model, _spikes(), KEY), _sample(model, _spikes(), KEY)
-    c = _sample(model, _spikes(), jax.random.key(5))
-    assert np.array_equal(a.log_rates, b.log_rates)
-    assert not np.allclose(a.log_rates, c.log_rates)
 
 
 def test_potential_gradient_matches_finite_differences():
     potential = CoupledOscillatorPotential(units=6, key=KEY)
-    x = jax.random.normal(jax.random.key(2), (6,))
-    grad = potential.gradient(x)
+    x = np.random.default_rng(2).normal(size=6)
+    grad = eqx.filter_jit(lambda p, x: p.gradient(x))(potential, x)  # one program, not one per op
     fd = gradient_by_central_differences(potential, x, h=1e-6)
     # central differences in float64: error O(h²·U''') + rounding O(1e-16/h) ≈ 1e-9
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-8)
@@ -110,15 +113,16 @@ def test_potential_gradient_matches_finite_differences():
 
 def test_potential_closed_form():
     potential = CoupledOscillatorPotential(units=4, key=KEY)
-    x = jnp.array([0.3, -1.2, 2.0, 0.1])
+    x = np.array([0.3, -1.2, 2.0, 0.1])
     k, c = np.exp(potential.log_stiffness), np.exp(potential.log_coupling)
     a = np.asarray(potential.anharmonicity)
     xn = np.asarray(x)
     expected = sum(0.5 * k[i] * xn[i] ** 2 + a[i] * np.log(np.cosh(xn[i])) for i in range(4))
     expected += sum(0.5 * c[i] * (xn[i] - xn[(i + 1) % 4]) ** 2 for i in range(4))
-    np.testing.assert_allclose(potential(x), expected, rtol=1e-12)
+    energy = eqx.filter_jit(lambda p, x: p(x))  # one program for both calls
+    np.testing.assert_allclose(energy(potential, xn), expected, rtol=1e-12)
     # log cosh without overflow for large |x|
-    assert np.isfinite(potential(jnp.full(4, 800.0)))
+    assert np.isfinite(energy(potential, np.full(4, 800.0)))
 
 
 def test_potential_coupling_is_nearest_neighbour_on_a_ring():
@@ -140,23 +144,33 @@ def test_potential_coupling_is_nearest_neighbour_on_a_ring():
 _drift = eqx.filter_jit(lambda dyn, t, y, args: dyn.drift(jnp.asarray(t), y, args))
 
 
+@eqx.filter_jit
+def _without_inputs(dyn, y):
+    """The drift without inputs, ∇U at the position, and the diffusion: one program."""
+    return (
+        dyn.drift(0.0, y, None),
+        dyn.potential.gradient(y[: dyn.units]),
+        dyn.diffusion(0.0, y, None),
+    )
+
+
 def test_drift_is_minus_grad_u_minus_damping_v_plus_input_force():
     dyn = _dynamics()
     n = dyn.units
-    y = jax.random.normal(jax.random.key(4), (2 * n,))
+    rng = np.random.default_rng(4)  # NumPy draws and sums: no eager programs
+    y, u = rng.normal(size=2 * n), rng.normal(size=(10, 2))
     x, v = y[:n], y[n:]
-    u = jax.random.normal(jax.random.key(5), (10, 2))
+    input_map = np.asarray(dyn.input_map)
     dt = 0.1
     # ∇U by central differences (float64), independent of jax.grad
     grad = gradient_by_central_differences(dyn.potential, x, h=1e-6)
     for t, k in ((0.0, 0), (0.35, 3), (0.7, 7), (0.95, 9), (5.0, 9)):
         f = _drift(dyn, jnp.asarray(t), y, (0.0, dt, u))
-        expected_dv = -grad - float(dyn.damping) * np.asarray(v) + dyn.input_map @ u[k]
+        expected_dv = -grad - float(dyn.damping) * v + input_map @ u[k]
         np.testing.assert_allclose(f[:n], v, rtol=0, atol=0)
         np.testing.assert_allclose(f[n:], expected_dv, rtol=1e-7, atol=1e-7)
-    no_input = _drift(dyn, jnp.asarray(0.0), y, None)[n:]
-    np.testing.assert_allclose(no_input, -dyn.potential.gradient(x) - dyn.damping * v)
-    g = dyn.diffusion(0.0, y, None)
+    no_input, gradient, g = _without_inputs(dyn, y)
+    np.testing.assert_allclose(no_input[n:], -gradient - float(dyn.damping) * v)
     assert g.shape == (2 * n, n)
     np.testing.assert_allclose(g, np.vstack([np.zeros((n, n)), float(dyn.noise) * np.eye(n)]))
 
@@ -225,12 +239,14 @@ def test_gaussian_kl_and_poisson_likelihood_closed_forms():
 
 def test_bidirectional_gru_directions():
     enc = BidirectionalGRU(inputs=IN, hidden=6, key=KEY)
+    encode = eqx.filter_jit(lambda enc, spikes: enc(spikes))  # one program for both calls
     spikes = _spikes()
-    features, summary = enc(spikes)
+    features, summary = encode(enc, spikes)
     assert features.shape == (T, 12) and summary.shape == (12,)
     # the forward half at t depends on s_{≤t} only, the backward half on s_{≥t}
-    changed = spikes.at[-1].add(3.0)
-    features2, _ = enc(changed)
+    changed = spikes.copy()
+    changed[-1] += 3.0
+    features2, _ = encode(enc, changed)
     np.testing.assert_array_equal(features[:-1, :6], features2[:-1, :6])
     assert not np.allclose(features[:-1, 6:], features2[:-1, 6:])
 

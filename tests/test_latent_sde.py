@@ -105,9 +105,9 @@ XS = jnp.asarray(np.random.default_rng(0).normal(size=(5, 2)))
 
 
 def test_no_path_kl_when_posterior_and_prior_agree():
-    model = small_model(prior="ou")
+    model = small_model()  # the MLP prior (the learned OU prior: the gradient test below)
     model = eqx.tree_at(lambda m: m.posterior_drift, model, lambda t, z, c: model.prior_drift(t, z))
-    out = eqx.filter_jit(lambda m: m.elbo(TS, XS, key=KEY, n_samples=3, t0=0.0))(model)
+    out = eqx.filter_jit(lambda m: m.elbo(TS, XS, key=KEY, n_samples=3))(model)  # t0 = TS[0]
     assert float(out.kl_path) == 0.0 and float(out.kl_z0) > 0
     np.testing.assert_allclose(out.value, out.log_likelihood - out.kl_z0, rtol=1e-12)
 
@@ -135,39 +135,38 @@ def test_encoder_runs_backwards_in_time():
     assert np.any(first[0] != base[0])
 
 
-def test_elbo_gradient_matches_finite_differences():
-    # Fixed key: the ELBO estimate is a smooth function of the parameters. Central differences
+def test_elbo_gradient_matches_finite_differences_under_jit_and_vmap():
+    # Fixed keys: the ELBO estimate is a smooth function of the parameters. Central differences
     # in float64 with h = 1e-6 are accurate to ~1e-8 relative; rtol 1e-5 allows for that.
-    model = small_model(time_input=True)
+    # The learned OU prior (`prior="ou"`): its rate and p(z0) get a gradient (every leaf does).
+    model = small_model(time_input=True, prior="ou")
     params, static = eqx.partition(model, eqx.is_inexact_array)
+    xs = jnp.stack([XS, 2 * XS, -XS])
+    keys = jax.random.split(KEY, 3)
+    save = np.linspace(0.0, 1.2, 7)
 
-    def objective(p):
+    def objective(p):  # the ELBO vmapped over series; posterior and prior samples beside it
         m = eqx.combine(p, static)
-        return m.elbo(TS, XS, key=KEY, n_samples=2, kl_weight=0.5, t0=0.0).value
+        out = jax.vmap(lambda x, k: m.elbo(TS, x, key=k, n_samples=2, kl_weight=0.5, t0=0.0))(
+            xs, keys
+        )
+        post = m.sample_posterior(save, XS, TS, key=KEY, n_samples=4)
+        return jnp.sum(out.value), (out, post, m.sample_prior(save, key=KEY, n_samples=5))
 
-    # One compile: the finite differences read the values of the same jitted value_and_grad.
-    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    # One compile: the finite differences, the shapes and the samples read the same program.
+    jitted = jax.jit(jax.value_and_grad(objective, has_aux=True))
+
+    def value_and_grad(p):
+        (value, _), grads = jitted(p)
+        return value, grads
+
     direction = random_direction(params, seed=3)
     analytic, numeric, leaves = directional_check(value_and_grad, params, direction, h=1e-6)
     assert all(np.all(np.isfinite(g)) for g in leaves)
     assert all(np.max(np.abs(g)) > 0 for g in leaves)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
-
-
-def test_shapes_under_jit_and_vmap():
-    model = small_model(prior="ou")
-    xs = jnp.stack([XS, 2 * XS, -XS])
-    keys = jax.random.split(KEY, 3)
-    save = np.linspace(0.0, 1.2, 7)
-
-    @eqx.filter_jit  # one program: the ELBO vmapped over series, posterior and prior samples
-    def run(model, xs, keys, key):
-        out = jax.vmap(lambda x, k: model.elbo(TS, x, key=k, n_samples=2))(xs, keys)
-        post = model.sample_posterior(save, XS, TS, key=key, n_samples=4)
-        return out, post, model.sample_prior(save, key=key, n_samples=5)
-
-    out, post, prior = run(model, xs, keys, KEY)
-    assert all(v.shape == (3,) for v in out) and bool(jnp.all(jnp.isfinite(out.value)))
+    out, post, prior = jitted(jax.tree.map(np.asarray, params))[0][1]
+    assert all(v.shape == (3,) for v in out) and bool(np.all(np.isfinite(out.value)))
     assert post.shape == (4, 7, 3)
     assert prior.shape == (5, 7, 3) and model.decode(prior).shape == (5, 7, 2)
 
@@ -216,11 +215,25 @@ XS1 = jnp.asarray(0.8 * np.sin(2 * np.pi * TS))[:, None]
 
 
 @eqx.filter_jit
-@eqx.filter_value_and_grad
-def torchsde_value_and_grad(model):
-    """The ELBO on the sine data (KL integrated past the data, to t1 = 1.2) and its gradient
-    in every parameter: one program for the no-gradient and the finite-difference tests."""
-    return model.elbo(TS, XS1, key=KEY, n_samples=2, kl_weight=0.5, t0=0.0, t1=1.2).value
+def torchsde_program(model):
+    """`((out, expected, short, same), grads)`: the ELBO `out` on the sine data with its path
+    KL integrated past the data (to t1 = 1.5) and its gradient in every parameter; beside it,
+    forward only, the log-likelihood `expected` of `sample_posterior`'s paths at (t0, obs,
+    1.5) for the same key, and the ELBO with its path KL to the last observation (`short`: t1
+    unset; `same`: t1 = ts[-1]). One program for the no-gradient, the t1 and the
+    finite-difference tests (eagerly, ~140 small ones)."""
+    options = dict(key=KEY, n_samples=2, kl_weight=0.5, t0=0.0)
+
+    def value(m):
+        out = m.elbo(TS, XS1, t1=1.5, **options)
+        return out.value, out
+
+    (_, out), grads = eqx.filter_value_and_grad(value, has_aux=True)(model)
+    zs = model.sample_posterior(np.concatenate([[0.0], TS, [1.5]]), XS1, TS, key=KEY, n_samples=2)
+    expected = jnp.mean(jnp.sum(model.log_likelihood(XS1, zs[:, 1:-1]), axis=1))
+    short = model.elbo(TS, XS1, **options)
+    same = model.elbo(TS, XS1, t1=float(TS[-1]), **options)
+    return (out, expected, short, same), grads
 
 
 def test_constant_diffusion_is_fixed():
@@ -262,19 +275,14 @@ def test_fixed_ou_prior_and_p_z0_get_no_gradient():
     np.testing.assert_allclose(model.prior_drift(0.0, jnp.array([2.0])), [-2.0], rtol=1e-12)
     assert model.decoder is None and model.decode(jnp.ones((4, 7, 1))).shape == (4, 7, 1)
 
-    grads = torchsde_value_and_grad(model)[1]
+    grads = torchsde_program(model)[1]
     for fixed in (grads.prior_drift.mean, grads.prior_drift.log_rate, grads.prior_z0_mean,
                   grads.prior_z0_log_std):  # fmt: skip
         np.testing.assert_array_equal(fixed, 0.0)
     assert float(np.max(np.abs(grads.posterior_drift.mlp.layers[-1].weight))) > 0
     assert float(np.max(np.abs(grads.to_initial.weight))) > 0  # q(z0) is learned
-    learned = torchsde_value_and_grad(small_model_1d(prior="ou"))[1]
-    assert float(np.max(np.abs(learned.prior_drift.log_rate))) > 0
-    assert float(np.max(np.abs(learned.prior_z0_log_std))) > 0
-
-
-def small_model_1d(**kwargs):
-    return torchsde_model(**{"diffusion": "learned", "decoder": "linear", **kwargs})
+    # The learned OU prior's rate and p(z0) do get a gradient: see
+    # test_elbo_gradient_matches_finite_differences_under_jit_and_vmap (prior="ou").
 
 
 def test_laplace_log_likelihood_by_hand():
@@ -287,24 +295,11 @@ def test_laplace_log_likelihood_by_hand():
     np.testing.assert_allclose(normal.log_likelihood(xs, zs), gauss, rtol=1e-12)
 
 
-@eqx.filter_jit
-def elbo_to_t1s(model):
-    """The ELBO with its path KL to t1 = 1.5, to the last observation (t1 unset, and t1 =
-    ts[-1]), and the log-likelihood of `sample_posterior`'s paths at (t0, obs, 1.5) for the
-    same key: one program (eagerly, ~140 small ones)."""
-    out = model.elbo(TS, XS1, key=KEY, n_samples=4, t0=0.0, t1=1.5)
-    zs = model.sample_posterior(np.concatenate([[0.0], TS, [1.5]]), XS1, TS, key=KEY, n_samples=4)
-    expected = jnp.mean(jnp.sum(model.log_likelihood(XS1, zs[:, 1:-1]), axis=1))
-    short = model.elbo(TS, XS1, key=KEY, n_samples=4, t0=0.0)
-    same = model.elbo(TS, XS1, key=KEY, n_samples=4, t0=0.0, t1=float(TS[-1]))
-    return out, expected, short, same
-
-
 def test_elbo_terms_agree_with_sample_posterior_and_t1_extends_the_path_kl():
     # The ELBO's paths are `sample_posterior`'s for the same key and times (t0, obs, t1): its
     # log-likelihood is theirs, recomputed here. Integrating the KL further only adds to it.
     model = torchsde_model(zero_init=False)
-    out, expected, short, same = elbo_to_t1s(model)
+    (out, expected, short, same), _ = torchsde_program(model)  # shared with the tests around
     np.testing.assert_allclose(out.log_likelihood, expected, rtol=1e-10)
     assert float(out.kl_path) > float(short.kl_path) > 0
     assert float(out.kl_z0) == float(short.kl_z0)
@@ -316,8 +311,12 @@ def test_elbo_terms_agree_with_sample_posterior_and_t1_extends_the_path_kl():
 def test_torchsde_setup_gradient_matches_finite_differences():
     model = torchsde_model(zero_init=False)
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    # One compile (shared with the test above): the finite differences read its values.
-    value_and_grad = lambda p: torchsde_value_and_grad(eqx.combine(p, static))  # noqa: E731
+
+    # One compile (shared with the tests above): the finite differences read its values.
+    def value_and_grad(p):
+        (out, *_), grads = torchsde_program(eqx.combine(p, static))
+        return out.value, grads
+
     direction = random_direction(params, seed=5)
     # The fixed prior's parameters are behind stop_gradient: not a direction to difference in.
     fixed = lambda p: (p.prior_drift.mean, p.prior_drift.log_rate, p.prior_z0_mean,  # noqa: E731

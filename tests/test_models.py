@@ -48,12 +48,17 @@ def test_mlp_field_bad_arguments(kwargs, match):
 def test_neural_ode_single_batched_and_vmapped_agree():
     assert NeuralODE(field()).batch == "joint"  # models see batches: one step sequence
     model = NeuralODE(field(), rtol=1e-9, atol=1e-9, batch="vmap")
-    ts = jnp.linspace(0.0, 1.0, 5)
-    y0 = jax.random.normal(jax.random.key(1), (4, 3))
-    single = jnp.stack([model(ts, y) for y in y0])
-    batched = model(ts, y0)
-    vmapped = jax.vmap(model, in_axes=(None, 0))(ts, y0)
-    joint = dataclasses.replace(model, batch="joint")(ts, y0)
+    ts = np.linspace(0.0, 1.0, 5)
+    y0 = np.random.default_rng(1).normal(size=(4, 3))
+
+    @eqx.filter_jit  # one program (eagerly, every call and the checks around it compile anew)
+    def four_ways(model, y0):
+        single = jax.lax.map(lambda y: model(ts, y), y0)  # one series at a time
+        vmapped = jax.vmap(model, in_axes=(None, 0))(ts, y0)
+        joint = dataclasses.replace(model, batch="joint")(ts, y0)
+        return single, model(ts, y0), vmapped, joint
+
+    single, batched, vmapped, joint = four_ways(model, y0)
     assert single.shape == batched.shape == (4, 5, 3)
     np.testing.assert_allclose(batched, single, atol=1e-12)
     np.testing.assert_allclose(vmapped, single, atol=1e-12)

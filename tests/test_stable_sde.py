@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import central_difference
+from helpers import directional_check, random_direction
 
 from jaxdyn.data import UEA_DATASETS, augment, drop_observations, hermite_coefficients, uea
 from jaxdyn.models.gru import GRUDeltaT
@@ -52,68 +52,69 @@ def one(coefficients, i: int = 0):
 
 
 @eqx.filter_jit
-def batched(model, coefficients, keys):
-    return jax.vmap(lambda c, k: model(TS, c, key=k))(coefficients, keys)
+def loss_and_grad(model, coefficients, keys):
+    """The batch's logits (the model vmapped over series and keys) and the gradient of their
+    mean square: one program per class serves the shape, vmap and gradient checks."""
+
+    def loss(model):
+        logits = jax.vmap(lambda c, k: model(TS, c, key=k))(coefficients, keys)
+        return jnp.mean(logits**2), logits
+
+    return eqx.filter_value_and_grad(loss, has_aux=True)(model)
+
+
+def batch_program(model):
+    """`(value_and_grad, params, logits)`: `loss_and_grad` of `model` on `series()` as a
+    function of its parameters (NumPy leaves: never weakly typed, so one program), and the
+    batch's logits there."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    params = jax.tree.map(np.asarray, params)
+    coefficients, keys = series(), jax.random.split(KEY, 3)
+
+    def value_and_grad(p):
+        (loss, _), grads = loss_and_grad(eqx.combine(p, static), coefficients, keys)
+        return loss, grads
+
+    return value_and_grad, params, loss_and_grad(eqx.combine(params, static), coefficients, keys)
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_jit_vmap_shapes_and_finite_gradients(cls):
-    model = build(cls)
-    coefficients = series()
-    keys = jax.random.split(KEY, 3)
-
-    @eqx.filter_jit
-    def loss_and_grad(model):
-        def loss(model):
-            logits = batched(model, coefficients, keys)
-            return jnp.mean(logits**2), logits
-
-        return eqx.filter_value_and_grad(loss, has_aux=True)(model)
-
-    (loss, logits), grads = loss_and_grad(model)
+def test_jit_vmap_shapes_and_gradients_match_finite_differences(cls):
+    """With the keys fixed, the Euler paths are smooth functions of the parameters: the
+    gradient of the vmapped batch's loss matches central differences (float64, h = 1e-6:
+    truncation ~1e-12, round-off ~1e-10) along a random direction in every parameter and
+    along the diffusion's scale logit θ alone (the noise reaches the readout)."""
+    value_and_grad, params, ((loss, logits), grads) = batch_program(build(cls))
     assert logits.shape == (3, OUT) and bool(np.isfinite(loss))
     grads = [np.asarray(g) for g in jax.tree.leaves(eqx.filter(grads, eqx.is_array))]
     assert all(bool(np.all(np.isfinite(g))) for g in grads)  # NumPy: no eager programs
     assert any(float(np.max(np.abs(g))) > 0 for g in grads)
+    theta = eqx.tree_at(lambda p: p.diffusion.theta, jax.tree.map(np.zeros_like, params),
+                        np.ones(()))  # fmt: skip
+    for direction in (random_direction(params, seed=1), theta):
+        autodiff, difference, _ = directional_check(value_and_grad, params, direction)
+        assert autodiff == pytest.approx(difference, rel=1e-6, abs=1e-9)
+    assert abs(autodiff) > 1e-6  # along θ: the noise reaches the readout
 
 
-def test_one_series_unjitted_matches_the_jitted_batch():
-    """What the classes share (`_PathSDEClassifier`), checked once: vmap and jit change
-    nothing (same key, same Brownian path; float64 round-off only), `out=None` returns the
-    state, and `solve` saves the state where asked."""
+def test_one_series_matches_its_row_of_the_batch():
+    """What the classes share (`_PathSDEClassifier`), checked once: one series alone gives
+    its row of the vmapped batch (same key, same Brownian path; float64 round-off only),
+    `out=None` returns the state, and `solve` saves the state where asked."""
     model = build(NeuralLSDE)
     assert model.max_steps is None  # sdeint's default
-    coefficients = series()
-    keys = jax.random.split(KEY, 3)
-    logits = batched(model, coefficients, keys)
-    np.testing.assert_allclose(model(TS, one(coefficients, 1), key=keys[1]), logits[1],
-                               rtol=1e-12, atol=1e-12)  # fmt: skip
-    # The other calls each as one compiled program (TS closed over: known at trace time).
-    bare = eqx.filter_jit(lambda m, c: m(TS, c, key=KEY))
-    assert bare(build(NeuralLSDE, out=None), one(coefficients)).shape == (HIDDEN,)
-    solve = eqx.filter_jit(lambda m, c: m.solve(TS, c, key=KEY, save_ts=TS))
-    sol = solve(model, one(coefficients))
+    coefficients, keys = series(), jax.random.split(KEY, 3)
+    logits = batch_program(model)[2][0][1]  # the gradient test's program
+
+    @eqx.filter_jit  # one program (TS closed over: known at trace time)
+    def alone(model, bare, c, key):
+        return model(TS, c, key=key), bare(TS, c, key=key), model.solve(TS, c, key=key,
+                                                                        save_ts=TS)  # fmt: skip
+
+    logit, state, sol = alone(model, build(NeuralLSDE, out=None), one(coefficients, 1), keys[1])
+    np.testing.assert_allclose(logit, logits[1], rtol=1e-12, atol=1e-12)
+    assert state.shape == (HIDDEN,)
     assert sol.ys.shape == (TS.shape[0], HIDDEN) and bool(sol.succeeded)
-
-
-@pytest.mark.parametrize("cls", [NeuralLSDE, NeuralGSDE])
-def test_gradient_matches_finite_difference(cls):
-    """With the key fixed, the Euler path is a smooth function of the parameters: the
-    derivative in the diffusion's scale logit θ matches a central difference (float64,
-    h = 1e-6: truncation ~1e-12, round-off ~1e-10)."""
-    model = build(cls)
-    coefficients = one(series(batch=1))
-
-    def loss(theta):
-        m = eqx.tree_at(lambda m: m.diffusion.theta, model, jnp.asarray(theta))
-        return jnp.sum(m(TS, coefficients, key=KEY) ** 2)
-
-    # One compiled program: the differences read the loss off `value_and_grad`.
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
-    autodiff = float(value_and_grad(1.0)[1])
-    assert abs(autodiff) > 1e-6  # the noise reaches the readout
-    difference = central_difference(lambda theta: value_and_grad(theta)[0], 1.0)
-    assert autodiff == pytest.approx(difference, rel=1e-6, abs=1e-9)
 
 
 # --- the stable classes' structure ---------------------------------------------------------

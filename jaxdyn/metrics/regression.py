@@ -1,6 +1,7 @@
 """Coefficients of determination: R² as scikit-learn and the Neural Latents Benchmark compute
 it, and the R² of a latent after the best affine map onto a true state."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Scalar
@@ -31,7 +32,11 @@ def r2_score(
     pred, target = paired_arrays("r2_score", pred=pred, target=target)
     if pred.ndim < 1 or _as_samples(pred).shape[0] < 2:
         raise ValueError(f"r2_score needs at least two samples, got shape {pred.shape}")
-    pred, target = _as_samples(pred), _as_samples(target)
+    return _r2(_as_samples(pred), _as_samples(target))
+
+
+@jax.jit  # one program per shape (eagerly, each operation compiles its own)
+def _r2(pred: Array, target: Array) -> Scalar:
     residual = jnp.sum((target - pred) ** 2, axis=0)
     total = jnp.sum((target - jnp.mean(target, axis=0)) ** 2, axis=0)
     safe_total = jnp.where(total == 0, 1.0, total)
@@ -82,6 +87,12 @@ def linear_r2(
         eval_idx = np.setdiff1d(np.arange(num_trials), fit_idx)
         if eval_idx.size == 0:
             raise ValueError("linear_r2: fit_on covers every trial, none is left to score")
+    return _linear_r2(pred, true, fit_idx, eval_idx)
+
+
+@jax.jit
+def _linear_r2(pred: Array, true: Array, fit_idx: Array, eval_idx: Array) -> Scalar:
+    """One program per shape (eagerly, each operation compiles its own)."""
     x_fit = _as_samples(pred[fit_idx])
     y_fit = _as_samples(true[fit_idx])
     design = jnp.concatenate([x_fit, jnp.ones_like(x_fit[:, :1])], axis=1)

@@ -53,16 +53,23 @@ def bits_per_spike(
     rates, spikes = paired_arrays("bits_per_spike", rates=rates, spikes=spikes)
     if rates.ndim < 1:
         raise ValueError("bits_per_spike needs arrays with a neuron axis (the last)")
+    bps, bad, invalid, observed = _bits_per_spike(rates, spikes)
+    if not isinstance(bad, jax.core.Tracer) and bool(bad):
+        raise ValueError(
+            f"bits_per_spike: {int(invalid)} of {int(observed)} rate "
+            "predictions (where spikes are observed) are NaN, infinite or negative"
+        )
+    return bps
+
+
+@jax.jit  # one program per shape (eagerly, each of the ~20 operations compiles its own)
+def _bits_per_spike(rates, spikes):
+    """`(bps, any invalid rate, #invalid, #observed)`; bps is NaN where a rate is invalid."""
     dtype = jnp.result_type(rates.dtype, spikes.dtype, float)
     rates, spikes = rates.astype(dtype), spikes.astype(dtype)
     observed = ~jnp.isnan(spikes)
     invalid = observed & ~(jnp.isfinite(rates) & (rates >= 0))
     bad = jnp.any(invalid)
-    if not isinstance(bad, jax.core.Tracer) and bool(bad):
-        raise ValueError(
-            f"bits_per_spike: {int(jnp.sum(invalid))} of {int(jnp.sum(observed))} rate "
-            "predictions (where spikes are observed) are NaN, infinite or negative"
-        )
     counts = jnp.where(observed, spikes, 0.0)
     model = jnp.where(observed & (rates != 0), rates, ZERO_RATE)
     batch_axes = tuple(range(spikes.ndim - 1))
@@ -70,7 +77,7 @@ def bits_per_spike(
     null = jnp.where(null == 0, ZERO_RATE, null)
     difference = (null - model) - counts * (jnp.log(null) - jnp.log(model))
     bps = jnp.sum(jnp.where(observed, difference, 0.0)) / (jnp.sum(counts) * jnp.log(2.0))
-    return jnp.where(bad, jnp.nan, bps)
+    return jnp.where(bad, jnp.nan, bps), bad, jnp.sum(invalid), jnp.sum(observed)
 
 
 def co_bps(
