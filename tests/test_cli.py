@@ -25,7 +25,6 @@ QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
 # lets the runs share one compiled training chunk. TINY: the data, model and training alone.
 TINY = QUICKSTART_SIZES
 EULER = [*QUICKSTART_EULER, "train.schedule=constant"]
-FAST = [*TINY, *EULER]
 
 
 @pytest.fixture(autouse=True)
