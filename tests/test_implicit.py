@@ -9,6 +9,7 @@ from helpers import central_difference
 
 from jaxdyn.implicit import (
     InnerProblem,
+    LinearSolve,
     Neumann,
     Truncated,
     argmin,
@@ -374,10 +375,26 @@ def test_inner_problem_bad_input():
         InnerProblem(inner_ridge, jnp.zeros(6), step_size=0.1, max_steps=0)
 
 
+def test_linear_solve_settings_and_bad_input():
+    """A name means the default settings; bad settings are named before anything runs."""
+    from jaxdyn.implicit._linear import as_linear_solve
+
+    assert as_linear_solve("cg") == LinearSolve("cg", tol=1e-10, max_steps=None, check=1e-3)
+    custom = LinearSolve("lu", check=None)
+    assert as_linear_solve(custom) is custom
+    for bad, message in [(dict(tol=0.0), "tol=0.0"), (dict(max_steps=0), "max_steps=0"),
+                         (dict(check=-1.0), "check=-1.0")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            LinearSolve(**bad)
+    with pytest.raises(TypeError, match="linear_solver=3"):
+        root(lambda x, t: x - t, jnp.zeros(2), jnp.ones(2), linear_solver=3)
+
+
 def test_hypergradient_checks_its_linear_solve():
     """One CG step cannot solve the 6x6 Hessian system: reported, not a silent gradient."""
+    one_step = LinearSolve("cg", max_steps=1)
     call = lambda **kw: hypergradient(validation, problem(2000), jnp.log(0.1),  # noqa: E731
-                                      linear_max_steps=1, **kw)[0][1]  # fmt: skip
+                                      linear_solver=one_step, **kw)[0][1]  # fmt: skip
     with pytest.raises(RuntimeError, match="hypergradient: the implicit-function linear system"):
         jax.block_until_ready(call())
     assert bool(jnp.isnan(call(on_failure="nan")))

@@ -43,7 +43,7 @@ from jaxtyping import Array, Float
 from omegaconf import DictConfig
 
 from ..config import at_least, choice, positive, section
-from ..implicit import LINEAR_SOLVERS, argmin
+from ..implicit import LINEAR_SOLVERS, LinearSolve, argmin
 from ..plotting import Figure
 from ._registry import register
 
@@ -163,7 +163,7 @@ def _tethered_solver(energy, n: int, m: DictConfig, sens: DictConfig):
     relaxed minimum)."""
     options = dict(
         solver=m.solver, tol=m.tol, max_steps=m.max_steps, step_size=m.step_size,
-        linear_solver=sens.linear_solver, linear_tol=sens.linear_tol,
+        linear_solver=LinearSolve(sens.linear_solver, tol=sens.linear_tol),
     )  # fmt: skip
 
     @eqx.filter_jit  # unlike jax.jit, shows argmin's failure message (eqx.error_if)

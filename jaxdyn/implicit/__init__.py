@@ -20,6 +20,7 @@ from ._influence import ekfac_influence as ekfac_influence
 from ._influence import influence as influence
 from ._influence import leave_one_out_change as leave_one_out_change
 from ._info import SolveInfo as SolveInfo
+from ._linear import LinearSolve as LinearSolve
 from ._root import ROOT_SOLVERS as ROOT_SOLVERS
 from ._root import root as root
 from ._steady_state import steady_state as steady_state

@@ -13,8 +13,9 @@ from .. import _jaxopt
 from .._checks import OnFailure, check_choice, check_on_failure
 from .._jaxopt import PROJECTIONS, PROXES, iterate
 from .._trees import as_arrays, shapes
-from ._common import LinearSolve, convert, not_converged, solve_implicitly
+from ._common import convert, not_converged, solve_implicitly
 from ._info import SolveInfo
+from ._linear import LinearSolve, as_linear_solve
 
 __all__ = ["ARGMIN_SOLVERS", "PROJECTIONS", "PROXES", "argmin"]
 
@@ -63,10 +64,7 @@ def argmin(
     step_size: float | None = None,
     tol: float = 1e-6,
     max_steps: int = 500,
-    linear_solver: str | Callable = "cg",
-    linear_tol: float = 1e-10,
-    linear_max_steps: int | None = None,
-    linear_check: float | None = 1e-3,
+    linear_solver: str | Callable | LinearSolve = "cg",
     on_failure: OnFailure = "raise",
 ) -> tuple[PyTree, SolveInfo]:
     """Minimise `f(x, θ)` over `x`; gradients with respect to `θ`, `hyperparams` and arrays `f`
@@ -120,7 +118,7 @@ def argmin(
     return solve_implicitly(
         forward, optimality, x0, (fn, hyperparams, theta), on_failure=on_failure,
         caller="argmin",
-        linear=LinearSolve(linear_solver, linear_tol, linear_max_steps, linear_check),
+        linear=as_linear_solve(linear_solver),
         message=not_converged("argmin", solver, tol, max_steps,
                               "raise max_steps, set step_size, or loosen tol"),
     )  # fmt: skip

@@ -3,7 +3,7 @@ and the implicit-function tail (the forward solve under the failure policy, the 
 system and jaxopt's custom VJP)."""
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 from jaxtyping import PyTree
@@ -13,19 +13,9 @@ from .._jaxopt import implicit_solve, linear_solver
 from .._solvers import apply_on_failure
 from .._trees import check_same_shapes, shapes
 from ._info import SolveInfo
+from ._linear import LinearSolve
 
-__all__ = ["LinearSolve", "convert", "convert_map", "solve_implicitly"]
-
-
-class LinearSolve(NamedTuple):
-    """The implicit-function linear system's settings: `linear_solver` (a name of
-    `jaxdyn._jaxopt.LINEAR_SOLVERS` or a callable `solve(matvec, b)`), `linear_tol`,
-    `linear_max_steps` and `linear_check` (the relative residual above which it failed)."""
-
-    solver: str | Callable
-    tol: float
-    max_steps: int | None
-    check: float | None
+__all__ = ["convert", "convert_map", "solve_implicitly"]
 
 
 def convert(fn: Callable, name: str, *example: Any) -> Callable:

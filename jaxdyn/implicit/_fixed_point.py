@@ -9,8 +9,9 @@ from jaxtyping import ArrayLike, PyTree
 from .._checks import OnFailure, check_choice, check_on_failure
 from .._jaxopt import iterate
 from .._trees import as_arrays
-from ._common import LinearSolve, convert_map, not_converged, solve_implicitly
+from ._common import convert_map, not_converged, solve_implicitly
 from ._info import SolveInfo
+from ._linear import LinearSolve, as_linear_solve
 
 __all__ = ["FIXED_POINT_SOLVERS", "fixed_point"]
 
@@ -27,10 +28,7 @@ def fixed_point(
     max_steps: int = 200,
     history_size: int = 5,
     mixing: float = 1.0,
-    linear_solver: str | Callable = "gmres",
-    linear_tol: float = 1e-10,
-    linear_max_steps: int | None = None,
-    linear_check: float | None = 1e-3,
+    linear_solver: str | Callable | LinearSolve = "gmres",
     on_failure: OnFailure = "raise",
 ) -> tuple[PyTree, SolveInfo]:
     """Solve `x = T(x, θ)`; gradients with respect to `θ` (and arrays `T` closes over) by the
@@ -56,7 +54,7 @@ def fixed_point(
     advice = "raise max_steps, use solver='anderson', or check that T is a contraction"
     return solve_implicitly(
         forward, _residual, x0, (fn, theta), on_failure=on_failure, caller="fixed_point",
-        linear=LinearSolve(linear_solver, linear_tol, linear_max_steps, linear_check),
+        linear=as_linear_solve(linear_solver),
         message=not_converged("fixed_point", solver, tol, max_steps, advice),
     )  # fmt: skip
 

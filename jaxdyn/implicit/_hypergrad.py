@@ -18,8 +18,9 @@ from jaxtyping import PyTree, Scalar
 from .._checks import OnFailure, check_choice, check_count, check_on_failure
 from .._jaxopt import iterate
 from .._trees import as_arrays, tree_norm
-from ._common import LinearSolve, convert, solve_implicitly
+from ._common import convert, solve_implicitly
 from ._info import SolveInfo
+from ._linear import LinearSolve, as_linear_solve
 
 __all__ = ["InnerProblem", "Neumann", "Truncated", "hypergradient", "neumann_solve"]
 
@@ -133,10 +134,7 @@ def hypergradient(
     theta: Any,
     *,
     mode: Mode = "implicit",
-    linear_solver: str | Callable = "cg",
-    linear_tol: float = 1e-10,
-    linear_max_steps: int | None = None,
-    linear_check: float | None = 1e-3,
+    linear_solver: str | Callable | LinearSolve = "cg",
     on_failure: OnFailure = "raise",
 ) -> tuple[tuple[Scalar, PyTree], SolveInfo]:
     """The value and gradient of `θ ↦ outer_loss(x*(θ), θ)`, where `x*` solves `inner`.
@@ -144,8 +142,8 @@ def hypergradient(
     Modes (Franceschi et al. 2017; Blondel et al. 2022):
 
     - `"implicit"`: solve the inner problem, then `dL/dθ = ∂_θL - ∂²_{θx}f (∇²ₓf)⁻¹ ∂ₓL`
-      with the linear system solved by `linear_solver` (default `cg`; `linear_tol`,
-      `linear_max_steps`, `linear_check` as in `root`). Memory does not grow with the number
+      with the linear system solved as `linear_solver` says (default `cg`; a name or a
+      `LinearSolve`, as in `root`). Memory does not grow with the number
       of inner iterations; exact when the inner problem has converged.
     - `"unrolled"`: backpropagate through all `inner.max_steps` iterations (memory grows with
       them).
@@ -177,9 +175,9 @@ def hypergradient(
 
     if isinstance(mode, Neumann):
         neumann = functools.partial(neumann_solve, k=mode.k, alpha=inner.step_size)
-        linear = LinearSolve(neumann, linear_tol, None, None)
+        linear = LinearSolve(neumann, check=None)
     else:
-        linear = LinearSolve(linear_solver, linear_tol, linear_max_steps, linear_check)
+        linear = as_linear_solve(linear_solver)
 
     def optimality(x, theta, objective):
         return jax.grad(objective)(x, theta)

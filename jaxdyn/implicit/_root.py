@@ -10,8 +10,9 @@ from jaxtyping import ArrayLike, PyTree
 from .._checks import OnFailure, check_choice, check_on_failure
 from .._jaxopt import iterate
 from .._trees import as_arrays, tree_norm
-from ._common import LinearSolve, convert_map, not_converged, solve_implicitly
+from ._common import convert_map, not_converged, solve_implicitly
 from ._info import SolveInfo
+from ._linear import LinearSolve, as_linear_solve
 
 __all__ = ["ROOT_SOLVERS", "root"]
 
@@ -27,10 +28,7 @@ def root(
     tol: float = 1e-6,
     max_steps: int = 100,
     bracket: tuple[float, float] | None = None,
-    linear_solver: str | Callable = "gmres",
-    linear_tol: float = 1e-10,
-    linear_max_steps: int | None = None,
-    linear_check: float | None = 1e-3,
+    linear_solver: str | Callable | LinearSolve = "gmres",
     on_failure: OnFailure = "raise",
 ) -> tuple[PyTree, SolveInfo]:
     """Solve `F(x, θ) = 0` for `x`; gradients with respect to `θ` (and arrays `F` closes
@@ -44,11 +42,10 @@ def root(
     - `solver`: `newton` (optimistix's Newton, exact Jacobian), `broyden` (quasi-Newton) or
       `bisection` (scalar `x`, needs `bracket=(lower, upper)` with a sign change).
     - `tol`, `max_steps`: the forward solve's tolerance and iteration cap.
-    - `linear_solver`, `linear_tol`, `linear_max_steps`: the implicit-function linear system
-      `(∂ₓF)ᵀ v = g`: `gmres` (default), `bicgstab`, `normal_cg`, `lu`, `cg` (symmetric
-      positive-definite `∂ₓF` only) or a callable `solve(matvec, b)`; `linear_max_steps=None`
-      is the Krylov solver's own default (the system's size).
-    - `linear_check`: the relative residual above which that linear solve counts as failed.
+    - `linear_solver`: how the implicit-function linear system `(∂ₓF)ᵀ v = g` is solved and
+      checked: a name (`gmres`, the default; `bicgstab`, `normal_cg`, `lu`, `cg` for a
+      symmetric positive-definite `∂ₓF` only), a callable `solve(matvec, b)`, or a
+      `LinearSolve` with its tolerance, iteration cap and residual check.
     - `on_failure`: `raise`, `nan` (the solution and its gradient become NaN) or `return`.
 
     **Returns:** `(x, info)` with `info` a `SolveInfo`.
@@ -78,7 +75,7 @@ def root(
 
     return solve_implicitly(
         forward, _residual, x0, (fn, theta), on_failure=on_failure, caller="root",
-        linear=LinearSolve(linear_solver, linear_tol, linear_max_steps, linear_check),
+        linear=as_linear_solve(linear_solver),
         message=not_converged("root", solver, tol, max_steps,
                               "raise max_steps, improve x0, or loosen tol"),
     )  # fmt: skip

@@ -12,8 +12,9 @@ from .._checks import OnFailure, check_on_failure, check_positive
 from .._solvers import resolve_solver, stepsize_controller
 from .._trees import as_arrays, tree_norm
 from ..solve import RESULTS
-from ._common import LinearSolve, convert_map, solve_implicitly
+from ._common import convert_map, solve_implicitly
 from ._info import SolveInfo
+from ._linear import LinearSolve, as_linear_solve
 
 __all__ = ["steady_state"]
 
@@ -28,10 +29,7 @@ def steady_state(
     atol: float | None = None,
     t_max: float = float("inf"),
     max_steps: int = 4096,
-    linear_solver: str | Callable = "gmres",
-    linear_tol: float = 1e-10,
-    linear_max_steps: int | None = None,
-    linear_check: float | None = 1e-3,
+    linear_solver: str | Callable | LinearSolve = "gmres",
     on_failure: OnFailure = "raise",
 ) -> tuple[PyTree, SolveInfo]:
     """Integrate the autonomous ODE `dy/dt = field(t, y, θ)` from `y0` until it is at rest,
@@ -89,7 +87,7 @@ def steady_state(
 
     return solve_implicitly(
         forward, _residual, y0, (fn, theta), on_failure=on_failure, caller="steady_state",
-        linear=LinearSolve(linear_solver, linear_tol, linear_max_steps, linear_check),
+        linear=as_linear_solve(linear_solver),
         message=message,
     )  # fmt: skip
 
