@@ -15,6 +15,7 @@ into `n // B` batches: the `n mod B` samples at the end of its order wait for an
 drawn uniformly from the step's batch key.
 """
 
+import functools
 from typing import Literal
 
 import equinox as eqx
@@ -49,6 +50,13 @@ def index_shuffle(index: Int[Array, "*shape"], n: int, key: PRNGKeyArray) -> Int
     4 applications on average, since `2^{2h} < 4n`)."""
     if not 1 <= n <= 2**31:
         raise ValueError(f"index_shuffle needs 1 <= n <= 2**31, got n={n}")
+    return _index_shuffle(jnp.asarray(index), n, key)
+
+
+# One program per `n` and index shape: called eagerly, the cycle-walking `while_loop` on a fresh
+# closure would compile again at every call.
+@functools.partial(jax.jit, static_argnums=1)
+def _index_shuffle(index: Int[Array, "*shape"], n: int, key: PRNGKeyArray) -> Int[Array, "*shape"]:
     half = max(1, -(-max(n - 1, 1).bit_length() // 2))  # 2h bits hold every index below n
     mask = jnp.uint32((1 << half) - 1)
     round_keys = jax.random.bits(key, (_ROUNDS,), jnp.uint32)
@@ -122,5 +130,10 @@ def fit_batch(
     `step` on, for reproducing a run outside `fit`."""
     check_key(key, "fit_batch")
     batches = Batches(num_samples(data), batch_size, sampling)
+    return _fit_batch(batches, data, jnp.asarray(step), key)
+
+
+@eqx.filter_jit  # one program for every step (the step is traced)
+def _fit_batch(batches: Batches, data: PyTree, step: Array, key: PRNGKeyArray) -> PyTree:
     batch_key = jax.random.split(jax.random.fold_in(key, step))[0]
-    return batches.draw(data, jnp.asarray(step), key, batch_key)
+    return batches.draw(data, step, key, batch_key)
