@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import one_program
 
 from jaxdyn.generative import (
     VESDE,
@@ -51,6 +52,11 @@ def _gaussian_score(sde):
 
 
 def _exact_p1(sde, key, n):
+    """`n` draws of `p_1`, as one program (eager, each operation compiles one)."""
+    return one_program(_draw_p1, sde, key, n)
+
+
+def _draw_p1(sde, key, n):
     mean, var = _exact_moments(sde, 1.0)
     return mean + jnp.sqrt(var) * jax.random.normal(key, (n, 2))
 
@@ -123,10 +129,12 @@ def test_probability_flow_matches_its_closed_form(name="ve"):
     On VE, the stiffer case for the adaptive solver (`g²` grows to 1.4e3 at `t = 1`)."""
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(3), 64)
-    out = sample_probability_flow(_gaussian_score(sde), sde, x1, t_min=T_MIN, rtol=1e-8, atol=1e-8)
+    out = one_program(
+        sample_probability_flow, _gaussian_score(sde), sde, x1, t_min=T_MIN, rtol=1e-8, atol=1e-8
+    )
     x, stats = out.value, out.stats
     (m1, v1), (mt, vt) = _exact_moments(sde, 1.0), _exact_moments(sde, T_MIN)
-    expected = mt + jnp.sqrt(vt / v1) * (x1 - m1)
+    expected = np.asarray(mt) + np.sqrt(float(vt) / float(v1)) * (np.asarray(x1) - np.asarray(m1))
     # adaptive dopri5 at tolerance 1e-8: global error ~1e-7 on O(1) values
     np.testing.assert_allclose(x, expected, rtol=0, atol=1e-6)
     assert int(stats.num_fevals) > 0
@@ -135,12 +143,13 @@ def test_probability_flow_matches_its_closed_form(name="ve"):
 def _check_law(x, sde, z=5.0, bias=0.0):
     """Sample mean and variance of each coordinate against the exact `p_{t_min}`, within `z`
     standard errors (`std/√n`, and `std((x − x̄)²)/√n` for the variance) plus `bias`."""
-    mean, var = _exact_moments(sde, T_MIN)
+    mean, var = (np.asarray(m) for m in _exact_moments(sde, T_MIN))
+    x = np.asarray(x)  # NumPy: each eager jnp reduction would compile a program
     n = x.shape[0]
     centred = x - x.mean(0)
-    np.testing.assert_array_less(jnp.abs(x.mean(0) - mean), z * x.std(0) / np.sqrt(n) + bias)
+    np.testing.assert_array_less(np.abs(x.mean(0) - mean), z * x.std(0) / np.sqrt(n) + bias)
     np.testing.assert_array_less(
-        jnp.abs(x.var(0) - var), z * (centred**2).std(0) / np.sqrt(n) + bias
+        np.abs(x.var(0) - var), z * (centred**2).std(0) / np.sqrt(n) + bias
     )
 
 
@@ -153,7 +162,8 @@ def test_reverse_sde_reproduces_the_data_law(name="vp"):
     sde = SDES[name]
     x1 = _exact_p1(sde, jax.random.key(4), NUM_SAMPLES)
     dt0 = (1 - T_MIN) / NUM_STEPS
-    out = sample_reverse_sde(_gaussian_score(sde), sde, x1, key=jax.random.key(5), dt0=dt0)
+    out = one_program(sample_reverse_sde, _gaussian_score(sde), sde, x1, key=jax.random.key(5),
+                      dt0=dt0)  # fmt: skip
     _check_law(out.value, sde)  # the bias is below the sampling error (see NUM_STEPS)
     assert int(out.stats.num_steps) == NUM_STEPS and bool(out.succeeded)
 
@@ -177,13 +187,18 @@ def test_predictor_corrector_without_corrector_is_euler_maruyama():
     score = _gaussian_score(sde)
     x1 = _exact_p1(sde, jax.random.key(8), 3)
     key = jax.random.key(9)
-    x = sample_predictor_corrector(
-        score, sde, x1, key=key, t_min=0.5, dt0=0.5, corrector_steps=0, denoise=False
-    ).value
     h = 0.5
-    z = jax.random.normal(jax.random.split(jax.random.split(key, 1)[0])[1], x1.shape)
-    drift = jax.vmap(lambda x: sde.drift(1.0, x) - sde.diffusion(1.0) ** 2 * score(1.0, x))(x1)
-    expected = x1 - drift * h + sde.diffusion(1.0) * np.sqrt(h) * z
+
+    @jax.jit  # the sampler and its expected step: one program
+    def run(x1, key):
+        x = sample_predictor_corrector(
+            score, sde, x1, key=key, t_min=0.5, dt0=h, corrector_steps=0, denoise=False
+        ).value
+        z = jax.random.normal(jax.random.split(jax.random.split(key, 1)[0])[1], x1.shape)
+        drift = jax.vmap(lambda x: sde.drift(1.0, x) - sde.diffusion(1.0) ** 2 * score(1.0, x))
+        return x, x1 - drift(x1) * h + sde.diffusion(1.0) * np.sqrt(h) * z
+
+    x, expected = run(x1, key)
     np.testing.assert_allclose(x, expected, rtol=1e-13)  # the same arithmetic
 
 

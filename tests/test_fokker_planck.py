@@ -47,8 +47,14 @@ def _residuals(score, sde):
 @pytest.mark.parametrize("name", sorted(SDES))
 def test_exact_score_has_zero_residual(name):
     sde = SDES[name]
-    exact = _residuals(_exact_score(sde), sde)
-    scale = jnp.max(jnp.abs(jax.vmap(_exact_score(sde))(TIMES, POINTS)))
+    score = _exact_score(sde)
+
+    @jax.jit  # the residuals and the scores' scale: one program
+    def run(ts, xs):
+        residual = jax.vmap(lambda t, x: fokker_planck_residual(score, sde, t, x))(ts, xs)
+        return residual, jnp.max(jnp.abs(jax.vmap(score)(ts, xs)))
+
+    exact, scale = run(TIMES, POINTS)
     # float64 round-off: terms of size |s|² g² ~ 1e3 cancel (VE at t = 0.9: g² ≈ 1e3)
     np.testing.assert_allclose(exact, 0.0, atol=1e-11 * max(1.0, float(scale)) * 1e3)
     # (a perturbed score's residual is non-zero at every point: checked in the FD test below)
@@ -139,26 +145,25 @@ _score_2d = _score_3d  # written for any dimension
 
 def test_loss_is_per_sample_and_weighted():
     sde = SDES["vp"]
-    x0 = MIXTURE.sample(16, key=jax.random.key(0))
+    x0 = jax.jit(lambda key: MIXTURE.sample(16, key=key))(jax.random.key(0))
     key = jax.random.key(1)
     score = _score_2d  # the bookkeeping under test does not need a costly mixture score
 
-    t = jax.random.uniform(jax.random.split(key)[0], (16,), minval=0.01, maxval=1.0)
-    z = jax.random.normal(jax.random.split(key)[1], x0.shape)
-    x_t = sde.mean_coeff(t)[:, None] * x0 + sde.std(t)[:, None] * z
-
-    @jax.jit
+    @jax.jit  # the draws, both losses and the residuals: one program
     def losses():
+        t = jax.random.uniform(jax.random.split(key)[0], (16,), minval=0.01, maxval=1.0)
+        z = jax.random.normal(jax.random.split(key)[1], x0.shape)
+        x_t = sde.mean_coeff(t)[:, None] * x0 + sde.std(t)[:, None] * z
         plain = fokker_planck_loss(score, sde, x0, key=key, t_min=0.01)
         weight = lambda t: sde.std(t) ** 2  # noqa: E731
         weighted = fokker_planck_loss(score, sde, x0, key=key, t_min=0.01, weight=weight)
         residual = jax.vmap(lambda t, x: fokker_planck_residual(score, sde, t, x))(t, x_t)
-        return plain, weighted, residual
+        return plain, weighted, residual, sde.std(t) ** 2
 
-    plain, weighted, residual = losses()
+    plain, weighted, residual, variance = (np.asarray(a) for a in losses())
     # the same draws of t and x_t as the loss: round-off only
-    np.testing.assert_allclose(plain, jnp.sum(residual**2, axis=1), rtol=1e-12)
-    np.testing.assert_allclose(weighted, sde.std(t) ** 2 * plain, rtol=1e-12)
+    np.testing.assert_allclose(plain, np.sum(residual**2, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(weighted, variance * plain, rtol=1e-12)
 
 
 def test_bad_inputs_raise():

@@ -61,27 +61,35 @@ def test_endpoints_and_jvp_derivative(name):
 def test_gaussian_to_gaussian_closed_form():
     """One component each, linear Brownian bridge: `ρ_t = N(μ, V)` with `μ = (1 − t) m + t n`,
     `V = (1 − t)² v + t² w + a t (1 − t)`, score `−(x − μ)/V`, velocity `μ̇ + ½ V̇/V (x − μ)`."""
-    a, t, x = 2.0, 0.3, jnp.array([0.4, -1.2])
-    m, v, n, w = jnp.array([-1.0, 0.5]), jnp.array([0.3, 0.6]), jnp.array([2.0, 1.0]), 0.2
+    a, t, x = 2.0, 0.3, np.array([0.4, -1.2])
+    m, v, n, w = np.array([-1.0, 0.5]), np.array([0.3, 0.6]), np.array([2.0, 1.0]), 0.2
     oracle = InterpolantOracle(
         LinearInterpolant("brownian", a),
         GaussianMixture([1.0], [m], [v]),
         GaussianMixture([1.0], [n], w),
     )
+
+    @jax.jit  # one program (eager, each operation of the oracle is one)
+    def at(x):
+        return (oracle.score(t, x), oracle.velocity(t, x), oracle.log_density(t, x),
+                oracle.density(t).log_prob(x))  # fmt: skip
+
+    score, velocity, log_density, density = at(x)
     mu, var = (1 - t) * m + t * n, (1 - t) ** 2 * v + t**2 * w + a * t * (1 - t)
     var_dot = -2 * (1 - t) * v + 2 * t * w + a * (1 - 2 * t)
-    np.testing.assert_allclose(oracle.score(t, x), -(x - mu) / var, rtol=1e-12)
-    np.testing.assert_allclose(oracle.velocity(t, x), n - m + 0.5 * var_dot / var * (x - mu))
-    log_rho = -0.5 * jnp.sum((x - mu) ** 2 / var + jnp.log(2 * jnp.pi * var))
-    np.testing.assert_allclose(oracle.log_density(t, x), log_rho, rtol=1e-12)
-    np.testing.assert_allclose(oracle.density(t).log_prob(x), log_rho, rtol=1e-12)
+    np.testing.assert_allclose(score, -(x - mu) / var, rtol=1e-12)
+    np.testing.assert_allclose(velocity, n - m + 0.5 * var_dot / var * (x - mu))
+    log_rho = -0.5 * np.sum((x - mu) ** 2 / var + np.log(2 * np.pi * var))
+    np.testing.assert_allclose(log_density, log_rho, rtol=1e-12)
+    np.testing.assert_allclose(density, log_rho, rtol=1e-12)
 
 
 def test_mixture_sampling_moments():
-    x = TARGET.sample(40_000, key=jax.random.key(1))
-    w = TARGET.weights[:, None]
-    mean = jnp.sum(w * TARGET.means, axis=0)
-    var = jnp.sum(w * (TARGET.variances + TARGET.means**2), axis=0) - mean**2
+    x = np.asarray(jax.jit(lambda key: TARGET.sample(40_000, key=key))(jax.random.key(1)))
+    w, means, variances = (np.asarray(a) for a in (TARGET.weights[:, None], TARGET.means,
+                                                    TARGET.variances))  # fmt: skip
+    mean = np.sum(w * means, axis=0)
+    var = np.sum(w * (variances + means**2), axis=0) - mean**2
     # standard errors: sqrt(var / n) ≈ 0.01 for the mean; 5σ
     np.testing.assert_allclose(x.mean(0), mean, atol=0.05)
     np.testing.assert_allclose(x.var(0), var, rtol=0.03)
@@ -112,12 +120,13 @@ def test_oracle_velocity_solves_continuity_equation(name):
 
 def _losses_at(loss, field, **kwargs):
     """The mean loss at the oracle, at 1.1 × oracle and at oracle + 0.05, on one batch."""
-    x0 = kwargs.pop("base").sample(8000, key=jax.random.key(3))
-    x1 = TARGET.sample(8000, key=jax.random.key(4))
+    base = kwargs.pop("base")
     key = jax.random.key(5)
 
-    @eqx.filter_jit
-    def run(x0, x1):
+    @eqx.filter_jit  # the draws and the three losses: one program
+    def run():
+        x0 = base.sample(8000, key=jax.random.key(3))
+        x1 = TARGET.sample(8000, key=jax.random.key(4))
         fields = (
             field,
             lambda t, x, args: 1.1 * field(t, x, args),
@@ -125,7 +134,7 @@ def _losses_at(loss, field, **kwargs):
         )
         return jnp.stack([loss(f, key=key, x0=x0, x1=x1, **kwargs).mean() for f in fields])
 
-    return run(x0, x1)
+    return run()
 
 
 @pytest.mark.parametrize(
@@ -202,20 +211,22 @@ def test_errors():
 def test_ot_coupling_pairs_along_the_plan():
     # Two sets related by a small shift: the OT plan pairs each point with its own shift, so
     # re-paired batches are (nearly) the shifted pairs, while independent pairs are far apart.
-    key = jax.random.key(0)
-    x0 = 3.0 * jax.random.normal(key, (64, 2))
+    x0 = 3.0 * jax.random.normal(jax.random.key(0), (64, 2))
     x1 = x0[::-1] + 0.05
-    a, b = jax.jit(ot_coupling, static_argnames=("epsilon",))(
-        x0, x1, key=jax.random.key(1), epsilon=1e-3
-    )
+
+    @jax.jit  # one program for the pairs and the plan (eager, Sinkhorn is ~60 small programs)
+    def run(x0, x1):
+        return ot_coupling(x0, x1, key=jax.random.key(1), epsilon=1e-3), ot_plan(
+            x0, x1, epsilon=1e-3
+        )
+
+    (a, b), (plan, converged) = jax.tree.map(np.asarray, run(x0, x1))
+    x0, x1 = np.asarray(x0), np.asarray(x1)
     # The entropic blur (ε = 1e-3 of the mean cost, a length ~0.2) lets a few draws pick a
     # near neighbour's partner; most drawn pairs are exact OT pairs.
-    exact = jnp.all(jnp.abs(b - a - 0.05) < 1e-9, axis=1)
-    assert float(jnp.mean(exact)) > 0.9
-    assert float(jnp.mean(jnp.sum((b - a) ** 2, axis=1))) < 0.01 * float(
-        jnp.mean(jnp.sum((x1 - x0) ** 2, axis=1))
-    )
-    plan, converged = ot_plan(x0, x1, epsilon=1e-3)
+    exact = np.all(np.abs(b - a - 0.05) < 1e-9, axis=1)
+    assert np.mean(exact) > 0.9
+    assert np.mean(np.sum((b - a) ** 2, axis=1)) < 0.01 * np.mean(np.sum((x1 - x0) ** 2, axis=1))
     assert bool(converged)
     np.testing.assert_allclose(plan.sum(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(plan.sum(axis=1), 1 / 64, rtol=1e-2)  # Sinkhorn threshold 1e-3
@@ -223,12 +234,17 @@ def test_ot_coupling_pairs_along_the_plan():
 
 def test_ot_plan_reports_non_convergence():
     x0 = jax.random.normal(jax.random.key(0), (32, 2))
-    plan, converged = ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_steps=5, on_failure="return")
+    kw = dict(epsilon=1e-4, max_steps=5)
+
+    @jax.jit  # the "return" and "nan" policies in one program (eager: ~60 programs each)
+    def run(x0, x1):
+        return ot_plan(x0, x1, on_failure="return", **kw), ot_plan(x0, x1, on_failure="nan", **kw)
+
+    (plan, converged), (nan_plan, _) = run(x0, x0 + 1.0)
     assert not bool(converged) and bool(jnp.all(jnp.isfinite(plan)))
+    assert bool(jnp.all(jnp.isnan(nan_plan)))
     with pytest.raises(Exception, match="Sinkhorn did not converge"):
-        ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_steps=5)
-    plan, _ = ot_plan(x0, x0 + 1.0, epsilon=1e-4, max_steps=5, on_failure="nan")
-    assert bool(jnp.all(jnp.isnan(plan)))
+        jax.block_until_ready(jax.jit(lambda x0, x1: ot_plan(x0, x1, **kw))(x0, x0 + 1.0))
     with pytest.raises(ValueError, match="same sample shape"):
         ot_plan(x0, jnp.zeros((32, 3)))
     with pytest.raises(ValueError, match="unknown on_failure"):

@@ -3,10 +3,12 @@ instantaneous change of variables: closed forms (identity and linear flows), Hut
 the exact trace, and the Gaussian-mixture oracle; the `Endpoint` they return and its failure
 policy."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
 from helpers import one_program
 
 from jaxdyn.generative import (
@@ -30,21 +32,29 @@ ORACLE = InterpolantOracle(LinearInterpolant(gamma="zero"), standard_normal(2), 
 
 
 def _target_moments():
-    w, m, v = TARGET.weights[:, None], TARGET.means, TARGET.variances
-    mean = jnp.sum(w * m, axis=0)
-    return mean, jnp.sum(w * (v + m**2), axis=0) - mean**2
+    w, m, v = (np.asarray(a) for a in (TARGET.weights[:, None], TARGET.means, TARGET.variances))
+    mean = np.sum(w * m, axis=0)
+    return mean, np.sum(w * (v + m**2), axis=0) - mean**2
 
 
 def _check_moments(samples, z=4.5):
     """Sample mean and variance against the target's, within `z` standard errors (the standard
-    errors estimated from the samples: `std/√n` and `std((x − x̄)²)/√n`)."""
+    errors estimated from the samples: `std/√n` and `std((x − x̄)²)/√n`). In NumPy: each eager
+    `jnp` reduction would compile a program."""
+    samples = np.asarray(samples)
     n = samples.shape[0]
     mean, var = _target_moments()
     centred = samples - samples.mean(0)
     se_mean = samples.std(0) / np.sqrt(n)
     se_var = (centred**2).std(0) / np.sqrt(n)
-    np.testing.assert_array_less(jnp.abs(samples.mean(0) - mean), z * se_mean)
-    np.testing.assert_array_less(jnp.abs(samples.var(0) - var), z * se_var)
+    np.testing.assert_array_less(np.abs(samples.mean(0) - mean), z * se_mean)
+    np.testing.assert_array_less(np.abs(samples.var(0) - var), z * se_var)
+
+
+def _normal_log_density(x):
+    """`log N(x; 0, I)` row by row, in NumPy (the closed form `standard_normal` must match)."""
+    x = np.asarray(x)
+    return -0.5 * np.sum(x**2, axis=-1) - 0.5 * x.shape[-1] * np.log(2 * np.pi)
 
 
 def linear(t, y, rate):
@@ -52,64 +62,71 @@ def linear(t, y, rate):
     return rate * y
 
 
+def matrix_field(t, y, matrix):
+    """`b = A x`, the matrix `A` through `args`."""
+    return matrix @ y
+
+
+# One log-likelihood program serves the three tests below: `b = A x` with `A` traced, 256 points
+# in 3-D, Hutchinson's divergence with Rademacher probes, backwards (t1 < t0; the forward
+# direction and the exact divergence are the oracle's test). For `A = a I` the estimate is exact
+# (`εᵀ ε = d`), so the identity and the linear flow are closed-form checks of the same solve.
+T0, T1, N = 1.0, 0.25, 256
+
+
+def _matrix_flow(a, x):
+    return one_program(
+        log_likelihood, matrix_field, x, standard_normal(3).log_prob, args=jnp.asarray(a),
+        t0=T0, t1=T1, divergence="hutchinson", key=jax.random.key(3), rtol=1e-10, atol=1e-10,
+    )  # fmt: skip
+
+
+def _matrix_flow_closed_form(a, x):
+    """`x(t) = e^{A(t − t0)} x(t0)`: `log ρ_{t1}(x) = log ρ_{t0}(e^{−AΔ} x) − Δ tr A`, with
+    `Δ = t1 − t0` (either direction)."""
+    delta = T1 - T0
+    return _normal_log_density(np.asarray(x) @ scipy.linalg.expm(-a * delta).T) - delta * np.trace(
+        a
+    )
+
+
 def test_identity_flow_gives_base_log_density():
-    # The linear flow at rate 0 (a traced rate: the program of the linear test below, t1 > t0).
-    x = jax.random.normal(jax.random.key(0), (4, 3))
-    base = standard_normal(3).log_prob
-    kw = dict(args=jnp.asarray(0.0), t0=0.0, t1=1.0, rtol=1e-10, atol=1e-10)
-    out = one_program(log_likelihood, linear, x, base, **kw)
-    assert isinstance(out, Endpoint) and out.succeeded.shape == (4,) and bool(out.succeeded.all())
-    np.testing.assert_allclose(out.value, jax.vmap(base)(x), rtol=0, atol=1e-14)
-    assert out.stats.num_steps.shape == (4,)
+    x = jax.random.normal(jax.random.key(0), (N, 3))
+    out = _matrix_flow(np.zeros((3, 3)), x)
+    assert isinstance(out, Endpoint) and out.succeeded.shape == (N,) and bool(out.succeeded.all())
+    np.testing.assert_allclose(out.value, _normal_log_density(x), rtol=0, atol=1e-14)
+    assert out.stats.num_steps.shape == (N,)
 
 
-@pytest.mark.parametrize("t0, t1", [(0.0, 1.0), (1.0, 0.25)])
-def test_linear_flow_matches_closed_form(t0, t1):
-    """`b = a x`: `x(t) = e^{a(t − t0)} x(t0)`, so `log ρ_{t1}(x) = log ρ_{t0}(e^{−aΔ} x) − a d Δ`
-    with `Δ = t1 − t0` (either direction)."""
+def test_linear_flow_matches_closed_form():
+    """`b = a x`: `log ρ_{t1}(x) = log ρ_{t0}(e^{−aΔ} x) − a d Δ`; Hutchinson's `εᵀ (a I) ε`
+    is exactly `a d`."""
     a, d = 0.7, 3
-    x = jax.random.normal(jax.random.key(1), (4, d))
-    base = standard_normal(d).log_prob
-    kw = dict(args=jnp.asarray(a), t0=t0, t1=t1, rtol=1e-10, atol=1e-10)
-    logp = one_program(log_likelihood, linear, x, base, **kw).value
-    delta = t1 - t0
-    expected = jax.vmap(base)(jnp.exp(-a * delta) * x) - a * d * delta
-    np.testing.assert_allclose(logp, expected, rtol=0, atol=1e-8)
-    if t1 > t0:
-        return
-    # and the flow itself, backwards: sample_ode carries x(t0) to e^{aΔ} x(t0)
-    out = one_program(sample_ode, linear, x, args=a, t0=t0, t1=t1, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(out.value, jnp.exp(a * delta) * x, rtol=1e-8)
-    assert int(out.stats.num_fevals) > 0 and int(out.stats.num_steps) > 0
-    # dt0 alone: fixed Euler steps, x ← (1 + a h) x ten times (backwards, h = −0.075).
-    out = one_program(sample_ode, linear, x, args=a, t0=t0, t1=t1, solver="euler", dt0=0.075)
+    x = jax.random.normal(jax.random.key(1), (N, d))
+    logp = _matrix_flow(a * np.eye(d), x).value
+    np.testing.assert_allclose(logp, _matrix_flow_closed_form(a * np.eye(d), x), rtol=0, atol=1e-8)
+    # and the flow itself, backwards: sample_ode carries x(t0) to e^{aΔ} x(t0). With dt0 alone:
+    # fixed Euler steps, x ← (1 + a h) x ten times (h = −0.075). (Adaptive steps: the oracle's
+    # test below; the direction is the same code for both.)
+    x, delta = x[:4], T1 - T0
+    out = one_program(sample_ode, linear, x, args=a, t0=T0, t1=T1, solver="euler", dt0=0.075)
     np.testing.assert_allclose(out.value, (1 + a * delta / 10) ** 10 * x, rtol=1e-12)
-    assert int(out.stats.num_steps) == 10
+    assert int(out.stats.num_steps) == 10 and int(out.stats.num_fevals) == 10
 
 
 def test_hutchinson_agrees_with_exact_within_error_bars():
+    """For a non-diagonal `A` Hutchinson's `εᵀ A ε` varies with the probe; its mean over probes
+    is `tr A = ∇·b` (here exactly by `divergence`)."""
     d = 3
-    w = jax.random.normal(jax.random.key(2), (d, d))
-
-    def velocity(t, y, args):
-        return jnp.tanh(w @ y) * (1 + t) - 0.3 * y
-
-    x = jnp.array([0.3, -0.8, 0.5])
-    base = standard_normal(d).log_prob
-    t_ = jnp.asarray(0.4)
-    exact_div = jax.jit(divergence, static_argnums=0)(velocity, t_, x)
-    jacobian = jax.jit(jax.jacobian(velocity, 1))(t_, x, None)
-    np.testing.assert_allclose(exact_div, jnp.trace(jacobian), atol=1e-14)
-
-    exact = one_program(log_likelihood, velocity, x, base).value
-    n = 256
-    xs = jnp.broadcast_to(x, (n, d))  # the same point, one probe each
-    # Rademacher probes only: each probe kind compiles its own solve (the Gaussian one is the
-    # same code path with another draw).
-    est = one_program(
-        log_likelihood, velocity, xs, base, divergence="hutchinson", key=jax.random.key(3)
-    ).value
-    se = est.std() / np.sqrt(n)
+    a = 0.5 * np.random.default_rng(2).normal(size=(d, d))
+    x = np.array([0.3, -0.8, 0.5])
+    exact_div = jax.jit(divergence, static_argnums=0)(matrix_field, 0.4, jnp.asarray(x), a)
+    np.testing.assert_allclose(exact_div, np.trace(a), atol=1e-14)
+    exact = _matrix_flow_closed_form(a, x)
+    # The same point, one probe each (Rademacher only: each probe kind compiles its own solve;
+    # the Gaussian one is the same code path with another draw).
+    est = np.asarray(_matrix_flow(a, jnp.broadcast_to(x, (N, d))).value)
+    se = est.std() / np.sqrt(N)
     assert est.std() > 0  # the probes differ
     assert abs(est.mean() - exact) < 4 * se, (float(est.mean()), float(exact), float(se))
 
@@ -123,26 +140,33 @@ def test_oracle_ode_samples_target():
 
 
 def test_oracle_likelihood_equals_exact_log_density():
-    x = jnp.array([[-1.4, 0.6], [1.1, -0.3], [0.0, 0.0]])
+    # One point (`(dim,)`, not a batch: the unbatched path; the batched one is the linear test's)
+    x = jnp.array([-1.4, 0.6])
     logp = one_program(
         log_likelihood, ORACLE.velocity, x, standard_normal(2).log_prob, rtol=1e-8, atol=1e-8
     )
-    logp = logp.value
-    exact = jax.jit(jax.vmap(lambda y: ORACLE.log_density(1.0, y)))(x)  # one compile, not per op
-    np.testing.assert_allclose(logp, exact, rtol=0, atol=1e-6)
+    assert logp.value.shape == ()
+    exact = float(jax.jit(lambda y: ORACLE.log_density(1.0, y))(x))  # one compile, not per op
+    np.testing.assert_allclose(logp.value, exact, rtol=0, atol=1e-6)
+
+
+def _scaled_score(t, y, scale):
+    return scale * ORACLE.score(t, y)
+
+
+def _oracle_sde(scale):
+    """The oracle's forward SDE with its score times `scale`, traced: one program serves the
+    sampling test (scale 1) and the failure test (a NaN score). A constant `ε = 0.5`, traced
+    (a time-dependent `ε(t)`: test_diffusion's reverse SDE, which runs through `sample_sde`)."""
+    x0 = jax.random.normal(jax.random.key(5), (2000, 2))
+    return one_program(
+        sample_sde, ORACLE.velocity, _scaled_score, x0, key=jax.random.key(6),
+        args=jnp.asarray(scale), epsilon=jnp.asarray(0.5), on_failure="return",
+    )  # fmt: skip
 
 
 def test_oracle_sde_samples_target():
-    x0 = jax.random.normal(jax.random.key(5), (2000, 2))
-    # ε(t) = 0.75 − t/2: moderate, time-dependent (a constant ε takes the same path)
-    out = one_program(
-        sample_sde,
-        ORACLE.velocity,
-        ORACLE.score,
-        x0,
-        key=jax.random.key(6),
-        epsilon=lambda t: 0.75 - t / 2,
-    )
+    out = _oracle_sde(1.0)
     _check_moments(out.value)
     assert int(out.stats.num_steps) == 100 and bool(out.succeeded)
 
@@ -187,33 +211,37 @@ def _blowup(t, y, args):
 def test_failed_sample_follows_on_failure():
     x0 = jnp.array([[1.0], [0.1]])
     kw = dict(t1=2.0, max_steps=60, batch="vmap")  # each sample its own solve and result
-    out = sample_ode(_blowup, x0, on_failure="return", **kw)
+
+    @eqx.filter_jit  # the "return" and "nan" policies in one program
+    def run(x0):
+        out = sample_ode(_blowup, x0, on_failure="return", **kw)
+        return out, sample_ode(_blowup, x0, on_failure="nan", **kw).value
+
+    out, nan = run(x0)
     assert list(np.asarray(out.succeeded)) == [False, True]
     assert list(np.asarray(out.result == RESULTS.max_steps_reached)) == [True, False]
     np.testing.assert_allclose(out.value[1], 0.1 / (1 - 0.2), rtol=1e-5)  # adaptive at 1e-6
-    nan = sample_ode(_blowup, x0, on_failure="nan", **kw).value
     assert bool(jnp.all(jnp.isnan(nan[0]))) and bool(jnp.all(nan[1] == out.value[1]))
     with pytest.raises(RuntimeError, match="sample_ode: the solver reached max_steps=60"):
-        jax.block_until_ready(sample_ode(_blowup, x0, **kw).value)
+        jax.block_until_ready(one_program(sample_ode, _blowup, x0, **kw).value)
+
+
+def _half_line(y):  # log-density of a law on y > 0
+    return jnp.where(y[0] > 0, 0.0, -jnp.inf)
+
+
+def _zero(t, y, args):
+    return jnp.zeros_like(y)
 
 
 def test_non_finite_values_are_failures():
     """A solve that succeeds with a non-finite value fails: a log-density of −∞, a NaN score."""
     x = jnp.array([[1.0], [-1.0]])
-
-    def half_line(y):  # log-density of a law on y > 0
-        return jnp.where(y[0] > 0, 0.0, -jnp.inf)
-
-    zero = lambda t, y, args: jnp.zeros_like(y)  # noqa: E731
-    out = log_likelihood(zero, x, half_line, on_failure="nan")
+    out = one_program(log_likelihood, _zero, x, _half_line, on_failure="nan")
     assert out.value[0] == 0.0 and bool(jnp.isnan(out.value[1]))
     assert list(np.asarray(out.result == RESULTS.nonfinite)) == [False, True]
-    with pytest.raises(RuntimeError, match="log_likelihood: NaN or Inf"):
-        jax.block_until_ready(log_likelihood(zero, x, half_line).value)
-    # one joint SDE solve: its result covers the batch
-    nan_score = lambda t, y, args: y * jnp.nan  # noqa: E731
-    key = jax.random.key(0)
-    out = sample_sde(zero, nan_score, x, key=key, dt0=0.5, on_failure="return")
-    assert out.result == RESULTS.nonfinite and not bool(out.succeeded)
-    with pytest.raises(RuntimeError, match="sample_sde: NaN or Inf"):
-        jax.block_until_ready(sample_sde(zero, nan_score, x, key=key, dt0=0.5).value)
+    # (the raise policy per sample: the failed sample_ode's test above, the same `endpoint` branch)
+    # one joint SDE solve: its result covers the batch (the raise policy on a joint solve's
+    # result: test_diffusion's predictor-corrector failure test, the same `endpoint` branch)
+    sde = _oracle_sde(jnp.nan)
+    assert sde.result == RESULTS.nonfinite and not bool(sde.succeeded)

@@ -50,16 +50,22 @@ class Logistic:
         w = rng.normal(size=D)
         self.train = make_classification(rng, N, w)
         self.test = make_classification(rng, 20, w)
-        self.v = self.fit(jnp.full(N, 1.0 / N), jnp.zeros(D + 1))
-        self.params = as_params(self.v)
+        v, loss = self.fit(np.full(N, 1.0 / N), np.zeros(D + 1))
+        self.v, self.loss = v[0], loss[0]
+        self.params = jax.tree.map(jnp.asarray, as_params(self.v))
 
     def objective(self, v, weights):
         return weights @ jax.vmap(lambda z: loss(as_params(v), z))(self.train)
 
     def fit(self, weights, v0):
-        v, grad_norm = _newton(self, jnp.atleast_2d(weights), v0)
-        assert float(jnp.max(grad_norm)) < 1e-14  # converged to rounding
-        return v[0] if jnp.ndim(weights) == 1 else v
+        """The minimisers of the rows of `weights` (`(k, N)` or `(N,)`) and their test losses,
+        as NumPy arrays. The rows are padded to `N` so that every fit is one Newton program."""
+        weights = np.atleast_2d(weights)
+        k = weights.shape[0]
+        padded = np.concatenate([weights, np.full((N - k, N), 1.0 / N)])
+        v, grad_norm, test_loss = jax.tree.map(np.asarray, _newton(self, padded, v0))
+        assert grad_norm.max() < 1e-14  # converged to rounding
+        return v[:k], test_loss[:k]
 
     def test_loss(self, v):
         return jnp.mean(jax.vmap(lambda z: data_loss(as_params(v), z))(self.test))
@@ -73,7 +79,7 @@ def _newton(problem, weights, v0):
         return v - jnp.linalg.solve(jax.hessian(problem.objective)(v, weights), g), None
 
     v = jax.lax.scan(step, v0, length=20)[0]
-    return v, jnp.linalg.norm(jax.grad(problem.objective)(v, weights))
+    return v, jnp.linalg.norm(jax.grad(problem.objective)(v, weights)), problem.test_loss(v)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +91,8 @@ def logistic():
 def leave_one_out(logistic):
     """The actual change of the test loss when each training point is removed and the model
     retrained on the mean loss over the other 99 (regulariser included)."""
-    weights = (1.0 - jnp.eye(N)) / (N - 1)
-    retrained = logistic.fit(weights, logistic.v)
-    return jax.vmap(logistic.test_loss)(retrained) - logistic.test_loss(logistic.v)
+    weights = (1.0 - np.eye(N)) / (N - 1)
+    return logistic.fit(weights, logistic.v)[1] - logistic.loss
 
 
 def scores_of(logistic, solver, **kw):
@@ -142,12 +147,11 @@ def test_influence_is_derivative_of_upweighted_test_loss(logistic, solver):
     scores = scores_of(logistic, solver)
     points = np.array([0, 17, 42, 99])
     eps = 1e-4
-    weights = jnp.full((len(points), N), 1.0 / N)
-    plus = logistic.fit(weights.at[np.arange(len(points)), points].add(eps), logistic.v)
-    minus = logistic.fit(weights.at[np.arange(len(points)), points].add(-eps), logistic.v)
-    difference = (jax.vmap(logistic.test_loss)(plus) - jax.vmap(logistic.test_loss)(minus)) / (
-        2 * eps
-    )
+    weights = np.full((2 * len(points), N), 1.0 / N)  # +eps rows, then -eps rows
+    rows = np.arange(2 * len(points))
+    weights[rows, np.tile(points, 2)] += np.repeat([eps, -eps], len(points))
+    test_loss = logistic.fit(weights, logistic.v)[1]
+    difference = (test_loss[: len(points)] - test_loss[len(points) :]) / (2 * eps)
     # Central differences in float64 with eps 1e-4: truncation ~eps² relative, rounding ~1e-12.
     np.testing.assert_allclose(scores[points], difference, rtol=1e-6)
 
@@ -212,23 +216,35 @@ def test_influence_failure_policy(logistic):
 # --- EK-FAC on MLPs ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kw", [
+MLP_CASES = [
     dict(in_size=3, out_size=2, depth=0, final_activation=jnp.tanh),
     dict(in_size="scalar", out_size="scalar", depth=2, final_activation=jnp.tanh),
     dict(in_size=3, out_size=2, depth=3, scan=True),
     dict(in_size=3, out_size=2, depth=1, scan=True, use_bias=False),
     dict(in_size=3, out_size=2, depth=2, use_final_bias=False),
-])  # fmt: skip
-def test_mlp_forward_matches_equinox(kw):
-    mlp = eqx.nn.MLP(width_size=4, activation=jax.nn.softplus, key=jax.random.key(0), **kw)
-    layers = _mlp_layers(mlp)
-    shifts = [jnp.zeros(layer.weight.shape[0]) for layer in layers]
-    x = jnp.linspace(-1.0, 1.0, 3) if kw["in_size"] == 3 else jnp.array(0.3)
-    out, inputs = eqx.filter_jit(_mlp_forward)(mlp, layers, shifts, x)
-    np.testing.assert_allclose(out, eqx.filter_jit(mlp)(x), rtol=1e-14)
-    assert [a.shape[0] for a in inputs] == [
-        layer.weight.shape[1] + (layer.bias is not None) for layer in layers
-    ]
+]
+
+
+@eqx.filter_jit  # every case, both forwards: one program (was two programs per case)
+def _mlp_forwards(key):
+    results = []
+    for kw in MLP_CASES:
+        mlp = eqx.nn.MLP(width_size=4, activation=jax.nn.softplus, key=key, **kw)
+        layers = _mlp_layers(mlp)
+        shifts = [jnp.zeros(layer.weight.shape[0]) for layer in layers]
+        x = jnp.linspace(-1.0, 1.0, 3) if kw["in_size"] == 3 else jnp.array(0.3)
+        out, inputs = _mlp_forward(mlp, layers, shifts, x)
+        sizes = [layer.weight.shape[1] + (layer.bias is not None) for layer in layers]
+        results.append((out, mlp(x), [a.shape[0] for a in inputs], sizes))
+    return results
+
+
+def test_mlp_forward_matches_equinox():
+    for kw, (out, expected, input_sizes, sizes) in zip(
+        MLP_CASES, _mlp_forwards(jax.random.key(0)), strict=True
+    ):
+        np.testing.assert_allclose(out, expected, rtol=1e-14, err_msg=str(kw))
+        assert input_sizes == sizes, kw
 
 
 def squared_error(prediction, target):
