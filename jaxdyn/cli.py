@@ -107,14 +107,29 @@ def _execute(experiments, experiment, cfg, out, resume: bool) -> tuple[Path, dic
         return experiments.execute(experiment, cfg, out=scratch, resume=resume)
 
 
+def _check_seeds(args) -> None:
+    """`--seeds` is a multi-seed run of one process; the config's own `seed` is then set per
+    run."""
+    if any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides):
+        raise ConfigError("give the override seed=… or --seeds, not both")
+    if args.distributed or args.coordinator is not None:
+        raise ConfigError("--seeds runs its seeds in turn in one process; it does not go with "
+                          "a multi-process run (--coordinator, --distributed)")  # fmt: skip
+
+
 def _cmd_run(args) -> int:
     _join_processes(args)
     from . import experiments
     from .train import is_primary
 
+    seeds = args.seeds
     if args.resume is not None:
         if args.out is not None and Path(args.out) != Path(args.resume):
             raise ConfigError("--out and --resume name different directories; give one")
+        if seeds is not None:
+            raise ConfigError("--resume continues the seeds its directory was started with; "
+                              "drop --seeds")  # fmt: skip
+        seeds = experiments.read_seeds(args.resume)
         path = _resolve_config(args.config) if args.config else Path(args.resume) / "config.yaml"
         if not path.is_file():
             raise ConfigError(f"cannot resume: {args.resume} holds no run (no config.yaml)")
@@ -123,8 +138,16 @@ def _cmd_run(args) -> int:
         raise ConfigError("run needs a CONFIG (a path or a name in configs/), or --resume DIR")
     else:
         path, out = _resolve_config(args.config), args.out
+    if seeds is not None:
+        _check_seeds(args)
     experiment, cfg = experiments.load(path, args.overrides)
-    run_dir, summary = _execute(experiments, experiment, cfg, out, args.resume is not None)
+    if seeds is None:
+        run_dir, summary = _execute(experiments, experiment, cfg, out, args.resume is not None)
+    else:
+        run_dir, record = experiments.execute_seeds(
+            experiment, cfg, seeds, out=out, resume=args.resume is not None
+        )
+        summary = {k: record[k] for k in ("experiment", "seeds", "statistics")}
     if is_primary():
         print(json.dumps(summary, indent=2))
         print(f"run directory: {run_dir}")
@@ -165,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="overrides such as train.steps=500")
     run.add_argument("--out", help="run directory (default runs/<experiment>/<time>)")
     run.add_argument("--resume", metavar="DIR", help="resume the interrupted run in DIR")
+    run.add_argument("--seeds", nargs="+", metavar="S",
+                     help="run once per seed (config key seed), each in DIR/seed_S; DIR's "
+                     "summary.json has every figure's mean, std and per-seed values")  # fmt: skip
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="multi-process run: the address of process 0")  # fmt: skip
     run.add_argument("--num-processes", type=int, metavar="N",
@@ -211,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides.extend(extra)
+    if getattr(args, "seeds", None) is not None:
+        # `--seeds 0 1 2 key=value`: the overrides after the seeds land in `seeds`.
+        args.overrides.extend(s for s in args.seeds if "=" in s)
+        bad = [s for s in args.seeds if "=" not in s and not s.isdigit()]
+        if bad:
+            parser.error(f"--seeds takes non-negative integers, got {' '.join(bad)}")
+        args.seeds = [int(s) for s in args.seeds if "=" not in s]
     if args.command == "run" and args.resume and args.config and "=" in args.config:
         if not Path(args.config).is_file():
             # `jaxdyn run --resume DIR key=value`: the first override lands in `config`.

@@ -60,6 +60,8 @@ def test_config_found_by_name(capsys):
         (["run", "--resume", "/nonexistent/run"], "holds no run"),
         (["run", QUICKSTART, "experiment=other"], "'experiment' cannot be overridden"),
         (["run", QUICKSTART, *TINY, "solve.solver=euler"], "solver Euler has no error estimate"),
+        (["run", QUICKSTART, "--seeds", "0", "2", "0"], "--seeds must be distinct non-negative"),
+        (["run", QUICKSTART, "seed=3", "--seeds", "0", "1"], "give the override seed=… or --seeds"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -234,3 +236,54 @@ def test_config_path_with_equals_sign(tmp_path, capsys):
     folder.mkdir()
     (folder / "q.yaml").write_text(Path(QUICKSTART).read_text())
     assert main(["show", str(folder / "q.yaml")]) == 0
+
+
+def test_seeds_run_each_seed_and_report_mean_std_and_runs(tmp_path, capsys):
+    """`--seeds`: one run directory per seed with the config's `seed` set, and the parent's
+    summary with each figure's mean, sample std and per-seed values. A seed that fails stops
+    the runs with exit 1 and a `--resume` of the parent, which keeps the finished seeds and
+    continues (the experiment is a stand-in: this is the runner's bookkeeping, not training)."""
+    from jaxdyn.experiments import _registry
+
+    calls, failing = [], {1}
+
+    def stand_in(cfg, run_dir, resume):
+        calls.append((cfg.seed, resume))
+        if cfg.seed in failing:
+            raise ValueError(f"boom on seed {cfg.seed}")
+        # A NaN on seed 2 only, in a figure of its own: counted, not averaged.
+        return {"rel_l2": 0.1 * (cfg.seed + 1), "test": {"nll": float(cfg.seed), "n": 4},
+                "target_met": cfg.seed != 2, "gap": float("nan") if cfg.seed == 2 else 1.0,
+                "curve": [1.0, 2.0], "name": "x"}  # fmt: skip
+
+    out = tmp_path / "seeds"
+    probe = dataclasses.replace(experiments.get("quickstart"), run=stand_in)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(_registry._REGISTRY, "quickstart", probe)
+        argv = ["run", QUICKSTART, "--seeds", "0", "1", "2", "train.steps=7", "--out", str(out)]
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"run failed in {out / 'seed_1'}: ValueError: boom on seed 1" in err
+        assert f"`jaxdyn run --resume {out}` continues" in err
+        assert calls == [(0, False), (1, False)]
+        assert (out / "seed_0" / "summary.json").is_file() and not (out / "summary.json").exists()
+        assert main(["run", "--resume", str(out), "--seeds", "1"]) == 2
+        assert "drop --seeds" in capsys.readouterr().err
+        failing.clear()
+        assert main(["run", "--resume", str(out)]) == 0
+    assert calls == [(0, False), (1, False), (1, True), (2, False)]  # seed 0 is not run again
+    printed = capsys.readouterr().out
+    record = json.loads((out / "summary.json").read_text())
+    assert json.loads(printed[: printed.rindex("}") + 1])["statistics"] == record["statistics"]
+    stats = record["statistics"]
+    assert record["seeds"] == [0, 1, 2] and sorted(record["per_seed"]) == ["0", "1", "2"]
+    assert stats["rel_l2"]["runs"] == pytest.approx([0.1, 0.2, 0.3])
+    assert stats["rel_l2"]["mean"] == pytest.approx(0.2)
+    assert stats["rel_l2"]["std"] == pytest.approx(0.1)  # sample std (ddof = 1)
+    assert stats["test.nll"]["mean"] == pytest.approx(1.0) and stats["test.n"]["std"] == 0.0
+    assert stats["target_met"] == {"true": 2, "of": 3}
+    assert stats["gap"] == {"mean": None, "std": None, "runs": [1.0, 1.0, None], "non_finite": 1}
+    assert "curve" not in stats and "name" not in stats and "resumed" not in stats
+    for seed in (0, 1, 2):
+        config = (out / f"seed_{seed}" / "config.yaml").read_text()
+        assert f"seed: {seed}\n" in config and "steps: 7" in config

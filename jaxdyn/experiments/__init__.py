@@ -11,7 +11,9 @@ from ._registry import register as register
 from ._runner import RunFailed as RunFailed
 from ._runner import RunInterrupted as RunInterrupted
 from ._runner import execute as execute
+from ._runner import execute_seeds as execute_seeds
 from ._runner import load as load
+from ._runner import read_seeds as read_seeds
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):

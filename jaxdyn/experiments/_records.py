@@ -16,8 +16,10 @@ from ..train.metrics import append_metrics, read_metrics
 __all__ = [
     "append_result",
     "failed_rows",
+    "flatten",
     "loss_figure",
     "mean_se",
+    "seed_statistics",
     "start_results",
     "summary_stats",
     "w2_squared",
@@ -45,6 +47,43 @@ def summary_stats(values) -> dict:
     values = np.asarray(values, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "runs": values.tolist()}
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """The leaves of nested dicts under dotted keys (`{"test": {"nll": 1.0}}` → `test.nll`)."""
+    if isinstance(tree, dict):
+        pairs = (flatten(sub, f"{prefix}{key}.").items() for key, sub in tree.items())
+        return {k: v for items in pairs for k, v in items}
+    return {prefix[:-1]: tree}
+
+
+def seed_statistics(summaries: dict) -> dict:
+    """Per figure, over the runs of several seeds (`{seed: summary}`): for a number every run
+    reports, `{"mean", "std", "runs"}` (sample standard deviation, 0 for one run), or
+    `{"mean": None, "std": None, "runs", "non_finite"}` where a run reported a non-finite
+    value or `None` (a failed evaluation is counted, never averaged over); for a boolean
+    (e.g. `target_met`), `{"true", "of"}`. Keys are dotted paths into the summaries; figures
+    that not every run reports are left out."""
+    leaves = [flatten(summary) for summary in summaries.values()]
+    number = (int, float)
+    stats = {}
+    for key in leaves[0] if leaves else []:
+        values = [run.get(key, KeyError) for run in leaves]
+        if any(v is KeyError for v in values):
+            continue
+        if all(isinstance(v, bool) for v in values):
+            stats[key] = {"true": sum(values), "of": len(values)}
+        elif all(v is None or (isinstance(v, number) and not isinstance(v, bool)) for v in values):
+            if all(v is None for v in values):
+                continue
+            finite = [v is not None and np.isfinite(v) for v in values]
+            runs = [None if v is None or not np.isfinite(v) else float(v) for v in values]
+            if all(finite):
+                stats[key] = summary_stats(runs)
+            else:
+                stats[key] = {"mean": None, "std": None, "runs": runs,
+                              "non_finite": finite.count(False)}  # fmt: skip
+    return stats
 
 
 def mean_se(values) -> dict:

@@ -1,20 +1,24 @@
 """Running an experiment into a run directory: resolved config, summary, versions, and the
 full traceback of a run that fails."""
 
+import copy
 import datetime
 import json
+import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from .._environment import machine, versions
 from .._output import new_output_dir
 from ..config import ConfigError, load_config, read_experiment_name, to_yaml
+from ._records import flatten, seed_statistics
 from ._registry import Experiment, get
 
-__all__ = ["RunFailed", "RunInterrupted", "execute", "load"]
+__all__ = ["RunFailed", "RunInterrupted", "execute", "execute_seeds", "load", "read_seeds"]
 
 
 class RunFailed(RuntimeError):
@@ -22,12 +26,12 @@ class RunFailed(RuntimeError):
     the run directory, whose `error.log` holds the full traceback; the metrics written so far
     and the last checkpoint stay there."""
 
-    def __init__(self, run_dir: Path, error: BaseException):
+    def __init__(self, run_dir: Path, error: BaseException, resume_dir: Path | None = None):
         first = str(error).splitlines()[0] if str(error) else ""
         super().__init__(
             f"run failed in {run_dir}: {type(error).__name__}: {first} (full traceback in "
             f"{run_dir / 'error.log'}; metrics and the last checkpoint are kept: "
-            f"`jaxdyn run --resume {run_dir}` continues once the cause is fixed)"
+            f"`jaxdyn run --resume {resume_dir or run_dir}` continues once the cause is fixed)"
         )
         self.run_dir = run_dir
 
@@ -51,17 +55,25 @@ def load(path: str | Path, overrides=()) -> tuple[Experiment, DictConfig]:
     return experiment, cfg
 
 
-def _flat(tree, prefix: str = "") -> dict:
-    if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: tree}
+def _run_dir(experiment: Experiment, out: str | Path | None) -> Path:
+    """A new run directory: `out`, which must not hold a run, or `runs/<experiment>/<time>`."""
+    if out is None:
+        return new_output_dir("runs", experiment.name)
+    run_dir = Path(out)
+    if (run_dir / "config.yaml").exists() or (run_dir / "checkpoint").exists():
+        raise ConfigError(
+            f"run directory {run_dir} already holds a run: resume it with --resume "
+            f"{run_dir} or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 def _check_resumable(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> None:
     """A resumed run must be the interrupted one: only `train.steps` may change, and only
     with a constant learning rate (a schedule's horizon is `train.steps`)."""
-    old = _flat(OmegaConf.to_container(saved, resolve=True))
-    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    old = flatten(OmegaConf.to_container(saved, resolve=True))
+    new = flatten(OmegaConf.to_container(cfg, resolve=True))
     allowed = {"train.steps"} if cfg.train.schedule == "constant" else set()
     for key in sorted(old.keys() | new.keys()):
         if old.get(key) != new.get(key) and key not in allowed:
@@ -94,16 +106,8 @@ def execute(
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"cannot resume: {run_dir} holds no run (no config.yaml)")
         _check_resumable(OmegaConf.load(run_dir / "config.yaml"), cfg, run_dir)
-    elif out is None:
-        run_dir = new_output_dir("runs", experiment.name)
     else:
-        run_dir = Path(out)
-        if (run_dir / "config.yaml").exists() or (run_dir / "checkpoint").exists():
-            raise ConfigError(
-                f"run directory {run_dir} already holds a run: resume it with --resume "
-                f"{run_dir} or choose another --out"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = _run_dir(experiment, out)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     start = time.perf_counter()
     try:
@@ -118,9 +122,90 @@ def execute(
         **summary,
         "wall_time_s": round(time.perf_counter() - start, 3),
         "resumed": resume,
+        **_provenance(),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    return run_dir, record
+
+
+def _provenance() -> dict:
+    return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(),
+    }
+
+
+SEEDS_FILE = "seeds.json"
+_NOT_STATISTICS = ("resumed", "date", "machine", "versions")
+
+
+def read_seeds(run_dir: str | Path) -> list[int] | None:
+    """The seeds of the multi-seed run in `run_dir` (its `seeds.json`), or `None` for a
+    single run."""
+    path = Path(run_dir) / SEEDS_FILE
+    return json.loads(path.read_text())["seeds"] if path.is_file() else None
+
+
+def execute_seeds(
+    experiment: Experiment,
+    cfg: DictConfig,
+    seeds: Sequence[int],
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+) -> tuple[Path, dict]:
+    """Run `experiment` once per seed (config key `seed`), each run in `out/seed_<s>` (as
+    `execute` writes it), then write `out/summary.json`: every figure that the runs report
+    as its mean, sample standard deviation and per-seed values (`seed_statistics`), and the
+    runs' own summaries under `per_seed`.
+
+    The seeds run one after the other. With `resume=True` the finished seeds (those with a
+    `summary.json`) are read back, an interrupted one continues from its checkpoint and the
+    rest start; the config must be the one the directory was started with.
+
+    **Raises:** `ConfigError` for bad seeds or an unusable directory (nothing has started);
+    `RunFailed` naming the failed seed's directory, resumable through `out`.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct non-negative integers, got {seeds}")
+    if resume:
+        run_dir = Path(out)
+        if read_seeds(run_dir) != seeds:
+            raise ConfigError(f"cannot resume: {run_dir} holds no run of seeds {seeds}")
+        _check_resumable(OmegaConf.load(run_dir / "config.yaml"), cfg, run_dir)
+    else:
+        run_dir = _run_dir(experiment, out)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        (run_dir / SEEDS_FILE).write_text(json.dumps({"seeds": seeds}) + "\n")
+    per_seed = {}
+    for i, seed in enumerate(seeds):
+        seed_dir = run_dir / f"seed_{seed}"
+        if (seed_dir / "summary.json").is_file():
+            per_seed[seed] = json.loads((seed_dir / "summary.json").read_text())
+            continue
+        print(f"jaxdyn: seed {seed} ({i + 1} of {len(seeds)}) in {seed_dir}", file=sys.stderr)
+        seed_cfg = copy.deepcopy(cfg)
+        with read_write(seed_cfg):
+            seed_cfg.seed = seed
+        started = (seed_dir / "config.yaml").is_file()
+        try:
+            per_seed[seed] = execute(experiment, seed_cfg, out=seed_dir, resume=started)[1]
+        except RunFailed as failure:
+            raise RunFailed(seed_dir, failure.__cause__, resume_dir=run_dir) from failure
+        except RunInterrupted:
+            raise RunInterrupted(run_dir) from None
+    runs = {
+        seed: {k: v for k, v in summary.items() if k not in _NOT_STATISTICS}
+        for seed, summary in per_seed.items()
+    }
+    record = {
+        "experiment": experiment.name,
+        "seeds": seeds,
+        "statistics": seed_statistics(runs),
+        "per_seed": {str(seed): summary for seed, summary in runs.items()},
+        **_provenance(),
     }
     (run_dir / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
     return run_dir, record
