@@ -2,7 +2,9 @@
 
 `ridge_tuning`: ridge regression on scikit-learn's diabetes data; gradient descent on log-λ
 with the implicit hypergradient of the validation loss, checked against the closed form at
-every step (target: relative error ≤ 1e-6 in float64).
+every step (target: relative error ≤ 1e-6 in float64); and the hypergradient's error against the
+inner solution's error `‖ŵ − w*‖` over a sweep of inner tolerances, which Blondel et al. 2022
+(Thm 1) bound linearly (reported: the log-log slope and the largest ratio).
 
 `logistic_tuning`: L2-regularised logistic regression on scikit-learn's breast-cancer data
 with one λ per feature; Adam on the log-λs; compared with the best single λ of a grid.
@@ -12,6 +14,7 @@ over a module holding the log-λs, so its path is logged in `metrics.jsonl` and 
 """
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import equinox as eqx
@@ -67,11 +70,26 @@ class RidgeTuningConfig:
     inner_tol: float = positive(1e-12)
     target_rel_error: float = positive(1e-6)
     grid_points: int = at_least(241, 2)  # closed-form validation curve on log λ ∈ [-8, 4]
+    # The hypergradient's error against the inner solution's (Blondel et al. 2022, Thm 1):
+    # at each of these log λ, for each inner tolerance.
+    sweep_log_lambdas: list[float] = dataclasses.field(
+        default_factory=lambda: [0.0, -3.0],
+        metadata={"check": (lambda v: len(v) > 0, "a non-empty list")},
+    )
+    sweep_tolerances: list[float] = dataclasses.field(
+        default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12],
+        metadata={"check": (lambda v: len(v) > 0 and min(v) > 0, "a non-empty list, each > 0")},
+    )
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
             steps=60, batch_size=None, optimizer="sgd", lr=0.5, chunk=20
         )  # fmt: skip
     )
+
+
+# Points of the sweep whose inner solution error is above this enter the slope fit: below it
+# the error is the linear solve's and rounding's, not the inner solver's.
+_SWEEP_FLOOR = 1e-9
 
 
 def _ridge_solution(x, y, log_lambda):
@@ -91,15 +109,15 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         def inner(w, log_lambda):
             return 0.5 * jnp.mean((xt @ w - yt) ** 2) + 0.5 * jnp.exp(log_lambda) * w @ w
 
-        def implicit_loss(log_lambda, xv, yv):
-            w, info = argmin(inner, jnp.zeros(xt.shape[1]), log_lambda, tol=cfg.inner_tol)
-            return 0.5 * jnp.mean((xv @ w - yv) ** 2), info
+        def implicit_loss(log_lambda, xv, yv, tol=cfg.inner_tol):
+            w, info = argmin(inner, jnp.zeros(xt.shape[1]), log_lambda, tol=tol)
+            return 0.5 * jnp.mean((xv @ w - yv) ** 2), (info, w)
 
         def exact_loss(log_lambda, xv, yv):
             return 0.5 * jnp.mean((xv @ _ridge_solution(xt, yt, log_lambda) - yv) ** 2)
 
         def loss_fn(theta: LogLambda, batch, key):
-            value, info = implicit_loss(theta.value, *batch)
+            value, (info, _) = implicit_loss(theta.value, *batch)
             return value, {"log_lambda": theta.value, "inner_iterations": info.iterations}
 
         theta0 = LogLambda(jnp.asarray(cfg.log_lambda0))
@@ -125,10 +143,12 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         test_loss = jax.jit(exact_loss)  # one program for both test losses
         test_mse = float(2 * test_loss(final, xs, ys))
         grid_test_mse = float(2 * test_loss(best, xs, ys))
+        sweep = _tolerance_sweep(cfg, implicit_loss, exact_loss, xt, yt, xv, yv)
 
-    _ridge_figure(run_dir, rows, grid, grid_loss, rel_error)
+    _ridge_figure(run_dir, rows, grid, grid_loss, rel_error, sweep)
     max_error = float(rel_error.max())
     return {
+        **_sweep_summary(sweep),
         "max_rel_error_vs_closed_form": max_error,
         "target_rel_error": cfg.target_rel_error,
         "target_met": max_error <= cfg.target_rel_error,
@@ -142,11 +162,47 @@ def run_ridge(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     }
 
 
-def _ridge_figure(run_dir, rows, grid, grid_loss, rel_error):
+def _tolerance_sweep(cfg, implicit_loss, exact_loss, xt, yt, xv, yv) -> list[dict]:
+    """For each inner tolerance and each `sweep_log_lambdas`: the inner solution's error
+    `‖ŵ − w*‖` (closed-form `w*`) and the implicit hypergradient's absolute and relative errors
+    against the closed form. Blondel et al. 2022 (Thm 1) bound the implicit Jacobian's error by
+    `C ‖ŵ − w*‖`: the errors should fall in proportion. One program per tolerance (a static
+    setting of the solver), each mapped over the log λ."""
+    thetas = jnp.asarray(cfg.sweep_log_lambdas, dtype=jnp.float64)
+    w_star = jax.vmap(lambda t: _ridge_solution(xt, yt, t))(thetas)
+    exact = jax.vmap(jax.grad(exact_loss), in_axes=(0, None, None))(thetas, xv, yv)
+    out = []
+    for tol in cfg.sweep_tolerances:
+        grad = jax.grad(functools.partial(implicit_loss, xv=xv, yv=yv, tol=tol), has_aux=True)
+        implicit, (_, w) = jax.jit(functools.partial(jax.lax.map, grad))(thetas)
+        for i, theta in enumerate(cfg.sweep_log_lambdas):
+            error = abs(float(implicit[i] - exact[i]))
+            out.append({"log_lambda": theta, "inner_tol": tol,
+                        "solution_error": float(jnp.linalg.norm(w[i] - w_star[i])),
+                        "hypergradient_abs_error": error,
+                        "hypergradient_rel_error": error / abs(float(exact[i]))})  # fmt: skip
+    return out
+
+
+def _sweep_summary(sweep: list[dict]) -> dict:
+    """The sweep's rows, and over the points above `_SWEEP_FLOOR`: the log-log slope of the
+    hypergradient error against the solution error (1 for a linear bound) and the largest
+    ratio of the two (an estimate of the bound's constant C)."""
+    above = [r for r in sweep if r["solution_error"] > _SWEEP_FLOOR]
+    slope = ratio = None
+    if len({r["solution_error"] for r in above}) >= 2:
+        x = np.log([r["solution_error"] for r in above])
+        y = np.log([max(r["hypergradient_abs_error"], 1e-300) for r in above])
+        slope = float(np.polyfit(x, y, 1)[0])
+        ratio = max(r["hypergradient_abs_error"] / r["solution_error"] for r in above)
+    return {"tolerance_sweep": sweep, "sweep_error_slope": slope, "sweep_error_ratio_max": ratio}
+
+
+def _ridge_figure(run_dir, rows, grid, grid_loss, rel_error, sweep):
     path = np.asarray([r["log_lambda"] for r in rows])
     losses = np.asarray([r["loss"] for r in rows])
-    fig = Figure(figsize=(11, 3.6))
-    a, b, c = fig.subplots(1, 3)
+    fig = Figure(figsize=(14.5, 3.6))
+    a, b, c, d = fig.subplots(1, 4)
     a.plot(np.asarray(grid), np.asarray(grid_loss), "k-", lw=1, label="closed form")
     a.plot(path, losses, "C1o-", ms=3, lw=0.8, label="hypergradient descent")
     a.set(xlabel="log λ", ylabel="validation loss", title="path on the validation curve")
@@ -155,6 +211,16 @@ def _ridge_figure(run_dir, rows, grid, grid_loss, rel_error):
     b.set(xlabel="outer step", ylabel="validation loss", title="validation loss")
     c.semilogy(np.maximum(rel_error, 1e-17), "C0.")
     c.set(xlabel="outer step", ylabel="relative error", title="implicit vs closed-form hypergrad")
+    for i, theta in enumerate(dict.fromkeys(r["log_lambda"] for r in sweep)):
+        points = [r for r in sweep if r["log_lambda"] == theta]
+        d.loglog([max(r["solution_error"], 1e-17) for r in points],
+                 [max(r["hypergradient_abs_error"], 1e-17) for r in points],
+                 f"C{i}o-", ms=3, lw=0.8, label=f"log λ = {theta:g}")  # fmt: skip
+    low, high = _SWEEP_FLOOR, max(max(r["solution_error"] for r in sweep), 10 * _SWEEP_FLOOR)
+    d.loglog([low, high], [low, high], "k:", lw=0.8, label="slope 1")
+    d.set(xlabel="‖ŵ − w*‖ (inner tolerance swept)", ylabel="hypergradient error",
+          title="error ∝ inner error (Blondel et al.)")  # fmt: skip
+    d.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run_dir / "ridge_tuning.png", dpi=120)
 
