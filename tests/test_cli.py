@@ -287,3 +287,33 @@ def test_seeds_run_each_seed_and_report_mean_std_and_runs(tmp_path, capsys):
     for seed in (0, 1, 2):
         config = (out / f"seed_{seed}" / "config.yaml").read_text()
         assert f"seed: {seed}\n" in config and "steps: 7" in config
+
+
+@pytest.mark.parametrize("jit, error", [("filter_jit", "EquinoxRuntimeError"),
+                                        ("jax_jit", "JaxRuntimeError")])  # fmt: skip
+def test_a_check_failing_inside_a_compiled_program_is_named_in_the_one_line(
+    jit, error, tmp_path, capsys
+):
+    """A solver's convergence check fails inside a compiled program as an Equinox runtime
+    error, whose message opens with a note about stacks (or, under `jax.jit`, a callback's
+    traceback): the one line names the check's own message."""
+    import equinox as eqx
+    import jax
+
+    from jaxdyn.experiments import _registry
+
+    def fails_inside_jit(cfg, run_dir, resume):
+        compile_ = eqx.filter_jit if jit == "filter_jit" else jax.jit
+        check = compile_(lambda x: eqx.error_if(x, x > 0, "inner solve did not converge"))
+        return {"value": float(check(jax.numpy.asarray(1.0)))}
+
+    out = tmp_path / "run"
+    probe = dataclasses.replace(experiments.get("quickstart"), run=fails_inside_jit)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(_registry._REGISTRY, "quickstart", probe)
+        assert main(["run", QUICKSTART, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"jaxdyn: error: run failed in {out}: {error}: inner solve did not converge ("
+    )
+    assert "inner solve did not converge" in (out / "error.log").read_text()

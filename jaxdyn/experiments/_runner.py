@@ -4,6 +4,7 @@ full traceback of a run that fails."""
 import copy
 import datetime
 import json
+import re
 import sys
 import time
 import traceback
@@ -27,13 +28,30 @@ class RunFailed(RuntimeError):
     and the last checkpoint stay there."""
 
     def __init__(self, run_dir: Path, error: BaseException, resume_dir: Path | None = None):
-        first = str(error).splitlines()[0] if str(error) else ""
+        first = _message_line(error)
         super().__init__(
             f"run failed in {run_dir}: {type(error).__name__}: {first} (full traceback in "
             f"{run_dir / 'error.log'}; metrics and the last checkpoint are kept: "
             f"`jaxdyn run --resume {resume_dir or run_dir}` continues once the cause is fixed)"
         )
         self.run_dir = run_dir
+
+
+def _message_line(error: BaseException) -> str:
+    """The line of `error`'s message that says what went wrong: its first line, or for a check
+    raised inside a compiled program (Equinox's runtime errors open with a note about stacks)
+    the line that carries the check's own message."""
+    lines = str(error).splitlines()
+    for line in lines:
+        check = _EQX_CHECK.match(line)
+        if check:
+            return check.group(1)
+    return lines[0] if lines else ""
+
+
+# Under `eqx.filter_jit`: "equinox.EquinoxRuntimeError: MSG"; under `jax.jit`, in the
+# JaxRuntimeError of the failed callback: "_EquinoxRuntimeError: MSG".
+_EQX_CHECK = re.compile(r"(?:equinox\.)?_?EquinoxRuntimeError: (.+)")
 
 
 class RunInterrupted(KeyboardInterrupt):
