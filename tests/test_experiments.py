@@ -98,7 +98,7 @@ HEADLINES = {
     "distillation": [(("test_accuracy",), 0.0, 1.0)],
     "reweighting": [(("auroc_clean_vs_flipped",), 0.0, 1.0)],
     "energy_sensitivity": [(("rel_error",), 0.0, 1.0)],
-    "logistic_tuning": [(("test_accuracy_tuned",), 0.0, 1.0)],
+    "logistic_tuning": [(("test_accuracy_tuned",), 0.0, 1.0), (("test_nll_tuned",), 0.0, 0.7)],
     "fractional_hurst": [(("max_abs_error",), 0.0, 1.0)],
     "irregular_classification": [(("max_stable_drop_points",), -100.0, 100.0)],
     "sde_fit": [(("drift_rel_l2_error",), 0.0, 10.0)],
@@ -154,6 +154,7 @@ def test_experiment_smoke(name, tmp_path):
          "evaluation.samples_per_class=20 must be >= the largest test class (37)"),
         ("digits_generation", ["data.test_fraction=0.6", "evaluation.samples_per_class=200"],
          "data.test_fraction=0.6 leaves a training split smaller than the test split"),
+        ("logistic_tuning", ["grid_min=3.0"], "grid_min (3.0) must be below grid_max (3.0)"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

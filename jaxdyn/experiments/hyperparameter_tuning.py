@@ -7,7 +7,8 @@ inner solution's error `‖ŵ − w*‖` over a sweep of inner tolerances, which
 (Thm 1) bound linearly (reported: the log-log slope and the largest ratio).
 
 `logistic_tuning`: L2-regularised logistic regression on scikit-learn's breast-cancer data
-with one λ per feature; Adam on the log-λs; compared with the best single λ of a grid.
+with one λ per feature; Adam on the log-λs; compared on the test split with the single λ of a
+grid that is best on validation (target: a test log loss no higher than the grid's).
 
 Both run in float64 (`jax.enable_x64` inside the run). The outer loop is `jaxdyn.train.fit`
 over a module holding the log-λs, so its path is logged in `metrics.jsonl` and resumable.
@@ -24,7 +25,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, positive
+from ..config import ConfigError, TrainConfig, at_least, positive
 from ..implicit import argmin
 from ..plotting import Figure
 from ..train import read_metrics
@@ -235,7 +236,9 @@ class LogisticTuningConfig:
     log_lambda0: float = 0.0  # every feature starts at λ = 1
     inner_tol: float = positive(1e-8)
     monotone_steps: int = 10  # validation loss must decrease over these first steps
-    grid_points: int = at_least(37, 2)  # single-λ baseline on log λ ∈ [-6, 3]
+    grid_points: int = at_least(61, 2)  # single-λ baseline on log λ ∈ [grid_min, grid_max]
+    grid_min: float = -12.0
+    grid_max: float = 3.0
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
             steps=150, batch_size=None, optimizer="adam", lr=0.05, chunk=50
@@ -272,9 +275,13 @@ def _grid_and_tuned(solve, nll, tuned: Array, grid: Array, validation, test) -> 
     grid_params = jax.tree.map(lambda p: p[:-1], params)
     grid_val = jax.vmap(lambda p: nll(p, *validation))(grid_params)
     best = int(jnp.argmin(grid_val))
+    tuned_params = jax.tree.map(lambda p: p[-1], params)
+    best_params = jax.tree.map(lambda p: p[best], grid_params)
     return {
-        "test_tuned": _accuracy(jax.tree.map(lambda p: p[-1], params), *test),
-        "test_grid": _accuracy(jax.tree.map(lambda p: p[best], grid_params), *test),
+        "test_tuned": _accuracy(tuned_params, *test),
+        "test_grid": _accuracy(best_params, *test),
+        "test_nll_tuned": float(nll(tuned_params, *test)),
+        "test_nll_grid": float(nll(best_params, *test)),
         "best_log_lambda": float(grid[best]),
         "best_val": float(grid_val[best]),
     }
@@ -295,7 +302,15 @@ def _logistic_figure(path: Path, losses: np.ndarray, learned: np.ndarray, grid: 
     fig.savefig(path, dpi=120)
 
 
-@register("logistic_tuning", LogisticTuningConfig)
+def _check_logistic(cfg: DictConfig) -> None:
+    if cfg.grid_min >= cfg.grid_max:
+        raise ConfigError(
+            f"grid_min ({cfg.grid_min}) must be below grid_max ({cfg.grid_max}): the baseline's "
+            "grid of log λ runs from one to the other"
+        )
+
+
+@register("logistic_tuning", LogisticTuningConfig, check=_check_logistic)
 def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Per-feature L2 strengths of a logistic regression by implicit hypergradients."""
     from sklearn.datasets import load_breast_cancer
@@ -316,7 +331,7 @@ def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         theta0 = LogLambda(jnp.full(d, float(cfg.log_lambda0)))
         result = fit_from_config(loss_fn, theta0, (xv, yv), cfg.train, key=jax.random.key(cfg.seed),
                                  run_dir=run_dir, resume=resume, has_aux=True)  # fmt: skip
-        grid_points = jnp.linspace(-6.0, 3.0, cfg.grid_points)
+        grid_points = jnp.linspace(cfg.grid_min, cfg.grid_max, cfg.grid_points)
         grid = _grid_and_tuned(solve, nll, result.model.value, grid_points, (xv, yv), (xs, ys))
         learned = np.asarray(result.model.value)
 
@@ -326,7 +341,12 @@ def run_logistic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     _logistic_figure(run_dir / "logistic_tuning.png", losses, learned, grid)
     return {
         "monotone_first_steps": monotone,
-        "target_met": monotone,
+        # The claim: the per-feature λs beat the grid's single λ on the test split, in the loss
+        # both were selected by on validation (log loss; accuracy on 114 points moves in steps
+        # of 0.9 points and is reported beside it).
+        "test_nll_tuned": grid["test_nll_tuned"],
+        "test_nll_grid_best": grid["test_nll_grid"],
+        "target_met": grid["test_nll_tuned"] <= grid["test_nll_grid"],
         "validation_loss_start": float(losses[0]),
         "validation_loss_final": float(losses[-1]),
         "validation_loss_grid_best": grid["best_val"],
