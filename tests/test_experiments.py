@@ -91,7 +91,7 @@ TINY = {
 # barely trained model is slightly negative), drops in accuracy points.
 HEADLINES = {
     "quickstart": [(("rel_l2_error",), 0.0, 5.0), (("test_rel_l2_error",), 0.0, 5.0)],
-    "deq_digits": [(("test_accuracy",), 0.0, 1.0)],
+    "deq_digits": [(("test_accuracy",), 0.0, 1.0), (("mlp_test_accuracy",), 0.0, 1.0)],
     # the hypergradient's error falls with the inner solution's (a linear bound: slope 1)
     "ridge_tuning": [(("max_rel_error_vs_closed_form",), 0.0, 1.0),
                      (("sweep_error_slope",), 0.5, 1.5)],  # fmt: skip
@@ -181,3 +181,25 @@ def test_results_rows_survive_a_resume_and_a_fresh_start_clears_them(tmp_path):
     }
     _, done = start_results(tmp_path, ("seed", "nfe"), resume=False)
     assert done == {} and path.read_text() == ""
+
+
+@pytest.mark.parametrize("width", [16, 64])
+def test_deq_digits_baseline_is_the_explicit_mlp_of_equal_size(width):
+    """The baseline's claim is "of equal size": the parameters of the DEQ classifier's encoder,
+    cell and decoder (`64h + h + 2h² + h + 10h + 10`), plus the bias of its second explicit
+    layer (`h`)."""
+    import equinox as eqx
+    import jax
+    from omegaconf import OmegaConf
+
+    from jaxdyn.experiments.deq_digits import DEQClassifier, MLPClassifier
+
+    m = OmegaConf.create({"width": width, "solver": "anderson", "tol": 1e-4, "max_steps": 50,
+                          "contraction": 0.9})  # fmt: skip
+
+    def count(model):
+        return sum(a.size for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+
+    expected = 64 * width + width + 2 * width**2 + width + 10 * width + 10
+    assert count(DEQClassifier(m, key=jax.random.key(0))) == expected
+    assert count(MLPClassifier(m, key=jax.random.key(0))) == expected + width

@@ -4,6 +4,11 @@ Encoder `Linear(64, h)`, an equilibrium layer `z* = tanh(W z* + U e)` (`‖W‖_
 contraction) solved by Anderson
 acceleration and differentiated implicitly, decoder `Linear(h, 10)`; cross-entropy plus the
 Jacobian regulariser of Bai, Koltun & Kolter (2021). Target: test accuracy ≥ 95%.
+
+Baseline: the explicit MLP of equal size (`64 → h → h → h → 10`, tanh: the parameter count of
+encoder, cell and decoder plus one bias vector), trained with the same settings. Both report
+the model that is best on the validation split (`train.best_metric`); the test split is scored
+once, at the end.
 """
 
 import dataclasses
@@ -17,7 +22,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, choice, fraction, positive, section
+from ..config import ConfigError, TrainConfig, at_least, choice, fraction, positive, section
 from ..data import digits
 from ..implicit import FIXED_POINT_SOLVERS
 from ..models import DEQ, TanhCell
@@ -42,6 +47,7 @@ class DEQDigitsConfig:
     experiment: str = "deq_digits"
     seed: int = 0
     test_fraction: float = fraction(0.2)
+    validation_fraction: float = fraction(0.15)  # of all images, per class, before training
     target_accuracy: float = 0.95
     model: DEQModelConfig = section(DEQModelConfig)
     train: TrainConfig = section(TrainConfig)
@@ -67,6 +73,44 @@ class DEQClassifier(eqx.Module):
     def __call__(self, x):
         return self.decoder(self.deq(self.features(x)))
 
+    def logits(self, x):
+        """The logits without raising on a solve that does not converge (for evaluation)."""
+        z, _ = dataclasses.replace(self.deq, on_failure="return").solve(self.features(x))
+        return self.decoder(z)
+
+
+class MLPClassifier(eqx.Module):
+    """The explicit baseline: `64 → h → h → h → 10` with tanh, the size of the DEQ classifier
+    of width `h` (encoder `64h + h`, cell `2h² + h`, decoder `10h + 10`) but for one more bias
+    vector (`h`: 64 of 13,130 parameters at `h = 64`)."""
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, m: DictConfig, *, key: PRNGKeyArray):
+        self.mlp = eqx.nn.MLP(64, 10, width_size=m.width, depth=3, activation=jnp.tanh, key=key)
+
+    def __call__(self, x):
+        return self.mlp(x)
+
+    logits = __call__
+
+
+class _Scores(eqx.Module):
+    """`{"accuracy", "nll"}` of a classifier on a split: `fit`'s validation evaluation."""
+
+    images: jax.Array
+    labels: jax.Array
+
+    def __call__(self, model, key):
+        logits = jax.vmap(model.logits)(self.images)
+        log_p = jax.nn.log_softmax(logits)
+        return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == self.labels),
+                "nll": -jnp.mean(jnp.take_along_axis(log_p, self.labels[:, None], 1))}  # fmt: skip
+
+
+def _parameters(model: eqx.Module) -> int:
+    return sum(a.size for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+
 
 def accuracy_and_iterations(model: DEQClassifier, images, labels) -> tuple[float, float, float]:
     """Test accuracy, mean Anderson iterations and fraction of solves converged."""
@@ -83,6 +127,12 @@ def accuracy_and_iterations(model: DEQClassifier, images, labels) -> tuple[float
     logits, info = evaluate(model, jnp.asarray(images))
     correct = np.asarray(jnp.argmax(logits, -1)) == labels
     return float(correct.mean()), float(info.iterations.mean()), float(info.converged.mean())
+
+
+def _cross_entropy(model: MLPClassifier, batch, key):
+    x, y = batch
+    logits = jax.vmap(model)(x)
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
 
 
 def _loss(model: DEQClassifier, batch, key, *, weight: float):
@@ -112,27 +162,67 @@ def _figures(run_dir: Path) -> None:
     fig.savefig(run_dir / "jacobian.png", dpi=120)
 
 
-@register("deq_digits", DEQDigitsConfig)
+def _check(cfg: DictConfig) -> None:
+    if cfg.train.best_metric is not None and cfg.train.best_metric not in (
+        "validation.accuracy",
+        "validation.nll",
+    ):
+        raise ConfigError(
+            f"train.best_metric={cfg.train.best_metric!r}: deq_digits evaluates "
+            "validation.accuracy and validation.nll"
+        )
+    if cfg.test_fraction + cfg.validation_fraction >= 0.9:
+        raise ConfigError(
+            f"test_fraction + validation_fraction = {cfg.test_fraction + cfg.validation_fraction}"
+            " leaves under 10% of the images for training"
+        )
+
+
+def _train(cfg, model, loss_fn, data, validation, run_dir, resume, key, has_aux):
+    """`fit` with the config's training settings; the model best on validation (or the last,
+    without `train.best_metric`)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = fit_from_config(loss_fn, model, data, cfg.train, key=key, run_dir=run_dir,
+                             resume=resume, has_aux=has_aux, eval_fn=validation)  # fmt: skip
+    return result, (result.model if result.best_model is None else result.best_model)
+
+
+@register("deq_digits", DEQDigitsConfig, check=_check)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """DEQ classifier on load_digits (implicit backward); target test accuracy >= 95%."""
-    data = digits(test_fraction=cfg.test_fraction, seed=cfg.seed)
+    data = digits(test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction,
+                  seed=cfg.seed)  # fmt: skip
     (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
-    model_key, train_key = jax.random.split(jax.random.key(cfg.seed))
+    train = (jnp.asarray(x_train), jnp.asarray(y_train))
+    validation = _Scores(*map(jnp.asarray, data["validation"]))
+    model_key, train_key, mlp_key = jax.random.split(jax.random.key(cfg.seed), 3)
     model = DEQClassifier(cfg.model, key=model_key)
     loss_fn = functools.partial(_loss, weight=cfg.model.jacobian_penalty)
-    result = fit_from_config(
-        loss_fn, model, (jnp.asarray(x_train), jnp.asarray(y_train)), cfg.train, key=train_key,
-        run_dir=run_dir, resume=resume, has_aux=True,
-    )  # fmt: skip
-    test_acc, iterations, converged = accuracy_and_iterations(result.model, x_test, y_test)
-    train_acc, _, _ = accuracy_and_iterations(result.model, x_train, y_train)
+    result, deq = _train(cfg, model, loss_fn, train, validation, run_dir, resume, train_key, True)
+    mlp_result, mlp = _train(cfg, MLPClassifier(cfg.model, key=mlp_key), _cross_entropy, train,
+                             validation, run_dir / "mlp", resume, train_key, False)  # fmt: skip
+    # The test split, once, for the reported models.
+    test_acc, iterations, converged = accuracy_and_iterations(deq, x_test, y_test)
+    train_acc, _, _ = accuracy_and_iterations(deq, x_train, y_train)
+    mlp_test = _accuracy(_Scores(jnp.asarray(x_test), jnp.asarray(y_test)), mlp)
     _figures(run_dir)
     return {
         "test_accuracy": test_acc,
         "train_accuracy": train_acc,
+        "validation_accuracy": _accuracy(validation, deq),
+        "mlp_test_accuracy": mlp_test,
+        "mlp_validation_accuracy": _accuracy(validation, mlp),
+        "parameters": _parameters(deq),
+        "mlp_parameters": _parameters(mlp),
         "target_accuracy": cfg.target_accuracy,
         "target_met": test_acc >= cfg.target_accuracy,
         "mean_fixed_point_iterations": iterations,
         "fraction_converged": converged,
+        "best_step": result.best_step,
+        "mlp_best_step": mlp_result.best_step,
         "steps": result.step,
     }
+
+
+def _accuracy(scores: _Scores, model) -> float:
+    return float(eqx.filter_jit(scores)(model, None)["accuracy"])
