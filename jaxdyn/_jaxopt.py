@@ -174,7 +174,8 @@ def linear_solver(
         f"{check}): its Jacobian may be singular (a symmetry, such as a translation, leaves the "
         "solution undetermined: remove it, e.g. pin the centre of mass) or ill-conditioned, "
         "or the linear solver unsuited to it (cg needs a symmetric positive-definite Jacobian; "
-        "try linear_solver='normal_cg', 'gmres' or 'lu'), or raise linear_max_steps."
+        "try linear_solver='normal_cg', 'gmres' or 'lu'), or allow it more iterations "
+        "(linear_solver=LinearSolve(..., max_steps=...))."
     )
 
     def checked(matvec, b):

@@ -395,6 +395,8 @@ def test_hypergradient_checks_its_linear_solve():
     one_step = LinearSolve("cg", max_steps=1)
     call = lambda **kw: hypergradient(validation, problem(2000), jnp.log(0.1),  # noqa: E731
                                       linear_solver=one_step, **kw)[0][1]  # fmt: skip
-    with pytest.raises(RuntimeError, match="hypergradient: the implicit-function linear system"):
+    with pytest.raises(RuntimeError, match="hypergradient: the implicit-function linear system"
+                       ) as failure:  # fmt: skip
         jax.block_until_ready(call())
+    assert "linear_solver=LinearSolve(..., max_steps=...)" in str(failure.value)  # the remedy
     assert bool(jnp.isnan(call(on_failure="nan")))
