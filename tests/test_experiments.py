@@ -23,8 +23,9 @@ TINY = {
                    "train.batch_size=32"],
     "ridge_tuning": ["train.steps=4", "train.chunk=2", "grid_points=5",
                      "sweep_tolerances=[1e-2,1e-6]"],  # fmt: skip
-    # one real image per class: the training set has the distilled set's shape (one inner fit)
-    "distillation": ["train.steps=4", "train.chunk=2", "test_fraction=0.995"],
+    # one real image per class in train and validation: both have the distilled set's shape
+    "distillation": ["train.steps=4", "train.chunk=2", "test_fraction=0.99",
+                     "validation_fraction=0.005", "l2_grid=[1e-2]"],  # fmt: skip
     # 719 train and 719 validation samples: one inner fit for both splits
     "reweighting": ["train.steps=4", "train.chunk=2", "validation_fraction=0.4"],
     "energy_sensitivity": ["system.num_particles=16", "minimise.solver=gradient_descent",
