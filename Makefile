@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs bench results clean
 
 # uv installs the project and its test extra (45 s on a fresh clone here, bytecode compiled,
 # against several minutes with pip); the bench extra keeps pip, which honours the
@@ -57,6 +57,11 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/hypergradient.py
 	$(BIN)/python benchmarks/generative.py
 	$(BIN)/python benchmarks/scaling.py
+
+# The experiments behind RESULTS.md at their reported settings and seeds, each into
+# benchmarks/records/NAME.json, and RESULTS.md's generated table rebuilt from the records.
+results: $(VENV)/.installed
+	$(BIN)/python benchmarks/reproduce.py
 
 clean:  # keeps runs/ (results)
 	rm -rf $(VENV) .pytest_cache .ruff_cache site
