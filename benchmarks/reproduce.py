@@ -73,8 +73,8 @@ def _number(value) -> str:
 
 
 def table(records: list[dict]) -> str:
-    """The markdown table of every record's headline figures: mean ± sd and the per-seed
-    values, with the seeds and the commit."""
+    """The markdown table of every record's headline figures (mean ± sd and the per-seed
+    values, with the seeds and the commit), then each experiment's protocol line."""
     lines = [
         "| experiment | figure | mean ± sd | per seed | seeds | commit |",
         "|---|---|---|---|---|---|",
@@ -92,6 +92,10 @@ def table(records: list[dict]) -> str:
             lines.append(
                 f"| `{record['name']}` | `{key}` | {value} | {runs} | {seeds} | {commit} |"
             )
+    entries = manifest()
+    lines.append("")
+    for record in records:
+        lines.append(f"- Protocol of `{record['name']}`: {entries[record['name']]['protocol']}.")
     return "\n".join(lines)
 
 

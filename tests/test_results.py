@@ -19,6 +19,7 @@ def test_every_entry_is_a_loadable_config_with_three_seeds_and_headline_figures(
         seeds = entry["seeds"]
         assert len(set(seeds)) == len(seeds) >= 3, name
         assert entry["headline"], name
+        assert entry["protocol"].strip(), f"{name}: say the splits, the selection, the seeds"
 
 
 def test_results_table_is_generated_from_the_records():
