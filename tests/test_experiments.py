@@ -77,7 +77,7 @@ TINY = {
                          "train.chunk=2", "train.batch_size=16", "evaluation.num_samples=40",
                          "evaluation.num_nll=8", "evaluation.num_trajectories=2",
                          "evaluation.plot_points=40", "evaluation.rtol=1e-3",
-                         "evaluation.atol=1e-3"],
+                         "evaluation.atol=1e-3", "evaluation.num_validation=8"],
     "nfe_quality": ["datasets=[eight_gaussians]", "model.width=8", "model.depth=1",
                     "model.time_frequencies=2", "train.steps=2", "train.chunk=2",
                     "train.batch_size=16", "evaluation.num_samples=40", "evaluation.num_nll=8",
@@ -106,7 +106,8 @@ HEADLINES = {
     "latent_sde_sine": [(("coverage",), 0.0, 1.0)],
     "latent_sde_lorenz": [(("test_reconstruction_rmse",), 0.0, 10.0)],
     "langevin_flow": [(("langevin_flow_co_bps",), -5.0, 1.0)],
-    "generative_toy2d": [(("main", "nll"), 1.0, 50.0), (("main", "w2"), 0.0, 100.0)],
+    "generative_toy2d": [(("main", "nll"), 1.0, 50.0), (("main", "w2"), 0.0, 100.0),
+                         (("main", "validation_nll"), 1.0, 50.0)],  # fmt: skip
     "nfe_quality": [(("results", "eight_gaussians/ot", "nll"), 1.0, 50.0),
                     (("results", "eight_gaussians/ot", "reference_w2"), 0.0, 100.0)],
     "ode_sde_gap": [(("results", 0, "dsm"), 0.0, 10.0), (("results", 0, "w2_floor"), 0.0, 50.0),

@@ -147,6 +147,20 @@ def _log_likelihood(model, x, rtol: float, atol: float):
     return log_likelihood(model, x, standard_normal(2).log_prob, rtol=rtol, atol=atol)
 
 
+class _ValidationNLL(eqx.Module):
+    """`{"nll": −mean log p(x)}` on validation points (`fit`'s evaluation); a failed solve
+    makes it NaN, never the best."""
+
+    x: Array
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+
+    def __call__(self, model, key):
+        log_p = log_likelihood(model, self.x, standard_normal(2).log_prob, rtol=self.rtol,
+                               atol=self.atol, on_failure="nan").value  # fmt: skip
+        return {"nll": -jnp.mean(log_p)}
+
+
 def _data_entropy(dataset: str, x: Array) -> float | None:
     """The data's differential entropy in nats where known: exact for the checkerboard, a
     Monte Carlo estimate `−mean log p(x)` on the test points for the eight Gaussians."""
@@ -244,6 +258,7 @@ class ToySurveyConfig:
 class ToyEvaluationConfig:
     num_samples: int = at_least(5000, 2)  # ODE samples and data samples for W2² (main pair)
     num_nll: int = at_least(2000, 2)  # fresh data points for the test NLL (main pair)
+    num_validation: int = at_least(1000, 2)  # validation NLL points (main pair, own key)
     rtol: float = positive(1e-5)  # dopri5 tolerances of sampling and likelihood
     atol: float = positive(1e-5)
     num_trajectories: int = at_least(12, 1)
@@ -293,6 +308,20 @@ def _check(cfg: DictConfig) -> None:
 # --- the experiment ---------------------------------------------------------------------------
 
 
+def _selection(cfg: DictConfig, dataset: str, root: PRNGKeyArray) -> dict:
+    """`fit`'s validation options for the main pair: the NLL of `evaluation.num_validation`
+    points drawn from a key that neither training nor the test uses, every
+    `train.eval_every` chunks; with `train.best_metric` the best step is the reported one."""
+    key = jax.random.fold_in(jax.random.fold_in(root, 3), DATASETS.index(dataset))
+    x = _toy2d(dataset, cfg.evaluation.num_validation, key=key)
+    return {
+        "eval_fn": _ValidationNLL(x, cfg.evaluation.rtol, cfg.evaluation.atol),
+        "eval_every": cfg.train.eval_every,
+        "best_metric": cfg.train.best_metric,
+        "mode": cfg.train.mode,
+    }
+
+
 def _pairs(cfg: DictConfig) -> list[tuple[str, str]]:
     """The main pair first, then every other pair of `datasets × families`."""
     main = (cfg.main_dataset, cfg.main_family)
@@ -335,8 +364,9 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             loss, build_model(cfg.model, key=init_key), jnp.zeros((1,)), optimizers[stage],
             steps=steps, batch_size=None, key=train_key, chunk=cfg.train.chunk, run_dir=fit_dir,
             checkpoint_every=cfg.train.checkpoint_every, resume=resume,
+            **(_selection(cfg, dataset, root) if stage == "main" else {}),
         )  # fmt: skip
-        model = result.model
+        model = result.model if result.best_model is None else result.best_model
         row, samples, paths = evaluate_flow(
             model, dataset, eval_key, num_samples=num_samples, num_nll=num_nll, rtol=e.rtol,
             atol=e.atol, floors=floors,
@@ -349,6 +379,8 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             "family": family,
             "stage": stage,
             "steps": steps,
+            "best_step": result.best_step,
+            "validation_nll": result.best_value,
             "batch_size": batch_size,
             "final_loss": float(np.mean(losses[-100:])) if losses else None,
             **row,
