@@ -78,14 +78,17 @@ class _Posterior(eqx.Module):
 def test_latent_sde_sine_band_leaves_failed_paths_out_and_counts_them():
     cfg = OmegaConf.structured(LatentSDESineConfig)
     cfg.data.num_test, cfg.evaluation.eval_samples, cfg.evaluation.grid_points = 20, 40, 11
-    obs_ts, xs, test_ts = sine_data(cfg)
+    cfg.data.num_validation = 20
+    obs_ts, xs, heldout = sine_data(cfg)
     offsets = jnp.linspace(-0.1, 0.1, 40)[:, None, None]
-    good = posterior_band(cfg, _Posterior(offsets, ()), obs_ts, xs, test_ts, key=KEY)
+    good = posterior_band(cfg, _Posterior(offsets, ()), obs_ts, xs, heldout, key=KEY)
     assert good["failed_paths"] == 0 and good["coverage"] == 1.0  # the truth is inside
+    assert good["validation_coverage"] == 1.0
     # Failing the samples with the largest offsets moves the band below the truth.
     failing = tuple(range(20, 40))
-    bad = posterior_band(cfg, _Posterior(offsets, failing), obs_ts, xs, test_ts, key=KEY)
+    bad = posterior_band(cfg, _Posterior(offsets, failing), obs_ts, xs, heldout, key=KEY)
     assert bad["failed_paths"] == 20 and bad["coverage"] == 0.0
+    assert bad["validation_coverage"] == 0.0
     assert np.isfinite(bad["band_mean_width"]) and np.isfinite(bad["median_rmse"])
     with pytest.raises(RuntimeError, match="all 40 posterior paths failed"):
-        posterior_band(cfg, _Posterior(offsets, tuple(range(40))), obs_ts, xs, test_ts, key=KEY)
+        posterior_band(cfg, _Posterior(offsets, tuple(range(40))), obs_ts, xs, heldout, key=KEY)
