@@ -40,7 +40,8 @@ def reproduce(name: str, entry: dict) -> dict:
     """Run one entry (resuming or reading back its run directory) and write its record."""
     from jaxdyn import experiments
 
-    commit = _git("rev-parse", "--short", "HEAD")
+    commit = _git("rev-parse", "--short", "HEAD")  # the code that runs, read before it runs
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     out = ROOT / "runs" / "results" / f"{name}-{commit}"
     experiment, cfg = experiments.load(ROOT / entry["config"], entry.get("overrides", []))
     seeds = entry["seeds"]
@@ -57,7 +58,7 @@ def reproduce(name: str, entry: dict) -> dict:
         "seeds": run["seeds"],
         "headline": entry["headline"],
         "commit": commit,
-        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "uncommitted_changes": dirty,
         "date": run["date"],
         "machine": run["machine"],
         "versions": run["versions"],
