@@ -106,7 +106,8 @@ HEADLINES = {
     "sde_fit": [(("drift_rel_l2_error",), 0.0, 10.0)],
     "latent_sde_sine": [(("coverage",), 0.0, 1.0), (("validation_coverage",), 0.0, 1.0)],
     "latent_sde_lorenz": [(("test_reconstruction_rmse",), 0.0, 10.0)],
-    "langevin_flow": [(("langevin_flow_co_bps",), -5.0, 1.0)],
+    "langevin_flow": [(("langevin_flow_co_bps",), -5.0, 1.0),
+                      (("metrics", "langevin_flow", "validation_co_bps", "mean"), -5.0, 1.0)],
     "generative_toy2d": [(("main", "nll"), 1.0, 50.0), (("main", "w2"), 0.0, 100.0),
                          (("main", "validation_nll"), 1.0, 50.0)],  # fmt: skip
     "nfe_quality": [(("results", "eight_gaussians/ot", "nll"), 1.0, 50.0),
@@ -206,3 +207,16 @@ def test_deq_digits_baseline_is_the_explicit_mlp_of_equal_size(width):
     expected = 64 * width + width + 2 * width**2 + width + 10 * width + 10
     assert count(DEQClassifier(m, key=jax.random.key(0))) == expected
     assert count(MLPClassifier(m, key=jax.random.key(0))) == expected + width
+
+
+def test_langevin_flow_glm_baseline_chooses_its_kernel_on_validation(tmp_path):
+    """The smoothing + GLM baseline's kernel width is the candidate with the best validation
+    co-bps (GLMs on the train trials), and the test figures use that width."""
+    out = tmp_path / "glm"
+    tiny = [o for o in TINY["langevin_flow"] if not o.startswith("model.models=")]
+    argv = ["run", "langevin_flow", *tiny, "model.models=[smoothing_glm]",
+            "model.smoothing_glm.kernel_sd_bins=[1.0,2.0]", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert row["kernel_sd_bins"] in (1.0, 2.0) and math.isfinite(row["validation_co_bps"])
+    assert math.isfinite(row["co_bps"])

@@ -43,6 +43,7 @@ finished runs and resumes an interrupted one from its checkpoint.
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -93,6 +94,7 @@ class LorenzSpikesConfig:
     )
     heldout_neurons: float = fraction(0.2)
     test_trials: float = fraction(0.2)
+    validation_trials: float = fraction(0.2)  # of all trials, taken from the train trials
 
 
 @dataclasses.dataclass
@@ -118,7 +120,12 @@ class SeqVAEConfig:
 
 @dataclasses.dataclass
 class SmoothingGLMConfig:
-    kernel_sd_bins: float = positive(4.0)
+    # Candidate widths of the smoothing kernel (bins); the one with the best validation
+    # co-bps is used.
+    kernel_sd_bins: list[float] = dataclasses.field(
+        default_factory=lambda: [2.0, 3.0, 4.0, 6.0],
+        metadata={"check": (lambda v: len(v) > 0 and min(v) > 0, "a non-empty list, each > 0")},
+    )
     alpha: float = at_least(0.3, 0.0)
     # held-in rates: NLB's smoothed counts, or a GLM per held-in neuron (denoised)
     heldin: str = choice("glm", ("smoothed", "glm"))
@@ -169,12 +176,18 @@ def make_dataset(cfg: DictConfig, seed: int) -> dict:
         trial_fraction=d.test_trials,
     )  # fmt: skip
     order = np.concatenate([np.asarray(split.heldin_neurons), np.asarray(split.heldout_neurons)])
+    # Validation trials: a random part of the train trials (its own key).
+    num_validation = round(d.validation_trials * d.num_trials)
+    pick = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(seed), 2),
+                                             split.train_trials.shape[0]))  # fmt: skip
+    train_trials = np.asarray(split.train_trials)
     return {
         "spikes": np.asarray(data.spikes)[..., order],
         "rates": np.asarray(data.rates)[..., order],
         "latents": np.asarray(data.latents),
         "heldin": int(split.heldin_neurons.shape[0]),
-        "train": np.asarray(split.train_trials),
+        "train": np.sort(train_trials[pick[num_validation:]]),
+        "validation": np.sort(train_trials[pick[:num_validation]]),
         "test": np.asarray(split.test_trials),
         "neurons": order,
     }
@@ -284,47 +297,81 @@ def _check(cfg: DictConfig) -> None:
             f"model.langevin_flow.decoder_width={m.decoder_width} must be divisible by "
             f"model.langevin_flow.heads={m.heads}"
         )
-    window = int(6 * g.kernel_sd_bins)
+    window = int(6 * max(g.kernel_sd_bins))
     if "smoothing_glm" in cfg.model.models and window > d.num_bins:
         raise ValueError(
-            f"model.smoothing_glm.kernel_sd_bins={g.kernel_sd_bins} gives a {window}-bin "
+            f"model.smoothing_glm.kernel_sd_bins={list(g.kernel_sd_bins)} gives a {window}-bin "
             f"window, longer than a trial (data.num_bins={d.num_bins})"
         )
-    train_trials = d.num_trials - round(d.test_trials * d.num_trials)
+    held_back = round(d.test_trials * d.num_trials) + round(d.validation_trials * d.num_trials)
+    train_trials = d.num_trials - held_back
+    if train_trials < 1 or round(d.validation_trials * d.num_trials) < 1:
+        raise ValueError(
+            f"data.test_trials={d.test_trials} and data.validation_trials="
+            f"{d.validation_trials} of data.num_trials={d.num_trials} leave no train or no "
+            "validation trial"
+        )
     if t.batch_size is not None and t.batch_size > train_trials:
         raise ValueError(f"train.batch_size={t.batch_size} exceeds the number of train trials")
 
 
-def _glm_predictions(cfg: DictConfig, data: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The smoothing baseline's rates of all neurons on the test trials, and its latents
-    (the GLM's inputs: log-smoothed held-in counts) on all trials."""
+def _glm_predictions(cfg: DictConfig, data: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The smoothing baseline's rates of all neurons on the test trials, its latents (the
+    GLM's inputs: log-smoothed held-in counts) on all trials, and the kernel width chosen by
+    validation co-bps (GLMs fitted on the train trials for each candidate)."""
     g, heldin, spikes = cfg.model.smoothing_glm, data["heldin"], data["spikes"]
-    train, test = data["train"], data["test"]
-    glm = smoothing_glm_baseline(
-        spikes[train][..., :heldin], spikes[train][..., heldin:], spikes[test][..., :heldin],
-        kernel_sd_bins=g.kernel_sd_bins, alpha=g.alpha, heldin=g.heldin,
-    )  # fmt: skip
-    pred = np.concatenate([np.asarray(glm.heldin_rates), np.asarray(glm.heldout_rates)], -1)
-    smooth = gaussian_smooth(spikes[..., :heldin], g.kernel_sd_bins)
-    return pred, np.log(np.asarray(smooth) + 1e-4)
+    train, validation, test = data["train"], data["validation"], data["test"]
+    held_out = np.concatenate([validation, test])  # one fit serves both
+    fits = {}
+    for width in g.kernel_sd_bins:
+        glm = smoothing_glm_baseline(
+            spikes[train][..., :heldin], spikes[train][..., heldin:],
+            spikes[held_out][..., :heldin], kernel_sd_bins=width, alpha=g.alpha,
+            heldin=g.heldin,
+        )  # fmt: skip
+        pred = np.concatenate([np.asarray(glm.heldin_rates), np.asarray(glm.heldout_rates)], -1)
+        on_validation = pred[: validation.size, :, heldin:]
+        score = float(co_bps(on_validation, spikes[validation][..., heldin:]))
+        fits[float(width)] = (score, pred[validation.size :])
+    width = max(fits, key=lambda w: fits[w][0])
+    smooth = gaussian_smooth(spikes[..., :heldin], width)
+    selection = {"validation_co_bps": fits[width][0], "kernel_sd_bins": width}
+    return fits[width][1], np.log(np.asarray(smooth) + 1e-4), selection
+
+
+class _ValidationCoBps(eqx.Module):
+    """`{"co_bps"}` of a VAE's held-out-neuron predictions on the validation trials (`fit`'s
+    evaluation; NaN, never the best, if every sample of a trial failed)."""
+
+    spikes: Array
+    heldin: int = eqx.field(static=True)
+    predict: Callable = eqx.field(static=True)
+
+    def __call__(self, model, key):
+        rates, _, _ = self.predict(model, self.spikes[..., : self.heldin], key=key)
+        return {"co_bps": co_bps(rates[..., self.heldin :], self.spikes[..., self.heldin :])}
 
 
 def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key) -> tuple:
-    """Train the VAE `name` on the train trials; its rates on the test trials and latents on
-    all trials (posterior means), the number of failed samples and the final loss."""
+    """Train the VAE `name` on the train trials (the step reported: the best validation
+    co-bps, with `train.best_metric`); its rates on the test trials and latents on all trials
+    (posterior means), the number of failed samples, the final loss and the selection."""
     model_key, train_key, eval_key = jax.random.split(key, 3)
     spikes, heldin, train = data["spikes"], data["heldin"], data["train"]
     model = build_model(name, cfg, heldin, spikes.shape[2], key=model_key)
     model = _with_bias(model, np.log(np.maximum(spikes[train].mean(axis=(0, 1)), 1e-3)))
     if name not in shared["losses"]:
         shared["losses"][name] = _loss_fn(heldin, cfg.model.kl_warmup)
+    validation = _ValidationCoBps(jnp.asarray(spikes[data["validation"]]), heldin,
+                                  shared["predict"])  # fmt: skip
     result = fit_from_config(
         shared["losses"][name], model, jnp.asarray(spikes[train]), cfg.train, key=train_key,
         run_dir=run_dir / "fits" / f"{name}-seed{seed}", resume=resume,
-        has_aux=True, optimizer=shared["optimizer"], with_step=True,
+        has_aux=True, optimizer=shared["optimizer"], with_step=True, eval_fn=validation,
     )  # fmt: skip
+    reported = result.model if result.best_model is None else result.best_model
     pred, latents, failed = map(np.asarray, shared["predict"](
-        result.model.model, jnp.asarray(spikes[..., :heldin]), key=eval_key))  # fmt: skip
+        reported.model, jnp.asarray(spikes[..., :heldin]), key=eval_key))  # fmt: skip
     lost = int(np.sum(failed == cfg.model.eval_samples))
     if lost:
         raise RuntimeError(
@@ -332,7 +379,8 @@ def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key)
             f"(seed {seed}): the latent solve left the finite numbers"
         )
     final_loss = float(result.losses[-1]) if result.losses.size else None
-    return pred[data["test"]], latents, int(failed.sum()), final_loss
+    selection = {"validation_co_bps": result.best_value, "best_step": result.best_step}
+    return pred[data["test"]], latents, int(failed.sum()), final_loss, selection
 
 
 def _evaluate(cfg, name, data, seed, run_dir, resume, shared) -> tuple[dict, Array, Array]:
@@ -341,9 +389,9 @@ def _evaluate(cfg, name, data, seed, run_dir, resume, shared) -> tuple[dict, Arr
     start = time.perf_counter()
     print(f"[langevin_flow] seed {seed}: {MODELS[name]}", flush=True)
     if name == "smoothing_glm":
-        (pred, latents), failed, final_loss = _glm_predictions(cfg, data), 0, None
+        (pred, latents, selection), failed, final_loss = _glm_predictions(cfg, data), 0, None
     else:
-        pred, latents, failed, final_loss = _trained_predictions(
+        pred, latents, failed, final_loss, selection = _trained_predictions(
             cfg, name, data, seed, run_dir, resume, shared, key=key
         )
     heldin, test, spikes = data["heldin"], data["test"], data["spikes"]
@@ -356,6 +404,7 @@ def _evaluate(cfg, name, data, seed, run_dir, resume, shared) -> tuple[dict, Arr
         "failed_samples": failed,
         "seconds": time.perf_counter() - start,
         "final_loss": final_loss,
+        **selection,
     }
     print(f"[langevin_flow] seed {seed}: {MODELS[name]}: " + ", ".join(
         f"{k} {row[k]:.3f}" for k in (*METRICS, "seconds")), flush=True)  # fmt: skip
@@ -401,6 +450,10 @@ def _report(cfg, run_dir, names, seeds, done, oracle, data) -> dict:
         name: {k: summary_stats([done[(name, s)].get(k, 0) for s in seeds]) for k in keys}
         for name in names
     }
+    for name in names:  # the selection's score, where every seed has one
+        values = [done[(name, s)].get("validation_co_bps") for s in seeds]
+        if all(v is not None for v in values):
+            stats[name]["validation_co_bps"] = summary_stats(values)
     oracle_stats = summary_stats([oracle[s] for s in seeds])
     predictions = {}
     for name in names:
