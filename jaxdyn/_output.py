@@ -1,10 +1,21 @@
-"""Where a run or a sweep writes when the user names no directory."""
+"""Where a run or a sweep writes when the user names no directory, and what a run directory
+says about itself before anything is imported to read it (the CLI reads it before JAX starts)."""
 
 import datetime
 import itertools
+import json
 from pathlib import Path
 
-__all__ = ["new_output_dir"]
+__all__ = ["SEEDS_FILE", "new_output_dir", "read_seeds"]
+
+SEEDS_FILE = "seeds.json"
+
+
+def read_seeds(run_dir: str | Path) -> list[int] | None:
+    """The seeds of the multi-seed run in `run_dir` (its `seeds.json`), or `None` for a
+    single run."""
+    path = Path(run_dir) / SEEDS_FILE
+    return json.loads(path.read_text())["seeds"] if path.is_file() else None
 
 
 def new_output_dir(root: str, name: str) -> Path:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._output import read_seeds
 from .config import ConfigError, closest, to_yaml
 
 __all__ = ["main"]
@@ -107,29 +108,36 @@ def _execute(experiments, experiment, cfg, out, resume: bool) -> tuple[Path, dic
         return experiments.execute(experiment, cfg, out=scratch, resume=resume)
 
 
-def _check_seeds(args) -> None:
-    """`--seeds` is a multi-seed run of one process; the config's own `seed` is then set per
-    run."""
+def _seeds(args) -> list[int] | None:
+    """The seeds of a multi-seed run (`--seeds`, or those of the run directory resumed),
+    checked before anything starts: one process runs them in turn, and each sets the config's
+    `seed`."""
+    if args.resume is not None and args.seeds is not None:
+        raise ConfigError("--resume continues the seeds its directory was started with; "
+                          "drop --seeds")  # fmt: skip
+    seeds = args.seeds if args.resume is None else read_seeds(args.resume)
+    if seeds is None:
+        return None
     if any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides):
-        raise ConfigError("give the override seed=… or --seeds, not both")
-    if args.distributed or args.coordinator is not None:
-        raise ConfigError("--seeds runs its seeds in turn in one process; it does not go with "
-                          "a multi-process run (--coordinator, --distributed)")  # fmt: skip
+        raise ConfigError("a multi-seed run sets the config key seed per run: drop the "
+                          "override seed=…")  # fmt: skip
+    flags = (args.distributed, args.coordinator, args.num_processes, args.process_id)
+    if any(flag not in (None, False) for flag in flags):
+        raise ConfigError("a multi-seed run runs its seeds in turn in one process; it does not "
+                          "go with --coordinator, --num-processes, --process-id or "
+                          "--distributed")  # fmt: skip
+    return seeds
 
 
 def _cmd_run(args) -> int:
+    seeds = _seeds(args)
     _join_processes(args)
     from . import experiments
     from .train import is_primary
 
-    seeds = args.seeds
     if args.resume is not None:
         if args.out is not None and Path(args.out) != Path(args.resume):
             raise ConfigError("--out and --resume name different directories; give one")
-        if seeds is not None:
-            raise ConfigError("--resume continues the seeds its directory was started with; "
-                              "drop --seeds")  # fmt: skip
-        seeds = experiments.read_seeds(args.resume)
         path = _resolve_config(args.config) if args.config else Path(args.resume) / "config.yaml"
         if not path.is_file():
             raise ConfigError(f"cannot resume: {args.resume} holds no run (no config.yaml)")
@@ -138,8 +146,6 @@ def _cmd_run(args) -> int:
         raise ConfigError("run needs a CONFIG (a path or a name in configs/), or --resume DIR")
     else:
         path, out = _resolve_config(args.config), args.out
-    if seeds is not None:
-        _check_seeds(args)
     experiment, cfg = experiments.load(path, args.overrides)
     if seeds is None:
         run_dir, summary = _execute(experiments, experiment, cfg, out, args.resume is not None)
@@ -242,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.extend(s for s in args.seeds if "=" in s)
         bad = [s for s in args.seeds if "=" not in s and not s.isdigit()]
         if bad:
-            parser.error(f"--seeds takes non-negative integers, got {' '.join(bad)}")
+            parser.error(f"--seeds takes non-negative integers, got {' '.join(bad)} (put "
+                         "CONFIG before --seeds)")  # fmt: skip
         args.seeds = [int(s) for s in args.seeds if "=" not in s]
     if args.command == "run" and args.resume and args.config and "=" in args.config:
         if not Path(args.config).is_file():

@@ -61,7 +61,8 @@ def test_config_found_by_name(capsys):
         (["run", QUICKSTART, "experiment=other"], "'experiment' cannot be overridden"),
         (["run", QUICKSTART, *TINY, "solve.solver=euler"], "solver Euler has no error estimate"),
         (["run", QUICKSTART, "--seeds", "0", "2", "0"], "--seeds must be distinct non-negative"),
-        (["run", QUICKSTART, "seed=3", "--seeds", "0", "1"], "give the override seed=… or --seeds"),
+        (["run", QUICKSTART, "seed=3", "--seeds", "0", "1"], "drop the override seed=…"),
+        (["run", QUICKSTART, "--seeds", "0", "1", "--num-processes", "2"], "not go with"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -260,7 +261,8 @@ def test_seeds_run_each_seed_and_report_mean_std_and_runs(tmp_path, capsys):
     probe = dataclasses.replace(experiments.get("quickstart"), run=stand_in)
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(_registry._REGISTRY, "quickstart", probe)
-        argv = ["run", QUICKSTART, "--seeds", "0", "1", "2", "train.steps=7", "--out", str(out)]
+        argv = ["run", QUICKSTART, "--seeds", "0", "1", "2", "train.steps=7",
+                "train.schedule=constant", "--out", str(out)]  # fmt: skip
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert f"run failed in {out / 'seed_1'}: ValueError: boom on seed 1" in err
@@ -269,6 +271,9 @@ def test_seeds_run_each_seed_and_report_mean_std_and_runs(tmp_path, capsys):
         assert (out / "seed_0" / "summary.json").is_file() and not (out / "summary.json").exists()
         assert main(["run", "--resume", str(out), "--seeds", "1"]) == 2
         assert "drop --seeds" in capsys.readouterr().err
+        # Seed 0 finished at 7 steps: a resume may not train the others longer.
+        assert main(["run", "--resume", str(out), "train.steps=9"]) == 2
+        assert "a multi-seed run resumes with its config unchanged" in capsys.readouterr().err
         failing.clear()
         assert main(["run", "--resume", str(out)]) == 0
     assert calls == [(0, False), (1, False), (1, True), (2, False)]  # seed 0 is not run again
@@ -317,3 +322,17 @@ def test_a_check_failing_inside_a_compiled_program_is_named_in_the_one_line(
         f"jaxdyn: error: run failed in {out}: {error}: inner solve did not converge ("
     )
     assert "inner solve did not converge" in (out / "error.log").read_text()
+
+
+def test_resume_check_handles_a_config_without_a_train_section():
+    """`energy_sensitivity` has no `train` section: its resume check names a changed key as
+    for any run (it raised a raw attribute error, so an interrupted `make results` could not
+    continue there)."""
+    from jaxdyn.config import ConfigError
+    from jaxdyn.experiments import _runner
+
+    _, cfg = experiments.load(ROOT / "configs" / "energy_sensitivity.yaml")
+    _, other = experiments.load(ROOT / "configs" / "energy_sensitivity.yaml", ["seed=5"])
+    _runner._check_resumable(cfg, cfg, Path("run"))
+    with pytest.raises(ConfigError, match="config key 'seed' changed"):
+        _runner._check_resumable(cfg, other, Path("run"))

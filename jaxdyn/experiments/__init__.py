@@ -4,6 +4,7 @@ adding one touches only its module and its YAML in `configs/`."""
 import importlib
 import pkgutil
 
+from .._output import read_seeds as read_seeds
 from ._registry import Experiment as Experiment
 from ._registry import get as get
 from ._registry import names as names
@@ -13,7 +14,6 @@ from ._runner import RunInterrupted as RunInterrupted
 from ._runner import execute as execute
 from ._runner import execute_seeds as execute_seeds
 from ._runner import load as load
-from ._runner import read_seeds as read_seeds
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):

@@ -14,12 +14,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from .._environment import machine, versions
-from .._output import new_output_dir
+from .._output import SEEDS_FILE, new_output_dir, read_seeds
 from ..config import ConfigError, load_config, read_experiment_name, to_yaml
 from ._records import flatten, seed_statistics
 from ._registry import Experiment, get
 
-__all__ = ["RunFailed", "RunInterrupted", "execute", "execute_seeds", "load", "read_seeds"]
+__all__ = ["RunFailed", "RunInterrupted", "execute", "execute_seeds", "load"]
 
 
 class RunFailed(RuntimeError):
@@ -87,18 +87,24 @@ def _run_dir(experiment: Experiment, out: str | Path | None) -> Path:
     return run_dir
 
 
-def _check_resumable(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> None:
-    """A resumed run must be the interrupted one: only `train.steps` may change, and only
-    with a constant learning rate (a schedule's horizon is `train.steps`)."""
+def _check_resumable(
+    saved: DictConfig, cfg: DictConfig, run_dir: Path, *, extend: bool = True
+) -> None:
+    """A resumed run must be the interrupted one: only `train.steps` may change, only with a
+    constant learning rate (a schedule's horizon is `train.steps`), and only with `extend`
+    (a multi-seed run allows no change: its finished seeds would not be comparable)."""
     old = flatten(OmegaConf.to_container(saved, resolve=True))
     new = flatten(OmegaConf.to_container(cfg, resolve=True))
-    allowed = {"train.steps"} if cfg.train.schedule == "constant" else set()
+    constant = "train" in cfg and cfg.train.get("schedule") == "constant"
+    allowed = {"train.steps"} if extend and constant else set()
     for key in sorted(old.keys() | new.keys()):
         if old.get(key) != new.get(key) and key not in allowed:
+            rule = "only train.steps may change, and only with train.schedule=constant"
+            if not extend:
+                rule = "a multi-seed run resumes with its config unchanged"
             raise ConfigError(
                 f"cannot resume {run_dir} with config key '{key}' changed "
-                f"({old.get(key)!r} -> {new.get(key)!r}); only train.steps may change, and "
-                "only with train.schedule=constant. Start a new run instead"
+                f"({old.get(key)!r} -> {new.get(key)!r}); {rule}. Start a new run instead"
             )
 
 
@@ -135,6 +141,7 @@ def execute(
     except Exception as error:  # any failure of the run: record it, keep what was written
         (run_dir / "error.log").write_text("".join(traceback.format_exception(error)))
         raise RunFailed(run_dir, error) from error
+    (run_dir / "error.log").unlink(missing_ok=True)  # a failure that resuming got past
     record = {
         "experiment": experiment.name,
         **summary,
@@ -154,15 +161,7 @@ def _provenance() -> dict:
     }
 
 
-SEEDS_FILE = "seeds.json"
 _NOT_STATISTICS = ("resumed", "date", "machine", "versions")
-
-
-def read_seeds(run_dir: str | Path) -> list[int] | None:
-    """The seeds of the multi-seed run in `run_dir` (its `seeds.json`), or `None` for a
-    single run."""
-    path = Path(run_dir) / SEEDS_FILE
-    return json.loads(path.read_text())["seeds"] if path.is_file() else None
 
 
 def execute_seeds(
@@ -188,11 +187,16 @@ def execute_seeds(
     seeds = [int(s) for s in seeds]
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds must be distinct non-negative integers, got {seeds}")
+    if cfg.get("num_seeds", 1) > 1:
+        raise ConfigError(
+            f"{experiment.name} runs num_seeds={cfg.num_seeds} seeds from its seed itself: with "
+            "--seeds give num_seeds=1 (otherwise the seeds' runs overlap)"
+        )
     if resume:
         run_dir = Path(out)
         if read_seeds(run_dir) != seeds:
             raise ConfigError(f"cannot resume: {run_dir} holds no run of seeds {seeds}")
-        _check_resumable(OmegaConf.load(run_dir / "config.yaml"), cfg, run_dir)
+        _check_resumable(OmegaConf.load(run_dir / "config.yaml"), cfg, run_dir, extend=False)
     else:
         run_dir = _run_dir(experiment, out)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))

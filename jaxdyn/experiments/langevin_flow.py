@@ -176,10 +176,11 @@ def make_dataset(cfg: DictConfig, seed: int) -> dict:
         trial_fraction=d.test_trials,
     )  # fmt: skip
     order = np.concatenate([np.asarray(split.heldin_neurons), np.asarray(split.heldout_neurons)])
-    # Validation trials: a random part of the train trials (its own key).
+    # Validation trials: a random part of the train trials, by a key no model uses (the
+    # models' keys are `fold_in(key(seed), 1 + model index)`).
     num_validation = round(d.validation_trials * d.num_trials)
-    pick = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(seed), 2),
-                                             split.train_trials.shape[0]))  # fmt: skip
+    validation_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), 1)
+    pick = np.asarray(jax.random.permutation(validation_key, split.train_trials.shape[0]))
     train_trials = np.asarray(split.train_trials)
     return {
         "spikes": np.asarray(data.spikes)[..., order],
