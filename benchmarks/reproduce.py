@@ -33,22 +33,45 @@ def manifest() -> dict:
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"reproduce: git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def code_version() -> dict:
+    """The commit, and whether tracked files other than the records and RESULTS.md (which
+    this script writes) differ from it."""
+    excluded = [":!benchmarks/records", ":!benchmarks/RESULTS.md"]
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
+    return {"commit": _git("rev-parse", "--short", "HEAD"), "uncommitted_changes": bool(status)}
 
 
 def reproduce(name: str, entry: dict) -> dict:
-    """Run one entry (resuming or reading back its run directory) and write its record."""
+    """Run one entry (resuming or reading back its run directory) and write its record. The
+    directory keeps the code version it was started with; a finished or interrupted one is
+    used only if it holds this entry's config and seeds."""
     from jaxdyn import experiments
+    from jaxdyn.config import to_yaml
 
-    commit = _git("rev-parse", "--short", "HEAD")  # the code that runs, read before it runs
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    out = ROOT / "runs" / "results" / f"{name}-{commit}"
+    version = code_version()
+    out = ROOT / "runs" / "results" / f"{name}-{version['commit']}"
     experiment, cfg = experiments.load(ROOT / entry["config"], entry.get("overrides", []))
     seeds = entry["seeds"]
+    if (out / "config.yaml").is_file():
+        if (out / "config.yaml").read_text() != to_yaml(cfg) or (
+            experiments.read_seeds(out) != seeds
+        ):
+            raise SystemExit(f"reproduce: {out} holds a run of another config or other seeds "
+                             "than results.yaml's: remove it")  # fmt: skip
+        version = json.loads((out / "version.json").read_text())
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "version.json").write_text(json.dumps(version) + "\n")
     if (out / "summary.json").is_file():
         run = json.loads((out / "summary.json").read_text())
     else:
-        resume = experiments.read_seeds(out) == seeds
+        resume = (out / "config.yaml").is_file()
         run = experiments.execute_seeds(experiment, cfg, seeds, out=out, resume=resume)[1]
     record = {
         "name": name,
@@ -57,8 +80,7 @@ def reproduce(name: str, entry: dict) -> dict:
         "overrides": entry.get("overrides", []),
         "seeds": run["seeds"],
         "headline": entry["headline"],
-        "commit": commit,
-        "uncommitted_changes": dirty,
+        **version,
         "date": run["date"],
         "machine": run["machine"],
         "versions": run["versions"],

@@ -159,6 +159,9 @@ def test_experiment_smoke(name, tmp_path):
         ("digits_generation", ["data.test_fraction=0.6", "evaluation.samples_per_class=200"],
          "data.test_fraction=0.6 leaves a training split smaller than the test split"),
         ("logistic_tuning", ["grid_min=3.0"], "grid_min (3.0) must be below grid_max (3.0)"),
+        ("deq_digits", ["validation_fraction=0.001"], "rounds to no validation image"),
+        ("distillation", ["test_fraction=0.5", "validation_fraction=0.6"], "digits needs"),
+        ("langevin_flow", ["model.langevin_flow.heads=3"], "must be divisible by"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

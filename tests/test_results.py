@@ -25,9 +25,12 @@ def test_every_entry_is_a_loadable_config_with_three_seeds_and_headline_figures(
 def test_results_table_is_generated_from_the_records():
     records = reproduce.records()
     entries = reproduce.manifest()
+    assert {r["name"] for r in records} == set(entries), "an entry has no record: run it"
     for record in records:
-        assert record["seeds"] == entries[record["name"]]["seeds"], record["name"]
-        assert record["headline"] == entries[record["name"]]["headline"], record["name"]
+        entry = entries[record["name"]]
+        for key in ("seeds", "headline", "config"):
+            assert record[key] == entry[key], (record["name"], key)
+        assert record["overrides"] == entry.get("overrides", []), record["name"]
         for key in record["headline"]:
             assert key in record["statistics"], (record["name"], key)
     text = reproduce.RESULTS.read_text()

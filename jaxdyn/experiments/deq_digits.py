@@ -176,6 +176,15 @@ def _check(cfg: DictConfig) -> None:
             f"test_fraction + validation_fraction = {cfg.test_fraction + cfg.validation_fraction}"
             " leaves under 10% of the images for training"
         )
+    try:
+        split = digits(test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction)
+    except ValueError as error:  # fractions that leave no training image
+        raise ConfigError(str(error)) from None
+    if "validation" not in split:
+        raise ConfigError(
+            f"validation_fraction={cfg.validation_fraction} rounds to no validation image in "
+            "any class"
+        )
 
 
 def _train(cfg, model, loss_fn, data, validation, run_dir, resume, key, has_aux):

@@ -186,15 +186,24 @@ def _tolerance_sweep(cfg, implicit_loss, exact_loss, xt, yt, xv, yv) -> list[dic
 
 
 def _sweep_summary(sweep: list[dict]) -> dict:
-    """The sweep's rows, and over the points above `_SWEEP_FLOOR`: the log-log slope of the
-    hypergradient error against the solution error (1 for a linear bound) and the largest
-    ratio of the two (an estimate of the bound's constant C)."""
-    above = [r for r in sweep if r["solution_error"] > _SWEEP_FLOOR]
+    """The sweep's rows, and over the points above `_SWEEP_FLOOR` (and with a non-zero
+    error): the log-log slope of the hypergradient error against the solution error, one
+    slope shared by the log λ values with an intercept each (1 for a linear bound), and the
+    largest ratio of the two errors (an estimate of the bound's constant C)."""
+    above = [
+        r for r in sweep if r["solution_error"] > _SWEEP_FLOOR and r["hypergradient_abs_error"] > 0
+    ]
+    x_dev, y_dev = [], []
+    for theta in {r["log_lambda"] for r in above}:
+        points = [r for r in above if r["log_lambda"] == theta]
+        x = np.log([r["solution_error"] for r in points])
+        y = np.log([r["hypergradient_abs_error"] for r in points])
+        x_dev.extend(x - x.mean())
+        y_dev.extend(y - y.mean())
+    x_dev, y_dev = np.asarray(x_dev), np.asarray(y_dev)
     slope = ratio = None
-    if len({r["solution_error"] for r in above}) >= 2:
-        x = np.log([r["solution_error"] for r in above])
-        y = np.log([max(r["hypergradient_abs_error"], 1e-300) for r in above])
-        slope = float(np.polyfit(x, y, 1)[0])
+    if np.sum(x_dev**2) > 0:
+        slope = float(np.sum(x_dev * y_dev) / np.sum(x_dev**2))
         ratio = max(r["hypergradient_abs_error"] / r["solution_error"] for r in above)
     return {"tolerance_sweep": sweep, "sweep_error_slope": slope, "sweep_error_ratio_max": ratio}
 

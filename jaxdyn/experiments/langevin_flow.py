@@ -54,7 +54,16 @@ from jaxtyping import Array, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..baselines import gaussian_smooth, smoothing_glm_baseline
-from ..config import TrainConfig, at_least, choice, distinct_names, fraction, positive, section
+from ..config import (
+    ConfigError,
+    TrainConfig,
+    at_least,
+    choice,
+    distinct_names,
+    fraction,
+    positive,
+    section,
+)
 from ..data import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
@@ -294,26 +303,26 @@ def _table(stats: dict, oracle: dict) -> str:
 def _check(cfg: DictConfig) -> None:
     m, g, d, t = cfg.model.langevin_flow, cfg.model.smoothing_glm, cfg.data, cfg.train
     if m.decoder_width % m.heads:
-        raise ValueError(
+        raise ConfigError(
             f"model.langevin_flow.decoder_width={m.decoder_width} must be divisible by "
             f"model.langevin_flow.heads={m.heads}"
         )
     window = int(6 * max(g.kernel_sd_bins))
     if "smoothing_glm" in cfg.model.models and window > d.num_bins:
-        raise ValueError(
+        raise ConfigError(
             f"model.smoothing_glm.kernel_sd_bins={list(g.kernel_sd_bins)} gives a {window}-bin "
             f"window, longer than a trial (data.num_bins={d.num_bins})"
         )
     held_back = round(d.test_trials * d.num_trials) + round(d.validation_trials * d.num_trials)
     train_trials = d.num_trials - held_back
     if train_trials < 1 or round(d.validation_trials * d.num_trials) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"data.test_trials={d.test_trials} and data.validation_trials="
             f"{d.validation_trials} of data.num_trials={d.num_trials} leave no train or no "
             "validation trial"
         )
     if t.batch_size is not None and t.batch_size > train_trials:
-        raise ValueError(f"train.batch_size={t.batch_size} exceeds the number of train trials")
+        raise ConfigError(f"train.batch_size={t.batch_size} exceeds the number of train trials")
 
 
 def _glm_predictions(cfg: DictConfig, data: dict) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -412,10 +421,9 @@ def _evaluate(cfg, name, data, seed, run_dir, resume, shared) -> tuple[dict, Arr
     return row, pred, latents
 
 
-@register("langevin_flow", LangevinFlowExperimentConfig)
+@register("langevin_flow", LangevinFlowExperimentConfig, check=_check)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """LangevinFlow vs GRU sequential VAE vs smoothing+GLM on Lorenz spikes (co-bps, R²)."""
-    _check(cfg)
     names = list(cfg.model.models)
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
     # One optimiser, loss and predictor for the whole run: `fit` compiles once per model.
