@@ -32,12 +32,13 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, fraction, positive, section
+from ..config import TrainConfig, at_least, fraction, positive, section
 from ..data import digits
 from ..implicit import SolveInfo, argmin
 from ..plotting import Figure, loss_curve
 from ..train import read_metrics
 from ._registry import register
+from ._splits import check_digits_split
 from ._training import fit_from_config
 
 NUM_CLASSES = 10
@@ -238,20 +239,7 @@ def _distil(cfg: DictConfig, l2: float, train, run_dir: Path, resume: bool, key)
     return np.asarray(result.model.images), result
 
 
-def _check_split(cfg: DictConfig) -> None:
-    """The split must leave a validation image in some class (it selects the L2 strengths)."""
-    try:
-        split = digits(test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction)
-    except ValueError as error:  # fractions that leave no training image
-        raise ConfigError(str(error)) from None
-    if "validation" not in split:
-        raise ConfigError(
-            f"validation_fraction={cfg.validation_fraction} rounds to no validation image in "
-            "any class"
-        )
-
-
-@register("distillation", DistillationConfig, check=_check_split)
+@register("distillation", DistillationConfig, check=check_digits_split)
 def run_distillation(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Dataset distillation on load_digits: one learned image per class; target test acc >= 80%."""
     data = digits(test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction,
@@ -387,7 +375,7 @@ def _test_accuracies(cfg: DictConfig, data: dict, y_noisy, flipped, weights) -> 
     }
 
 
-@register("reweighting", ReweightingConfig, check=_check_split)
+@register("reweighting", ReweightingConfig, check=check_digits_split)
 def run_reweighting(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Bilevel sample reweighting under 30% label noise; targets +5 points test acc, AUROC 0.9."""
     from sklearn.metrics import roc_auc_score  # scikit-learn is imported where it is used

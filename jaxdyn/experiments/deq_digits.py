@@ -29,6 +29,7 @@ from ..models import DEQ, TanhCell
 from ..plotting import Figure, loss_curve
 from ..train import read_metrics
 from ._registry import register
+from ._splits import check_digits_split
 from ._training import fit_from_config
 
 
@@ -176,15 +177,7 @@ def _check(cfg: DictConfig) -> None:
             f"test_fraction + validation_fraction = {cfg.test_fraction + cfg.validation_fraction}"
             " leaves under 10% of the images for training"
         )
-    try:
-        split = digits(test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction)
-    except ValueError as error:  # fractions that leave no training image
-        raise ConfigError(str(error)) from None
-    if "validation" not in split:
-        raise ConfigError(
-            f"validation_fraction={cfg.validation_fraction} rounds to no validation image in "
-            "any class"
-        )
+    check_digits_split(cfg)
 
 
 def _train(cfg, model, loss_fn, data, validation, run_dir, resume, key, has_aux):
