@@ -107,7 +107,9 @@ def table(records: list[dict]) -> str:
         commit = record["commit"] + ("+" if record["uncommitted_changes"] else "")
         for key in record["headline"]:
             stats = record["statistics"][key]
-            if "true" in stats:
+            if "left_out" in stats:
+                value, runs = f"left out: {stats['left_out']}", ""
+            elif "true" in stats:
                 value, runs = f"{stats['true']} of {stats['of']}", ""
             else:
                 value = f"{_number(stats['mean'])} ± {_number(stats['std'])}"

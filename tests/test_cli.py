@@ -255,7 +255,8 @@ def test_seeds_run_each_seed_and_report_mean_std_and_runs(tmp_path, capsys):
         # A NaN on seed 2 only, in a figure of its own: counted, not averaged.
         return {"rel_l2": 0.1 * (cfg.seed + 1), "test": {"nll": float(cfg.seed), "n": 4},
                 "target_met": cfg.seed != 2, "gap": float("nan") if cfg.seed == 2 else 1.0,
-                "curve": [1.0, 2.0], "name": "x"}  # fmt: skip
+                "curve": [1.0, 2.0], "name": "x", **({"extra": 1.0} if cfg.seed == 0 else {}),
+                "flag": None if cfg.seed == 1 else True}  # fmt: skip
 
     out = tmp_path / "seeds"
     probe = dataclasses.replace(experiments.get("quickstart"), run=stand_in)
@@ -289,6 +290,8 @@ def test_seeds_run_each_seed_and_report_mean_std_and_runs(tmp_path, capsys):
     assert stats["target_met"] == {"true": 2, "of": 3}
     assert stats["gap"] == {"mean": None, "std": None, "runs": [1.0, 1.0, None], "non_finite": 1}
     assert "curve" not in stats and "name" not in stats and "resumed" not in stats
+    assert stats["extra"] == {"left_out": "reported by 1 of 3 runs"}  # said, not dropped
+    assert stats["flag"] == {"left_out": "a boolean in some runs only"}
     for seed in (0, 1, 2):
         config = (out / f"seed_{seed}" / "config.yaml").read_text()
         assert f"seed: {seed}\n" in config and "steps: 7" in config
@@ -336,3 +339,22 @@ def test_resume_check_handles_a_config_without_a_train_section():
     _runner._check_resumable(cfg, cfg, Path("run"))
     with pytest.raises(ConfigError, match="config key 'seed' changed"):
         _runner._check_resumable(cfg, other, Path("run"))
+
+
+def test_an_interrupted_multi_seed_run_says_how_to_resume_the_whole_run(tmp_path, capsys):
+    """Ctrl-C during a seed's run: exit 130, and the message resumes the parent directory
+    (the finished seeds are kept), not the seed's own."""
+    from jaxdyn.experiments import _registry
+
+    def stand_in(cfg, run_dir, resume):
+        if cfg.seed == 1:
+            raise KeyboardInterrupt
+        return {"value": 1.0}
+
+    out = tmp_path / "seeds"
+    probe = dataclasses.replace(experiments.get("quickstart"), run=stand_in)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(_registry._REGISTRY, "quickstart", probe)
+        assert main(["run", QUICKSTART, "--seeds", "0", "1", "--out", str(out)]) == 130
+    assert f"`jaxdyn run --resume {out}` continues" in capsys.readouterr().err
+    assert (out / "seed_0" / "summary.json").is_file()

@@ -58,32 +58,43 @@ def flatten(tree, prefix: str = "") -> dict:
 
 
 def seed_statistics(summaries: dict) -> dict:
-    """Per figure, over the runs of several seeds (`{seed: summary}`): for a number every run
-    reports, `{"mean", "std", "runs"}` (sample standard deviation, 0 for one run), or
-    `{"mean": None, "std": None, "runs", "non_finite"}` where a run reported a non-finite
-    value or `None` (a failed evaluation is counted, never averaged over); for a boolean
-    (e.g. `target_met`), `{"true", "of"}`. Keys are dotted paths into the summaries; figures
-    that not every run reports are left out."""
+    """Per figure (a number or boolean in some run), over the runs of several seeds
+    (`{seed: summary}`), under its dotted path:
+
+    - a number in every run: `{"mean", "std", "runs"}` (sample standard deviation, 0 for one
+      run); where a run reported a non-finite value or `None` (a failed evaluation),
+      `{"mean": None, "std": None, "runs", "non_finite"}`: counted, never averaged over;
+    - a boolean in every run (e.g. `target_met`): `{"true", "of"}`;
+    - otherwise `{"left_out": why}` (not reported by every run, or not of one kind), so that
+      no figure disappears without a word.
+    """
     leaves = [flatten(summary) for summary in summaries.values()]
-    number = (int, float)
     stats = {}
-    for key in leaves[0] if leaves else []:
-        values = [run.get(key, KeyError) for run in leaves]
-        if any(v is KeyError for v in values):
-            continue
-        if all(isinstance(v, bool) for v in values):
+    for key in dict.fromkeys(k for run in leaves for k in run):
+        values = [run.get(key, _MISSING) for run in leaves]
+        if not any(isinstance(v, int | float) for v in values):
+            continue  # not a figure: text, lists, or None everywhere
+        missing = sum(v is _MISSING for v in values)
+        if missing:
+            stats[key] = {"left_out": f"reported by {len(values) - missing} of {len(values)} runs"}
+        elif all(isinstance(v, bool) for v in values):
             stats[key] = {"true": sum(values), "of": len(values)}
-        elif all(v is None or (isinstance(v, number) and not isinstance(v, bool)) for v in values):
-            if all(v is None for v in values):
-                continue
-            finite = [v is not None and np.isfinite(v) for v in values]
-            runs = [None if v is None or not np.isfinite(v) else float(v) for v in values]
+        elif any(isinstance(v, bool) for v in values):
+            stats[key] = {"left_out": "a boolean in some runs only"}
+        elif all(v is None or isinstance(v, int | float) for v in values):
+            finite = [v is not None and bool(np.isfinite(v)) for v in values]
+            runs = [float(v) if ok else None for v, ok in zip(values, finite, strict=True)]
             if all(finite):
                 stats[key] = summary_stats(runs)
             else:
                 stats[key] = {"mean": None, "std": None, "runs": runs,
                               "non_finite": finite.count(False)}  # fmt: skip
+        else:
+            stats[key] = {"left_out": "a number in some runs only"}
     return stats
+
+
+_MISSING = object()
 
 
 def mean_se(values) -> dict:

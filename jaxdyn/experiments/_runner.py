@@ -164,6 +164,27 @@ def _provenance() -> dict:
 _NOT_STATISTICS = ("resumed", "date", "machine", "versions")
 
 
+def _run_seeds(experiment: Experiment, cfg: DictConfig, seeds: list[int], run_dir: Path) -> dict:
+    """`{seed: summary}`: the finished seeds read back, the others run (an interrupted one
+    resumed) in `run_dir/seed_<s>`."""
+    per_seed = {}
+    for i, seed in enumerate(seeds):
+        seed_dir = run_dir / f"seed_{seed}"
+        if (seed_dir / "summary.json").is_file():
+            per_seed[seed] = json.loads((seed_dir / "summary.json").read_text())
+            continue
+        print(f"jaxdyn: seed {seed} ({i + 1} of {len(seeds)}) in {seed_dir}", file=sys.stderr)
+        seed_cfg = copy.deepcopy(cfg)
+        with read_write(seed_cfg):
+            seed_cfg.seed = seed
+        started = (seed_dir / "config.yaml").is_file()
+        try:
+            per_seed[seed] = execute(experiment, seed_cfg, out=seed_dir, resume=started)[1]
+        except RunFailed as failure:
+            raise RunFailed(seed_dir, failure.__cause__, resume_dir=run_dir) from failure
+    return per_seed
+
+
 def execute_seeds(
     experiment: Experiment,
     cfg: DictConfig,
@@ -201,23 +222,10 @@ def execute_seeds(
         run_dir = _run_dir(experiment, out)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
         (run_dir / SEEDS_FILE).write_text(json.dumps({"seeds": seeds}) + "\n")
-    per_seed = {}
-    for i, seed in enumerate(seeds):
-        seed_dir = run_dir / f"seed_{seed}"
-        if (seed_dir / "summary.json").is_file():
-            per_seed[seed] = json.loads((seed_dir / "summary.json").read_text())
-            continue
-        print(f"jaxdyn: seed {seed} ({i + 1} of {len(seeds)}) in {seed_dir}", file=sys.stderr)
-        seed_cfg = copy.deepcopy(cfg)
-        with read_write(seed_cfg):
-            seed_cfg.seed = seed
-        started = (seed_dir / "config.yaml").is_file()
-        try:
-            per_seed[seed] = execute(experiment, seed_cfg, out=seed_dir, resume=started)[1]
-        except RunFailed as failure:
-            raise RunFailed(seed_dir, failure.__cause__, resume_dir=run_dir) from failure
-        except RunInterrupted:
-            raise RunInterrupted(run_dir) from None
+    try:  # Ctrl-C in a seed's run or between runs: resumable through `run_dir`
+        per_seed = _run_seeds(experiment, cfg, seeds, run_dir)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
     runs = {
         seed: {k: v for k, v in summary.items() if k not in _NOT_STATISTICS}
         for seed, summary in per_seed.items()
