@@ -20,6 +20,9 @@ them, so every contender solves the same SDE -- with a different Brownian path p
   shape=(batch, 4), key)))` with an elementwise product (a `ControlTerm` whose `prod` is
   `vf * control`), the field vmapped over the batch inside one solve, Euler, dt0 = 0.01,
   `SaveAt(t1=True)`, `RecursiveCheckpointAdjoint`;
+- `bare lax.scan`: the floor of any library here: the same Euler–Maruyama recursion
+  hand-written as a `lax.scan` over 100 steps with the increments drawn up front (no Diffrax,
+  no Brownian path object), backpropagated by JAX through the scan;
 - `torchsde sdeint` / `torchsde sdeint_adjoint`: `torchsde.sdeint(..., method="euler",
   dt=0.01)` with `noise_type="diagonal"`, `sde_type="ito"` and a fresh
   `torchsde.BrownianInterval(..., dt=0.01)` per step (times in float64, so that it takes
@@ -34,8 +37,9 @@ the first Adam step from the initial weights, a fresh optimiser state and the sa
 (torch: the same `BrownianInterval` entropy). After warm-up, the contenders are timed
 round-robin (one repetition of each per round, in a shuffled order), so that noise on a
 shared machine falls on all of them alike. Reported: median, interquartile range and
-min-max; jaxdyn over raw Diffrax (ratio of medians, and the median of the per-round ratios,
-which is less sensitive to drifting machine load); torchsde over jaxdyn joint, likewise.
+min-max; jaxdyn over raw Diffrax and over the bare scan (ratio of medians, and the median of
+the per-round ratios, which is less sensitive to drifting machine load); torchsde over jaxdyn
+joint, likewise.
 torch runs with `--torch-threads` threads (default: all cores) on `--device` (default: cuda
 when torch sees one, else cpu; model, data, times and Brownian interval on it, the same dtypes);
 on CUDA each timed call ends with `torch.cuda.synchronize()`, as each JAX call ends with
@@ -125,6 +129,24 @@ class RawSDE(eqx.Module):
 
     def __call__(self, y0, key):
         return self.solution(y0, key).ys[0]  # (batch, dim)
+
+
+class BareScanSDE(eqx.Module):
+    """The same Euler–Maruyama recursion as a bare `lax.scan`: `y ← y + f(y) dt + g(y) ⊙ √dt ξ`
+    with the `ξ` drawn up front."""
+
+    drift: MLPField
+    diffusion: MLPField
+
+    def __call__(self, y0, key):
+        steps = round((T1 - T0) / DT0)
+        noise = jnp.sqrt(DT0) * jax.random.normal(key, (steps, *y0.shape), y0.dtype)
+        f, g = JointField(self.drift), JointField(self.diffusion)
+
+        def step(y, dw):
+            return y + f(None, y, None) * DT0 + g(None, y, None) * dw, None
+
+        return jax.lax.scan(step, y0, noise)[0]
 
 
 def jaxdyn_loss(model: NeuralSDE, y0, key):
@@ -306,9 +328,10 @@ def summarise(contenders) -> list[dict]:
     for c in contenders:
         ms = times[c["name"]] * 1e3
         name = c["name"]
-        vs_vbt = paired_vbt = over_jaxdyn = paired_over = None
+        vs_vbt = paired_vbt = over_jaxdyn = paired_over = vs_bare = paired_bare = None
         if name.startswith("jaxdyn"):
             vs_vbt, paired_vbt = ratios(name, "diffrax VBT")
+            vs_bare, paired_bare = ratios(name, "bare lax.scan")
         if name.startswith("torchsde"):
             over_jaxdyn, paired_over = ratios(name, "jaxdyn joint")
         rows.append(
@@ -317,6 +340,8 @@ def summarise(contenders) -> list[dict]:
                 **spread(ms, "ms"),
                 "ratio_vs_diffrax_vbt": vs_vbt,
                 "paired_ratio_vs_diffrax_vbt": paired_vbt,
+                "ratio_vs_bare_scan": vs_bare,
+                "paired_ratio_vs_bare_scan": paired_bare,
                 "ratio_torchsde_over_jaxdyn_joint": over_jaxdyn,
                 "paired_ratio_torchsde_over_jaxdyn_joint": paired_over,
                 "compile_s": c.get("compile_s"),
@@ -433,6 +458,19 @@ def jax_contenders(drift, diffusion, zero_diffusion, y0, step_key) -> list[dict]
             lr=LR,
             zero_model=RawSDE(drift, zero_diffusion),
         )
+    )
+    bare = BareScanSDE(drift, diffusion)
+    contenders.append(
+        jax_step_contender(
+            "bare lax.scan",
+            bare,
+            raw_loss,
+            y0,
+            step_key,
+            lambda: steps_summary(round((T1 - T0) / DT0)),
+            lr=LR,
+            zero_model=BareScanSDE(drift, zero_diffusion),
+        )  # fmt: skip
     )
     return contenders
 
