@@ -99,7 +99,7 @@ _VALIDATION_DEFAULTS = {"eval_every": 1, "best_metric": None, "mode": "min", "pa
                         "ema_decay": None}  # fmt: skip
 
 
-def _validation_options(train: DictConfig, eval_fn: Callable | None) -> dict:
+def validation_options(train: DictConfig, eval_fn: Callable | None) -> dict:
     """`fit`'s evaluation keywords from the `train` section; a `ConfigError` naming the key
     when one is set for an experiment that has no validation split (no `eval_fn`)."""
     options = {name: train.get(name, default) for name, default in _VALIDATION_DEFAULTS.items()}
@@ -141,7 +141,7 @@ def fit_from_config(
     section's `eval_every`, `best_metric`, `mode`, `patience` and `ema_decay` (see `fit`);
     without it, setting any of them is a `ConfigError`.
     """
-    options = _validation_options(train, eval_fn)
+    options = validation_options(train, eval_fn)
     if with_step:
         loss_fn, model = _StepLoss(loss_fn), StepCounted(model)
         if eval_fn is not None:

@@ -84,6 +84,7 @@ from ..solve import odeint
 from ..train import fit, make_optimizer, read_metrics
 from ._records import append_result, start_results
 from ._registry import register
+from ._training import validation_options
 
 DATASETS = ("checkerboard", "eight_gaussians", "moons", "circles")
 FAMILIES = ("linear", "trigonometric", "encoder_decoder", "one_sided")
@@ -143,8 +144,9 @@ def _ode_paths(model, x0, num_times: int, rtol: float, atol: float):
 
 
 @eqx.filter_jit
-def _log_likelihood(model, x, rtol: float, atol: float):
-    return log_likelihood(model, x, standard_normal(2).log_prob, rtol=rtol, atol=atol)
+def _log_likelihood(model, x, rtol: float, atol: float, on_failure: str = "raise"):
+    return log_likelihood(model, x, standard_normal(2).log_prob, rtol=rtol, atol=atol,
+                          on_failure=on_failure)  # fmt: skip
 
 
 class _ValidationNLL(eqx.Module):
@@ -156,8 +158,7 @@ class _ValidationNLL(eqx.Module):
     atol: float = eqx.field(static=True)
 
     def __call__(self, model, key):
-        log_p = log_likelihood(model, self.x, standard_normal(2).log_prob, rtol=self.rtol,
-                               atol=self.atol, on_failure="nan").value  # fmt: skip
+        log_p = _log_likelihood(model, self.x, self.rtol, self.atol, on_failure="nan").value
         return {"nll": -jnp.mean(log_p)}
 
 
@@ -309,17 +310,15 @@ def _check(cfg: DictConfig) -> None:
 
 
 def _selection(cfg: DictConfig, dataset: str, root: PRNGKeyArray) -> dict:
-    """`fit`'s validation options for the main pair: the NLL of `evaluation.num_validation`
-    points drawn from a key that neither training nor the test uses, every
-    `train.eval_every` chunks; with `train.best_metric` the best step is the reported one."""
+    """`fit`'s validation options for the main pair (the `train` section's, as
+    `fit_from_config` maps them): the NLL of `evaluation.num_validation` points drawn from a
+    key that neither training nor the test uses; with `train.best_metric` the best step is the
+    reported one."""
     key = jax.random.fold_in(jax.random.fold_in(root, 3), DATASETS.index(dataset))
     x = _toy2d(dataset, cfg.evaluation.num_validation, key=key)
-    return {
-        "eval_fn": _ValidationNLL(x, cfg.evaluation.rtol, cfg.evaluation.atol),
-        "eval_every": cfg.train.eval_every,
-        "best_metric": cfg.train.best_metric,
-        "mode": cfg.train.mode,
-    }
+    return validation_options(
+        cfg.train, _ValidationNLL(x, cfg.evaluation.rtol, cfg.evaluation.atol)
+    )
 
 
 def _pairs(cfg: DictConfig) -> list[tuple[str, str]]:
