@@ -29,6 +29,7 @@ __all__ = [
     "fraction",
     "load_config",
     "positive",
+    "positive_list",
     "read_experiment_name",
     "to_yaml",
 ]
@@ -82,6 +83,20 @@ def section(schema: type, **defaults: Any) -> Any:
 def positive(default: Any) -> Any:
     """A numeric schema field whose value (when not null) must be `> 0`."""
     return dataclasses.field(default=default, metadata={"check": (lambda v: v > 0, "> 0")})
+
+
+def positive_list(default: Sequence[float], what: str = "numbers") -> Any:
+    """A list schema field whose value must be a non-empty list of numbers `> 0` (default: the
+    list `default`); `what` names them in the error."""
+    default = list(default)
+
+    def check(values) -> bool:
+        return len(values) > 0 and all(v > 0 for v in values)
+
+    return dataclasses.field(
+        default_factory=lambda: list(default),
+        metadata={"check": (check, f"a non-empty list of positive {what}")},
+    )
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 from omegaconf import DictConfig
 
-from ..config import TrainConfig, at_least, fraction, positive, section
+from ..config import TrainConfig, at_least, fraction, positive, positive_list, section
 from ..data import digits
 from ..implicit import SolveInfo, argmin
 from ..plotting import Figure, loss_curve
@@ -62,13 +62,6 @@ class InnerConfig(LBFGSConfig):
     l2: float = positive(1e-2)
 
 
-def _positive_list(default: list[float]):
-    return dataclasses.field(
-        default_factory=lambda: list(default),
-        metadata={"check": (lambda v: len(v) > 0 and min(v) > 0, "a non-empty list, each > 0")},
-    )
-
-
 @dataclasses.dataclass
 class DistillationConfig:
     experiment: str = "distillation"
@@ -79,10 +72,12 @@ class DistillationConfig:
     init_scale: float = at_least(0.1, 0.0)  # images start as sigmoid(init_scale · N(0, 1))
     # The inner L2 strength of each logistic regression (distilled, references), chosen on
     # the validation split from this grid; one distillation per value.
-    l2_grid: list[float] = _positive_list([1e-4, 1e-3, 1e-2, 1e-1])
+    l2_grid: list[float] = positive_list([1e-4, 1e-3, 1e-2, 1e-1], "L2 strengths")
     # The references' grid: reaching lower (at 1e-5 the distilled model's inner linear system
     # was not solved for one seed; the whole training set chose the smallest value above).
-    reference_l2_grid: list[float] = _positive_list([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    reference_l2_grid: list[float] = positive_list(
+        [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "L2 strengths"
+    )
     inner: LBFGSConfig = section(LBFGSConfig)
     train: TrainConfig = section(TrainConfig, steps=300, batch_size=None, lr=0.1, chunk=50)
 

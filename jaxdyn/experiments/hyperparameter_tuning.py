@@ -25,7 +25,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, positive
+from ..config import ConfigError, TrainConfig, at_least, positive, positive_list
 from ..implicit import argmin
 from ..plotting import Figure
 from ..train import read_metrics
@@ -77,9 +77,8 @@ class RidgeTuningConfig:
         default_factory=lambda: [0.0, -3.0],
         metadata={"check": (lambda v: len(v) > 0, "a non-empty list")},
     )
-    sweep_tolerances: list[float] = dataclasses.field(
-        default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12],
-        metadata={"check": (lambda v: len(v) > 0 and min(v) > 0, "a non-empty list, each > 0")},
+    sweep_tolerances: list[float] = positive_list(
+        [1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12], "tolerances"
     )
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(

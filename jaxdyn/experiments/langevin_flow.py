@@ -62,6 +62,7 @@ from ..config import (
     distinct_names,
     fraction,
     positive,
+    positive_list,
     section,
 )
 from ..data import heldout_split, lorenz_spikes
@@ -131,10 +132,7 @@ class SeqVAEConfig:
 class SmoothingGLMConfig:
     # Candidate widths of the smoothing kernel (bins); the one with the best validation
     # co-bps is used.
-    kernel_sd_bins: list[float] = dataclasses.field(
-        default_factory=lambda: [2.0, 3.0, 4.0, 6.0],
-        metadata={"check": (lambda v: len(v) > 0 and min(v) > 0, "a non-empty list, each > 0")},
-    )
+    kernel_sd_bins: list[float] = positive_list([2.0, 3.0, 4.0, 6.0], "widths (bins)")
     alpha: float = at_least(0.3, 0.0)
     # held-in rates: NLB's smoothed counts, or a GLM per held-in neuron (denoised)
     heldin: str = choice("glm", ("smoothed", "glm"))

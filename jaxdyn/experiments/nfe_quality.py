@@ -45,7 +45,15 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config import ConfigError, TrainConfig, at_least, distinct_names, positive, section
+from ..config import (
+    ConfigError,
+    TrainConfig,
+    at_least,
+    distinct_names,
+    positive,
+    positive_list,
+    section,
+)
 from ..data import toy2d
 from ..generative import (
     LinearInterpolant,
@@ -172,10 +180,6 @@ def steps_to_quality(
 # --- config -----------------------------------------------------------------------------------
 
 
-def _positive_list(values) -> bool:
-    return len(values) > 0 and all(v > 0 for v in values)
-
-
 @dataclasses.dataclass
 class NFECouplingConfig:
     epsilon: float = positive(0.05)  # Sinkhorn's entropic regularisation, relative to mean cost
@@ -185,15 +189,9 @@ class NFECouplingConfig:
 class NFEEvaluationConfig:
     num_samples: int = at_least(2000, 2)
     num_nll: int = at_least(1000, 2)
-    tolerances: list[float] = dataclasses.field(
-        default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
-        metadata={"check": (_positive_list, "a non-empty list of positive tolerances")},
-    )
+    tolerances: list[float] = positive_list([1e-1, 1e-2, 1e-3, 1e-4, 1e-5], "tolerances")
     fixed_solvers: list[str] = distinct_names(FIXED_SOLVERS, FIXED_SOLVERS)
-    step_counts: list[int] = dataclasses.field(
-        default_factory=lambda: [1, 2, 4, 8, 16, 32],
-        metadata={"check": (_positive_list, "a non-empty list of positive step counts")},
-    )
+    step_counts: list[int] = positive_list([1, 2, 4, 8, 16, 32], "step counts")
     reference_tol: float = positive(1e-5)  # dopri5 rtol = atol of the NLL and reference W2²
     reference_steps: int = at_least(200, 1)  # RK4 steps of the straightness integrals
     quality_factor: float = positive(0.5)  # "same quality": W2² within 0.5 x floor of ...
