@@ -149,14 +149,18 @@ def l2_on_validation(
     x, y, sample_weights, inner: "LBFGSConfig | DictConfig", grid, validation
 ) -> tuple[float, Params, float]:
     """`(l2, params, validation accuracy)`: the logistic regression fitted with each L2
-    strength of `grid` and the one with the best accuracy on `validation = (x, y)` (the
-    smallest strength among ties)."""
-    fits = []
-    for l2 in sorted(grid):
-        params, _ = fit_logistic(x, y, sample_weights, _with_l2(inner, l2))
-        fits.append((accuracy(params, *validation), -l2, params))
-    best = max(range(len(fits)), key=lambda i: fits[i][:2])
-    return -fits[best][1], fits[best][2], fits[best][0]
+    strength of `grid` and the one with the best accuracy on `validation = (x, y)`
+    (`best_l2`)."""
+    fits = {float(l2): fit_logistic(x, y, sample_weights, _with_l2(inner, l2))[0] for l2 in grid}
+    scores = {l2: accuracy(params, *validation) for l2, params in fits.items()}
+    l2 = best_l2(scores)
+    return l2, fits[l2], scores[l2]
+
+
+def best_l2(scores: dict[float, float]) -> float:
+    """The L2 strength with the best validation accuracy in `{l2: accuracy}`, the smallest
+    among ties."""
+    return max(scores, key=lambda l2: (scores[l2], -l2))
 
 
 def _with_l2(inner: "LBFGSConfig | DictConfig", l2: float) -> InnerConfig:
@@ -249,7 +253,7 @@ def run_distillation(cfg: DictConfig, run_dir: Path, resume: bool = False) -> di
         images, result = _distil(cfg, l2, (x_train, y_train), run_dir / f"l2_{l2:g}", resume, key)
         params, _ = fit_logistic(jnp.asarray(images), classes, None, _with_l2(cfg.inner, l2))
         runs[l2] = (accuracy(params, *validation), images, params, result)
-    l2 = max(runs, key=lambda v: (runs[v][0], -v))
+    l2 = best_l2({v: run[0] for v, run in runs.items()})
     val_acc, distilled, params, result = runs[l2]
 
     # References, each with its L2 strength chosen on validation: one random real image per

@@ -96,6 +96,11 @@ class MLPClassifier(eqx.Module):
     logits = __call__
 
 
+def _nll(logits, labels):
+    """Mean cross-entropy of `(batch, classes)` logits against integer labels."""
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+
+
 class _Scores(eqx.Module):
     """`{"accuracy", "nll"}` of a classifier on a split: `fit`'s validation evaluation."""
 
@@ -104,9 +109,8 @@ class _Scores(eqx.Module):
 
     def __call__(self, model, key):
         logits = jax.vmap(model.logits)(self.images)
-        log_p = jax.nn.log_softmax(logits)
         return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == self.labels),
-                "nll": -jnp.mean(jnp.take_along_axis(log_p, self.labels[:, None], 1))}  # fmt: skip
+                "nll": _nll(logits, self.labels)}  # fmt: skip
 
 
 def _parameters(model: eqx.Module) -> int:
@@ -132,8 +136,7 @@ def accuracy_and_iterations(model: DEQClassifier, images, labels) -> tuple[float
 
 def _cross_entropy(model: MLPClassifier, batch, key):
     x, y = batch
-    logits = jax.vmap(model)(x)
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+    return _nll(jax.vmap(model)(x), y)
 
 
 def _loss(model: DEQClassifier, batch, key, *, weight: float):
@@ -141,8 +144,7 @@ def _loss(model: DEQClassifier, batch, key, *, weight: float):
     x, y = batch
     e = jax.vmap(model.features)(x)
     z = jax.vmap(model.deq)(e)
-    logits = jax.vmap(model.decoder)(z)
-    nll = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+    nll = _nll(jax.vmap(model.decoder)(z), y)
 
     def penalty(z, e, key):
         return model.deq.jacobian_penalty(z, e, key=key)
