@@ -171,22 +171,21 @@ def posterior_band(cfg: DictConfig, model, obs_ts, xs, heldout, *, key: PRNGKeyA
         raise RuntimeError(f"latent_sde_sine: all {failed.size} posterior paths failed (NaN)")
     paths = paths[~failed]
     lower, median, upper = np.quantile(paths, [0.025, 0.5, 0.975], axis=0)
-    at_test, at_obs, on_grid = (np.searchsorted(times, t) for t in (test_ts, obs_ts, grid))
-    truth = _sine(d, test_ts)
+    at_test, on_grid = np.searchsorted(times, test_ts), np.searchsorted(times, grid)
     in_range = (times >= d.obs_range[0]) & (times <= d.obs_range[1])
 
-    def coverage(ts):
-        at, truth = np.searchsorted(times, ts), _sine(d, ts)
-        return float(np.mean((lower[at] <= truth) & (truth <= upper[at])))
+    def in_band(ts, values):
+        """The fraction of `values` at times `ts` inside the band."""
+        at = np.searchsorted(times, ts)
+        return float(np.mean((lower[at] <= values) & (values <= upper[at])))
 
+    validation_ts = heldout["validation"]
     return {
-        "coverage": coverage(test_ts),
-        "validation_coverage": coverage(heldout["validation"]),
+        "coverage": in_band(test_ts, _sine(d, test_ts)),
+        "validation_coverage": in_band(validation_ts, _sine(d, validation_ts)),
         "band_mean_width": float(np.mean(upper[in_range] - lower[in_range])),
-        "median_rmse": float(np.sqrt(np.mean((median[at_test] - truth) ** 2))),
-        "observed_in_band": float(
-            np.mean((lower[at_obs] <= xs[:, 0]) & (xs[:, 0] <= upper[at_obs]))
-        ),
+        "median_rmse": float(np.sqrt(np.mean((median[at_test] - _sine(d, test_ts)) ** 2))),
+        "observed_in_band": in_band(obs_ts, xs[:, 0]),
         "failed_paths": int(failed.sum()),
         "figure": (grid, paths[:, on_grid], lower[on_grid], upper[on_grid]),
     }
