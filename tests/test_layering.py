@@ -19,14 +19,15 @@ LAYERS = [
     {"implicit", "train"},
     {"data"},
     {"models"},
-    {"baselines", "generative"},  # capability packages; new families join this layer
+    {"baselines", "generative", "sysid"},  # capability packages; new families join this layer
     {"config", "plotting"},
     {"experiments"},
     {"sweep"},
     {"cli"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
-HEAVY = ("sklearn", "sktime", "ott", "ot", "matplotlib", "jaxopt", "torch", "tensorflow", "optuna")
+HEAVY = ("sklearn", "sktime", "ott", "ot", "matplotlib", "jaxopt", "torch", "tensorflow", "optuna",
+         "pysindy", "pydmd")  # fmt: skip
 
 
 def _modules():

@@ -1,0 +1,7 @@
+"""System identification: the equations or the linear structure behind data, differentiable.
+
+Sparse regression of dynamics (SINDy, Brunton, Proctor & Kutz 2016; its weak form, Messenger &
+Bortz 2021; PDE-FIND, Rudy et al. 2017) and linear models of delay embeddings (DMD, Hankel DMD,
+HAVOK, Brunton et al. 2017), in JAX: `jit`, `vmap` and `grad` go through every piece, where
+their anchors (pysindy, PyDMD) are NumPy and scikit-learn.
+"""
