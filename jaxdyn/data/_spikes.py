@@ -28,17 +28,14 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._checks import check_count, check_positive
 from ..solve import odeint
+from ._systems import LORENZ_PARAMETERS, lorenz_field
 
 __all__ = [
-    "LORENZ_PARAMETERS",
     "HeldoutSplit",
     "SpikeData",
     "heldout_split",
-    "lorenz_field",
     "lorenz_spikes",
 ]
-
-LORENZ_PARAMETERS = (10.0, 28.0, 8.0 / 3.0)
 
 
 class SpikeData(NamedTuple):
@@ -68,13 +65,6 @@ class HeldoutSplit(NamedTuple):
     heldout_neurons: Int[Array, " heldout"]
     train_trials: Int[Array, " train"]
     test_trials: Int[Array, " test"]
-
-
-def lorenz_field(t, y: Float[Array, " 3"], args: tuple[float, float, float]) -> Float[Array, " 3"]:
-    """The Lorenz vector field `(σ(y - x), x(ρ - z) - y, xy - βz)`, `args = (σ, ρ, β)`."""
-    sigma, rho, beta = args
-    x, y_, z = y[..., 0], y[..., 1], y[..., 2]
-    return jnp.stack([sigma * (y_ - x), x * (rho - z) - y_, x * y_ - beta * z], axis=-1)
 
 
 def lorenz_spikes(

@@ -5,9 +5,20 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..solve import odeint
 
-__all__ = ["SPIRAL_MATRIX", "spiral", "spiral_field"]
+__all__ = [
+    "LORENZ_PARAMETERS",
+    "LOTKA_VOLTERRA_PARAMETERS",
+    "SPIRAL_MATRIX",
+    "lorenz",
+    "lorenz_field",
+    "lotka_volterra_field",
+    "spiral",
+    "spiral_field",
+]
 
 SPIRAL_MATRIX = ((-0.1, 2.0), (-2.0, -0.1))
+LORENZ_PARAMETERS = (10.0, 28.0, 8.0 / 3.0)
+LOTKA_VOLTERRA_PARAMETERS = (1.3, 0.9, 0.8, 1.8)  # (α, β, γ, δ) of the UDE paper
 
 
 def spiral_field(t, y: Float[Array, " 2"], args: Float[Array, "2 2"]) -> Float[Array, " 2"]:
@@ -32,3 +43,39 @@ def spiral(
         spiral_field, y0, ts, args=A, solver="dopri5", rtol=1e-8, atol=1e-8, max_steps=100_000
     )
     return ts, sol.ys
+
+
+def lorenz_field(t, y: Float[Array, " 3"], args: tuple[float, float, float]) -> Float[Array, " 3"]:
+    """The Lorenz vector field `(σ(y - x), x(ρ - z) - y, xy - βz)`, `args = (σ, ρ, β)`."""
+    sigma, rho, beta = args
+    x, y_, z = y[..., 0], y[..., 1], y[..., 2]
+    return jnp.stack([sigma * (y_ - x), x * (rho - z) - y_, x * y_ - beta * z], axis=-1)
+
+
+def lorenz(
+    ts: Float[ArrayLike, " time"],
+    y0: Float[ArrayLike, " 3"] = (-8.0, 8.0, 27.0),
+    parameters: tuple[float, float, float] = LORENZ_PARAMETERS,
+    *,
+    tol: float | None = None,
+) -> Float[Array, "time 3"]:
+    """The Lorenz system (Lorenz 1963) from `y0` at times `ts`, solved with Dopri8 at rtol =
+    atol = `tol` (default 1e-10 for float64 `ts`, exact to regression accuracy; 1e-6 in
+    float32). The default `y0` is pysindy's Lorenz example's."""
+    ts = jnp.asarray(ts)
+    if tol is None:
+        tol = 1e-10 if ts.dtype == jnp.float64 else 1e-6
+    y0 = jnp.asarray(y0, ts.dtype)
+    args = tuple(jnp.asarray(p, ts.dtype) for p in parameters)
+    sol = odeint(lorenz_field, y0, ts, args=args, solver="dopri8", rtol=tol, atol=tol,
+                 max_steps=10 * len(ts) + 10_000)  # fmt: skip
+    return sol.ys
+
+
+def lotka_volterra_field(
+    t, y: Float[Array, " 2"], args: tuple[float, float, float, float]
+) -> Float[Array, " 2"]:
+    """Lotka–Volterra `(αx − βxy, γxy − δy)`, `args = (α, β, γ, δ)`."""
+    alpha, beta, gamma, delta = args
+    x, y_ = y[..., 0], y[..., 1]
+    return jnp.stack([alpha * x - beta * x * y_, gamma * x * y_ - delta * y_], axis=-1)
