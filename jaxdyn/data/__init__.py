@@ -1,5 +1,6 @@
 """Data: synthetic dynamical systems, trajectory and irregular-time-series utilities."""
 
+from ._burgers import burgers_gaussian as burgers_gaussian
 from ._digits import digits as digits
 from ._irregular import HermiteCoefficients as HermiteCoefficients
 from ._irregular import augment as augment

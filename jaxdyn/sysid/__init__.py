@@ -16,6 +16,10 @@ from .libraries import FourierLibrary as FourierLibrary
 from .libraries import Library as Library
 from .libraries import PolynomialLibrary as PolynomialLibrary
 from .libraries import TensorLibrary as TensorLibrary
+from .pde import PDEModel as PDEModel
+from .pde import fit_pde_find as fit_pde_find
+from .pde import pde_features as pde_features
+from .pde import weak_pde_form as weak_pde_form
 from .sindy import SINDy as SINDy
 from .sindy import SINDyEnsemble as SINDyEnsemble
 from .sindy import ensemble_sindy as ensemble_sindy
@@ -27,6 +31,6 @@ from .sparse import STLSQ as STLSQ
 from .sparse import SparseFit as SparseFit
 from .sparse import masked_ridge as masked_ridge
 from .weak import fit_weak_sindy as fit_weak_sindy
-from .weak import test_functions as test_functions
+from .weak import bump_functions as bump_functions
 from .weak import trapezoid_weights as trapezoid_weights
 from .weak import weak_form as weak_form

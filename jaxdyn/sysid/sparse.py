@@ -43,6 +43,14 @@ def _design(theta: ArrayLike, y: ArrayLike, caller: str) -> tuple[Array, Array]:
     return theta.astype(dtype), y.astype(dtype)
 
 
+def _column_norms(theta: Array, normalize: bool) -> Array:
+    """The features' 2-norms when `normalize` (ones otherwise; a zero column keeps norm 1)."""
+    if not normalize:
+        return jnp.ones(theta.shape[1], theta.dtype)
+    norms = jnp.linalg.norm(theta, axis=0)
+    return jnp.where(norms > 0, norms, 1.0)
+
+
 def masked_ridge(
     gram: Float[Array, "features features"],
     rhs: Float[Array, " features"],
@@ -78,14 +86,16 @@ class STLSQ(eqx.Module):
     final support.
 
     **Arguments:** `threshold` (traced: `vmap` over it), `alpha` (ridge weight), `max_iter`,
-    `unbias`, `on_failure` (`"raise"` when the support still changes after `max_iter`
-    refits, `"nan"`, or `"return"` with `converged = False`).
+    `unbias`, `normalize_columns` (threshold and ridge act on the coefficients of unit-norm
+    features, as pysindy's option), `on_failure` (`"raise"` when the support still changes
+    after `max_iter` refits, `"nan"`, or `"return"` with `converged = False`).
     """
 
     threshold: Float[ArrayLike, ""] = 0.1
     alpha: Float[ArrayLike, ""] = 0.05
     max_iter: int = eqx.field(static=True, default=20)
     unbias: bool = eqx.field(static=True, default=True)
+    normalize_columns: bool = eqx.field(static=True, default=False)
     on_failure: OnFailure = eqx.field(static=True, default="raise")
 
     def __check_init__(self):
@@ -96,6 +106,8 @@ class STLSQ(eqx.Module):
         self, theta: Float[ArrayLike, "samples features"], y: Float[ArrayLike, "samples ..."]
     ) -> SparseFit:
         theta, y = _design(theta, y, "STLSQ")
+        norms = _column_norms(theta, self.normalize_columns)
+        theta = theta / norms
         gram, rhs = theta.T @ theta, theta.T @ y  # (p, p), (p, targets)
         const_gram, const_rhs = jax.lax.stop_gradient((gram, rhs))
         threshold = jax.lax.stop_gradient(jnp.asarray(self.threshold, gram.dtype))
@@ -117,7 +129,7 @@ class STLSQ(eqx.Module):
             cond, body, (full, jnp.asarray(0), jnp.asarray(False))
         )
         final_alpha = jnp.zeros_like(alpha) if self.unbias else alpha
-        coefficients = solve(gram, rhs, support, final_alpha)
+        coefficients = solve(gram, rhs, support, final_alpha) / norms
         fit = SparseFit(coefficients, support, iterations, converged)
         return _failure(
             fit,
@@ -135,7 +147,7 @@ class SR3(eqx.Module):
     The sparse `w` is reported (refitted by least squares on its support with `unbias`).
 
     **Arguments:** `reg_weight` (λ, traced), `nu` (ν), `regularizer` (`"l0"` or `"l1"`),
-    `tol`, `max_iter`, `unbias`, `on_failure` (as `STLSQ`).
+    `tol`, `max_iter`, `unbias`, `normalize_columns` and `on_failure` (as `STLSQ`).
     """
 
     reg_weight: Float[ArrayLike, ""] = 0.005
@@ -144,6 +156,7 @@ class SR3(eqx.Module):
     tol: float = eqx.field(static=True, default=1e-5)
     max_iter: int = eqx.field(static=True, default=30)
     unbias: bool = eqx.field(static=True, default=False)
+    normalize_columns: bool = eqx.field(static=True, default=False)
     on_failure: OnFailure = eqx.field(static=True, default="raise")
 
     def __check_init__(self):
@@ -160,6 +173,8 @@ class SR3(eqx.Module):
         self, theta: Float[ArrayLike, "samples features"], y: Float[ArrayLike, "samples ..."]
     ) -> SparseFit:
         theta, y = _design(theta, y, "SR3")
+        norms = _column_norms(theta, self.normalize_columns)
+        theta = theta / norms
         nu = jnp.asarray(self.nu, theta.dtype)
         weight = self.reg_weight * nu
         gram, rhs = theta.T @ theta, theta.T @ y
@@ -185,6 +200,7 @@ class SR3(eqx.Module):
             coefficients = solve(gram, rhs, support, jnp.zeros((), gram.dtype))
         else:
             coefficients = w.T
+        coefficients = coefficients / norms
         fit = SparseFit(coefficients, support, iterations, converged)
         return _failure(
             fit,

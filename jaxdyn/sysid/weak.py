@@ -13,6 +13,7 @@ The test functions are `φ(t) = ((t − a)(b − t) / H²)^p` on subdomains `[a,
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -22,7 +23,7 @@ from .libraries import Library
 from .libraries import input_names as default_names
 from .sindy import POLYNOMIAL_2, STLSQ_DEFAULT, Optimizer, SINDy
 
-__all__ = ["fit_weak_sindy", "test_functions", "trapezoid_weights", "weak_form"]
+__all__ = ["fit_weak_sindy", "bump_functions", "trapezoid_weights", "weak_form"]
 
 
 def trapezoid_weights(ts: Float[ArrayLike, " time"]) -> Float[Array, " time"]:
@@ -32,19 +33,31 @@ def trapezoid_weights(ts: Float[ArrayLike, " time"]) -> Float[Array, " time"]:
     return 0.5 * (jnp.pad(gaps, (1, 0)) + jnp.pad(gaps, (0, 1)))
 
 
-def test_functions(
-    ts: Float[ArrayLike, " time"], centres: Float[ArrayLike, " k"], half_width: float, power: int
-) -> tuple[Float[Array, "k time"], Float[Array, "k time"]]:
-    """`φ_k(t)` and `φ_k'(t)` on `ts` for `φ_k = ((t − c_k + H)(c_k + H − t) / H²)^p` inside
-    `|t − c_k| < H`, zero outside."""
-    t = jnp.asarray(ts)[None, :]
-    c = jnp.asarray(centres, t.dtype)[:, None]
-    a, b = c - half_width, c + half_width
-    inside = (t > a) & (t < b)
-    base = jnp.where(inside, (t - a) * (b - t) / half_width**2, 0.0)
-    phi = base**power
-    dphi = power * base ** (power - 1) * (a + b - 2 * t) / half_width**2
-    return phi, jnp.where(inside, dphi, 0.0)
+def bump_functions(
+    ts: Float[ArrayLike, " time"],
+    centres: Float[ArrayLike, " k"],
+    half_width: float,
+    power: int,
+    derivatives: int = 1,
+) -> Float[Array, "derivatives+1 k time"]:
+    """`∂^j φ_k(t)`, `j = 0 … derivatives`, on `ts` for the bumps `φ_k = ((t − c_k + H)(c_k +
+    H − t) / H²)^p` inside `|t − c_k| < H` and zero outside (`power > derivatives` keeps every
+    derivative continuous at the ends of the support)."""
+    if power <= derivatives:
+        raise ValueError(f"power={power} must exceed derivatives={derivatives}")
+
+    def bump(t, c):
+        return (((t - c + half_width) * (c + half_width - t)) / half_width**2) ** power
+
+    t = jnp.asarray(ts)
+    c = jnp.asarray(centres, t.dtype)
+    inside = jnp.abs(t[None, :] - c[:, None]) < half_width
+    out, f = [], bump
+    for _ in range(derivatives + 1):
+        values = jax.vmap(jax.vmap(f, in_axes=(0, None)), in_axes=(None, 0))(t, c)
+        out.append(jnp.where(inside, values, 0.0))
+        f = jax.grad(f)
+    return jnp.stack(out)
 
 
 def weak_form(
@@ -74,7 +87,7 @@ def weak_form(
                          f"the data's time span {span}")  # fmt: skip
     centres = np.linspace(ts_np[0] + half_width, ts_np[-1] - half_width, num_domains)
     ts = jnp.asarray(ts_np, x.dtype)
-    phi, dphi = test_functions(ts, centres, half_width, power)
+    phi, dphi = bump_functions(ts, centres, half_width, power)
     w = trapezoid_weights(ts)
     return (phi * w) @ library(x), -(dphi * w) @ x
 
