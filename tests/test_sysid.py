@@ -16,6 +16,7 @@ from jaxdyn.sysid import (
     CustomLibrary,
     FourierLibrary,
     PolynomialLibrary,
+    bump_functions,
     ensemble_sindy,
     finite_difference,
     fit_pde_find,
@@ -24,7 +25,6 @@ from jaxdyn.sysid import (
     savgol_smooth,
     smoothed_finite_difference,
     spectral_derivative,
-    bump_functions,
     trapezoid_weights,
     weak_form,
 )
