@@ -47,6 +47,7 @@ from ..sysid import (
 )
 from ._records import summary_stats
 from ._registry import register
+from ._sysid import coefficient_errors, noisy
 
 METHODS = ("finite_difference", "smoothed", "weak")
 
@@ -119,19 +120,6 @@ def true_coefficients(degree: int, parameters=LORENZ_PARAMETERS) -> np.ndarray:
         for name, value in row.items():
             out[i, names.index(name)] = value
     return out
-
-
-def coefficient_errors(coefficients, truth: np.ndarray) -> tuple[float, int]:
-    """The worst relative error of the true terms and the number of wrong terms."""
-    c = np.asarray(coefficients)
-    true = truth != 0
-    rel = np.abs(c - truth)[true] / np.abs(truth[true])
-    return float(rel.max()), int(np.sum((c != 0) != true))
-
-
-def _noisy(x: np.ndarray, level: float, key) -> np.ndarray:
-    scale = level * np.sqrt(np.mean(x**2, axis=0))
-    return x + scale * np.asarray(jax.random.normal(key, x.shape, dtype=jnp.float64))
 
 
 def _validation_residual(model: SINDy, gram: jax.Array, rhs: jax.Array) -> float:
@@ -240,7 +228,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         runs = {name: [] for name in table}
         for draw in range(cfg.num_noise_seeds):
             key_train, key_val = jax.random.split(jax.random.key(cfg.seed + draw))
-            xn, xv = _noisy(x, level, key_train), _noisy(x_val, level, key_val)
+            xn, xv = noisy(x, level, key_train), noisy(x_val, level, key_val)
             gram_val, rhs_val = weak_form(xv, ts_val, library, **weak_val)
             for method in METHODS:
                 model = _fit(method, xn, ts, dt, fixed, library, weak_fixed)
