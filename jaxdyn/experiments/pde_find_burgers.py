@@ -30,9 +30,8 @@ from ..config import at_least, positive, positive_list, section
 from ..data import burgers_gaussian
 from ..plotting import Figure
 from ..sysid import STLSQ, PDEModel, fit_pde_find, weak_pde_form
-from ._records import summary_stats
 from ._registry import register
-from ._sysid import coefficient_errors, noisy
+from ._sysid import by_level, coefficient_errors, noise_sweep, noisy
 
 METHODS = ("pointwise", "weak")
 # Burgers' terms in each method's library, and the factor to −u u_x's coefficient
@@ -167,10 +166,10 @@ def _figure(run_dir: Path, table: dict, levels, u, ts, xs) -> None:
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """PDE-FIND on viscous Burgers: pointwise vs weak form, clean and noisy."""
     with jax.enable_x64(True):  # float64 here only; restored on exit
-        return _run(cfg, run_dir)
+        return _run(cfg, run_dir, resume)
 
 
-def _run(cfg: DictConfig, run_dir: Path) -> dict:
+def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     d, v = cfg.data, cfg.validation
     xs = np.linspace(d.x_min, d.x_max, d.num_x, endpoint=False)
     ts = np.linspace(0.0, d.t1, d.num_t)
@@ -184,34 +183,29 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         options = weak if method == "weak" else {}
         return fit_pde_find(data, ts, xs, optimizer=optimizer, weak=method == "weak", **options)
 
-    table = {f"{m}{suffix}": [] for m in METHODS for suffix in ("", " validated")}
-    equations, chosen = {}, {}
-    for level in cfg.noise_levels:
-        runs = {name: [] for name in table}
-        for draw in range(cfg.num_noise_seeds):
-            key_train, key_val = jax.random.split(jax.random.key(cfg.seed + draw))
-            un, uv = noisy(u, level, key_train, None), noisy(u_val, level, key_val, None)
-            weak_val = weak_pde_form(uv, ts, xs, **weak)
-            for method in METHODS:
-                model = fit(un, method)
-                runs[method].append(coefficient_errors(model.coefficients,
-                                                       _truth(model, method, d.nu)))  # fmt: skip
-                if draw == 0:
-                    equations[f"{method}/{level}"] = model.equation()
-                scored = [(_residual(m, weak_val, method), t, m)
-                          for t in grids[method] for m in [fit(un, method, t)]]  # fmt: skip
-                score, threshold, best = min(scored, key=lambda s: s[0])
-                runs[f"{method} validated"].append(
-                    coefficient_errors(best.coefficients, _truth(best, method, d.nu))
-                )
-                chosen[f"{method}/{level}/{draw}"] = {"threshold": threshold,
-                                                      "validation_residual": score}  # fmt: skip
-        for name, values in runs.items():
-            errors, wrong = zip(*values, strict=True)
-            table[name].append({"noise_level": level,
-                                "max_rel_coef_error": summary_stats(errors),
-                                "wrong_terms": summary_stats(wrong)})  # fmt: skip
+    def evaluate(level: float, draw: int) -> dict:
+        key_train, key_val = jax.random.split(jax.random.key(cfg.seed + draw))
+        un, uv = noisy(u, level, key_train, None), noisy(u_val, level, key_val, None)
+        weak_val = weak_pde_form(uv, ts, xs, **weak)
+        scores, chosen, equations = {}, {}, {}
+        for method in METHODS:
+            model = fit(un, method)
+            scores[method] = coefficient_errors(model.coefficients, _truth(model, method, d.nu))
+            equations[method] = model.equation()
+            scored = [(_residual(m, weak_val, method), t, m)
+                      for t in grids[method] for m in [fit(un, method, t)]]  # fmt: skip
+            score, threshold, best = min(scored, key=lambda s: s[0])
+            truth = _truth(best, method, d.nu)
+            scores[f"{method} validated"] = coefficient_errors(best.coefficients, truth)
+            chosen[method] = {"threshold": threshold, "validation_residual": score}
+        return {"scores": scores, "chosen": chosen, "equations": equations}
 
+    table, rows = noise_sweep(run_dir, list(cfg.noise_levels), cfg.num_noise_seeds, evaluate,
+                              resume=resume)  # fmt: skip
+    chosen = {f"{m}/{r['noise_level']}/{r['draw']}": c for r in rows
+              for m, c in r["chosen"].items()}  # fmt: skip
+    equations = {f"{m}/{r['noise_level']}": e for r in rows if r["draw"] == 0
+                 for m, e in r["equations"].items()}  # fmt: skip
     _figure(run_dir, table, list(cfg.noise_levels), u, ts, xs)
     clean = table["pointwise"][int(np.argmin(cfg.noise_levels))]
     noisiest = table["weak"][int(np.argmax(cfg.noise_levels))]
@@ -227,6 +221,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         "target_rel_error": cfg.target_rel_error,
         "target_met": ok(clean) and ok(noisiest),
         "equations": equations,
+        **by_level(table),
         "noise_sweep": table,
         "validation_choices": chosen,
     }

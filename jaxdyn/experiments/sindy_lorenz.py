@@ -45,9 +45,8 @@ from ..sysid import (
     smoothed_finite_difference,
     weak_form,
 )
-from ._records import summary_stats
 from ._registry import register
-from ._sysid import coefficient_errors, noisy
+from ._sysid import by_level, coefficient_errors, noise_sweep, noisy
 
 METHODS = ("finite_difference", "smoothed", "weak")
 
@@ -191,10 +190,10 @@ def _figures(run_dir: Path, table: dict, levels, clean_model: SINDy, ts, x) -> N
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """SINDy on Lorenz (pysindy's example) and a noise sweep: pointwise vs weak form."""
     with jax.enable_x64(True):  # float64 here only; restored on exit
-        return _run(cfg, run_dir)
+        return _run(cfg, run_dir, resume)
 
 
-def _run(cfg: DictConfig, run_dir: Path) -> dict:
+def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     d, s, v = cfg.data, cfg.sparse, cfg.validation
     dt = d.dt
     ts = np.arange(0.0, d.t1, dt)
@@ -222,36 +221,33 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         return [(t, _weak_options(k, f, span, cfg.weak.power)) for t in thresholds
                 for k in v.num_domains for f in v.half_width_fractions]  # fmt: skip
 
-    table = {f"{m}{suffix}": [] for m in METHODS for suffix in ("", " validated")}
-    chosen = {}
-    for level in cfg.noise_levels:
-        runs = {name: [] for name in table}
-        for draw in range(cfg.num_noise_seeds):
-            key_train, key_val = jax.random.split(jax.random.key(cfg.seed + draw))
-            xn, xv = noisy(x, level, key_train), noisy(x_val, level, key_val)
-            gram_val, rhs_val = weak_form(xv, ts_val, library, **weak_val)
-            for method in METHODS:
-                model = _fit(method, xn, ts, dt, fixed, library, weak_fixed)
-                runs[method].append(coefficient_errors(model.coefficients, truth))
-                best = None
-                for threshold, weak in candidates(method):
-                    optimizer = STLSQ(threshold=threshold, alpha=s.alpha, on_failure="return")
-                    model = _fit(method, xn, ts, dt, optimizer, library, weak)
-                    score = _validation_residual(model, gram_val, rhs_val)
-                    if best is None or score < best[0]:
-                        best = (score, model, threshold, weak)
-                runs[f"{method} validated"].append(coefficient_errors(best[1].coefficients, truth))
-                chosen[f"{method}/{level}/{draw}"] = {
-                    "threshold": best[2], "validation_residual": best[0],
-                    **({"num_domains": best[3]["num_domains"],
-                        "half_width": best[3]["half_width"]} if method == "weak" else {}),
-                }  # fmt: skip
-        for name, values in runs.items():
-            errors, wrong = zip(*values, strict=True)
-            table[name].append({"noise_level": level,
-                                "max_rel_coef_error": summary_stats(errors),
-                                "wrong_terms": summary_stats(wrong)})  # fmt: skip
+    def evaluate(level: float, draw: int) -> dict:
+        key_train, key_val = jax.random.split(jax.random.key(cfg.seed + draw))
+        xn, xv = noisy(x, level, key_train), noisy(x_val, level, key_val)
+        gram_val, rhs_val = weak_form(xv, ts_val, library, **weak_val)
+        scores, chosen = {}, {}
+        for method in METHODS:
+            model = _fit(method, xn, ts, dt, fixed, library, weak_fixed)
+            scores[method] = coefficient_errors(model.coefficients, truth)
+            best = None
+            for threshold, weak in candidates(method):
+                optimizer = STLSQ(threshold=threshold, alpha=s.alpha, on_failure="return")
+                model = _fit(method, xn, ts, dt, optimizer, library, weak)
+                score = _validation_residual(model, gram_val, rhs_val)
+                if best is None or score < best[0]:
+                    best = (score, model, threshold, weak)
+            scores[f"{method} validated"] = coefficient_errors(best[1].coefficients, truth)
+            chosen[method] = {
+                "threshold": best[2], "validation_residual": best[0],
+                **({"num_domains": best[3]["num_domains"],
+                    "half_width": best[3]["half_width"]} if method == "weak" else {}),
+            }  # fmt: skip
+        return {"scores": scores, "chosen": chosen}
 
+    table, rows = noise_sweep(run_dir, list(cfg.noise_levels), cfg.num_noise_seeds, evaluate,
+                              resume=resume)  # fmt: skip
+    chosen = {f"{m}/{r['noise_level']}/{r['draw']}": c for r in rows
+              for m, c in r["chosen"].items()}  # fmt: skip
     _figures(run_dir, table, list(cfg.noise_levels), clean, ts, x)
     met = clean_error <= cfg.target_rel_error and clean_wrong == 0
     if pysindy_difference is not None:
@@ -263,6 +259,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         "equations": list(clean.equations()),
         "target_rel_error": cfg.target_rel_error,
         "target_met": met,
+        **by_level(table),
         "noise_sweep": table,
         "validation_choices": chosen,
     }
