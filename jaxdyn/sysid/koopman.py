@@ -45,10 +45,12 @@ def koopman_operator(
     z: Float[Array, "*batch time latent"], *, max_radius: float | None = None
 ) -> Float[Array, "latent latent"]:
     """The linear map `A` that best advances the latent trajectories one step,
-    `A = argmin_A Σ_{b,t} ‖z_{b,t+1} − A z_{b,t}‖²` (column vectors), by a QR solve of the
-    least-squares problem `Z₋ Aᵀ ≈ Z₊` over all series and steps of the batch, as KoVAE fits its
-    prior's operator (Naiman et al. 2024, §4). Differentiable (through the QR decomposition);
-    the least-squares problem needs at least `latent` linearly independent states.
+    `A = argmin_A Σ_{b,t} ‖z_{b,t+1} − A z_{b,t}‖²` (column vectors) over all series and steps
+    of the batch, as KoVAE fits its prior's operator (Naiman et al. 2024, §4): the normal
+    equations `(Z₋ᵀZ₋) Aᵀ = Z₋ᵀZ₊`, solved by LU, and differentiable. (The reference code
+    solves by QR or the pseudo-inverse; XLA's QR and its gradient took 2–200 ms on a batch of
+    64 × 24 × 16 latents on CPU, the normal equations 0.2 ms.) Needs at least `latent`
+    linearly independent states.
 
     `max_radius`: rescale `A` to spectral norm at most `max_radius`, `A ← A · min(1,
     max_radius / ‖A‖₂)`, which bounds every eigenvalue's modulus by `max_radius` (`ρ(A) ≤ ‖A‖₂`;
@@ -68,9 +70,7 @@ def koopman_operator(
             f"z has {past.shape[0]} transitions for a {latent}-dimensional latent: the "
             "least-squares operator needs at least as many transitions as latent dimensions"
         )
-    q, r = jnp.linalg.qr(past)
-    transposed = jax.scipy.linalg.solve_triangular(r, q.T @ future, lower=False)
-    a = transposed.T
+    a = jnp.linalg.solve(past.T @ past, past.T @ future).T
     if max_radius is not None:
         norm = jnp.linalg.norm(a, ord=2)
         a = a * jnp.minimum(1.0, max_radius / jnp.maximum(norm, jnp.finfo(a.dtype).tiny))
