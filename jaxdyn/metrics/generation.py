@@ -43,6 +43,7 @@ class _GRUHead(eqx.Module):
             h = self.cell(x, h)
             return h, h
 
+        xs = xs.astype(self.cell.weight_hh.dtype)
         return jax.lax.scan(step, jnp.zeros(self.cell.hidden_size, xs.dtype), xs)[1]
 
 

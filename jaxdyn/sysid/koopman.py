@@ -112,7 +112,9 @@ def _check_length(length: int, n: int) -> None:
 
 
 def _scan_gru(cell: eqx.nn.GRUCell, xs: Array, *, reverse: bool = False) -> Array:
-    """The GRU's states `h_t = cell(x_t, h_{t−1})` from `h_0 = 0` over `xs` `(time, in)`."""
+    """The GRU's states `h_t = cell(x_t, h_{t−1})` from `h_0 = 0` over `xs` `(time, in)`, in
+    the cell's dtype (float32 data through a float64 model, or the reverse)."""
+    xs = xs.astype(cell.weight_hh.dtype)
     h0 = jnp.zeros(cell.hidden_size, xs.dtype)
 
     def step(h, x):
