@@ -63,6 +63,15 @@ TINY = {
                       "model.models=[langevin_flow]",  # seq_vae, smoothing_glm: own tests
                       "model.eval_samples=2", "train.steps=2", "train.chunk=2",
                       "train.batch_size=4"],
+    # the pendulum only (it exercises odeint and the true modes; sines share every program);
+    # KoVAE only (the baseline's loss and sampling: tests/test_sysid_koopman.py)
+    "koopman_vae": ["data.datasets=[pendulum]", "data.num_series=40", "num_seeds=1",
+                    "model.models=[kovae]",
+                    "model.kovae.latent=2", "model.kovae.hidden=4", "model.gru_vae.hidden=4",
+                    "evaluation.discriminative_steps=2", "evaluation.predictive_steps=2",
+                    "evaluation.batch_size=8", "evaluation.eigen_samples=4",
+                    "evaluation.plot_series=2", "train.steps=4", "train.chunk=2",
+                    "train.batch_size=8"],
     "digits_generation": ["model.width=16", "model.depth=1", "train.steps=2", "train.chunk=2",
                           "train.batch_size=16", "evaluation.samples_per_class=40",
                           "evaluation.grid_samples=2", "evaluation.nll_images=4",
@@ -115,6 +124,11 @@ HEADLINES = {
     "latent_sde_lorenz": [(("test_reconstruction_rmse",), 0.0, 10.0)],
     "langevin_flow": [(("langevin_flow_co_bps",), -5.0, 1.0),
                       (("metrics", "langevin_flow", "validation_co_bps", "mean"), -5.0, 1.0)],
+    # scores: |accuracy - 0.5| in [0, 0.5]; an MAE of data in [0, 1]
+    "koopman_vae": [(("results", "pendulum", "kovae", "discriminative", "mean"), 0.0, 0.5),
+                    (("results", "pendulum", "kovae", "predictive", "mean"), 0.0, 1.0),
+                    (("spectra", "pendulum", "prior_nearest_relative_error", "mean"), 0.0,
+                     math.inf)],
     "generative_toy2d": [(("main", "nll"), 1.0, 50.0), (("main", "w2"), 0.0, 100.0),
                          (("main", "validation_nll"), 1.0, 50.0)],  # fmt: skip
     "nfe_quality": [(("results", "eight_gaussians/ot", "nll"), 1.0, 50.0),

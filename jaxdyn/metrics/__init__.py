@@ -1,5 +1,7 @@
 """Metrics for comparing models, samples and data."""
 
+from .generation import discriminative_score as discriminative_score
+from .generation import predictive_score as predictive_score
 from .regression import linear_r2 as linear_r2
 from .regression import r2_score as r2_score
 from .spikes import bits_per_spike as bits_per_spike

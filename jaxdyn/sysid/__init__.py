@@ -1,15 +1,21 @@
 """System identification: the equations or the linear structure behind data, differentiable.
 
 Sparse regression of dynamics (SINDy, Brunton, Proctor & Kutz 2016; its weak form, Messenger &
-Bortz 2021; PDE-FIND, Rudy et al. 2017) and linear models of delay embeddings (DMD, Hankel DMD,
-HAVOK, Brunton et al. 2017), in JAX: `jit`, `vmap` and `grad` go through every piece, where
-their anchors (pysindy, PyDMD) are NumPy and scikit-learn.
+Bortz 2021; PDE-FIND, Rudy et al. 2017), linear models of delay embeddings (DMD, Hankel DMD,
+HAVOK, Brunton et al. 2017) and Koopman latent models (KoVAE, Naiman et al. 2024), in JAX:
+`jit`, `vmap` and `grad` go through every piece, where their anchors (pysindy, PyDMD) are
+NumPy and scikit-learn.
 """
 
 from .derivatives import finite_difference as finite_difference
 from .derivatives import savgol_smooth as savgol_smooth
 from .derivatives import smoothed_finite_difference as smoothed_finite_difference
 from .derivatives import spectral_derivative as spectral_derivative
+from .koopman import GaussianSequentialVAE as GaussianSequentialVAE
+from .koopman import KoopmanLoss as KoopmanLoss
+from .koopman import KoopmanVAE as KoopmanVAE
+from .koopman import encoder_inputs as encoder_inputs
+from .koopman import koopman_operator as koopman_operator
 from .libraries import ConcatLibrary as ConcatLibrary
 from .libraries import CustomLibrary as CustomLibrary
 from .libraries import FourierLibrary as FourierLibrary
