@@ -188,7 +188,9 @@ def dmd(
     - `dt`: the time between a snapshot and its successor (for `continuous_eigenvalues` and
       `DMD.reconstruct`'s times).
 
-    **Returns:** a `DMD`. Jittable and vmappable with an integer `rank`.
+    **Returns:** a `DMD`. Jittable and vmappable with an integer `rank`, and differentiable
+    where the kept singular values and the eigenvalues are distinct (the SVD's and the
+    eigendecomposition's derivatives need it).
     """
     X = jnp.asarray(X)
     if X.ndim != 2:
@@ -205,7 +207,11 @@ def dmd(
     r = truncation_rank(s, X.T.shape, rank)
     U, s, V = U[:, :r], s[:r], Vh[:r].conj().T
     YVs = (Y.T @ V) / s  # Y V Σ⁻¹
-    eigenvalues, W = jnp.linalg.eig(U.conj().T @ YVs)
+    # Eigenvector derivatives are valid for distinct eigenvalues (JAX asks to opt in); the
+    # modes' scale is arbitrary, but `b` absorbs it, so reconstructions are differentiable.
+    eigenvalues, W = jax.lax.linalg.eig(
+        U.conj().T @ YVs, compute_left_eigenvectors=False, enable_eigvec_derivs=True
+    )
     modes = YVs @ W
     amplitudes = jnp.linalg.lstsq(modes, X[0].astype(modes.dtype))[0]
     return DMD(

@@ -41,12 +41,12 @@ class HAVOK(eqx.Module):
     @property
     def forcing(self) -> Float[Array, " windows"]:
         """The forcing `v_r`, the last coordinate."""
-        return self.coordinates[:, -1]
+        return self.coordinates[..., -1]
 
     @property
     def linear_coordinates(self) -> Float[Array, "windows linear"]:
         """`v_1 … v_{r−1}`, the coordinates governed by the linear model."""
-        return self.coordinates[:, :-1]
+        return self.coordinates[..., :-1]
 
     def simulate(
         self,
