@@ -85,6 +85,9 @@ TINY = {
                     "evaluation.tolerances=[1e-3]", "evaluation.step_counts=[2]",
                     "evaluation.fixed_solvers=[rk4]", "evaluation.reference_steps=2",
                     "evaluation.reference_tol=1e-3"],
+    # 3 time units: one lobe switch; PyDMD's comparison runs (its agreement: test_sysid_dmd)
+    "havok_lorenz": ["data.num_samples=3000", "model.delays=30", "model.rank=5",
+                     "figure_span=3.0"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -117,6 +120,10 @@ HEADLINES = {
     "digits_generation": [(("likelihood", "bits_per_dim", "mean"), 0.0, 20.0),
                           (("classifier", "real_test_accuracy"), 0.9, 1.0),
                           (("w2_squared", "conditional_over_floor"), 0.0, math.inf)],
+    # excess kurtosis >= -2 for any distribution; ‖A + Aᵀ‖ <= 2‖A‖
+    "havok_lorenz": [(("rel_l2_error",), 0.0, 1.0), (("pydmd_rel_l2_error",), 0.0, 1.0),
+                     (("forcing_excess_kurtosis",), -2.0, math.inf),
+                     (("a_skew_symmetry",), 0.0, 2.0), (("a_off_tridiagonal",), 0.0, 1.0)],
 }  # fmt: skip
 
 

@@ -15,4 +15,5 @@ from ._dmd import hankel_dmd as hankel_dmd
 from ._dmd import optimal_hard_threshold as optimal_hard_threshold
 from ._dmd import truncation_rank as truncation_rank
 from ._havok import HAVOK as HAVOK
+from ._havok import HAVOK_DERIVATIVES as HAVOK_DERIVATIVES
 from ._havok import havok as havok

@@ -13,10 +13,10 @@ from jaxtyping import Array, ArrayLike, Float
 from .._checks import check_choice, check_count, check_positive
 from ._dmd import hankel
 
-__all__ = ["HAVOK", "havok"]
+__all__ = ["HAVOK", "HAVOK_DERIVATIVES", "havok"]
 
-# The finite-difference stencils of dv/dt and how many rows each drops at either end.
-DERIVATIVES = ("central2", "central4")
+HAVOK_DERIVATIVES = ("central2", "central4")
+"""The finite-difference stencils `havok` differentiates the coordinates with."""
 
 
 class HAVOK(eqx.Module):
@@ -147,7 +147,7 @@ def havok(
     check_positive("dt", dt)
     check_count("delays", delays)
     check_count("rank", rank, low=2)
-    check_choice("derivative", derivative, DERIVATIVES)
+    check_choice("derivative", derivative, HAVOK_DERIVATIVES)
     if rank > delays:
         raise ValueError(f"rank={rank} exceeds delays={delays} (the Hankel matrix's rows)")
     windows = x.shape[0] - delays + 1
