@@ -140,6 +140,10 @@ def havok(
 
     **Returns:** a `HAVOK`; `HAVOK.reconstruct()` integrates the forced linear model and gives
     the series back. Jittable and vmappable over series of one length.
+
+    Precision: on the Lorenz system at rank 15 the last kept singular value is ~1e-13 of the
+    first, so HAVOK needs float64 and data smooth to that level (samples on a fixed-step
+    solver's grid, not an adaptive solver's interpolant: the `havok_lorenz` experiment).
     """
     x = jnp.asarray(x)
     if x.ndim != 1:
