@@ -101,6 +101,9 @@ TINY = {
     "sindy_lorenz": ["data.t1=2.0", "noise_levels=[0.0,0.05]", "num_noise_seeds=1",
                      "weak.num_domains=50", "validation.t1=1.0", "validation.thresholds=[0.1]",
                      "validation.num_domains=[50]", "validation.half_width_fractions=[0.05]"],
+    # 3 time units: one lobe switch; PyDMD's comparison runs (its agreement: test_sysid_dmd)
+    "havok_lorenz": ["data.num_samples=3000", "model.delays=30", "model.rank=5",
+                     "figure_span=3.0"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -143,6 +146,10 @@ HEADLINES = {
     # clean data: SINDy's coefficients within a few percent even on 2 time units
     "sindy_lorenz": [(("max_rel_coef_error",), 0.0, 0.05),
                      (("pysindy_max_abs_difference",), 0.0, 1e-6)],
+    # excess kurtosis >= -2 for any distribution; ‖A + Aᵀ‖ <= 2‖A‖
+    "havok_lorenz": [(("rel_l2_error",), 0.0, 1.0), (("pydmd_rel_l2_error",), 0.0, 1.0),
+                     (("forcing_excess_kurtosis",), -2.0, math.inf),
+                     (("a_skew_symmetry",), 0.0, 2.0), (("a_off_tridiagonal",), 0.0, 1.0)],
 }  # fmt: skip
 
 

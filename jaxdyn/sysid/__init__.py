@@ -7,6 +7,16 @@ HAVOK, Brunton et al. 2017) and Koopman latent models (KoVAE, Naiman et al. 2024
 NumPy and scikit-learn.
 """
 
+from ._dmd import DMD as DMD
+from ._dmd import Rank as Rank
+from ._dmd import dmd as dmd
+from ._dmd import hankel as hankel
+from ._dmd import hankel_dmd as hankel_dmd
+from ._dmd import optimal_hard_threshold as optimal_hard_threshold
+from ._dmd import truncation_rank as truncation_rank
+from ._havok import HAVOK as HAVOK
+from ._havok import HAVOK_DERIVATIVES as HAVOK_DERIVATIVES
+from ._havok import havok as havok
 from .derivatives import finite_difference as finite_difference
 from .derivatives import savgol_smooth as savgol_smooth
 from .derivatives import smoothed_finite_difference as smoothed_finite_difference
