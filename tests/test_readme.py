@@ -50,7 +50,18 @@ def implicit(ns, tmp_path):
     np.testing.assert_allclose(ns["dz"], 1 / (1 - 0.5 / jnp.cosh(z) ** 2), rtol=1e-5)
 
 
-CHECKS = [library, stochastic, generative, implicit]  # one per block, in order
+def sysid(ns, tmp_path):
+    # Lorenz (σ, ρ, β) = (10, 28, 8/3): each true coefficient within 0.2% in float32 too
+    c = np.asarray(ns["model"].coefficients)
+    true = {(0, 1): -10.0, (0, 2): 10.0, (1, 1): 28.0, (1, 2): -1.0, (1, 6): -1.0,
+            (2, 3): -8.0 / 3.0, (2, 5): 1.0}  # fmt: skip
+    assert int((c != 0).sum()) == len(true) == int((np.asarray(ns["weak"].coefficients) != 0).sum())
+    for index, value in true.items():
+        assert abs(c[index] - value) <= 2e-3 * abs(value)
+    np.testing.assert_allclose(ns["path"], ns["x"][:100], atol=0.05)  # it follows the data
+
+
+CHECKS = [library, stochastic, generative, sysid, implicit]  # one per block, in order
 
 
 def test_every_block_has_a_check():
