@@ -28,6 +28,7 @@ __all__ = [
     "distinct_names",
     "fraction",
     "load_config",
+    "non_negative_list",
     "positive",
     "positive_list",
     "read_experiment_name",
@@ -85,18 +86,26 @@ def positive(default: Any) -> Any:
     return dataclasses.field(default=default, metadata={"check": (lambda v: v > 0, "> 0")})
 
 
-def positive_list(default: Sequence[float], what: str = "numbers") -> Any:
-    """A list schema field whose value must be a non-empty list of numbers `> 0` (default: the
-    list `default`); `what` names them in the error."""
+def _number_list(default: Sequence[float], test, description: str) -> Any:
     default = list(default)
 
     def check(values) -> bool:
-        return len(values) > 0 and all(v > 0 for v in values)
+        return len(values) > 0 and all(test(v) for v in values)
 
     return dataclasses.field(
-        default_factory=lambda: list(default),
-        metadata={"check": (check, f"a non-empty list of positive {what}")},
+        default_factory=lambda: list(default), metadata={"check": (check, description)}
     )
+
+
+def positive_list(default: Sequence[float], what: str = "numbers") -> Any:
+    """A list schema field whose value must be a non-empty list of numbers `> 0` (default: the
+    list `default`); `what` names them in the error."""
+    return _number_list(default, lambda v: v > 0, f"a non-empty list of positive {what}")
+
+
+def non_negative_list(default: Sequence[float], what: str = "numbers") -> Any:
+    """As `positive_list`, for numbers `>= 0`."""
+    return _number_list(default, lambda v: v >= 0, f"a non-empty list of {what} >= 0")
 
 
 @dataclasses.dataclass

@@ -97,7 +97,7 @@ TINY = {
     "pde_find_burgers": ["data.num_x=64", "data.num_t=21", "data.t1=4.0",
                          "noise_levels=[0.0,0.05]", "num_noise_seeds=1",
                          "validation.pointwise_thresholds=[2.0]",
-                         "validation.weak_thresholds=[0.05]"],
+                         "validation.weak_thresholds=[0.05]", "validation.alphas=[1e-5]"],
     "sindy_lorenz": ["data.t1=2.0", "noise_levels=[0.0,0.05]", "num_noise_seeds=1",
                      "weak.num_domains=50", "validation.t1=1.0", "validation.thresholds=[0.1]",
                      "validation.num_domains=[50]", "validation.half_width_fractions=[0.05]"],

@@ -61,7 +61,7 @@ def test_library_features_and_names_match_pysindy():
     ]:
         theirs.fit(x)
         np.testing.assert_allclose(ours(x), theirs.transform(x), rtol=1e-12)
-        names = [n.replace("(", "(").replace(" ", "") for n in ours.names(("x0", "x1", "x2"))]
+        names = [n.replace(" ", "") for n in ours.names(("x0", "x1", "x2"))]
         assert names == [n.replace(" ", "") for n in theirs.get_feature_names()]
 
 
@@ -154,6 +154,23 @@ def test_sr3_matches_pysindy(trajectory):
     assert (np.asarray(l1.support) == (TRUE != 0)).all()
 
 
+@pytest.mark.parametrize("regularizer", ["l0", "l1"])
+def test_sr3_gradient_is_its_fixed_points(regularizer):
+    # d/dy of the sparse fixed point on its support (implicit function theorem), against
+    # central differences of converged solves (tol 1e-12: the loop's error is below the step)
+    rng = np.random.default_rng(1)
+    theta = rng.normal(size=(60, 5))
+    y = theta @ np.array([1.5, 0.0, -0.8, 0.0, 0.05]) + 1e-2 * rng.normal(size=60)
+    sr3 = SR3(reg_weight=0.05, regularizer=regularizer, tol=1e-12, max_iter=500)
+
+    def total(y):
+        return sr3(theta, y).coefficients.sum()
+
+    v = rng.normal(size=60)
+    fd = (total(y + 1e-6 * v) - total(y - 1e-6 * v)) / 2e-6
+    np.testing.assert_allclose(jax.grad(total)(jnp.asarray(y)) @ v, fd, rtol=1e-6)
+
+
 def test_stlsq_vmaps_over_thresholds_and_differentiates_the_refit():
     rng = np.random.default_rng(1)
     theta = rng.normal(size=(60, 5))
@@ -192,6 +209,11 @@ def test_stlsq_says_when_it_does_not_converge():
     assert np.isnan(np.asarray(nan.coefficients)).all()
     with pytest.raises(ValueError, match="theta"):
         STLSQ()(theta, y[:10])
+    with pytest.raises(ValueError, match="y has 1 non-finite"):
+        STLSQ()(theta, np.where(np.arange(40) == 3, np.nan, y))
+    # traced non-finite data: the failure policy (as non-convergence)
+    traced = jax.jit(lambda y: STLSQ(on_failure="return")(theta, y).converged)
+    assert not bool(traced(np.where(np.arange(40) == 3, np.inf, y)))
     with pytest.raises(ValueError, match="on_failure"):
         STLSQ(on_failure="ignore")
 
@@ -201,7 +223,8 @@ def test_ensemble_recovers_the_support_with_its_frequency(trajectory):
     ensemble = ensemble_sindy(x[:2000], DT, key=jax.random.key(0), num_models=8)
     assert ensemble.coefficients.shape == (8, 3, 10)
     np.testing.assert_array_equal(np.asarray(ensemble.inclusion) == 1.0, TRUE != 0)
-    assert _max_rel_error(ensemble.median().coefficients) < 1e-2
+    # each fit sees a resample of the same clean rows: the median is as good as one fit (0.15%)
+    assert _max_rel_error(ensemble.median().coefficients) < 3e-3
     assert float(ensemble.std.max()) < 0.1
 
 
@@ -279,3 +302,9 @@ def test_pde_find_matches_pysindy_and_weak_form_resists_noise(burgers):
     np.testing.assert_allclose(weak.coefficient("(u)_xx"), 0.1, rtol=0.05)
     with pytest.raises(ValueError, match="no feature"):
         weak.coefficient("u_xxx")
+    uneven = ts.copy()
+    uneven[1] += 0.05
+    with pytest.raises(ValueError, match="ts must be uniformly spaced"):
+        fit_pde_find(u, uneven, xs)
+    with pytest.raises(ValueError, match="xs must be strictly increasing"):
+        fit_pde_find(u, ts, xs[::-1], weak=True)

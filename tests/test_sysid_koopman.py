@@ -29,7 +29,7 @@ def _rotation_data(radius=0.95, angle=0.3, batch=4, time=30):
 def test_koopman_operator_recovers_a_linear_map():
     a, z = _rotation_data()
     fitted = np.asarray(koopman_operator(jnp.asarray(z)))
-    # Noise-free linear data: the least-squares solution is exact up to the QR solve's
+    # Noise-free linear data: the least-squares solution is exact up to the LU solve's
     # float64 rounding on a condition number ~ 1/0.5^29 for the decaying coordinate's span.
     np.testing.assert_allclose(fitted, a, atol=1e-8)
     lam = np.linalg.eigvals(fitted)

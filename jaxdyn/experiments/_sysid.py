@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ._records import append_result, start_results, summary_stats
 
-__all__ = ["by_level", "coefficient_errors", "noise_sweep", "noisy"]
+__all__ = ["by_level", "coefficient_errors", "noise_sweep", "noisy", "sweep_axes"]
 
 
 def noisy(x: np.ndarray, level: float, key, axis: int | None = 0) -> np.ndarray:
@@ -76,3 +76,22 @@ def by_level(table: dict) -> dict:
               for method, rows in table.items()}
         for out, key in (("errors", "max_rel_coef_error"), ("wrong_terms", "wrong_terms"))
     }  # fmt: skip
+
+
+def sweep_axes(error_axis, wrong_axis, table: dict, levels: list[float]) -> None:
+    """Draw the sweep: each method's coefficient error (mean ± sd, log scale) and wrong terms
+    against the noise level; validated variants dashed, in their method's colour."""
+    for i, (name, rows) in enumerate(table.items()):
+        err = np.array([[r["max_rel_coef_error"]["mean"], r["max_rel_coef_error"]["std"]]
+                        for r in rows])  # fmt: skip
+        style = "--" if name.endswith("validated") else "-"
+        error_axis.errorbar(levels, err[:, 0], err[:, 1], fmt="o" + style, color=f"C{i // 2}",
+                            capsize=3, label=name)  # fmt: skip
+        wrong_axis.plot(levels, [r["wrong_terms"]["mean"] for r in rows], "o" + style,
+                        color=f"C{i // 2}", label=name)  # fmt: skip
+    for ax in (error_axis, wrong_axis):
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlabel("noise level (fraction of RMS)")
+    error_axis.set(yscale="log", ylabel="max relative coefficient error", title="coefficients")
+    wrong_axis.set(ylabel="wrong terms (missed + spurious)", title="support errors")
+    wrong_axis.legend(fontsize=7)

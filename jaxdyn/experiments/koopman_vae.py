@@ -268,14 +268,19 @@ def _loss(cfg: DictConfig, name: str) -> _Loss:
 
 
 def _eigen_report(eigenvalues: np.ndarray, modes: dict) -> dict:
-    """Frequencies `|arg λ| / dt` of the eigenvalues against the true band and frequency."""
+    """Frequencies `|arg λ| / dt` of the eigenvalues against the true band and frequency.
+    `in_band_fraction` counts the oscillating (complex) eigenvalues only: a real eigenvalue has
+    frequency 0, inside the sines' band `[0, max]` whatever it is (a collapsed mode near 0 or
+    1), so it says nothing about the frequencies learnt; 0 when there is no complex one."""
     dt, (low, high) = modes["dt"], modes["band"]
     freq = np.abs(np.angle(eigenvalues)) / dt
     modulus = np.abs(eigenvalues)
     complex_ = np.abs(eigenvalues.imag) > 1e-6
     report = {
         "spectral_radius": float(modulus.max()),
-        "in_band_fraction": float(np.mean((freq >= low) & (freq <= high))),
+        "in_band_fraction": float(np.mean(((freq >= low) & (freq <= high))[complex_]))
+        if complex_.any()
+        else 0.0,
         "leading_pair_frequency": float(freq[complex_][np.argmax(modulus[complex_])])
         if complex_.any()
         else None,

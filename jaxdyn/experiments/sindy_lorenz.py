@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config import at_least, positive, positive_list, section
+from ..config import at_least, non_negative_list, positive, positive_list, section
 from ..data import LORENZ_PARAMETERS, lorenz
 from ..plotting import Figure
 from ..sysid import (
@@ -46,13 +46,9 @@ from ..sysid import (
     weak_form,
 )
 from ._registry import register
-from ._sysid import by_level, coefficient_errors, noise_sweep, noisy
+from ._sysid import by_level, coefficient_errors, noise_sweep, noisy, sweep_axes
 
 METHODS = ("finite_difference", "smoothed", "weak")
-
-
-def _non_negative_list(values) -> bool:
-    return len(values) > 0 and all(v >= 0 for v in values)
 
 
 @dataclasses.dataclass
@@ -97,10 +93,7 @@ class SindyLorenzConfig:
     seed: int = 0  # the first noise draw's key; draws seed, seed + 1, …
     target_rel_error: float = positive(0.002)
     target_pysindy_difference: float = positive(1e-4)
-    noise_levels: list[float] = dataclasses.field(
-        default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2],
-        metadata={"check": (_non_negative_list, "a non-empty list of numbers >= 0")},
-    )
+    noise_levels: list[float] = non_negative_list([0.0, 0.01, 0.02, 0.05, 0.1, 0.2], "levels")
     num_noise_seeds: int = at_least(3, 1)
     data: LorenzDataConfig = section(LorenzDataConfig)
     sparse: SparseConfig = section(SparseConfig)
@@ -153,22 +146,7 @@ def _pysindy_difference(x: np.ndarray, dt: float, cfg: DictConfig, ours) -> floa
 
 def _figures(run_dir: Path, table: dict, levels, clean_model: SINDy, ts, x) -> None:
     fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
-    for i, (name, rows) in enumerate(table.items()):
-        err = np.array([[r["max_rel_coef_error"]["mean"], r["max_rel_coef_error"]["std"]]
-                        for r in rows])  # fmt: skip
-        wrong = np.array([r["wrong_terms"]["mean"] for r in rows])
-        style = "--" if name.endswith("validated") else "-"
-        axes[0].errorbar(levels, err[:, 0], err[:, 1], fmt="o" + style, color=f"C{i // 2}",
-                         label=name, capsize=3)  # fmt: skip
-        axes[1].plot(levels, wrong, "o" + style, color=f"C{i // 2}", label=name)
-    axes[0].set(xscale="symlog", yscale="log", xlabel="noise level (fraction of RMS)",
-                ylabel="max relative coefficient error", title="coefficient error")  # fmt: skip
-    axes[0].set_xscale("symlog", linthresh=0.01)
-    axes[1].set(xlabel="noise level", ylabel="wrong terms (missed + spurious)",
-                title="support errors")  # fmt: skip
-    axes[1].set_xscale("symlog", linthresh=0.01)
-    axes[1].legend(fontsize=7)
+    sweep_axes(*fig.subplots(1, 2), table, levels)
     fig.tight_layout()
     fig.savefig(run_dir / "noise_sweep.png", dpi=120)
 
@@ -231,7 +209,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             scores[method] = coefficient_errors(model.coefficients, truth)
             best = None
             for threshold, weak in candidates(method):
-                optimizer = STLSQ(threshold=threshold, alpha=s.alpha, on_failure="return")
+                optimizer = STLSQ(threshold=threshold, alpha=s.alpha)  # raises if unconverged
                 model = _fit(method, xn, ts, dt, optimizer, library, weak)
                 score = _validation_residual(model, gram_val, rhs_val)
                 if best is None or score < best[0]:

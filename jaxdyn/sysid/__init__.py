@@ -3,8 +3,8 @@
 Sparse regression of dynamics (SINDy, Brunton, Proctor & Kutz 2016; its weak form, Messenger &
 Bortz 2021; PDE-FIND, Rudy et al. 2017), linear models of delay embeddings (DMD, Hankel DMD,
 HAVOK, Brunton et al. 2017) and Koopman latent models (KoVAE, Naiman et al. 2024), in JAX:
-`jit`, `vmap` and `grad` go through every piece, where their anchors (pysindy, PyDMD) are
-NumPy and scikit-learn.
+`jit`, `vmap` and `grad` go through every piece (sampling times, grids and ranks are concrete:
+close over them), where their anchors (pysindy, PyDMD) are NumPy and scikit-learn.
 """
 
 from ._dmd import DMD as DMD

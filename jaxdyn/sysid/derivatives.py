@@ -127,6 +127,7 @@ def spectral_derivative(
     on a period of length `length`, by the FFT: `F⁻¹[(i k)^derivative F[u]]`, `k = 2π m /
     length` (the Nyquist mode dropped for odd derivatives, so real signals stay real)."""
     u = jnp.asarray(u)
+    u = u.astype(jnp.result_type(u.dtype, jnp.float32))  # integers differentiate as floats
     check_positive("length", length)
     check_count("derivative", derivative)
     n = u.shape[axis]

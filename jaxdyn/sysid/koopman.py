@@ -20,6 +20,7 @@ from jaxtyping import Array, Bool, Complex, Float, PRNGKeyArray, Scalar
 
 from .._checks import check_count, check_positive
 from ..data import fill_forward, observation_mask
+from ..models import gaussian_sample
 
 __all__ = [
     "GaussianSequentialVAE",
@@ -47,7 +48,8 @@ def koopman_operator(
     """The linear map `A` that best advances the latent trajectories one step,
     `A = argmin_A Σ_{b,t} ‖z_{b,t+1} − A z_{b,t}‖²` (column vectors) over all series and steps
     of the batch, as KoVAE fits its prior's operator (Naiman et al. 2024, §4): the normal
-    equations `(Z₋ᵀZ₋) Aᵀ = Z₋ᵀZ₊`, solved by LU, and differentiable. (The reference code
+    equations `(Z₋ᵀZ₋) Aᵀ = Z₋ᵀZ₊`, solved by LU (by the pseudo-inverse when they are
+    singular, e.g. for a collapsed latent), and differentiable. (The reference code
     solves by QR or the pseudo-inverse; XLA's QR and its gradient took 2–200 ms on a batch of
     64 × 24 × 16 latents on CPU, the normal equations 0.2 ms.) Needs at least `latent`
     linearly independent states.
@@ -71,6 +73,11 @@ def koopman_operator(
             "least-squares operator needs at least as many transitions as latent dimensions"
         )
     a = jnp.linalg.solve(past.T @ past, past.T @ future).T
+    # A collapsed latent (a dead dimension) makes the normal equations singular: then the
+    # minimum-norm least-squares solution, by the pseudo-inverse (slower, so only then).
+    a = jax.lax.cond(
+        jnp.all(jnp.isfinite(a)), lambda: a, lambda: (jnp.linalg.pinv(past) @ future).T
+    )
     if max_radius is not None:
         norm = jnp.linalg.norm(a, ord=2)
         a = a * jnp.minimum(1.0, max_radius / jnp.maximum(norm, jnp.finfo(a.dtype).tiny))
@@ -132,10 +139,6 @@ def _gaussian_kl(mean_q, log_var_q, mean_p, log_var_p) -> Scalar:
         + (jnp.exp(log_var_q) + (mean_q - mean_p) ** 2) / jnp.exp(log_var_p)
         - 1.0
     )
-
-
-def _reparameterise(mean, log_var, key):
-    return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
 
 
 def _masked_squares(values: Array, prediction: Array) -> tuple[Array, Bool[Array, "..."]]:
@@ -241,7 +244,7 @@ class KoopmanVAE(eqx.Module):
             h = self.prior_cell(z, h)
             out = self.prior_head(h)
             mean, log_var = out[: self.latent], out[self.latent :]
-            z = _reparameterise(mean, log_var, k)
+            z = gaussian_sample(mean, log_var, key=k)
             return (z, h), (z, mean, log_var)
 
         carry = (jnp.zeros(self.latent, dtype), jnp.zeros(self.hidden, dtype))
@@ -286,7 +289,7 @@ class KoopmanVAE(eqx.Module):
         batch, length, _ = values.shape
         post_key, prior_key = jax.random.split(key)
         mean, log_var = jax.vmap(lambda v: self.encode(v, ts))(values)
-        z = _reparameterise(mean, log_var, post_key)
+        z = gaussian_sample(mean, log_var, key=post_key)
         squares, _ = _masked_squares(values, jax.vmap(self.decode)(z))
         keys = jax.random.split(prior_key, batch)
         z_bar, mean_p, log_var_p = jax.vmap(lambda k: self.prior(length, key=k))(keys)
@@ -387,7 +390,7 @@ class GaussianSequentialVAE(eqx.Module):
         values = _check_values(values, self.channels, "GaussianSequentialVAE.loss")
         batch, length, _ = values.shape
         mean, log_var = jax.vmap(lambda v: self.encode(v, ts))(values)
-        g = _reparameterise(mean, log_var, key)
+        g = gaussian_sample(mean, log_var, key=key)
         squares, mask = _masked_squares(values, jax.vmap(lambda g_: self.decode(g_, length))(g))
         nll_terms = 0.5 * squares * jnp.exp(-2 * self.log_scale) + self.log_scale
         nll_terms = nll_terms + 0.5 * jnp.log(2 * jnp.pi)

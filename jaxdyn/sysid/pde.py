@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_count, check_positive
+from .._checks import check_count, check_increasing, check_positive
 from .derivatives import finite_difference
 from .sindy import STLSQ_DEFAULT, Optimizer, format_equations
 from .weak import bump_functions, trapezoid_weights
@@ -47,6 +47,18 @@ def _power_name(m: int) -> str:
 def _check_grid(u: Array, caller: str) -> None:
     if u.ndim != 2:
         raise ValueError(f"{caller} needs u on a grid (time, space), got shape {u.shape}")
+
+
+def _spacing(name: str, grid: np.ndarray) -> float:
+    """The step of a uniform, increasing grid; `ValueError` naming `name` otherwise."""
+    check_increasing(name, grid)
+    steps = np.diff(grid)
+    if not np.allclose(steps, steps[0], rtol=1e-6, atol=0.0):
+        raise ValueError(
+            f"{name} must be uniformly spaced for finite differences; steps range from "
+            f"{steps.min()} to {steps.max()} (the weak form takes any grid)"
+        )
+    return float(steps[0])
 
 
 def pde_features(
@@ -99,6 +111,8 @@ def weak_pde_form(
     if ts_np.shape != u.shape[:1] or xs_np.shape != u.shape[1:]:
         raise ValueError(f"weak_pde_form needs ts ({u.shape[0]},) and xs ({u.shape[1]},) for u "
                          f"{u.shape}, got {ts_np.shape} and {xs_np.shape}")  # fmt: skip
+    check_increasing("ts", ts_np)
+    check_increasing("xs", xs_np)
     spans = (float(ts_np[-1] - ts_np[0]), float(xs_np[-1] - xs_np[0]))
     widths = tuple(s / 10 for s in spans) if half_widths is None else half_widths
     rows = []
@@ -137,16 +151,17 @@ def fit_pde_find(
     order: int = 2,
     **weak_options,
 ) -> PDEModel:
-    """PDE-FIND on `u` sampled on the uniform grid `ts × xs`: `optimizer` on the pointwise
-    regression (`u_t` and spatial derivatives by finite differences of accuracy `order`), or,
-    with `weak=True`, on `weak_pde_form` (options passed through)."""
+    """PDE-FIND on `u` sampled on the grid `ts × xs` (uniform for the pointwise regression;
+    any increasing grid for the weak form): `optimizer` on the pointwise regression (`u_t` and
+    spatial derivatives by finite differences of accuracy `order`), or, with `weak=True`, on
+    `weak_pde_form` (options passed through). `ts` and `xs` are concrete (close over them
+    under `jit`)."""
     u = jnp.asarray(u)
     if weak:
         gram, rhs, names = weak_pde_form(u, ts, xs, degree=degree, derivatives=derivatives,
                                          **weak_options)  # fmt: skip
     else:
-        ts_np, xs_np = np.asarray(ts), np.asarray(xs)
-        dt, dx = float(ts_np[1] - ts_np[0]), float(xs_np[1] - xs_np[0])
+        dt, dx = _spacing("ts", np.asarray(ts)), _spacing("xs", np.asarray(xs))
         features, names = pde_features(u, dx, degree=degree, derivatives=derivatives,
                                        order=order)  # fmt: skip
         u_t = finite_difference(u, dt, order=order, axis=0)

@@ -142,7 +142,8 @@ def fit_sindy(
     `(trajectories, time, dim)`): `optimizer(Θ(x), dx/dt)` with the derivatives from
     `derivative` (see `regression_data`). Defaults: degree-2 polynomials, STLSQ (threshold 0.1,
     α = 0.05), second-order finite differences — pysindy's defaults, with the same result on
-    the same data. Jittable (`eqx.filter_jit`) and vmappable over data or optimizer fields."""
+    the same data. Jittable (`eqx.filter_jit`, with `dt` a Python number) and vmappable over
+    data or optimizer fields."""
     theta, x_dot = regression_data(x, dt, library, derivative=derivative)
     names = default_names(x_dot.shape[-1], input_names)
     fit = optimizer(theta, x_dot)

@@ -39,8 +39,17 @@ def _design(theta: ArrayLike, y: ArrayLike, caller: str) -> tuple[Array, Array]:
             f"{caller} needs theta (samples, features) and y (samples,) or (samples, targets) "
             f"with one number of samples, got theta {theta.shape} and y {y.shape}"
         )
+    for name, value in (("theta", theta), ("y", y)):
+        if not isinstance(value, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(value))):
+            bad = int(jnp.sum(~jnp.isfinite(value)))
+            raise ValueError(f"{caller}: {name} has {bad} non-finite entries (NaN or inf)")
     dtype = jnp.result_type(theta.dtype, y.dtype, jnp.float32)
     return theta.astype(dtype), y.astype(dtype)
+
+
+def _finite(theta: Array, y: Array) -> Array:
+    """Whether traced data are finite (concrete data were checked by `_design`)."""
+    return jnp.all(jnp.isfinite(theta)) & jnp.all(jnp.isfinite(y))
 
 
 def _column_norms(theta: Array, normalize: bool) -> Array:
@@ -83,7 +92,8 @@ class STLSQ(eqx.Module):
     `STLSQ`: starting from every feature, repeat `ξ = argmin ‖y − Θ_S ξ‖² + α‖ξ‖²` on the
     support `S`, then drop the features with `|ξ_j| < threshold`, until `S` stops changing;
     with `unbias`, the reported coefficients are the plain least-squares fit (`α = 0`) on the
-    final support.
+    final support. A row with an empty support (every coefficient under the threshold) is a
+    zero equation, not a failure; check `support`.
 
     **Arguments:** `threshold` (traced: `vmap` over it), `alpha` (ridge weight), `max_iter`,
     `unbias`, `normalize_columns` (threshold and ridge act on the coefficients of unit-norm
@@ -130,13 +140,32 @@ class STLSQ(eqx.Module):
         )
         final_alpha = jnp.zeros_like(alpha) if self.unbias else alpha
         coefficients = solve(gram, rhs, support, final_alpha) / norms
-        fit = SparseFit(coefficients, support, iterations, converged)
+        fit = SparseFit(coefficients, support, iterations, converged & _finite(theta, y))
         return _failure(
             fit,
             self.on_failure,
-            f"STLSQ's support still changed after max_iter={self.max_iter} refits; raise "
-            "max_iter (or pass on_failure='return' to keep the last support)",
+            f"STLSQ's support still changed after max_iter={self.max_iter} refits, or the "
+            "data are not finite; raise max_iter (on_failure='return' keeps the last support)",
         )
+
+
+def _fixed_point_tangent(gram, rhs, weight, nu, support, signs, regularizer) -> Array:
+    """Zero in value, and in derivative SR3's fixed point on a fixed support `S`: with `P =
+    (ΘᵀΘ + I/ν)⁻¹`, `w_S = (P(Θᵀy + w/ν))_S − c_S` (`c = λν sign w` for ℓ1, 0 for ℓ0), so
+    `(I − P_SS/ν) w_S = (P Θᵀy)_S − c_S` (invertible: `P/ν` has eigenvalues below 1). Added
+    to the iteration's result, it gives the implicit-function derivative of the fixed point
+    without differentiating the loop."""
+    eye = jnp.eye(gram.shape[0], dtype=gram.dtype)
+    inverse = jnp.linalg.inv(gram + eye / nu)
+
+    def one(b, mask, sign):
+        m = mask.astype(gram.dtype)
+        c = weight * sign if regularizer == "l1" else jnp.zeros_like(b)
+        lhs = eye - jnp.outer(m, m) * inverse / nu
+        return jnp.linalg.solve(lhs, m * (inverse @ b - c))
+
+    exact = jax.vmap(one, in_axes=(1, 0, 0))(rhs, support, signs)
+    return exact - jax.lax.stop_gradient(exact)
 
 
 class SR3(eqx.Module):
@@ -144,7 +173,8 @@ class SR3(eqx.Module):
     pysindy's `SR3`: minimise `½‖y − Θξ‖² + λ R(w) + ‖ξ − w‖²/(2ν)` by alternating
     `ξ = (ΘᵀΘ + I/ν)⁻¹ (Θᵀy + w/ν)` and `w = prox_{λν R}(ξ)` (R = ℓ0: keep `|ξ_j| >
     √(2λν)`; ℓ1: soft threshold at `λν`), from the least-squares `ξ`, until `‖Δw‖/ν < tol`.
-    The sparse `w` is reported (refitted by least squares on its support with `unbias`).
+    The sparse `w` is reported (refitted by least squares on its support with `unbias`); its
+    gradient is the fixed point's on the selected support (implicit function theorem).
 
     **Arguments:** `reg_weight` (λ, traced), `nu` (ν), `regularizer` (`"l0"` or `"l1"`),
     `tol`, `max_iter`, `unbias`, `normalize_columns` and `on_failure` (as `STLSQ`).
@@ -178,8 +208,11 @@ class SR3(eqx.Module):
         nu = jnp.asarray(self.nu, theta.dtype)
         weight = self.reg_weight * nu
         gram, rhs = theta.T @ theta, theta.T @ y
-        cholesky = jax.scipy.linalg.cho_factor(gram + jnp.eye(gram.shape[0]) / nu)
-        w0 = jnp.linalg.lstsq(theta, y)[0]  # (p, targets), pysindy's starting point
+        eye = jnp.eye(gram.shape[0], dtype=gram.dtype)
+        # The iteration runs on constants; its fixed point is differentiated below.
+        c_gram, c_rhs, c_weight, c_nu = jax.lax.stop_gradient((gram, rhs, weight, nu))
+        cholesky = jax.scipy.linalg.cho_factor(c_gram + eye / c_nu)
+        w0 = jnp.linalg.lstsq(*jax.lax.stop_gradient((theta, y)))[0]  # pysindy's start
 
         def cond(state):
             _, k, done = state
@@ -187,9 +220,9 @@ class SR3(eqx.Module):
 
         def body(state):
             w, k, _ = state
-            xi = jax.scipy.linalg.cho_solve(cholesky, rhs + w / nu)
-            new = self._prox(xi, weight)
-            return new, k + 1, jnp.sqrt(jnp.sum((new - w) ** 2)) / nu < self.tol
+            xi = jax.scipy.linalg.cho_solve(cholesky, c_rhs + w / c_nu)
+            new = self._prox(xi, c_weight)
+            return new, k + 1, jnp.sqrt(jnp.sum((new - w) ** 2)) / c_nu < self.tol
 
         w, iterations, converged = jax.lax.while_loop(
             cond, body, (w0, jnp.asarray(0), jnp.asarray(False))
@@ -199,12 +232,14 @@ class SR3(eqx.Module):
             solve = jax.vmap(masked_ridge, in_axes=(None, 1, 0, None))
             coefficients = solve(gram, rhs, support, jnp.zeros((), gram.dtype))
         else:
-            coefficients = w.T
+            coefficients = w.T + _fixed_point_tangent(
+                gram, rhs, weight, nu, support, jnp.sign(w.T), self.regularizer
+            )
         coefficients = coefficients / norms
-        fit = SparseFit(coefficients, support, iterations, converged)
+        fit = SparseFit(coefficients, support, iterations, converged & _finite(theta, y))
         return _failure(
             fit,
             self.on_failure,
-            f"SR3 did not reach tol={self.tol} in max_iter={self.max_iter} iterations; raise "
-            "max_iter or tol",
+            f"SR3 did not reach tol={self.tol} in max_iter={self.max_iter} iterations, or the "
+            "data are not finite; raise max_iter or tol",
         )

@@ -104,7 +104,8 @@ def fit_weak_sindy(
     input_names: Sequence[str] | None = None,
 ) -> SINDy:
     """SINDy in weak form: `optimizer(G, b)` for `weak_form(x, ts, library, ...)` — the same
-    model as `fit_sindy`, found without differentiating the data."""
+    model as `fit_sindy`, found without differentiating the data. `ts` is concrete (it places
+    the test functions): under `jit`, close over it."""
     gram, rhs = weak_form(x, ts, library, num_domains=num_domains, half_width=half_width,
                           power=power)  # fmt: skip
     fit = optimizer(gram, rhs)
