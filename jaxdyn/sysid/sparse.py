@@ -30,7 +30,11 @@ class SparseFit(eqx.Module):
     converged: Bool[Array, ""]
 
 
-def _design(theta: ArrayLike, y: ArrayLike, caller: str) -> tuple[Array, Array]:
+def _design(
+    theta: ArrayLike, y: ArrayLike, caller: str, normalize: bool
+) -> tuple[Array, Array, Array]:
+    """`(Θ / norms, y, norms)`: the checked design (columns scaled to unit norm when
+    `normalize`), the targets as `(samples, targets)`, and the scaling to undo."""
     theta, y = jnp.asarray(theta), jnp.asarray(y)
     if y.ndim == 1:
         y = y[:, None]
@@ -44,7 +48,19 @@ def _design(theta: ArrayLike, y: ArrayLike, caller: str) -> tuple[Array, Array]:
             bad = int(jnp.sum(~jnp.isfinite(value)))
             raise ValueError(f"{caller}: {name} has {bad} non-finite entries (NaN or inf)")
     dtype = jnp.result_type(theta.dtype, y.dtype, jnp.float32)
-    return theta.astype(dtype), y.astype(dtype)
+    theta, y = theta.astype(dtype), y.astype(dtype)
+    norms = _column_norms(theta, normalize)
+    return theta / norms, y, norms
+
+
+def _iterate(body, init, max_iter: int):
+    """`lax.while_loop` of `body` on `(state, iterations, done)` until done or `max_iter`."""
+
+    def cond(carry):
+        _, k, done = carry
+        return ~done & (k < max_iter)
+
+    return jax.lax.while_loop(cond, body, (init, jnp.asarray(0), jnp.asarray(False)))
 
 
 def _finite(theta: Array, y: Array) -> Array:
@@ -115,18 +131,12 @@ class STLSQ(eqx.Module):
     def __call__(
         self, theta: Float[ArrayLike, "samples features"], y: Float[ArrayLike, "samples ..."]
     ) -> SparseFit:
-        theta, y = _design(theta, y, "STLSQ")
-        norms = _column_norms(theta, self.normalize_columns)
-        theta = theta / norms
+        theta, y, norms = _design(theta, y, "STLSQ", self.normalize_columns)
         gram, rhs = theta.T @ theta, theta.T @ y  # (p, p), (p, targets)
         const_gram, const_rhs = jax.lax.stop_gradient((gram, rhs))
         threshold = jax.lax.stop_gradient(jnp.asarray(self.threshold, gram.dtype))
         alpha = jnp.asarray(self.alpha, gram.dtype)
         solve = jax.vmap(masked_ridge, in_axes=(None, 1, 0, None))  # over targets
-
-        def cond(state):
-            _, k, done = state
-            return ~done & (k < self.max_iter)
 
         def body(state):
             mask, k, _ = state
@@ -135,9 +145,7 @@ class STLSQ(eqx.Module):
             return new, k + 1, jnp.all(new == mask)
 
         full = jnp.ones((y.shape[1], theta.shape[1]), bool)
-        support, iterations, converged = jax.lax.while_loop(
-            cond, body, (full, jnp.asarray(0), jnp.asarray(False))
-        )
+        support, iterations, converged = _iterate(body, full, self.max_iter)
         final_alpha = jnp.zeros_like(alpha) if self.unbias else alpha
         coefficients = solve(gram, rhs, support, final_alpha) / norms
         fit = SparseFit(coefficients, support, iterations, converged & _finite(theta, y))
@@ -202,9 +210,7 @@ class SR3(eqx.Module):
     def __call__(
         self, theta: Float[ArrayLike, "samples features"], y: Float[ArrayLike, "samples ..."]
     ) -> SparseFit:
-        theta, y = _design(theta, y, "SR3")
-        norms = _column_norms(theta, self.normalize_columns)
-        theta = theta / norms
+        theta, y, norms = _design(theta, y, "SR3", self.normalize_columns)
         nu = jnp.asarray(self.nu, theta.dtype)
         weight = self.reg_weight * nu
         gram, rhs = theta.T @ theta, theta.T @ y
@@ -214,19 +220,13 @@ class SR3(eqx.Module):
         cholesky = jax.scipy.linalg.cho_factor(c_gram + eye / c_nu)
         w0 = jnp.linalg.lstsq(*jax.lax.stop_gradient((theta, y)))[0]  # pysindy's start
 
-        def cond(state):
-            _, k, done = state
-            return ~done & (k < self.max_iter)
-
         def body(state):
             w, k, _ = state
             xi = jax.scipy.linalg.cho_solve(cholesky, c_rhs + w / c_nu)
             new = self._prox(xi, c_weight)
             return new, k + 1, jnp.sqrt(jnp.sum((new - w) ** 2)) / c_nu < self.tol
 
-        w, iterations, converged = jax.lax.while_loop(
-            cond, body, (w0, jnp.asarray(0), jnp.asarray(False))
-        )
+        w, iterations, converged = _iterate(body, w0, self.max_iter)
         support = (w != 0).T
         if self.unbias:
             solve = jax.vmap(masked_ridge, in_axes=(None, 1, 0, None))
