@@ -98,7 +98,7 @@ TINY = {
                          "noise_levels=[0.0,0.05]", "num_noise_seeds=1",
                          "validation.pointwise_thresholds=[2.0]",
                          "validation.weak_thresholds=[0.05]", "validation.alphas=[1e-5]"],
-    "sindy_lorenz": ["data.t1=2.0", "noise_levels=[0.0,0.05]", "num_noise_seeds=1",
+    "sindy_lorenz": ["data.t1=2.0", "noise_levels=[0.05]", "num_noise_seeds=1",
                      "weak.num_domains=50", "validation.t1=1.0", "validation.thresholds=[0.1]",
                      "validation.num_domains=[50]", "validation.half_width_fractions=[0.05]"],
     # 3 time units: one lobe switch; PyDMD's comparison runs (its agreement: test_sysid_dmd)
