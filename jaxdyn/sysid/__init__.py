@@ -26,6 +26,9 @@ from .sparse import SR3 as SR3
 from .sparse import STLSQ as STLSQ
 from .sparse import SparseFit as SparseFit
 from .sparse import masked_ridge as masked_ridge
+
+# Universal differential equations (issue 17, section 4)
+from .ude import UniversalField as UniversalField
 from .weak import fit_weak_sindy as fit_weak_sindy
 from .weak import test_functions as test_functions
 from .weak import trapezoid_weights as trapezoid_weights
