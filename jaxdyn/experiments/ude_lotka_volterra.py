@@ -539,7 +539,8 @@ def _figures(run_dir: Path, a: dict, t1: float) -> None:
         ax.plot(a["ts"], a["train"][:, i], "ko", ms=3, mfc="none", label="training data")
         ax.plot(a["ts"], a["validation"][:, i], "C2x", ms=3, label="validation data")
         ax.axvline(t1, color="0.6", lw=0.8)
-        ax.set_ylabel(NAMES[i])
+        top = 1.3 * max(a["truth_f"][:, i].max(), a["train"][:, i].max())
+        ax.set(ylabel=NAMES[i], ylim=(-0.1 * top, top))  # a diverging forecast leaves the axes
     axes[0].legend(loc="upper right", fontsize=7, ncol=2)
     axes[-1].set_xlabel("t")
     fig.suptitle(f"Lotka–Volterra: fit on [0, {t1:g}], forecast beyond (first seed)")
