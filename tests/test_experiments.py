@@ -104,6 +104,12 @@ TINY = {
     # 3 time units: one lobe switch; PyDMD's comparison runs (its agreement: test_sysid_dmd)
     "havok_lorenz": ["data.num_samples=3000", "model.delays=30", "model.rank=5",
                      "figure_span=3.0"],
+    # Euler steps through the direct adjoint (as the quickstart's smoke); L-BFGS kept (2 steps)
+    "ude_lotka_volterra": ["num_seeds=1", "data.num_times=11", "data.forecast_t1=4.0",
+                           "data.forecast_points=11", "model.width=4", "model.depth=1",
+                           *QUICKSTART_EULER, "train.steps=4", "train.chunk=2", "lbfgs.steps=2",
+                           "lbfgs.chunk=2", "regression.thresholds=[0.1,0.3]",
+                           "regression.num_points=11", "regression.refit_steps=2"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -150,6 +156,9 @@ HEADLINES = {
     "havok_lorenz": [(("rel_l2_error",), 0.0, 1.0), (("pydmd_rel_l2_error",), 0.0, 1.0),
                      (("forcing_excess_kurtosis",), -2.0, math.inf),
                      (("a_skew_symmetry",), 0.0, 2.0), (("a_off_tridiagonal",), 0.0, 1.0)],
+    # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
+    "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
+                           (("fit_rmse_network",), 0.0, 10.0)],
 }  # fmt: skip
 
 
@@ -195,6 +204,9 @@ def test_experiment_smoke(name, tmp_path):
         ("deq_digits", ["validation_fraction=0.001"], "rounds to no validation image"),
         ("distillation", ["test_fraction=0.5", "validation_fraction=0.6"], "digits needs"),
         ("langevin_flow", ["model.langevin_flow.heads=3"], "must be divisible by"),
+        ("ude_lotka_volterra", ["data.forecast_t1=2.0"], "must be > data.t1=3.0"),
+        ("ude_lotka_volterra", ["train.batch_size=8"], "set train.batch_size=null"),
+        ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

@@ -12,6 +12,12 @@ from ._arguments import check_sizes
 
 __all__ = ["ACTIVATIONS", "FEATURES", "MLPField", "SoftplusField"]
 
+
+def _gaussian_rbf(x: Array) -> Array:
+    """`exp(-x²)`, the radial-basis activation of Rackauckas et al. 2020's UDE networks."""
+    return jnp.exp(-(x**2))
+
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
@@ -20,6 +26,7 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": jax.nn.gelu,
     "silu": jax.nn.silu,
     "identity": lambda x: x,
+    "rbf": _gaussian_rbf,
 }
 
 

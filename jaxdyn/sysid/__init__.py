@@ -46,6 +46,7 @@ from .sparse import SR3 as SR3
 from .sparse import STLSQ as STLSQ
 from .sparse import SparseFit as SparseFit
 from .sparse import masked_ridge as masked_ridge
+from .ude import UniversalField as UniversalField
 from .weak import bump_functions as bump_functions
 from .weak import fit_weak_sindy as fit_weak_sindy
 from .weak import trapezoid_weights as trapezoid_weights
