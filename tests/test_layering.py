@@ -19,7 +19,8 @@ LAYERS = [
     {"implicit", "train"},
     {"data"},
     {"models"},
-    {"baselines", "generative", "sysid"},  # capability packages; new families join this layer
+    # capability packages; new families join this layer
+    {"baselines", "generative", "regularize", "sysid"},
     {"config", "plotting"},
     {"experiments"},
     {"sweep"},

@@ -140,7 +140,7 @@ def cdeint(
     if isinstance(adjoint_, dfx.BacksolveAdjoint):
         (field,) = closure_convert((field,), ts[0], y0, args)
     term = dfx.ControlTerm(field, path).to_ode()
-    ys, stats, result = integrate(term, solver_, ts, dt0, y0, args=args, controller=controller,
+    ys, stats, result, _ = integrate(term, solver_, ts, dt0, y0, args=args, controller=controller,
                                   adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
                                   caller="cdeint")  # fmt: skip
     if jumps and stats.num_fevals is not None and getattr(solver_.tableau, "fsal", False):

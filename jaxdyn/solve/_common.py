@@ -74,12 +74,16 @@ class Solution(_Outcome):
     - `stats`: a `Stats`.
     - `result`: a `RESULTS` code (`RESULTS.successful` or the reason for failure);
       `RESULTS[result]` is the message. Batched like `stats`.
+    - `solver_state`: the solver's state after the last accepted step when asked for
+      (`odeint(..., save_solver_state=True)`, Diffrax's `SaveAt(solver_state=True)`), else
+      `None`. Solvers that carry quantities across steps (`jaxdyn.regularize`) return them so.
     """
 
     ts: Float[Array, " time"]
     ys: PyTree[Array]
     stats: Stats
     result: RESULTS
+    solver_state: PyTree[Array] | None = None
 
 
 class Endpoint(_Outcome):
@@ -180,11 +184,12 @@ def check_options(
     return adjoint_
 
 
-def save_times(ts: Array) -> dfx.SaveAt:
-    """Save at `ts`; for two times, at the endpoints (cheaper than interpolating at ts)."""
+def save_times(ts: Array, solver_state: bool = False) -> dfx.SaveAt:
+    """Save at `ts`; for two times, at the endpoints (cheaper than interpolating at ts). With
+    `solver_state`, the solver's final state too."""
     if ts.shape[0] == 2:
-        return dfx.SaveAt(t0=True, t1=True)
-    return dfx.SaveAt(ts=ts)
+        return dfx.SaveAt(t0=True, t1=True, solver_state=solver_state)
+    return dfx.SaveAt(ts=ts, solver_state=solver_state)
 
 
 def integrate(
@@ -200,9 +205,11 @@ def integrate(
     max_steps: int,
     on_failure: OnFailure,
     caller: str,
-) -> tuple[PyTree[Array], Stats, RESULTS]:
+    save_solver_state: bool = False,
+) -> tuple[PyTree[Array], Stats, RESULTS, PyTree[Array] | None]:
     """One `diffrax.diffeqsolve` from `ts[0]` to `ts[-1]`, saved at `ts`, run with
-    `throw=False` and followed by the failure policy; returns `(ys, stats, result)`."""
+    `throw=False` and followed by the failure policy; returns `(ys, stats, result,
+    solver_state)`, the last the solver's final state with `save_solver_state`, else `None`."""
     sol = dfx.diffeqsolve(
         terms,
         solver,
@@ -211,7 +218,7 @@ def integrate(
         dt0,
         y0,
         args=args,
-        saveat=save_times(ts),
+        saveat=save_times(ts, save_solver_state),
         stepsize_controller=controller,
         adjoint=adjoint,
         max_steps=max_steps,
@@ -225,4 +232,4 @@ def integrate(
         num_rejected_steps=sol.stats["num_rejected_steps"],
         num_fevals=fevals(solver, num_steps),
     )
-    return ys, stats, result
+    return ys, stats, result, sol.solver_state

@@ -46,6 +46,7 @@ def odeint(
     max_steps: int | None = None,
     on_failure: OnFailure = "raise",
     batch: Batch = None,
+    save_solver_state: bool = False,
 ) -> Solution:
     """Solve `dy/dt = field(t, y, args)`, `y(ts[0]) = y0`, and return `y` at `ts`.
 
@@ -74,11 +75,20 @@ def odeint(
       leading batch axis. `vmap` solves each sample with its own step sizes; `joint`
       integrates the batch as one state with one step-size sequence (as torchdiffeq does),
       which is usually faster for neural-ODE training.
+    - `save_solver_state`: also return the solver's final state as `Solution.solver_state`
+      (for solvers that carry quantities across accepted steps, such as
+      `jaxdyn.regularize.HeuristicsSolver`). Not with `adjoint="backsolve"`, whose backward
+      solve does not differentiate it.
 
     **Returns:** a `Solution`.
     """
     solver_ = resolve_solver(solver)
     adjoint_ = check_options(adjoint, on_failure, dt0, batch)
+    if save_solver_state and isinstance(adjoint_, dfx.BacksolveAdjoint):
+        raise ValueError(
+            "save_solver_state=True cannot be differentiated with adjoint='backsolve'; "
+            "use adjoint='checkpoint' (or 'direct')"
+        )
     times, ts = check_times(ts)
     check_y0(y0, batch)
     controller = stepsize_controller(solver_, rtol, atol, dt0)
@@ -95,12 +105,12 @@ def odeint(
     def solve_one(y0_):
         return integrate(term, solver_, ts, dt0, y0_, args=args, controller=controller,
                          adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
-                         caller="odeint")  # fmt: skip
+                         caller="odeint", save_solver_state=save_solver_state)  # fmt: skip
 
     if batch == "vmap":
-        ys, stats, result = jax.vmap(solve_one)(y0)
+        ys, stats, result, state = jax.vmap(solve_one)(y0)
     else:
-        ys, stats, result = solve_one(y0)
+        ys, stats, result, state = solve_one(y0)
         if batch == "joint":  # (time, batch, ...) -> (batch, time, ...)
             ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, 1), ys)
-    return Solution(ts=ts, ys=ys, stats=stats, result=result)
+    return Solution(ts=ts, ys=ys, stats=stats, result=result, solver_state=state)

@@ -381,7 +381,7 @@ def sdeint(
         terms = dfx.MultiTerm(dfx.ODETerm(f), _NoiseTerm(g, path, structure))
         return integrate(terms, solver_, ts, dt0, y0_, args=args, controller=controller,
                          adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
-                         caller="sdeint")  # fmt: skip
+                         caller="sdeint")[:3]  # fmt: skip
 
     path_args = (ts, grid, noise_shape, y0.dtype, levy, tol)
     if batch == "vmap":
