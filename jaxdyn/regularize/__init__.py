@@ -30,6 +30,7 @@ from ._loss import Kind as Kind
 from ._loss import Regularizer as Regularizer
 from ._loss import regularized_loss as regularized_loss
 from ._penalties import Reduction as Reduction
+from ._penalties import SolveOptions as SolveOptions
 from ._penalties import error_penalty as error_penalty
 from ._penalties import local_error_penalty as local_error_penalty
 from ._penalties import local_stiffness_penalty as local_stiffness_penalty

@@ -3,7 +3,7 @@ solve (Pal, Ma, Shah & Rackauckas 2021) or from one extra step at a sampled time
 2023)."""
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import diffrax as dfx
 import equinox as eqx
@@ -18,15 +18,46 @@ from ._heuristics import STABILITY_SIZES, Heuristics, HeuristicsSolver, step_heu
 
 __all__ = [
     "Reduction",
+    "SolveOptions",
     "error_penalty",
     "local_error_penalty",
     "local_stiffness_penalty",
+    "solve_options",
     "solve_with_heuristics",
     "stiffness_penalty",
 ]
 
 Reduction = Literal["max", "sum"]
 Field = Callable[[Any, PyTree, Any], PyTree]
+
+
+class SolveOptions(TypedDict, total=False):
+    """`odeint`'s keyword options, which every penalty takes and passes on (`jaxdyn.odeint`
+    documents them; the defaults are its own)."""
+
+    args: Any
+    solver: str | dfx.AbstractSolver
+    rtol: float | None
+    atol: float | None
+    dt0: float | None
+    adjoint: str | dfx.AbstractAdjoint
+    max_steps: int | None
+    on_failure: OnFailure
+    batch: Batch
+
+
+_DEFAULTS: SolveOptions = {"args": None, "solver": "tsit5", "rtol": None, "atol": None,
+                           "dt0": None, "adjoint": "checkpoint", "max_steps": None,
+                           "on_failure": "raise", "batch": None}  # fmt: skip
+
+
+def solve_options(caller: str, options: dict) -> dict:
+    """`options` over `odeint`'s defaults; `TypeError` naming an option `odeint` lacks."""
+    unknown = sorted(set(options) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{caller} got unknown options {unknown}; it takes odeint's: "
+                        f"{sorted(_DEFAULTS)}")  # fmt: skip
+    return {**_DEFAULTS, **options}
 
 
 def _check_adaptive(caller: str, dt0, rtol, atol) -> None:
@@ -49,15 +80,7 @@ def solve_with_heuristics(
     ts: Float[ArrayLike, " time"],
     *,
     stiffness: bool = False,
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int | None = None,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Heuristics]:
     """`odeint` with the solver wrapped in a `HeuristicsSolver`: the solution (the same steps
     and values as `odeint` with `solver`) and the `Heuristics` summed over its accepted steps.
@@ -68,24 +91,12 @@ def solve_with_heuristics(
     over the batch; with `batch="joint"` they are those of the one joint solve (the steps the
     batch shares). With `on_failure="nan"` a failed solve's sums are NaN.
     """
-    _check_adaptive("solve_with_heuristics", dt0, rtol, atol)
-    inner = resolve_solver(solver)
+    o = solve_options("solve_with_heuristics", options)
+    rtol, atol, on_failure, batch = o["rtol"], o["atol"], o["on_failure"], o["batch"]
+    _check_adaptive("solve_with_heuristics", o["dt0"], rtol, atol)
+    inner = resolve_solver(o["solver"])
     wrapper = HeuristicsSolver(inner, rtol, atol, stiffness)
-    sol = odeint(
-        field,
-        y0,
-        ts,
-        args=args,
-        solver=wrapper,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        on_failure=on_failure,
-        batch=batch,
-        save_solver_state=True,
-    )
+    sol = odeint(field, y0, ts, **{**o, "solver": wrapper}, save_solver_state=True)
     totals = sol.solver_state[1]
     if on_failure == "nan":
         totals = jax.tree.map(lambda x: jnp.where(sol.succeeded, x, jnp.nan), totals)
@@ -103,16 +114,7 @@ def error_penalty(
     field: Field,
     y0: PyTree[ArrayLike],
     ts: Float[ArrayLike, " time"],
-    *,
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int | None = None,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Float[Array, ""]]:
     """The error-estimate regulariser (ERNODE; Pal, Ma, Shah & Rackauckas 2021):
 
@@ -129,15 +131,7 @@ def error_penalty(
         y0,
         ts,
         stiffness=False,
-        args=args,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        on_failure=on_failure,
-        batch=batch,
+        **options,
     )
     return sol, totals.error
 
@@ -148,15 +142,7 @@ def stiffness_penalty(
     ts: Float[ArrayLike, " time"],
     *,
     reduction: Reduction = "max",
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int | None = None,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Float[Array, ""]]:
     """The stiffness regulariser (SRNODE; Pal, Ma, Shah & Rackauckas 2021): the solver's
     eigenvalue estimate `|λ̂_n|` (`stiffness_estimate`) on each accepted step `n`, divided by
@@ -175,15 +161,7 @@ def stiffness_penalty(
         y0,
         ts,
         stiffness=True,
-        args=args,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        on_failure=on_failure,
-        batch=batch,
+        **options,
     )
     return sol, totals.stiffness_max if reduction == "max" else totals.stiffness_sum
 
@@ -205,18 +183,13 @@ def _local(
     ts: Float[ArrayLike, " time"],
     *,
     key: PRNGKeyArray,
-    args: Any,
-    solver: str | dfx.AbstractSolver,
-    rtol: float | None,
-    atol: float | None,
-    dt0: float | None,
-    adjoint: str | dfx.AbstractAdjoint,
-    max_steps: int | None,
-    on_failure: OnFailure,
-    batch: Batch,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Array, Array, Array]:
     """`(solution, heuristics of one step at a sampled time τ, t1 − t0, S)`."""
     check_key(key, caller)
+    o = solve_options(caller, options)
+    args, solver, rtol, atol, dt0 = (o[k] for k in ("args", "solver", "rtol", "atol", "dt0"))
+    on_failure, batch = o["on_failure"], o["batch"]
     _check_adaptive(caller, dt0, rtol, atol)
     inner = resolve_solver(solver)
     HeuristicsSolver(inner, rtol, atol, stiffness)  # checks the solver
@@ -226,20 +199,7 @@ def _local(
     tau = jax.random.uniform(key, (), ts.dtype, ts[0], ts[-1])
     # Save at τ too (an interpolation, no extra solve), then drop it from the solution.
     where = jnp.searchsorted(ts, tau)
-    sol = odeint(
-        field,
-        y0,
-        jnp.sort(jnp.append(ts, tau)),
-        args=args,
-        solver=inner,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        on_failure=on_failure,
-        batch=batch,
-    )
+    sol = odeint(field, y0, jnp.sort(jnp.append(ts, tau)), **{**o, "solver": inner})
     axis = 0 if batch is None else 1
     index = jnp.arange(ts.shape[0])
     ys = jax.tree.map(lambda y: jnp.take(y, index + (index >= where), axis=axis), sol.ys)
@@ -269,15 +229,7 @@ def local_error_penalty(
     ts: Float[ArrayLike, " time"],
     *,
     key: PRNGKeyArray,
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int | None = None,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Float[Array, ""]]:
     """The local error-estimate regulariser (Pal, Edelman & Rackauckas 2023):
 
@@ -301,17 +253,9 @@ def local_error_penalty(
         y0,
         ts,
         key=key,
-        args=args,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        on_failure=on_failure,
-        batch=batch,
+        **options,
     )
-    return sol, _batch_mean(span * step.error, batch)
+    return sol, _batch_mean(span * step.error, options.get("batch"))
 
 
 def local_stiffness_penalty(
@@ -321,15 +265,7 @@ def local_stiffness_penalty(
     *,
     key: PRNGKeyArray,
     reduction: Reduction = "max",
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int | None = None,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Float[Array, ""]]:
     """The local stiffness regulariser (Pal et al. 2023): the eigenvalue estimate `|λ̂(τ)|`
     of one extra step at a sampled time `τ` (as in `local_error_penalty`), divided by the
@@ -345,15 +281,7 @@ def local_stiffness_penalty(
         y0,
         ts,
         key=key,
-        args=args,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        on_failure=on_failure,
-        batch=batch,
+        **options,
     )
     rate = step.eigenvalue / size
-    return sol, _batch_mean(rate if reduction == "max" else span * rate, batch)
+    return sol, _batch_mean(rate if reduction == "max" else span * rate, options.get("batch"))

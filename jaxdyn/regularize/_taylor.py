@@ -1,9 +1,8 @@
 """Taylor-mode smoothness penalties (TayNODE; Kelly, Bettencourt, Johnson & Duvenaud 2020)."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
-import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -11,8 +10,9 @@ from jax.experimental.jet import jet
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .._checks import OnFailure, check_count
-from ..solve import Batch, Solution, odeint
+from .._checks import check_count
+from ..solve import Solution, odeint
+from ._penalties import SolveOptions, solve_options
 
 __all__ = ["taylor_derivatives", "taylor_penalty"]
 
@@ -69,15 +69,7 @@ def taylor_penalty(
     ts: Float[ArrayLike, " time"],
     *,
     order: int = 2,
-    args: Any = None,
-    solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float | None = None,
-    atol: float | None = None,
-    dt0: float | None = None,
-    adjoint: str | dfx.AbstractAdjoint = "checkpoint",
-    max_steps: int | None = None,
-    on_failure: OnFailure = "raise",
-    batch: Batch = None,
+    **options: Unpack[SolveOptions],
 ) -> tuple[Solution, Float[Array, ""]]:
     """The Taylor-mode regulariser (TayNODE; Kelly, Bettencourt, Johnson & Duvenaud 2020):
 
@@ -92,14 +84,14 @@ def taylor_penalty(
     over samples. The other arguments are `odeint`'s.
     """
     check_count("order", order)
+    batch = solve_options("taylor_penalty", options)["batch"]
+    batch = solve_options("taylor_penalty", options)["batch"]
     leaves = jax.tree.leaves(y0)
     if not leaves:
         raise ValueError("y0 has no array leaves")
     leaf = jnp.asarray(leaves[0])
     r0 = jnp.zeros(leaf.shape[:1] if batch is not None else (), leaf.dtype)
-    sol = odeint(_Augmented(field, order), (y0, r0), ts, args=args, solver=solver, rtol=rtol,
-                 atol=atol, dt0=dt0, adjoint=adjoint, max_steps=max_steps,
-                 on_failure=on_failure, batch=batch)  # fmt: skip
+    sol = odeint(_Augmented(field, order), (y0, r0), ts, **options)
     ys, rs = sol.ys
     penalty = jnp.mean(rs[..., -1])
     return Solution(ts=sol.ts, ys=ys, stats=sol.stats, result=sol.result), penalty
