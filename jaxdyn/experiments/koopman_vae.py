@@ -138,7 +138,7 @@ class GRUVAEConfig:
 
 @dataclasses.dataclass
 class SelectionConfig:
-    discriminative_steps: int = at_least(1000, 1)  # of the validation score choosing weights
+    discriminative_steps: int = at_least(2000, 1)  # of the validation score choosing weights
 
 
 @dataclasses.dataclass
