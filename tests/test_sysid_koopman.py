@@ -116,12 +116,21 @@ def test_loss_terms_against_hand_computation(models):
         mean, log_var = jax.vmap(baseline.encode)(x)
         g = mean + jnp.exp(0.5 * log_var) * jax.random.normal(KEY, mean.shape, mean.dtype)
         xhat = jax.vmap(lambda g_: baseline.decode(g_, 8))(g)
-        _, prior_key = jax.random.split(KEY)
-        z = jax.vmap(lambda k: kovae.prior(8, key=k)[0])(jax.random.split(prior_key, 3))
+        post_key, prior_key = jax.random.split(KEY)
+        z, prior_mean, prior_log_var = jax.vmap(lambda k: kovae.prior(8, key=k))(
+            jax.random.split(prior_key, 3))  # fmt: skip
+        q_mean, q_log_var = jax.vmap(kovae.encode)(x)
+        z_q = q_mean + jnp.exp(0.5 * q_log_var) * jax.random.normal(post_key, q_mean.shape)
+        along_q = jax.vmap(kovae.prior_conditionals)(z_q)
+        along_own = jax.vmap(kovae.prior_conditionals)(z)
+        kl_terms = (q_mean, q_log_var, along_q, (prior_mean, prior_log_var), along_own)
         return (baseline.loss(x, key=KEY), mean, log_var, xhat,
-                kovae.loss(x, key=KEY, prediction_weight=2.0), z)  # fmt: skip
+                kovae.loss(x, key=KEY, prediction_weight=2.0), z,
+                kovae.loss(x, key=KEY, kl_against="independent").kl, kl_terms)  # fmt: skip
 
-    out, mean, log_var, xhat, kout, z = pieces(kovae, baseline, jnp.asarray(x))
+    out, mean, log_var, xhat, kout, z, kl_independent, kl_terms = pieces(
+        kovae, baseline, jnp.asarray(x)
+    )
     s = np.exp(np.asarray(baseline.log_scale))
     nll = np.sum(0.5 * ((x - np.asarray(xhat)) / s) ** 2 + np.log(s) + 0.5 * np.log(2 * np.pi))
     m, v = np.asarray(mean), np.exp(np.asarray(log_var))
@@ -139,6 +148,22 @@ def test_loss_terms_against_hand_computation(models):
         kout.total, kout.reconstruction + 0.007 * kout.kl + 2.0 * kout.prediction, rtol=1e-12
     )
 
+    # The KL: the prior's conditionals along the posterior sample (default, the ELBO's) or
+    # along an independent prior sample (the reference code's), against NumPy; teacher-forcing
+    # the prior on its own sample reproduces its conditionals (the same operations: float64).
+    q_mean, q_log_var, along_q, own, along_own = jax.tree.map(np.asarray, kl_terms)
+    np.testing.assert_allclose(along_own[0], own[0], atol=1e-12)
+    np.testing.assert_allclose(along_own[1], own[1], atol=1e-12)
+
+    def kl(mean_p, log_var_p):
+        v_q, v_p = np.exp(q_log_var), np.exp(log_var_p)
+        terms = log_var_p - q_log_var + (v_q + (q_mean - mean_p) ** 2) / v_p - 1
+        return 0.5 * np.sum(terms) / 3
+
+    np.testing.assert_allclose(kout.kl, kl(*along_q), rtol=1e-10)  # float64
+    np.testing.assert_allclose(kl_independent, kl(*own), rtol=1e-10)
+    assert not np.allclose(kout.kl, kl_independent)  # the two differ
+
 
 def test_irregular_inputs_and_masked_loss():
     x = np.array([[1.0, np.nan], [np.nan, 2.0], [3.0, np.nan]])
@@ -147,7 +172,8 @@ def test_irregular_inputs_and_masked_loss():
     np.testing.assert_allclose(feats[:, :2], [[1, 0], [1, 2], [3, 2]])  # filled (0 before first)
     np.testing.assert_allclose(feats[:, 2:4], [[1, 0], [0, 1], [1, 0]])  # mask
     np.testing.assert_allclose(feats[:, 4:], [[0, 0], [0.5, 0], [0, 1.5]])  # time since last
-    model = KoopmanVAE(channels=2, latent=2, hidden=4, irregular=True, key=KEY)
+    # Bidirectional here (the irregular and the bidirectional encoder share one program).
+    model = KoopmanVAE(channels=2, latent=2, hidden=4, irregular=True, bidirectional=True, key=KEY)
     batch = jnp.asarray(np.stack([x, x]))
 
     @eqx.filter_jit
@@ -156,10 +182,14 @@ def test_irregular_inputs_and_masked_loss():
         post_key, _ = jax.random.split(KEY)
         mean, log_var = jax.vmap(model.encode)(batch)
         z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(post_key, mean.shape, mean.dtype)
-        return model.loss(batch, key=KEY), grads, jax.vmap(model.decode)(z)
+        changed = model.encode(batch[0].at[-1].set(5.0))[0]
+        return model.loss(batch, key=KEY), grads, jax.vmap(model.decode)(z), mean[0], changed
 
-    out, grads, xhat = pieces(model, batch)
+    out, grads, xhat, mean, changed = pieces(model, batch)
     assert np.isfinite(out.total)
+    # Bidirectional posterior: unlike the causal one (test above), the last step reaches
+    # every earlier step.
+    assert np.all(np.abs(np.asarray(changed - mean)[:-1]).max(axis=-1) > 0)
     # NaN-marked entries enter neither the loss nor its gradient (a NaN behind a `where` would
     # poison the gradient); the reconstruction sums the observed entries only.
     leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_inexact_array))
@@ -177,6 +207,8 @@ def test_bad_inputs_name_the_argument(models):
         baseline.loss(jnp.zeros((8, 3)), key=KEY)
     with pytest.raises(ValueError, match="latent must be an int >= 1"):
         KoopmanVAE(channels=2, latent=0, key=KEY)
+    with pytest.raises(ValueError, match="kl_against must be posterior or independent"):
+        kovae.loss(jnp.zeros((2, 8, 3)), key=KEY, kl_against="prior")
     with pytest.raises(ValueError, match="max_radius must be a positive number"):
         KoopmanVAE(channels=2, max_radius=-1.0, key=KEY)
     with pytest.raises(ValueError, match="length must be an int >= 2"):

@@ -17,17 +17,27 @@ time steps (`jaxdyn.data.drop_observations`) and both models read them irregular
 (`encoder_inputs`); the test series stay complete (regular generation from irregular data,
 the paper's irregular setting).
 
-Models (`jaxdyn.sysid`): `kovae`, `KoopmanVAE` with the paper's sizes and loss weights;
-`gru_vae`, `GaussianSequentialVAE` (negative ELBO with a learned noise scale). Each is trained
-on the train series; `fit` evaluates its loss on the validation series every `eval_every`
-chunks and the step with the best validation loss is the one reported (`train.best_metric`).
+Models (`jaxdyn.sysid`): `kovae`, `KoopmanVAE` with the paper's sizes (its KL against the
+prior's conditionals along the posterior sample, `kl_against`); `gru_vae`,
+`GaussianSequentialVAE` (negative ELBO with a learned noise scale). Each is trained on the
+train series; `fit` evaluates its loss on the validation series every `eval_every` chunks and
+keeps the step with the best validation loss (`train.best_metric`).
+
+Weights chosen on validation data (per dataset and seed): each model is trained once per point
+of its grid (`kl_weights` × `prediction_weights` for KoVAE, `kl_weights` for the GRU VAE), and
+the point whose samples score the lowest discriminative score against the *validation* series
+(`selection.discriminative_steps`) is the one scored on test. Validation loss alone cannot
+choose between weights (they change the loss itself) and does not see a collapsed prior; the
+discriminative score does (samples of little diversity are told apart). The weights travel in
+the training data (one per series, all equal), so a grid shares one compiled training step.
 
 Scores on the test series, once per (dataset, model, seed): the discriminative and
 predictive scores (`jaxdyn.metrics`, TimeGAN's protocol) of as many generated series as
 there are test series. The row `real` scores train series in place of generated ones: the
 floor a perfect generator would reach with these sample sizes. Eigenvalues (KoVAE): of the
 operator fitted to `evaluation.eigen_samples` prior samples (what generates), and of the one
-fitted to the posterior means of the test series; frequencies `|arg λ| / dt`.
+fitted to the posterior means of the test series; frequencies `|arg λ| / dt`. `diversity`
+(`diversity`): the samples' spread across series over the test series' (near 0: collapsed).
 
 Seeds `seed … seed + num_seeds − 1`; one row per finished (dataset, model, seed) in
 `results.jsonl` (`--resume` skips them). A difference between the models smaller than the
@@ -42,16 +52,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
 from omegaconf import DictConfig
 
 from ..config import (
     ConfigError,
     TrainConfig,
     at_least,
+    choice,
     distinct_names,
     fraction,
     positive,
+    positive_list,
     section,
 )
 from ..data import drop_observations
@@ -68,6 +79,9 @@ DATASETS = ("sines", "pendulum")
 MODELS: dict[str, str] = {"kovae": "KoVAE", "gru_vae": "GRU VAE", "real": "real (floor)"}
 TRAINED = ("kovae", "gru_vae")
 SCORES = ("discriminative", "predictive")
+#: What a trained model's row takes from its chosen grid point.
+CHOSEN = ("kl_weight", "prediction_weight", "validation_loss", "best_step",
+          "validation_discriminative")  # fmt: skip
 
 
 def _range(values) -> bool:
@@ -109,15 +123,22 @@ class DataConfig:
 class KoVAEConfig:
     latent: int = at_least(16, 1)
     hidden: int = at_least(20, 1)
-    kl_weight: float = positive(0.007)
-    prediction_weight: float = positive(1.0)
+    kl_weights: list[float] = positive_list([0.007], "KL weights")  # a grid (selection)
+    prediction_weights: list[float] = positive_list([1.0], "prediction weights")
+    kl_against: str = choice("posterior", ("posterior", "independent"))
+    bidirectional: bool = False  # posterior reads the whole series (the reference code's)
     max_radius: float | None = None  # bound on the operator's eigenvalues (null: none)
 
 
 @dataclasses.dataclass
 class GRUVAEConfig:
     hidden: int = at_least(20, 1)
-    kl_weight: float = positive(1.0)
+    kl_weights: list[float] = positive_list([1.0], "KL weights")  # a grid (selection)
+
+
+@dataclasses.dataclass
+class SelectionConfig:
+    discriminative_steps: int = at_least(2000, 1)  # of the validation score choosing weights
 
 
 @dataclasses.dataclass
@@ -145,6 +166,7 @@ class KoopmanVAEExperimentConfig:
     data: DataConfig = section(DataConfig)
     model: ModelsConfig = section(ModelsConfig)
     evaluation: EvaluationConfig = section(EvaluationConfig)
+    selection: SelectionConfig = section(SelectionConfig)
     train: TrainConfig = section(TrainConfig, steps=1500, batch_size=64, lr=2e-3,
                                  schedule="cosine", chunk=250,
                                  best_metric="validation.loss")  # fmt: skip
@@ -230,41 +252,61 @@ def build_model(cfg: DictConfig, name: str, channels: int, *, key):
     if name == "kovae":
         m = cfg.model.kovae
         return KoopmanVAE(channels=channels, latent=m.latent, hidden=m.hidden, irregular=irregular,
-                          max_radius=m.max_radius, key=key)  # fmt: skip
+                          max_radius=m.max_radius, bidirectional=m.bidirectional,
+                          key=key)  # fmt: skip
     m = cfg.model.gru_vae
     return GaussianSequentialVAE(channels=channels, hidden=m.hidden, irregular=irregular, key=key)
 
 
 class _Loss(eqx.Module):
-    """A model's loss on a batch, with its terms as metrics (a module: one compile per model
-    kind and shape for every seed)."""
+    """A model's loss on a batch `{"values", "weights"}`, with its terms as metrics. The
+    weights `(kl_weight, prediction_weight)` are read from the batch (every row holds the
+    same), so every point of a weight grid, and every seed, share one compiled step per model
+    kind and shape; `kl_against` is KoVAE's (`None` for the GRU VAE)."""
 
-    kl_weight: float = eqx.field(static=True)
-    prediction_weight: float | None = eqx.field(static=True)
+    kl_against: str | None = eqx.field(static=True)
 
     def __call__(self, model, batch, key):
-        weights = {"kl_weight": self.kl_weight}
-        if self.prediction_weight is not None:
-            weights["prediction_weight"] = self.prediction_weight
-        out = model.loss(batch, key=key, **weights)
+        kl_weight, prediction_weight = batch["weights"][0, 0], batch["weights"][0, 1]
+        if self.kl_against is None:
+            out = model.loss(batch["values"], key=key, kl_weight=kl_weight)
+        else:
+            out = model.loss(batch["values"], key=key, kl_weight=kl_weight,
+                             prediction_weight=prediction_weight,
+                             kl_against=self.kl_against)  # fmt: skip
         return out.total, {"reconstruction": out.reconstruction, "kl": out.kl,
                            "prediction": out.prediction}  # fmt: skip
+
+
+def _with_weights(values, weights: tuple[float, float]) -> dict:
+    """`{"values", "weights"}`: the series and the loss weights repeated once per series."""
+    values = jnp.asarray(values)
+    return {"values": values,
+            "weights": jnp.broadcast_to(jnp.asarray(weights, values.dtype),
+                                        (values.shape[0], 2))}  # fmt: skip
 
 
 class _ValidationLoss(eqx.Module):
     """`{"loss"}`: the model's loss on the validation series (`fit`'s evaluation)."""
 
-    values: Array
+    data: dict
     loss: _Loss
 
     def __call__(self, model, key):
-        return {"loss": self.loss(model, self.values, key)[0]}
+        return {"loss": self.loss(model, self.data, key)[0]}
 
 
 def _loss(cfg: DictConfig, name: str) -> _Loss:
+    return _Loss(cfg.model.kovae.kl_against if name == "kovae" else None)
+
+
+def weight_grid(cfg: DictConfig, name: str) -> list[tuple[float, float]]:
+    """The `(kl_weight, prediction_weight)` points tried for model `name` (the GRU VAE's
+    prediction weight is 0: it has no such term)."""
     if name == "kovae":
-        return _Loss(cfg.model.kovae.kl_weight, cfg.model.kovae.prediction_weight)
-    return _Loss(cfg.model.gru_vae.kl_weight, None)
+        m = cfg.model.kovae
+        return [(float(b), float(g)) for b in m.kl_weights for g in m.prediction_weights]
+    return [(float(b), 0.0) for b in cfg.model.gru_vae.kl_weights]
 
 
 def _eigen_report(eigenvalues: np.ndarray, modes: dict) -> dict:
@@ -309,22 +351,18 @@ def _evaluate(cfg, dataset, name, data, seed, run_dir, resume, shared) -> dict:
         if len(synthetic) < len(test):
             raise ConfigError("data.num_series leaves fewer train than test series")
     else:
-        model = build_model(cfg, name, values.shape[-1], key=model_key)
-        loss = shared.setdefault(name, _loss(cfg, name))
-        validation = _ValidationLoss(jnp.asarray(data["inputs"][data["validation"]]), loss)
-        result = fit_from_config(
-            loss, model, jnp.asarray(data["inputs"][data["train"]]), cfg.train, key=train_key,
-            run_dir=run_dir / "fits" / f"{dataset}-{name}-seed{seed}", resume=resume,
-            has_aux=True, optimizer=shared["optimizer"], eval_fn=validation,
-        )  # fmt: skip
-        model = result.model if result.best_model is None else result.best_model
-        row["validation_loss"] = result.best_value
-        row["best_step"] = result.best_step
+        models, grid = _select(cfg, dataset, name, data, seed, run_dir, resume, shared,
+                               model_key, train_key)  # fmt: skip
+        chosen = min(grid, key=lambda r: r["validation_discriminative"])  # first of a tie
+        model = models[chosen["index"]]
+        row.update({k: chosen[k] for k in CHOSEN})
+        row["grid"] = grid
         synthetic = np.asarray(eqx.filter_jit(model.sample)(len(test), values.shape[1],
                                                             key=sample_key))  # fmt: skip
         if name == "kovae":
             row.update(_kovae_spectrum(cfg, dataset, model, real, eigen_key))
     e = cfg.evaluation
+    row["diversity"] = diversity(synthetic, real)
     kd, kp = jax.random.split(score_key)
     row["discriminative"] = discriminative_score(real, synthetic, key=kd,
                                                  steps=e.discriminative_steps,
@@ -338,6 +376,49 @@ def _evaluate(cfg, dataset, name, data, seed, run_dir, resume, shared) -> dict:
           f"{row['discriminative']:.3f}, predictive {row['predictive']:.4f} "
           f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
     return row
+
+
+def _select(cfg, dataset, name, data, seed, run_dir, resume, shared, model_key, train_key):
+    """Train model `name` at every point of its weight grid (the same initialisation and
+    training noise for each) and score each on the validation series: the trained models and
+    one row per point (weights, validation loss and best step, validation discriminative
+    score). Nothing here reads the test series."""
+    values = data["values"]
+    inputs, validation = data["inputs"][data["train"]], data["inputs"][data["validation"]]
+    real_validation = values[data["validation"]]
+    loss = shared.setdefault(name, _loss(cfg, name))
+    key = jax.random.fold_in(train_key, 1)
+    sample_key, score_key = jax.random.split(key)
+    models, rows = [], []
+    for index, weights in enumerate(weight_grid(cfg, name)):
+        tag = f"kl{weights[0]:g}" + (f"-pred{weights[1]:g}" if name == "kovae" else "")
+        result = fit_from_config(
+            loss, build_model(cfg, name, values.shape[-1], key=model_key),
+            _with_weights(inputs, weights), cfg.train, key=train_key,
+            run_dir=run_dir / "fits" / f"{dataset}-{name}-seed{seed}-{tag}", resume=resume,
+            has_aux=True, optimizer=shared["optimizer"],
+            eval_fn=_ValidationLoss(_with_weights(validation, weights), loss),
+        )  # fmt: skip
+        model = result.model if result.best_model is None else result.best_model
+        synthetic = np.asarray(eqx.filter_jit(model.sample)(len(real_validation), values.shape[1],
+                                                            key=sample_key))  # fmt: skip
+        score = discriminative_score(real_validation, synthetic, key=score_key,
+                                     steps=cfg.selection.discriminative_steps,
+                                     batch_size=cfg.evaluation.batch_size)  # fmt: skip
+        models.append(model)
+        rows.append({"index": index, "kl_weight": weights[0], "prediction_weight": weights[1],
+                     "validation_loss": result.best_value, "best_step": result.best_step,
+                     "validation_discriminative": score})  # fmt: skip
+        print(f"[koopman_vae] {dataset} seed {seed} {MODELS[name]} {tag}: validation "
+              f"discriminative {score:.3f}", flush=True)  # fmt: skip
+    return models, rows
+
+
+def diversity(synthetic: np.ndarray, real: np.ndarray) -> float:
+    """The spread of the samples over that of the real series: the standard deviation across
+    series, averaged over steps and channels, of `synthetic` over that of `real` (1: as
+    diverse; near 0: nearly identical samples, a collapsed prior)."""
+    return float(np.mean(np.std(synthetic, axis=0)) / np.mean(np.std(real, axis=0)))
 
 
 def _kovae_spectrum(cfg, dataset, model: KoopmanVAE, real, key) -> dict:
@@ -417,12 +498,20 @@ EIGEN_FIGURES = ("prior_spectral_radius", "prior_in_band_fraction", "prior_leadi
 
 
 def _report(cfg, run_dir, names, seeds, done) -> dict:
-    results, comparison, spectra = {}, {}, {}
+    results, comparison, spectra, selected = {}, {}, {}, {}
     for dataset in cfg.data.datasets:
         rows = {n: [done[(dataset, n, s)] for s in seeds] for n in names}
         results[dataset] = {
-            n: {k: summary_stats([r[k] for r in rows[n]]) for k in SCORES} for n in names
+            n: {k: summary_stats([r[k] for r in rows[n]]) for k in (*SCORES, "diversity")}
+            for n in names
         }
+        selected[dataset] = {
+            n: {"kl_weight": [r["kl_weight"] for r in rows[n]],
+                "prediction_weight": [r["prediction_weight"] for r in rows[n]],
+                "validation_discriminative": summary_stats(
+                    [r["validation_discriminative"] for r in rows[n]])}
+            for n in names if n != "real"
+        }  # fmt: skip
         if "kovae" in names and "gru_vae" in names:
             comparison[dataset] = {k: "KoVAE " + _verdict(results[dataset]["kovae"][k],
                                                           results[dataset]["gru_vae"][k])
@@ -462,6 +551,7 @@ def _report(cfg, run_dir, names, seeds, done) -> dict:
         "results": results,
         "comparison": comparison,
         "spectra": spectra,
+        "selected": selected,
         "table_markdown": table,
         "target": (
             "KoVAE's discriminative score no higher than the GRU VAE's plus the larger standard "
