@@ -49,7 +49,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import (
@@ -204,8 +203,8 @@ def _train_one(cfg, kind, seed, loss, evaluators, data, run_dir, resume) -> dict
                              resume=resume, has_aux=True,
                              eval_fn=evaluators["validation"])  # fmt: skip
     seconds = time.perf_counter() - start
-    row = {"regulariser": kind, "seed": seed, "train_seconds": seconds,
-           "weight": 0.0 if kind == "none" else float(cfg.regularisation.weights[kind])}  # fmt: skip
+    weight = 0.0 if kind == "none" else float(cfg.regularisation.weights[kind])
+    row = {"regulariser": kind, "seed": seed, "train_seconds": seconds, "weight": weight}
     for split, evaluate in evaluators.items():
         out = eqx.filter_jit(evaluate)(result.model, jax.random.key(0))
         row[f"{split}_rel_l2"] = _finite(out["loss"])
@@ -246,9 +245,13 @@ def _report(cfg: DictConfig, rows: dict, kinds: list[str], seeds: list[int]) -> 
     equal_on_test = False
     if "none" in per and per["none"]["test_nfe"]["mean"]:
         base = per["none"]
-        eligible = [k for k in kinds if k != "none"
-                    and per[k]["validation_nfe"]["mean"] is not None
-                    and _within(per[k]["validation_rel_l2"], base["validation_rel_l2"])]  # fmt: skip
+        eligible = [
+            k
+            for k in kinds
+            if k != "none"
+            and per[k]["validation_nfe"]["mean"] is not None
+            and _within(per[k]["validation_rel_l2"], base["validation_rel_l2"])
+        ]
         summary["eligible_on_validation"] = eligible
         if eligible:
             best = min(eligible, key=lambda k: per[k]["validation_nfe"]["mean"])
@@ -293,7 +296,8 @@ def _figure(run_dir: Path, rows: dict, kinds: list[str], seeds: list[int]) -> No
         ax.scatter(x, y, color=f"C{i}", marker=marker, label=kind, alpha=0.8)
         ax.scatter([x.mean()], [y.mean()], color=f"C{i}", marker="x", s=80)
     ax.set(xlabel="test prediction NFE (adaptive, per trajectory)",
-           ylabel="test relative L2 error", title="spiral: NFE against accuracy (x: mean)")  # fmt: skip
+           ylabel="test relative L2 error",
+           title="spiral: NFE against accuracy (x: mean)")  # fmt: skip
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -308,11 +312,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     ts_window = ts[: d.window] - ts[0]
     data = windows(ys, d.window)
     splits = dict(zip(("validation", "test"), initial_conditions(cfg), strict=True))
-    evaluators = {
-        split: _Prediction(ts, jnp.stack([spiral(d.num_points, d.t1, tuple(y0))[1]
-                                          for y0 in y0s]),
-                           e.solver, e.rtol, e.atol, e.max_steps)  # fmt: skip
+    trajectories = {
+        split: jnp.stack([spiral(d.num_points, d.t1, tuple(y0))[1] for y0 in y0s])
         for split, y0s in splits.items()
+    }
+    evaluators = {
+        split: _Prediction(ts, ys_split, e.solver, e.rtol, e.atol, e.max_steps)
+        for split, ys_split in trajectories.items()
     }
     kinds = list(cfg.regularisation.kinds)
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
