@@ -120,7 +120,7 @@ class SolverRegularisationConfig:
     data: SpiralDataConfig = section(SpiralDataConfig)
     model: FieldConfig = section(FieldConfig)
     solve: SolveConfig = section(SolveConfig, solver="dopri5", rtol=1e-5, atol=1e-5)
-    train: TrainConfig = section(TrainConfig, steps=2000, batch_size=128, lr=3e-3,
+    train: TrainConfig = section(TrainConfig, steps=10000, batch_size=128, lr=3e-3,
                                  schedule="cosine", chunk=500)  # fmt: skip
     regularisation: RegularisationConfig = section(RegularisationConfig)
     evaluation: EvaluationConfig = section(EvaluationConfig)
