@@ -110,6 +110,10 @@ TINY = {
                            *QUICKSTART_EULER, "train.steps=4", "train.chunk=2", "lbfgs.steps=2",
                            "lbfgs.chunk=2", "regression.thresholds=[0.1,0.3]",
                            "regression.num_points=11", "regression.refit_steps=2"],
+    # two regularisers (the unregularised reference and ERNODE) of the six, two seeds (a spread)
+    "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
+                              "train.batch_size=8", "train.steps=2", "train.chunk=2",
+                              "num_seeds=2", "regularisation.kinds=[none,error]"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -159,6 +163,10 @@ HEADLINES = {
     # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
     "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
                            (("fit_rmse_network",), 0.0, 10.0)],
+    # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
+    "solver_regularisation": [(("regularisers", "none", "test_nfe", "mean"), 7.0, 16384 * 6 + 1),
+                              (("regularisers", "error", "test_rel_l2", "mean"), 0.0, 10.0),
+                              (("nfe_ratios", "error"), 0.0, math.inf)],
 }  # fmt: skip
 
 
