@@ -112,6 +112,11 @@ TINY = {
                            *QUICKSTART_EULER, "train.steps=4", "train.chunk=2", "lbfgs.steps=2",
                            "lbfgs.chunk=2", "regression.thresholds=[0.1,0.3]",
                            "regression.num_points=11", "regression.refit_steps=2"],
+    # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
+    # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
+    "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
+                              "train.batch_size=8", "train.steps=2", "train.chunk=2",
+                              "num_seeds=2", "regularisation.kinds=[error]"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -161,6 +166,11 @@ HEADLINES = {
     # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
     "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
                            (("fit_rmse_network",), 0.0, 10.0)],
+    # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
+    "solver_regularisation": [(("regularisers", "error", "test_nfe", "mean"), 7.0, 16384 * 6 + 1),
+                              (("regularisers", "error", "validation_nfe", "mean"), 7.0,
+                               16384 * 6 + 1),
+                              (("regularisers", "error", "test_rel_l2", "mean"), 0.0, 10.0)],
 }  # fmt: skip
 
 
@@ -235,6 +245,36 @@ def test_results_rows_survive_a_resume_and_a_fresh_start_clears_them(tmp_path):
     }
     _, done = start_results(tmp_path, ("seed", "nfe"), resume=False)
     assert done == {} and path.read_text() == ""
+
+
+def test_solver_regularisation_picks_on_validation_and_reports_on_test():
+    """The best regulariser is the lowest validation NFE among those whose mean validation
+    error is within the unregularised mean + one sample sd; its ratio is of test NFEs."""
+    from omegaconf import OmegaConf
+
+    from jaxdyn.experiments.solver_regularisation import _report
+
+    def row(kind, seed, val_err, val_nfe, test_err, test_nfe):
+        return {"regulariser": kind, "seed": seed, "weight": 0.0 if kind == "none" else 0.1,
+                "train_seconds": 1.0, "validation_rel_l2": val_err, "validation_nfe": val_nfe,
+                "validation_steps": 1.0, "test_rel_l2": test_err, "test_nfe": test_nfe,
+                "test_steps": 1.0}  # fmt: skip
+
+    # none: validation errors 0.1, 0.2, 0.3 (mean 0.2, sd 0.1): within means <= 0.3
+    # (validation error, validation NFE, test error, test NFE) per seed
+    table = {"none": [(0.1, 100, 0.1, 100), (0.2, 100, 0.2, 100), (0.3, 100, 0.3, 100)],
+             "error": [(0.29, 60, 0.25, 50)] * 3,  # within; the fewest NFE on validation
+             "stiffness": [(0.31, 10, 0.1, 10)] * 3,  # just outside on validation
+             "taylor": [(0.2, 70, 0.2, 30)] * 3}  # within; fewer NFE on test only  # fmt: skip
+    rows = {(k, s): row(k, s, *v) for k, values in table.items() for s, v in enumerate(values)}
+    cfg = OmegaConf.create({"task": "spiral", "target_nfe_ratio": 0.75})
+    summary = _report(cfg, rows, list(table), [0, 1, 2])
+    assert summary["eligible_on_validation"] == ["error", "taylor"]
+    assert summary["best_regulariser"] == "error"
+    assert summary["nfe_ratio_best"] == pytest.approx(0.5)
+    assert summary["equal_accuracy_on_test"] and summary["target_met_task"]
+    assert summary["target_met"] is False and "two of three tasks" in summary["target_note"]
+    assert summary["regularisers"]["none"]["validation_rel_l2"]["std"] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("width", [16, 64])
