@@ -36,6 +36,7 @@ __all__ = [
     "failure_messages",
     "fevals",
     "fixed_step_count",
+    "has_error_estimate",
     "resolve",
     "resolve_max_steps",
     "resolve_solver",
@@ -98,7 +99,8 @@ def resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
     return resolve("solver", solver, SOLVERS, dfx.AbstractSolver)
 
 
-def _has_error_estimate(solver: dfx.AbstractSolver) -> bool:
+def has_error_estimate(solver: dfx.AbstractSolver) -> bool:
+    """Whether `solver` is adaptive with a non-zero error estimate (RK4's tableau has none)."""
     if not isinstance(solver, dfx.AbstractAdaptiveSolver):
         return False
     b_error = getattr(getattr(solver, "tableau", None), "b_error", None)
@@ -122,7 +124,7 @@ def stepsize_controller(
                 "whose root_finder has its own tolerances"
             )
         return dfx.ConstantStepSize()
-    if not _has_error_estimate(solver):
+    if not has_error_estimate(solver):
         raise ValueError(
             f"solver {name} has no error estimate, so it cannot adapt its step size: "
             "give dt0 without rtol/atol for fixed steps, or choose an adaptive solver "

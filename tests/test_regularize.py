@@ -238,6 +238,18 @@ def test_bad_input_is_a_clear_error():
         stiffness_penalty(f, y0, ts, reduction="mean")
     with pytest.raises(ValueError, match="adaptive solver"):
         HeuristicsSolver(dfx.Euler())
+    with pytest.raises(ValueError, match="error estimate, got RK4"):  # its tableau has none
+        error_penalty(f, y0, ts, solver="rk4", rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="explicit Runge–Kutta"):
+        error_penalty(f, y0, ts, solver="kvaerno5", rtol=1e-6, atol=1e-6)
+    # one local step that overflows has no controller to reject it: NaN, not error 0
+    blow_up = step_heuristics(lambda t, y, a: jnp.exp(a * y), 0.0, y0, 1.0, args=800.0)
+    assert bool(jnp.isnan(blow_up.error)) and bool(jnp.isnan(blow_up.eigenvalue))
+    # a failed solve's carried state is NaN under on_failure="nan", as its states are
+    failed = odeint(lambda t, y, a: y**2, y0, jnp.linspace(0.0, 2.0, 3), rtol=1e-6, atol=1e-6,
+                    on_failure="nan", save_solver_state=True)  # fmt: skip
+    assert all(bool(jnp.all(jnp.isnan(x))) for x in jax.tree.leaves(failed.solver_state)
+               if jnp.issubdtype(x.dtype, jnp.floating))  # fmt: skip
     with pytest.raises(ValueError, match="backsolve"):
         error_penalty(f, y0, ts, adjoint="backsolve")
     with pytest.raises(ValueError, match="order"):

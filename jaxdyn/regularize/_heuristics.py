@@ -12,7 +12,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
-from .._solvers import DEFAULT_TOL
+from .._solvers import DEFAULT_TOL, has_error_estimate
 
 __all__ = [
     "STABILITY_SIZES",
@@ -78,7 +78,8 @@ def scaled_error(
 
     with `norm` the root mean square over all entries (`optimistix.rms_norm`, the controller's
     default). Non-finite entries (a step into a region where the field is NaN, which the
-    controller rejects) count as 0, so they cannot make a gradient NaN.
+    controller rejects, so the sums never see it) count as 0 here; `step_heuristics`, which
+    has no controller, reports such a step as NaN instead.
     """
 
     def scale(a, b, e):
@@ -145,9 +146,11 @@ class HeuristicsSolver(dfx.AbstractAdaptiveSolver):
     state is `(wrapped solver's state, Heuristics)`, with the step's `dt·E`, `dt·|λ̂|/S` and
     `|λ̂|/S` added in. Diffrax's loop keeps the previous solver state when the controller
     rejects a step, so the sums advance on accepted steps only (as in the diffrax issue #196
-    recipe). Read them from `odeint(..., solver=HeuristicsSolver(...),
-    save_solver_state=True).solver_state[1]`; they are differentiable through
-    `adjoint="checkpoint"` (discretise-then-optimise), not through `backsolve`.
+    recipe). Use it through `jaxdyn.regularize.solve_with_heuristics`, which gives the wrapper
+    the controller's own tolerances (built by hand, its `rtol`/`atol` must equal those given
+    to `odeint`, or `E` is scaled differently from the controller's). The sums are
+    differentiable through `adjoint="checkpoint"` (discretise-then-optimise), not through
+    `backsolve`, with the step sizes held fixed (Diffrax stops the controller's gradient).
 
     - `solver`: the wrapped adaptive Diffrax solver (an explicit Runge–Kutta method).
     - `rtol`, `atol`: the step-size controller's tolerances (`E` is scaled by them exactly as
@@ -162,11 +165,15 @@ class HeuristicsSolver(dfx.AbstractAdaptiveSolver):
     stiffness: bool = False
 
     def __check_init__(self):
-        if not isinstance(self.solver, dfx.AbstractAdaptiveSolver):
+        name = type(self.solver).__name__
+        if not has_error_estimate(self.solver) or isinstance(self.solver, HeuristicsSolver):
             raise ValueError(
-                f"HeuristicsSolver needs an adaptive solver (one with an error estimate), "
-                f"got {type(self.solver).__name__}"
+                f"HeuristicsSolver needs an adaptive solver with an error estimate, got {name}"
             )
+        if isinstance(self.solver, dfx.AbstractImplicitSolver):
+            # Diffrax fills in an implicit solver's root-finder tolerances only when it sees
+            # the implicit solver itself; behind a wrapper they stay unset.
+            raise ValueError(f"HeuristicsSolver wraps explicit Runge–Kutta solvers, got {name}")
         if self.stiffness:
             _check_stiffness_solver(self.solver)
 
@@ -237,11 +244,15 @@ def step_heuristics(
     """One differentiable step of `solver` (default Tsit5) from `(t0, y0)` with step size `dt`
     on `dy/dt = field(t, y, args)`, and its heuristics: the scaled error estimate `E`
     (`scaled_error`, tolerances defaulting to `1e-6`) and, with `stiffness`, the eigenvalue
-    estimate `|λ̂|` (`stiffness_estimate`). The local regularisers take one such step."""
+    estimate `|λ̂|` (`stiffness_estimate`); NaN when the step's state or error estimate is not
+    finite. The local regularisers take one such step."""
     solver = dfx.Tsit5() if solver is None else solver
     wrapper = HeuristicsSolver(solver, rtol, atol, stiffness)
     term = dfx.ODETerm(field)
     t1 = t0 + dt
     state = solver.init(term, t0, t1, y0, args)
     out = solver.step(term, t0, t1, y0, args, state, False)
-    return _heuristics(solver, out, t0, t1, y0, *wrapper.tolerances, stiffness)
+    heuristics = _heuristics(solver, out, t0, t1, y0, *wrapper.tolerances, stiffness)
+    # No controller rejects a step that overflows here: report it as NaN, not as error 0.
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(out[:2])]))
+    return jax.tree.map(lambda x: jnp.where(finite, x, jnp.nan), heuristics)

@@ -100,6 +100,12 @@ def regularized_loss(
 
     returned as `(loss, {"data_loss": …, "penalty": …})`, the form `fit(..., has_aux=True)`
     logs: `fit(lambda m, b, k: regularized_loss(m, ts, b[0], b[1], reg, key=k), ...)`.
+
+    The gradient of the solver-heuristic penalties holds the step sizes fixed (Diffrax stops
+    the step-size controller's gradient): training follows that fixed-step surrogate, whose
+    derivative can differ much from the logged penalty's (a review measured 3.5 against 0.12,
+    and opposite signs for the stiffness maximum, on a small tanh field); the Taylor penalty
+    and the local variants are much closer.
     """
     solution, penalty = regularizer(model, ts, y0, key=key, args=args)
     data_loss = jnp.mean(jnp.square(solution.ys - ys))

@@ -85,7 +85,6 @@ def taylor_penalty(
     """
     check_count("order", order)
     batch = solve_options("taylor_penalty", options)["batch"]
-    batch = solve_options("taylor_penalty", options)["batch"]
     leaves = jax.tree.leaves(y0)
     if not leaves:
         raise ValueError("y0 has no array leaves")

@@ -225,6 +225,13 @@ def integrate(
         throw=False,
     )
     ys, result = apply_failure_policy(sol.ys, sol.result, on_failure, caller, max_steps)
+    state = sol.solver_state
+    if state is not None and on_failure == "nan":  # a failed solve's state is NaN, as its ys
+        failed = result != RESULTS.successful
+        state = jax.tree.map(
+            lambda x: jnp.where(failed, jnp.nan, x) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            state,
+        )
     num_steps = sol.stats["num_steps"]
     stats = Stats(
         num_steps=num_steps,
@@ -232,4 +239,4 @@ def integrate(
         num_rejected_steps=sol.stats["num_rejected_steps"],
         num_fevals=fevals(solver, num_steps),
     )
-    return ys, stats, result, sol.solver_state
+    return ys, stats, result, state
