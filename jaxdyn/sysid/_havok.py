@@ -12,6 +12,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_choice, check_count, check_positive
 from ._dmd import hankel
+from .derivatives import finite_difference
 
 __all__ = ["HAVOK", "HAVOK_DERIVATIVES", "havok"]
 
@@ -99,15 +100,13 @@ class HAVOK(eqx.Module):
 
 def _derivative(v: Float[Array, "time k"], dt, derivative: str) -> tuple[Array, int]:
     """`dv/dt` by the named stencil and the rows it drops at each end (`trim`): `central2` is
-    second order with one-sided second-order ends (PyDMD's `utils.differentiate`, trim 0);
-    `central4` is fourth order, `(−v_{k+2} + 8v_{k+1} − 8v_{k−1} + v_{k−2}) / 12Δt`, on the
-    interior only (Brunton et al. 2017's code, trim 2)."""
+    second order with one-sided second-order ends (`finite_difference`, order 2: PyDMD's
+    `utils.differentiate`, trim 0); `central4` is fourth order, `(−v_{k+2} + 8v_{k+1} −
+    8v_{k−1} + v_{k−2}) / 12Δt`, on the interior only (`finite_difference`, order 4, without
+    its one-sided ends: Brunton et al. 2017's code, trim 2)."""
     if derivative == "central2":
-        interior = (v[2:] - v[:-2]) / (2 * dt)
-        first = (-3 * v[0] + 4 * v[1] - v[2]) / (2 * dt)
-        last = (3 * v[-1] - 4 * v[-2] + v[-3]) / (2 * dt)
-        return jnp.concatenate([first[None], interior, last[None]]), 0
-    return (-v[4:] + 8 * v[3:-1] - 8 * v[1:-3] + v[:-4]) / (12 * dt), 2
+        return finite_difference(v, dt, order=2), 0
+    return finite_difference(v, dt, order=4)[2:-2], 2
 
 
 def havok(

@@ -34,7 +34,7 @@ def _weights(offsets: np.ndarray, d: int) -> np.ndarray:
 
 def finite_difference(
     x: Float[ArrayLike, "time ..."],
-    dt: float,
+    dt: float | Float[ArrayLike, ""],
     *,
     order: int = 2,
     derivative: int = 1,
@@ -62,18 +62,19 @@ def finite_difference(
             f"samples along axis {axis}, got {n}"
         )
     x = jnp.moveaxis(x, axis, 0)
-    scale = dt**derivative
-    central = _weights(np.arange(-half, half + 1), derivative) / scale
+    # Unit-spacing stencils, and one division by dt^derivative at the end (dt may be traced).
+    central = _weights(np.arange(-half, half + 1), derivative)
     interior = sum(float(w) * x[j : n - n_central + 1 + j] for j, w in enumerate(central) if w)
     starts, ends = [], []
     for i in range(half):  # the first `half` points: a stencil starting at 0, evaluated at i
-        w = _weights(np.arange(n_side) - i, derivative) / scale
+        w = _weights(np.arange(n_side) - i, derivative)
         starts.append(jnp.tensordot(jnp.asarray(w, x.dtype), x[:n_side], axes=(0, 0)))
-        w = _weights(np.arange(n_side) - (n_side - 1 - i), derivative) / scale
+        w = _weights(np.arange(n_side) - (n_side - 1 - i), derivative)
         ends.append(jnp.tensordot(jnp.asarray(w, x.dtype), x[n - n_side :], axes=(0, 0)))
     out = (
         jnp.concatenate([jnp.stack(starts), interior, jnp.stack(ends[::-1])]) if half else interior
     )
+    out = out / jnp.asarray(dt, out.dtype) ** derivative
     return jnp.moveaxis(out, 0, axis)
 
 
