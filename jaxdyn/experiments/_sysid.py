@@ -12,7 +12,14 @@ from tqdm import tqdm
 
 from ._records import append_result, start_results, summary_stats
 
-__all__ = ["by_level", "coefficient_errors", "noise_sweep", "noisy", "sweep_axes"]
+__all__ = [
+    "by_level",
+    "coefficient_errors",
+    "noise_sweep",
+    "noisy",
+    "sweep_axes",
+    "weak_residual",
+]
 
 
 def noisy(x: np.ndarray, level: float, key, axis: int | None = 0) -> np.ndarray:
@@ -20,6 +27,15 @@ def noisy(x: np.ndarray, level: float, key, axis: int | None = 0) -> np.ndarray:
     per coordinate for `axis=0`, over everything for `None`), float64."""
     scale = level * np.sqrt(np.mean(x**2, axis=axis))
     return x + scale * np.asarray(jax.random.normal(key, x.shape, dtype=jnp.float64))
+
+
+def weak_residual(gram, coefficients, rhs) -> float:
+    """`‖G ξ − b‖² / ‖b‖²`: how well coefficients `ξ` (`(features,)` or `(dim, features)`,
+    pysindy's layout) explain a weak form `(G, b)` of data they were not fitted on — the
+    validation score of the sysid experiments."""
+    coefficients = jnp.asarray(coefficients)
+    prediction = gram @ (coefficients.T if coefficients.ndim == 2 else coefficients)
+    return float(jnp.sum((prediction - rhs) ** 2) / jnp.sum(jnp.asarray(rhs) ** 2))
 
 
 def coefficient_errors(coefficients, truth: np.ndarray) -> tuple[float, int]:

@@ -24,7 +24,6 @@ import dataclasses
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
@@ -33,7 +32,7 @@ from ..data import burgers_gaussian
 from ..plotting import Figure
 from ..sysid import STLSQ, PDEModel, fit_pde_find, weak_pde_form
 from ._registry import register
-from ._sysid import by_level, coefficient_errors, noise_sweep, noisy, sweep_axes
+from ._sysid import by_level, coefficient_errors, noise_sweep, noisy, sweep_axes, weak_residual
 
 METHODS = ("pointwise", "weak")
 # Burgers' terms in each method's library, and the factor to −u u_x's coefficient
@@ -132,7 +131,7 @@ def _residual(model: PDEModel, weak_val, method: str) -> float:
                 return float("inf")
             target, factor = mapping[name]
             xi[names.index(target)] += factor * c
-    return float(jnp.sum((gram @ jnp.asarray(xi) - rhs) ** 2) / jnp.sum(rhs**2))
+    return weak_residual(gram, xi, rhs)
 
 
 def _figure(run_dir: Path, table: dict, levels, u, ts, xs) -> None:

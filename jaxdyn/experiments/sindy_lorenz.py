@@ -46,7 +46,7 @@ from ..sysid import (
     weak_form,
 )
 from ._registry import register
-from ._sysid import by_level, coefficient_errors, noise_sweep, noisy, sweep_axes
+from ._sysid import by_level, coefficient_errors, noise_sweep, noisy, sweep_axes, weak_residual
 
 METHODS = ("finite_difference", "smoothed", "weak")
 
@@ -112,11 +112,6 @@ def true_coefficients(degree: int, parameters=LORENZ_PARAMETERS) -> np.ndarray:
         for name, value in row.items():
             out[i, names.index(name)] = value
     return out
-
-
-def _validation_residual(model: SINDy, gram: jax.Array, rhs: jax.Array) -> float:
-    """`‖G Ξᵀ − b‖² / ‖b‖²` of a model on a weak form `(G, b)` of data it was not fitted on."""
-    return float(jnp.sum((gram @ model.coefficients.T - rhs) ** 2) / jnp.sum(rhs**2))
 
 
 def _fit(method: str, x, ts, dt, optimizer, library, weak) -> SINDy:
@@ -211,7 +206,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             for threshold, weak in candidates(method):
                 optimizer = STLSQ(threshold=threshold, alpha=s.alpha)  # raises if unconverged
                 model = _fit(method, xn, ts, dt, optimizer, library, weak)
-                score = _validation_residual(model, gram_val, rhs_val)
+                score = weak_residual(gram_val, model.coefficients, rhs_val)
                 if best is None or score < best[0]:
                     best = (score, model, threshold, weak)
             scores[f"{method} validated"] = coefficient_errors(best[1].coefficients, truth)

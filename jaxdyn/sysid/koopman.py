@@ -20,7 +20,7 @@ from jaxtyping import Array, Bool, Complex, Float, PRNGKeyArray, Scalar
 
 from .._checks import check_count, check_positive
 from ..data import fill_forward, observation_mask
-from ..models import gaussian_sample
+from ..models import gaussian_kl, gaussian_sample
 
 __all__ = [
     "GaussianSequentialVAE",
@@ -433,6 +433,6 @@ class GaussianSequentialVAE(eqx.Module):
         nll_terms = 0.5 * squares * jnp.exp(-2 * self.log_scale) + self.log_scale
         nll_terms = nll_terms + 0.5 * jnp.log(2 * jnp.pi)
         nll = jnp.sum(jnp.where(mask, nll_terms, 0.0)) / batch
-        kl = _gaussian_kl(mean, log_var, jnp.zeros_like(mean), jnp.zeros_like(log_var)) / batch
+        kl = gaussian_kl(mean, log_var) / batch
         zero = jnp.zeros((), nll.dtype)
         return KoopmanLoss(nll + kl_weight * kl, nll, kl, zero)
