@@ -14,10 +14,12 @@ from jaxdyn.regularize import (
     STABILITY_SIZES,
     HeuristicsSolver,
     Regularizer,
+    SolveOptions,
     error_penalty,
     local_error_penalty,
     local_stiffness_penalty,
     regularized_loss,
+    solve_options,
     solve_with_heuristics,
     step_heuristics,
     stiffness_penalty,
@@ -226,6 +228,14 @@ def test_regularizer_trains_a_neural_ode():
     np.testing.assert_allclose(metrics["penalty"], penalty, rtol=1e-5)
     assert float(penalty) > 0
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(eqx.filter(grads, eqx.is_array)))
+
+
+def test_solve_options_are_odeints_with_its_defaults():
+    defaults = solve_options("test", {})
+    assert set(defaults) == set(SolveOptions.__annotations__)  # every option odeint has
+    assert defaults["solver"] == "tsit5" and defaults["adjoint"] == "checkpoint"
+    with pytest.raises(TypeError, match="unknown options \\['rtoll'\\]"):
+        solve_options("test", {"rtoll": 1e-3})
 
 
 def test_bad_input_is_a_clear_error():

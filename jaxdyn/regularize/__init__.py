@@ -34,6 +34,7 @@ from ._penalties import SolveOptions as SolveOptions
 from ._penalties import error_penalty as error_penalty
 from ._penalties import local_error_penalty as local_error_penalty
 from ._penalties import local_stiffness_penalty as local_stiffness_penalty
+from ._penalties import solve_options as solve_options
 from ._penalties import solve_with_heuristics as solve_with_heuristics
 from ._penalties import stiffness_penalty as stiffness_penalty
 from ._taylor import taylor_derivatives as taylor_derivatives

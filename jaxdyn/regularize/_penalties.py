@@ -2,6 +2,7 @@
 solve (Pal, Ma, Shah & Rackauckas 2021) or from one extra step at a sampled time (Pal et al.
 2023)."""
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -46,9 +47,12 @@ class SolveOptions(TypedDict, total=False):
     batch: Batch
 
 
-_DEFAULTS: SolveOptions = {"args": None, "solver": "tsit5", "rtol": None, "atol": None,
-                           "dt0": None, "adjoint": "checkpoint", "max_steps": None,
-                           "on_failure": "raise", "batch": None}  # fmt: skip
+# odeint's own defaults, read from its signature (so the two cannot drift apart)
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(odeint).parameters.items()
+    if name in SolveOptions.__annotations__
+}
 
 
 def solve_options(caller: str, options: dict) -> dict:
