@@ -332,3 +332,16 @@ def test_langevin_flow_glm_baseline_chooses_its_kernel_on_validation(tmp_path):
     row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert row["kernel_sd_bins"] in (1.0, 2.0) and math.isfinite(row["validation_co_bps"])
     assert math.isfinite(row["co_bps"])
+
+
+def test_seeds_of_a_multi_seed_experiment_must_not_overlap(tmp_path):
+    """`--seeds` with an experiment that runs `num_seeds` seeds itself: seeds closer than
+    `num_seeds` would share seeds (refused, before any work); farther apart, each run is an
+    independent repeat of the protocol."""
+    from jaxdyn.config import ConfigError
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    experiment, cfg = experiments.load(root / "configs" / "solver_regularisation_digits.yaml", [])
+    with pytest.raises(ConfigError, match="overlap"):
+        experiments.execute_seeds(experiment, cfg, [0, 2], out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
