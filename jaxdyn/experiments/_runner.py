@@ -3,6 +3,7 @@ full traceback of a run that fails."""
 
 import copy
 import datetime
+import itertools
 import json
 import re
 import sys
@@ -210,7 +211,7 @@ def execute_seeds(
         raise ConfigError(f"--seeds must be distinct non-negative integers, got {seeds}")
     inner = cfg.get("num_seeds", 1)  # seeds seed, …, seed + num_seeds - 1 inside each run
     ordered = sorted(seeds)
-    if inner > 1 and any(b - a < inner for a, b in zip(ordered, ordered[1:])):
+    if inner > 1 and any(b - a < inner for a, b in itertools.pairwise(ordered)):
         raise ConfigError(
             f"{experiment.name} runs num_seeds={inner} seeds from its seed itself: with "
             f"--seeds {seeds} the runs' seeds overlap; give num_seeds=1, or seeds at least "
