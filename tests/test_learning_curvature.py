@@ -16,7 +16,6 @@ from jax.flatten_util import ravel_pytree
 import jaxdyn
 from jaxdyn.learning import (
     WHICH,
-    HessianOperator,
     hessian_operator,
     hutchinson_trace,
     hvp,
@@ -164,13 +163,20 @@ def repeated():
     @jax.jit
     def estimates(matrix, key):
         pairs = {w: top_eigenpairs(matrix, 5, key=key, num_steps=12, which=w) for w in WHICH}
-        return pairs, power_iteration(-matrix, key=key)
+        traces = [hutchinson_trace(matrix, key=key, num_probes=10, batch_size=b) for b in (None, 3)]
+        grid = jnp.linspace(-2.0, 4.0, 601)
+        densities = [
+            spectral_density(matrix, key=key, num_probes=10, num_steps=4, grid=grid, sigma=0.1,
+                             batch_size=b)
+            for b in (None, 3)
+        ]  # fmt: skip
+        return pairs, power_iteration(-matrix, key=key), traces, densities
 
     return matrix, *estimates(matrix, jax.random.key(0))
 
 
 def test_lanczos_finds_repeated_eigenvalues_at_either_end(repeated):
-    matrix, pairs, _ = repeated
+    matrix, pairs, *_ = repeated
     expected = {
         "largest": [3, 3, 3, 3, 0.5],
         "smallest": [-1, -1, -1, -1, 0.5],
@@ -185,9 +191,27 @@ def test_lanczos_finds_repeated_eigenvalues_at_either_end(repeated):
 
 
 def test_power_iteration_keeps_the_sign(repeated):
-    _, _, (pair, info) = repeated
+    _, _, (pair, info), *_ = repeated
     assert bool(info.converged)
     np.testing.assert_allclose(pair.values, [-3.0], rtol=1e-12)  # gap ratio 1/3: fast
+
+
+def test_probes_in_batches_give_the_same_estimates(repeated):
+    """`batch_size` only changes how the probes are scheduled (3 at a time over 10: a
+    remainder), not their values; an explicit grid and width are used as given."""
+    _, _, _, traces, densities = repeated
+    for whole, batched in zip(*[jax.tree.leaves(t) for t in traces], strict=True):
+        np.testing.assert_allclose(batched, whole, rtol=1e-12)
+    whole, batched = densities
+    np.testing.assert_allclose(batched.density, whole.density, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(whole.grid, np.linspace(-2.0, 4.0, 601), rtol=0, atol=1e-15)
+    assert float(whole.sigma) == 0.1
+    # three distinct eigenvalues: the quadrature puts its weight on three nodes, one at each,
+    # with the spectrum's weight 1/3 each on average over probes
+    for value in (3.0, -1.0, 0.5):
+        near = np.abs(np.asarray(whole.nodes) - value) < 1e-8
+        weight = np.sum(np.where(near, whole.weights, 0.0), axis=1)
+        assert abs(weight.mean() - 1 / 3) <= 4 * weight.std(ddof=1) / np.sqrt(10)
 
 
 def test_power_iteration_reports_non_convergence():
@@ -265,4 +289,3 @@ def test_bad_arguments_are_named():
         spectral_density(matrix, key=key, sigma=-1.0)
     with pytest.raises(ValueError, match="grid must be a number of points or a 1-D array"):
         spectral_density(matrix, key=key, grid=jnp.ones((2, 2)))
-    assert isinstance(hessian_operator(mse, model, x, y), HessianOperator)
