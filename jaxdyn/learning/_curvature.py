@@ -41,8 +41,9 @@ class HessianOperator(eqx.Module):
     - `size`, `dtype`: the number and type of the flattened parameters;
     - `unravel`: a flat vector (an eigenvector, a probe) back to the parameters' pytree.
 
-    Built by `hessian_operator`; holds the loss's linearisation, so build it where it is used
-    (inside the jitted function), not across a `jit` boundary.
+    Built by `hessian_operator`. A pytree whose leaves are the values the linearisation stored
+    (`jax.linearize` returns a `jax.tree_util.Partial`), so it may be passed into a function
+    under `eqx.filter_jit`; building it inside the jitted function avoids carrying them.
     """
 
     matvec: Callable[[Array], Array]
@@ -62,7 +63,9 @@ and lower triangles are both used as given)."""
 
 class Eigenpairs(eqx.Module):
     """Eigenvalue estimates, sorted (by `which`), with their unit eigenvectors (flat, one per
-    row; `HessianOperator.unravel` gives the pytree) and residual norms `‖H x − λ x‖`."""
+    row; `HessianOperator.unravel` gives the pytree) and residual norms `‖H x − λ x‖` (for
+    Lanczos the estimate `β_m |y_m|`, equal to it in exact arithmetic; rounding adds about
+    `ε ‖H‖`). An eigenvalue lies within the residual of each value."""
 
     values: Float[Array, " k"]
     vectors: Float[Array, "k size"]
