@@ -190,9 +190,9 @@ def power_iteration(
     ‖H v‖` from a random start, `λ = vᵀ H v`.
 
     Stops when the relative residual `‖H v − λ v‖ / |λ|` is at most `tol` (the eigenvalue is
-    then accurate to about `tol² |λ| / gap`); it converges at the rate `|λ₂/λ₁|` per step, and
-    not at all when the two largest eigenvalues have one magnitude and opposite signs (then use
-    `top_eigenpairs`, Lanczos).
+    then within `(tol λ)² / gap` of one of `H`'s, `gap` its distance to the others); it
+    converges at the rate `|λ₂/λ₁|` per step, and not at all when the two largest eigenvalues
+    have one magnitude and opposite signs (then use `top_eigenpairs`, Lanczos).
 
     **Arguments:**
 
@@ -200,7 +200,7 @@ def power_iteration(
     - `key`: the random start.
     - `max_steps`: the cap on products `H v`. `tol`: the relative residual to reach; `None`:
       `√ε` of the operator's dtype (1.5e-8 in float64, 3.5e-4 in float32), where the
-      eigenvalue is accurate to about `ε |λ| / gap`.
+      eigenvalue's error, `ε λ² / gap`, is at rounding level.
     - `on_failure`: `"raise"` (at run time, under `jit` too), `"nan"` or `"return"` when the
       residual is still above `tol` after `max_steps` (`docs/api.md`).
 
@@ -259,10 +259,11 @@ def hutchinson_trace(
     """Hutchinson's (1989) estimates `tr(H) ≈ mean zᵀ H z` and `tr(H²) ≈ mean ‖H z‖²` over
     Rademacher probes `z` (independent ±1 entries), both from one product `H z` per probe.
 
-    For Rademacher probes the variance of `zᵀ H z` is `2 Σ_{i≠j} H_ij²` (the smallest of any
-    probe distribution) and that of `‖H z‖²` is `2 Σ_{i≠j} (H²)_ij²`; the standard errors are
-    estimated from the probes' spread. Probe `i` is drawn from `jax.random.split(key,
-    num_probes)[i]` (as `spectral_density`'s probe `i`).
+    For Rademacher probes the variance of `zᵀ H z` is `2 Σ_{i≠j} H_ij²` (the smallest among
+    probes of independent zero-mean unit-variance entries; Hutchinson 1989) and that of
+    `‖H z‖²` is `2 Σ_{i≠j} (H²)_ij²`; the standard errors are estimated from the probes'
+    spread. Probe `i` is drawn from `jax.random.split(key, num_probes)[i]` (as
+    `spectral_density`'s probe `i`).
 
     **Arguments:**
 
