@@ -112,6 +112,8 @@ TINY = {
                            *QUICKSTART_EULER, "train.steps=4", "train.chunk=2", "lbfgs.steps=2",
                            "lbfgs.chunk=2", "regression.thresholds=[0.1,0.3]",
                            "regression.num_points=11", "regression.refit_steps=2"],
+    # 3 time units: modes 1 and 2 cross s/2; gradient descent at a 10x larger step
+    "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
     # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
     "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
@@ -172,6 +174,9 @@ HEADLINES = {
     # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
     "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
                            (("fit_rmse_network",), 0.0, 10.0)],
+    # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
+    "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
+                         (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
     # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
     "solver_regularisation": [(("regularisers", "error@0.01", "test_nfe", "mean"), 7.0,
                                16384 * 6 + 1),
