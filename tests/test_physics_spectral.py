@@ -181,7 +181,7 @@ def test_bad_inputs_raise():
     solver = burgers(grid=grid, dt=0.1)
     with pytest.raises(ValueError, match=r"u0 must be one field of the grid's shape \(16,\)"):
         solver.rollout(jnp.zeros(17), 3)
-    with pytest.raises(ValueError, match=r"u0 must be one field .* got shape \(2, 16\)"):
+    with pytest.raises(ValueError, match=r"u must be one field .* got shape \(2, 16\)"):
         solver.step(jnp.zeros((2, 16)))
     with pytest.raises(ValueError, match="save_every=2 must divide num_steps=3"):
         solver.rollout(jnp.zeros(16), 3, save_every=2)
@@ -193,3 +193,15 @@ def test_bad_inputs_raise():
         ETDRK4(lambda k: -(k**2), lambda v, grid: v[:4], grid=grid, dt=0.1)
     with pytest.raises(ValueError, match="needs a 2-D grid"):
         navier_stokes_vorticity(grid=grid, dt=0.1)
+    with pytest.raises(ValueError, match="drag must be a non-negative number"):
+        navier_stokes_vorticity(grid=PeriodicGrid(length=1.0, n=8, ndim=2), dt=0.1, drag=-1.0)
+    with pytest.raises(TypeError, match="kuramoto_sivashinsky needs grid=PeriodicGrid"):
+        kuramoto_sivashinsky(grid=(16,), dt=0.1)
+    with pytest.raises(TypeError, match="grid must be a PeriodicGrid"):
+        ETDRK4(jnp.zeros(9), Convection(), grid=(16,), dt=0.1)
+    with pytest.raises(TypeError, match="nonlinear must be callable"):
+        ETDRK4(jnp.zeros(9), 1.0, grid=grid, dt=0.1)
+    with pytest.raises(TypeError, match="u must be a real floating array, got dtype int"):
+        solver.step(jnp.zeros(16, int))
+    with pytest.raises(ValueError, match=r"axis must be in \[0, 1\), got axis=1"):
+        grid.derivative(jnp.zeros(9, complex), axis=1)

@@ -149,15 +149,15 @@ class ETDRK4(eqx.Module):
         coefficients = etdrk4_coefficients(linear, dt, num_contour)
         self.exp_half, self.exp_full, self.q, self.f1, self.f2, self.f3 = coefficients
 
-    def _check_state(self, u: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+    def _check_state(self, u: Float[ArrayLike, "*shape"], argument: str) -> Float[Array, "*shape"]:
         u = jnp.asarray(u)
         if u.shape != self.grid.shape:
             raise ValueError(
-                f"u0 must be one field of the grid's shape {self.grid.shape}, got shape "
-                f"{u.shape} (batch initial conditions with jax.vmap)"
+                f"{argument} must be one field of the grid's shape {self.grid.shape}, got "
+                f"shape {u.shape} (batch initial conditions with jax.vmap)"
             )
         if not jnp.issubdtype(u.dtype, jnp.floating):
-            raise TypeError(f"u0 must be a real floating array, got dtype {u.dtype}")
+            raise TypeError(f"{argument} must be a real floating array, got dtype {u.dtype}")
         return u
 
     def _nonlinear_hat(self, v: Complex[Array, "*spectral"]) -> Complex[Array, "*spectral"]:
@@ -177,7 +177,7 @@ class ETDRK4(eqx.Module):
 
     def step(self, u: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
         """`u(t + dt)` from `u(t)` on the grid (physical space in and out)."""
-        u = self._check_state(u)
+        u = self._check_state(u, "u")
         return self.grid.irfft(self.step_fourier(self.grid.rfft(u))).astype(u.dtype)
 
     def rollout(
@@ -189,7 +189,7 @@ class ETDRK4(eqx.Module):
         every `save_every` steps, `u0` included: `(num_steps // save_every + 1, *grid.shape)`
         at times `0, save_every · dt, …, num_steps · dt` (`save_every` must divide
         `num_steps`)."""
-        u0 = self._check_state(u0)
+        u0 = self._check_state(u0, "u0")
         check_count("num_steps", num_steps)
         if save_every is not None:
             check_count("save_every", save_every)
