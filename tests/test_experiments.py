@@ -125,6 +125,11 @@ TINY = {
                                      "train.steps=2", "train.chunk=2", "num_seeds=2",
                                      "regularisation.kinds=[none,error]",
                                      "regularisation.weights.error=[0.6]"],
+    # ERNODE on the SDE and without, two seeds, 40 paths: the adaptive SPaRK solves compile
+    "solver_regularisation_sde": ["data.num_paths=40", "data.validation_paths=5",
+                                  "data.test_paths=5", "model.width=8", "model.depth=1",
+                                  "train.steps=2", "train.chunk=2", "train.batch_size=4",
+                                  "num_seeds=2", "regularisation.weights.error=[0.1]"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -187,6 +192,11 @@ HEADLINES = {
                                       16384 * 6 + 1),
                                      (("regularisers", "none", "test_accuracy", "mean"), 0.0, 1.0),
                                      (("nfe_ratios", "error@0.6"), 0.0, 16384 * 6 + 1)],
+    # SPaRK: 3 drift evaluations a step; W1 between marginals on [-2, 2]-ish states
+    "solver_regularisation_sde": [(("regularisers", "error@0.1", "test_nfe", "mean"), 3.0,
+                                   4096 * 3),
+                                  (("regularisers", "none", "test_marginal_w1", "mean"), 0.0, 5.0),
+                                  (("nfe_ratios", "error@0.1"), 0.0, 4096 * 3)],
 }  # fmt: skip
 
 
