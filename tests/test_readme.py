@@ -61,7 +61,17 @@ def sysid(ns, tmp_path):
     np.testing.assert_allclose(ns["path"], ns["x"][:100], atol=0.05)  # it follows the data
 
 
-CHECKS = [library, stochastic, generative, sysid, implicit]  # one per block, in order
+def regularize(ns, tmp_path):
+    # the data are the model's own solution: the loss is the weighted penalty alone
+    assert float(ns["penalty"]) > 0
+    np.testing.assert_allclose(ns["loss"], 0.1 * ns["penalty"], rtol=1e-6)
+    assert float(ns["aux"]["data_loss"]) == 0.0
+    leaves = [x for x in jax.tree.leaves(ns["grads"].field) if x is not None]
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+    assert any(float(jnp.abs(x).max()) > 0 for x in leaves)
+
+
+CHECKS = [library, stochastic, generative, sysid, regularize, implicit]  # one per block, in order
 
 
 def test_every_block_has_a_check():
