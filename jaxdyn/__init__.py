@@ -6,8 +6,8 @@ Public API (re-exports only):
   `ADJOINTS` — solving ODEs, SDEs and CDEs (`jaxdyn.solve`).
 - `MLPField`, `NeuralODE`, `NeuralSDE`, `NeuralCDE` — models (`jaxdyn.models`).
 - `fit`, `make_step`, `FitResult`, `TrainingDivergedError` — training (`jaxdyn.train`).
-- Subpackages: `solve`, `implicit`, `train`, `data`, `models`, `generative`, `regularize`,
-  `sysid`, `metrics`.
+- Subpackages: `solve`, `implicit`, `train`, `data`, `models`, `generative`, `learning`,
+  `regularize`, `sysid`, `metrics`.
 - `ConfigError`, `load_config` — typed configs (`jaxdyn.config`).
 
 `import jaxdyn` loads the solve and train layers; every other subpackage (and the names
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers and the AP
     from . import data as data
     from . import generative as generative
     from . import implicit as implicit
+    from . import learning as learning
     from . import metrics as metrics
     from . import models as models
     from . import regularize as regularize
@@ -54,12 +55,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ADJOINTS", "RESULTS", "SOLVERS", "ConfigError", "Endpoint", "FitResult", "MLPField",
     "NeuralCDE", "NeuralODE", "NeuralSDE", "Solution", "Stats", "TrainingDivergedError",
-    "cdeint", "data", "fit", "generative", "implicit", "load_config", "make_step", "metrics",
-    "models", "odeint", "regularize", "sdeint", "solve", "sysid", "train",
+    "cdeint", "data", "fit", "generative", "implicit", "learning", "load_config", "make_step",
+    "metrics", "models", "odeint", "regularize", "sdeint", "solve", "sysid", "train",
 ]  # fmt: skip
 
 _LAZY_SUBPACKAGES = (
-    "data", "generative", "implicit", "metrics", "models", "regularize", "sysid",
+    "data", "generative", "implicit", "learning", "metrics", "models", "regularize", "sysid",
 )  # fmt: skip
 _LAZY_NAMES = {
     "ConfigError": "config",

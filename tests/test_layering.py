@@ -20,7 +20,7 @@ LAYERS = [
     {"data"},
     {"models"},
     # capability packages; new families join this layer
-    {"baselines", "generative", "regularize", "sysid"},
+    {"baselines", "generative", "learning", "regularize", "sysid"},
     {"config", "plotting"},
     {"experiments"},
     {"sweep"},
