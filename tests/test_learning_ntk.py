@@ -300,20 +300,22 @@ def test_kernel_flow_errors():
         kernel_flow(k, f0, y, ts, lr=0.0)
 
 
-def test_kernel_flow_predicts_gradient_descent_of_a_wide_network():
-    """Gradient descent (step 0.002, 400 steps, `L = ½ Σ (f − y)²`) of an `NTKMLP` (one ReLU
-    hidden layer) against the kernel flow of its initial empirical NTK at `t = step`: at width
-    4096 the train and test loss curves agree within 3% at every step (measured ≤ 0.9% over 3
-    seeds: feature learning is O(1/√width), Euler's discretisation with ηλ_max ≈ 0.04 ~0.5%);
-    at width 64 the kernel moves and the curves drift apart (measured gaps 19–44%)."""
-    d, n, steps, lr = 10, 16, 400, 0.002
+def _descent_gaps(
+    widths=(64, 4096), seeds: int = 3, lr: float = 0.002, steps: int = 400
+) -> dict[int, np.ndarray]:
+    """Gradient descent (step 0.002, 400 steps, `L = ½ Σ (f − y)²`, 16 training and 8 test
+    inputs on the sphere of radius √10, `y = sin(β·x)`) of `NTKMLP`s with one ReLU hidden
+    layer, against the kernel flow of each network's initial empirical NTK at `t = step`: the
+    largest relative gap between the loss curves, `(seeds, 2)` (train, test) per width. One
+    jitted program, vmapped over seeds."""
+    d = 10
     keys = jax.random.split(jax.random.key(5), 3)
 
     def sphere(key, n):
         x = jax.random.normal(key, (n, d))
         return np.sqrt(d) * x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
-    x, xt = sphere(keys[0], n), sphere(keys[1], 8)
+    x, xt = sphere(keys[0], 16), sphere(keys[1], 8)
     beta = jax.random.normal(keys[2], (d,)) / np.sqrt(d)
     y, yt = jnp.sin(x @ beta)[:, None], jnp.sin(xt @ beta)[:, None]
 
@@ -341,15 +343,25 @@ def test_kernel_flow_predicts_gradient_descent_of_a_wide_network():
     @eqx.filter_jit
     def sweep():
         out = {}
-        for width in (64, 4096):
-            seeds = jax.random.split(jax.random.key(10), 2)
+        for width in widths:
             nets = eqx.filter_vmap(
                 lambda k, width=width: NTKMLP(dim=d, width=width, depth=1, sigma_w2=SIGMA_W2,
                                               sigma_b2=SIGMA_B2, key=k)
-            )(seeds)  # fmt: skip
+            )(jax.random.split(jax.random.key(10), seeds))  # fmt: skip
             out[width] = eqx.filter_vmap(gaps)(nets)
         return out
 
-    out = sweep()
-    assert np.all(out[4096] < 0.03), out[4096]
-    assert np.all(out[64][:, 0] > 0.1), out[64]
+    return {width: np.asarray(gap) for width, gap in sweep().items()}
+
+
+def test_kernel_flow_predicts_gradient_descent_of_a_wide_network():
+    """At width 4096 the train and test loss curves of gradient descent and of the kernel flow
+    (`_descent_gaps`) agree within 3% at every step (feature learning moves the kernel by
+    O(1/√width); Euler's discretisation of the flow, with ηλ_max ≈ 0.04, ~0.5–1%); at width
+    64 the kernel moves and the curves drift apart (the train gap above 10%). Measured (3
+    seeds): width 4096, train 0.5–2.0%, test 0.3–0.5%; width 64, train 21–25%, test 2–7%.
+    Over 8 seeds the median train gap is 11% at width 256, 3.7% at 1024, 1.3% at 4096; at
+    16384 it stays ~1% (the discretisation: 0.7% with half the step and twice the steps)."""
+    gaps = _descent_gaps()
+    assert np.all(gaps[4096] < 0.03), gaps[4096]
+    assert np.all(gaps[64][:, 0] > 0.1), gaps[64]

@@ -101,7 +101,7 @@ def empirical_ntk(
     if not callable(model):
         raise TypeError(f"model must be a callable module, got {type(model).__name__}")
     out = eqx.filter_eval_shape(model, x1[0])
-    if not isinstance(out, jax.ShapeDtypeStruct) or not jnp.issubdtype(out.dtype, jnp.inexact):
+    if not isinstance(out, jax.ShapeDtypeStruct) or not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"model must map one input to a floating-point array, got {out}")
     if not jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)):
         raise ValueError("model has no parameters (no floating-point array leaves)")

@@ -25,6 +25,7 @@ NTK_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 
 def check_variance(argument: str, value: float) -> float:
+    """A variance `σ² >= 0` (a real Python or NumPy number), as a float."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
         raise TypeError(f"{argument} must be a number >= 0, got {value!r}")
     if not value >= 0:
@@ -34,45 +35,46 @@ def check_variance(argument: str, value: float) -> float:
 
 class NTKLinear(eqx.Module):
     """One affine layer in the NTK parameterisation:
-    `h = σ_w W x / √fan_in + σ_b b`, `W ~ N(0, 1)` of shape `(out, fan_in)`, `b ~ N(0, 1)`.
+    `h = σ_w W x / √dim + σ_b b`, `W ~ N(0, 1)` of shape `(out, dim)`, `b ~ N(0, 1)`.
 
     The scales are static, so the parameters (the leaves that gradients and the tangent kernel
     see) are the standard-normal `weight` and `bias`. `empirical_ntk(method="structured")`
     knows this layer (as it knows `eqx.nn.Linear`).
     """
 
-    weight: Float[Array, "out fan_in"]
+    weight: Float[Array, "out dim"]
     bias: Float[Array, " out"]
     sigma_w: float = eqx.field(static=True)
     sigma_b: float = eqx.field(static=True)
 
     def __init__(
         self,
-        fan_in: int,
-        out: int,
         *,
+        dim: int,
+        out: int,
         sigma_w2: float,
         sigma_b2: float,
         dtype=None,
         key: PRNGKeyArray,
     ):
-        """**Arguments:** `fan_in`, `out`, the sizes; `sigma_w2`, `sigma_b2`, the weight and
-        bias variances `σ_w²`, `σ_b²`; `dtype` of the parameters (JAX's default float when
-        `None`); `key`, for the initialisation."""
-        check_count("fan_in", fan_in)
+        """**Arguments:** `dim`, `out`, the input and output sizes; `sigma_w2`, `sigma_b2`,
+        the weight and bias variances `σ_w²`, `σ_b²`; `dtype` of the parameters (JAX's default
+        float when `None`); `key`, for the initialisation."""
+        check_count("dim", dim)
         check_count("out", out)
+        check_key(key, "NTKLinear")
         self.sigma_w = check_variance("sigma_w2", sigma_w2) ** 0.5
         self.sigma_b = check_variance("sigma_b2", sigma_b2) ** 0.5
         wkey, bkey = jax.random.split(key)
-        self.weight = jax.random.normal(wkey, (out, fan_in), dtype)
+        self.weight = jax.random.normal(wkey, (out, dim), dtype)
         self.bias = jax.random.normal(bkey, (out,), dtype)
 
     @property
     def input_scale(self) -> float:
-        """`σ_w / √fan_in`, the factor between the layer's input and `W`'s multiplier."""
+        """`σ_w / √dim`, the factor between the layer's input and `W`'s multiplier."""
         return self.sigma_w / self.weight.shape[1] ** 0.5
 
-    def __call__(self, x: Float[Array, " fan_in"], *, key=None) -> Float[Array, " out"]:
+    def __call__(self, x: Float[Array, " dim"], *, key=None) -> Float[Array, " out"]:
         return self.weight @ (self.input_scale * x) + self.sigma_b * self.bias
 
 
@@ -119,7 +121,7 @@ class NTKMLP(eqx.Module):
         sizes = [dim] + [width] * depth + [out]
         keys = jax.random.split(key, depth + 1)
         self.layers = tuple(
-            NTKLinear(n_in, n_out, sigma_w2=sigma_w2, sigma_b2=sigma_b2, dtype=dtype, key=k)
+            NTKLinear(dim=n_in, out=n_out, sigma_w2=sigma_w2, sigma_b2=sigma_b2, dtype=dtype, key=k)
             for n_in, n_out, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
         )
 
