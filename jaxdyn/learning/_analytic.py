@@ -5,8 +5,10 @@ closed form (the arc-cosine kernel, Cho & Saul 2009) and of erf (the arcsine ker
 1997).
 """
 
+import functools
 from typing import Literal
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -63,6 +65,13 @@ def analytic_kernels(
     x2 = x1 if x2 is None else jnp.asarray(x2)
     if x2.ndim != 2 or x2.shape[1] != x1.shape[1] or x2.shape[0] < 1:
         raise ValueError(f"x2 must be inputs (n2, {x1.shape[1]}) like x1's, got shape {x2.shape}")
+    return _recursion(x1, x2, sigma_w2, sigma_b2, depth=depth, activation=activation)
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "activation"))
+def _recursion(x1, x2, sigma_w2, sigma_b2, *, depth: int, activation: str):
+    """The recursion as one compiled program (an eager call would dispatch, and compile, each
+    operation of each layer on its own)."""
     dim = x1.shape[1]
     cross = sigma_w2 * (x1 @ x2.T) / dim + sigma_b2
     var1 = sigma_w2 * jnp.sum(x1**2, axis=1) / dim + sigma_b2
