@@ -19,8 +19,8 @@ __all__ = ["KernelFlow", "kernel_flow"]
 class KernelFlow(eqx.Module):
     """The predictions of a linearised network along its gradient flow (`kernel_flow`).
 
-    - `ts`: the times, `(time,)` (in units of `1/lr`: with `lr` the gradient-descent step
-      size, time `t` is step `t` of small-step gradient descent).
+    - `ts`: the times, `(time,)`. With `lr` the step size of gradient descent, time `t` is
+      its step `t` (for steps small against `1 / (lr λ_max)`).
     - `train`: the predictions on the training inputs, `(time, n_train, ...)`.
     - `test`: the predictions on the test inputs, `(time, n_test, ...)`, or `None`.
     """
@@ -74,7 +74,9 @@ def kernel_flow(
     - `solver`: `"eigh"` for the closed form, or an ODE solver of `jaxdyn.odeint` (a name or a
       Diffrax solver) for the numerical solution, with its `rtol`, `atol` and `dt0`.
 
-    **Returns:** a `KernelFlow`. Jittable and differentiable.
+    **Returns:** a `KernelFlow`. Jittable; differentiable through `odeint`, and through the
+    closed form where `Θ`'s eigenvalues are distinct (the eigendecomposition's derivative
+    divides by their differences).
     """
     check_positive("lr", lr)
     f0, y = jnp.asarray(f0), jnp.asarray(y)
