@@ -6,7 +6,7 @@ Public API (re-exports only):
   `ADJOINTS` — solving ODEs, SDEs and CDEs (`jaxdyn.solve`).
 - `MLPField`, `NeuralODE`, `NeuralSDE`, `NeuralCDE` — models (`jaxdyn.models`).
 - `fit`, `make_step`, `FitResult`, `TrainingDivergedError` — training (`jaxdyn.train`).
-- Subpackages: `solve`, `implicit`, `train`, `data`, `models`, `generative`, `learning`,
+- Subpackages: `solve`, `implicit`, `train`, `data`, `models`, `generative`, `learning`, `physics`,
   `regularize`, `sysid`, `metrics`.
 - `ConfigError`, `load_config` — typed configs (`jaxdyn.config`).
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers and the AP
     from . import learning as learning
     from . import metrics as metrics
     from . import models as models
+    from . import physics as physics
     from . import regularize as regularize
     from . import sysid as sysid
     from .config import ConfigError as ConfigError
@@ -56,11 +57,12 @@ __all__ = [
     "ADJOINTS", "RESULTS", "SOLVERS", "ConfigError", "Endpoint", "FitResult", "MLPField",
     "NeuralCDE", "NeuralODE", "NeuralSDE", "Solution", "Stats", "TrainingDivergedError",
     "cdeint", "data", "fit", "generative", "implicit", "learning", "load_config", "make_step",
-    "metrics", "models", "odeint", "regularize", "sdeint", "solve", "sysid", "train",
+    "metrics", "models", "odeint", "physics", "regularize", "sdeint", "solve", "sysid", "train",
 ]  # fmt: skip
 
 _LAZY_SUBPACKAGES = (
-    "data", "generative", "implicit", "learning", "metrics", "models", "regularize", "sysid",
+    "data", "generative", "implicit", "learning", "metrics", "models", "physics", "regularize",
+    "sysid",
 )  # fmt: skip
 _LAZY_NAMES = {
     "ConfigError": "config",

@@ -175,7 +175,18 @@ def default_max_steps(
 
 
 def fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:
-    """Vector-field evaluations of explicit solvers, from their Butcher tableau."""
+    """Vector-field evaluations of explicit solvers, from their Butcher tableau; for a
+    stochastic Runge–Kutta method, the drift's evaluations (its stages that use the drift);
+    for a wrapper that steps once per step (a solver with a `solver` field, e.g.
+    `jaxdyn.regularize.HeuristicsSolver`; not Diffrax's `HalfSolver`, which steps three times),
+    those of the solver it wraps."""
+    inner = getattr(solver, "solver", None)
+    if isinstance(inner, dfx.AbstractSolver) and not isinstance(solver, dfx.HalfSolver):
+        return fevals(inner, num_steps)
+    if isinstance(solver, dfx.AbstractSRK):
+        ignored = solver.tableau.ignore_stage_f
+        stages = len(solver.tableau.c) + 1
+        return (stages - (0 if ignored is None else int(np.sum(ignored)))) * num_steps
     if isinstance(solver, dfx.Euler):
         return num_steps
     if isinstance(solver, dfx.AbstractERK):

@@ -112,11 +112,19 @@ TINY = {
                            *QUICKSTART_EULER, "train.steps=4", "train.chunk=2", "lbfgs.steps=2",
                            "lbfgs.chunk=2", "regression.thresholds=[0.1,0.3]",
                            "regression.num_points=11", "regression.refit_steps=2"],
+    # 3 time units: modes 1 and 2 cross s/2; gradient descent at a 10x larger step
+    "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
     # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
     "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
                               "train.batch_size=8", "train.steps=2", "train.chunk=2",
-                              "num_seeds=2", "regularisation.kinds=[error]"],
+                              "num_seeds=2", "regularisation.kinds=[error]",
+                              "regularisation.weights.error=[0.01]"],
+    # the unregularised model and ERNODE, two seeds: the choice and the ratio run end to end
+    "solver_regularisation_digits": ["model.dim=4", "model.width=8", "train.batch_size=16",
+                                     "train.steps=2", "train.chunk=2", "num_seeds=2",
+                                     "regularisation.kinds=[none,error]",
+                                     "regularisation.weights.error=[0.6]"],
 }  # fmt: skip
 
 # The headline figures of each summary.json (a path into the summary, low, high): finite and
@@ -166,11 +174,19 @@ HEADLINES = {
     # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
     "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
                            (("fit_rmse_network",), 0.0, 10.0)],
+    # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
+    "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
+                         (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
     # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
-    "solver_regularisation": [(("regularisers", "error", "test_nfe", "mean"), 7.0, 16384 * 6 + 1),
-                              (("regularisers", "error", "validation_nfe", "mean"), 7.0,
+    "solver_regularisation": [(("regularisers", "error@0.01", "test_nfe", "mean"), 7.0,
                                16384 * 6 + 1),
-                              (("regularisers", "error", "test_rel_l2", "mean"), 0.0, 10.0)],
+                              (("regularisers", "error@0.01", "validation_nfe", "mean"), 7.0,
+                               16384 * 6 + 1),
+                              (("regularisers", "error@0.01", "test_rel_l2", "mean"), 0.0, 10.0)],
+    "solver_regularisation_digits": [(("regularisers", "error@0.6", "test_nfe", "mean"), 7.0,
+                                      16384 * 6 + 1),
+                                     (("regularisers", "none", "test_accuracy", "mean"), 0.0, 1.0),
+                                     (("nfe_ratios", "error@0.6"), 0.0, 16384 * 6 + 1)],
 }  # fmt: skip
 
 
@@ -247,34 +263,45 @@ def test_results_rows_survive_a_resume_and_a_fresh_start_clears_them(tmp_path):
     assert done == {} and path.read_text() == ""
 
 
-def test_solver_regularisation_picks_on_validation_and_reports_on_test():
-    """The best regulariser is the lowest validation NFE among those whose mean validation
-    error is within the unregularised mean + one sample sd; its ratio is of test NFEs."""
+@pytest.mark.parametrize("higher_is_better", [False, True])
+def test_solver_regularisation_picks_on_validation_and_reports_on_test(higher_is_better):
+    """The best (regulariser, weight) is the lowest validation NFE among those whose mean
+    validation metric is within the unregularised mean ± one sample sd (on the worse side);
+    its ratio is of test NFEs. A higher-is-better metric mirrors the table."""
     from omegaconf import OmegaConf
 
-    from jaxdyn.experiments.solver_regularisation import _report
+    from jaxdyn.experiments._regularisation import Task, report
 
-    def row(kind, seed, val_err, val_nfe, test_err, test_nfe):
-        return {"regulariser": kind, "seed": seed, "weight": 0.0 if kind == "none" else 0.1,
-                "train_seconds": 1.0, "validation_rel_l2": val_err, "validation_nfe": val_nfe,
-                "validation_steps": 1.0, "test_rel_l2": test_err, "test_nfe": test_nfe,
-                "test_steps": 1.0}  # fmt: skip
+    sign = -1.0 if higher_is_better else 1.0  # accuracy-like metric: -error
+
+    def row(kind, weight, seed, val, val_nfe, test, test_nfe):
+        return {"regulariser": kind, "weight": weight, "seed": seed, "train_seconds": 1.0,
+                "validation_m": sign * val, "validation_nfe": val_nfe, "validation_steps": 1.0,
+                "test_m": sign * test, "test_nfe": test_nfe, "test_steps": 1.0}  # fmt: skip
 
     # none: validation errors 0.1, 0.2, 0.3 (mean 0.2, sd 0.1): within means <= 0.3
     # (validation error, validation NFE, test error, test NFE) per seed
-    table = {"none": [(0.1, 100, 0.1, 100), (0.2, 100, 0.2, 100), (0.3, 100, 0.3, 100)],
-             "error": [(0.29, 60, 0.25, 50)] * 3,  # within; the fewest NFE on validation
-             "stiffness": [(0.31, 10, 0.1, 10)] * 3,  # just outside on validation
-             "taylor": [(0.2, 70, 0.2, 30)] * 3}  # within; fewer NFE on test only  # fmt: skip
-    rows = {(k, s): row(k, s, *v) for k, values in table.items() for s, v in enumerate(values)}
-    cfg = OmegaConf.create({"task": "spiral", "target_nfe_ratio": 0.75})
-    summary = _report(cfg, rows, list(table), [0, 1, 2])
-    assert summary["eligible_on_validation"] == ["error", "taylor"]
-    assert summary["best_regulariser"] == "error"
+    table = {
+        ("none", 0.0): [(0.1, 100, 0.1, 100), (0.2, 100, 0.2, 100), (0.3, 100, 0.3, 100)],
+        ("error", 0.1): [(0.29, 60, 0.25, 50)] * 3,  # within; the fewest NFE on validation
+        ("error", 1.0): [(0.5, 20, 0.5, 20)] * 3,  # outside: too strong a weight
+        ("stiffness", 0.1): [(0.31, 10, 0.1, 10)] * 3,  # just outside on validation
+        ("taylor", 0.1): [(0.2, 70, 0.2, 30)] * 3,
+    }  # within; fewer NFE on test only
+    rows = {(k, w, s): row(k, w, s, *v) for (k, w), values in table.items()
+            for s, v in enumerate(values)}  # fmt: skip
+    cfg = OmegaConf.create({"target_nfe_ratio": 0.75, "regularisation": {
+        "kinds": ["none", "error", "stiffness", "taylor"],
+        "weights": {"error": [0.1, 1.0], "stiffness": [0.1], "taylor": [0.1]}}})  # fmt: skip
+    task = Task("toy", "m", higher_is_better, None, None, None, {})
+    summary = report(cfg, task, rows, [0, 1, 2])
+    assert summary["eligible_on_validation"] == ["error@0.1", "taylor@0.1"]
+    assert summary["best_regulariser"] == "error@0.1"
     assert summary["nfe_ratio_best"] == pytest.approx(0.5)
     assert summary["equal_accuracy_on_test"] and summary["target_met_task"]
     assert summary["target_met"] is False and "two of three tasks" in summary["target_note"]
-    assert summary["regularisers"]["none"]["validation_rel_l2"]["std"] == pytest.approx(0.1)
+    assert summary["regularisers"]["none"]["validation_m"]["std"] == pytest.approx(0.1)
+    assert summary["regularisers"]["error@1"]["weight"] == 1.0
 
 
 @pytest.mark.parametrize("width", [16, 64])
@@ -310,3 +337,16 @@ def test_langevin_flow_glm_baseline_chooses_its_kernel_on_validation(tmp_path):
     row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert row["kernel_sd_bins"] in (1.0, 2.0) and math.isfinite(row["validation_co_bps"])
     assert math.isfinite(row["co_bps"])
+
+
+def test_seeds_of_a_multi_seed_experiment_must_not_overlap(tmp_path):
+    """`--seeds` with an experiment that runs `num_seeds` seeds itself: seeds closer than
+    `num_seeds` would share seeds (refused, before any work); farther apart, each run is an
+    independent repeat of the protocol."""
+    from jaxdyn.config import ConfigError
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    experiment, cfg = experiments.load(root / "configs" / "solver_regularisation_digits.yaml", [])
+    with pytest.raises(ConfigError, match="overlap"):
+        experiments.execute_seeds(experiment, cfg, [0, 2], out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()

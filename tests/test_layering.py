@@ -20,7 +20,7 @@ LAYERS = [
     {"data"},
     {"models"},
     # capability packages; new families join this layer
-    {"baselines", "generative", "learning", "regularize", "sysid"},
+    {"baselines", "generative", "learning", "physics", "regularize", "sysid"},
     {"config", "plotting"},
     {"experiments"},
     {"sweep"},
@@ -28,7 +28,7 @@ LAYERS = [
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 HEAVY = ("sklearn", "sktime", "ott", "ot", "matplotlib", "jaxopt", "torch", "tensorflow", "optuna",
-         "pysindy", "pydmd")  # fmt: skip
+         "pysindy", "pydmd", "exponax")  # fmt: skip
 
 
 def _modules():

@@ -3,6 +3,7 @@ full traceback of a run that fails."""
 
 import copy
 import datetime
+import itertools
 import json
 import re
 import sys
@@ -208,10 +209,13 @@ def execute_seeds(
     seeds = [int(s) for s in seeds]
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds must be distinct non-negative integers, got {seeds}")
-    if cfg.get("num_seeds", 1) > 1:
+    inner = cfg.get("num_seeds", 1)  # seeds seed, …, seed + num_seeds - 1 inside each run
+    ordered = sorted(seeds)
+    if inner > 1 and any(b - a < inner for a, b in itertools.pairwise(ordered)):
         raise ConfigError(
-            f"{experiment.name} runs num_seeds={cfg.num_seeds} seeds from its seed itself: with "
-            "--seeds give num_seeds=1 (otherwise the seeds' runs overlap)"
+            f"{experiment.name} runs num_seeds={inner} seeds from its seed itself: with "
+            f"--seeds {seeds} the runs' seeds overlap; give num_seeds=1, or seeds at least "
+            f"{inner} apart (each run is then an independent repeat of the {inner}-seed protocol)"
         )
     if resume:
         run_dir = Path(out)

@@ -14,14 +14,18 @@ Penalising them trains a model that the solver can integrate in fewer steps:
 - `taylor_penalty`: `∫ ‖d^K y/dt^K‖² dt` by Taylor mode (TayNODE; Kelly, Bettencourt,
   Johnson & Duvenaud 2020, "Learning differential equations that are easy to solve").
 
+- `sde_error_penalty`: the error-estimate sum of an adaptive SDE solve (SPaRK), for neural
+  SDEs.
+
 Each returns `(solution, penalty)`; `Regularizer` and `regularized_loss` use them from a
-`NeuralODE`.
+`NeuralODE` (every kind) or a `NeuralSDE` (`error`).
 """
 
 from ._heuristics import STABILITY_SIZES as STABILITY_SIZES
 from ._heuristics import Heuristics as Heuristics
 from ._heuristics import HeuristicsSolver as HeuristicsSolver
 from ._heuristics import StepHeuristics as StepHeuristics
+from ._heuristics import heuristics_solver as heuristics_solver
 from ._heuristics import scaled_error as scaled_error
 from ._heuristics import step_heuristics as step_heuristics
 from ._heuristics import stiffness_estimate as stiffness_estimate
@@ -37,5 +41,7 @@ from ._penalties import local_stiffness_penalty as local_stiffness_penalty
 from ._penalties import solve_options as solve_options
 from ._penalties import solve_with_heuristics as solve_with_heuristics
 from ._penalties import stiffness_penalty as stiffness_penalty
+from ._sde import SDE_SOLVERS as SDE_SOLVERS
+from ._sde import sde_error_penalty as sde_error_penalty
 from ._taylor import taylor_derivatives as taylor_derivatives
 from ._taylor import taylor_penalty as taylor_penalty

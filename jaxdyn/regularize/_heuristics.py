@@ -18,6 +18,7 @@ __all__ = [
     "STABILITY_SIZES",
     "Heuristics",
     "HeuristicsSolver",
+    "heuristics_solver",
     "StepHeuristics",
     "scaled_error",
     "step_heuristics",
@@ -190,6 +191,11 @@ class HeuristicsSolver(dfx.AbstractAdaptiveSolver):
         return self.solver.term_compatible_contr_kwargs
 
     @property
+    def minimal_levy_area(self):
+        """The Lévy area the wrapped (stochastic) solver needs of the Brownian path."""
+        return getattr(self.solver, "minimal_levy_area", dfx.BrownianIncrement)
+
+    @property
     def tolerances(self) -> tuple[float, float]:
         """`(rtol, atol)` with jaxdyn's defaults filled in."""
         rtol = DEFAULT_TOL if self.rtol is None else self.rtol
@@ -256,3 +262,26 @@ def step_heuristics(
     # No controller rejects a step that overflows here: report it as NaN, not as error 0.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(out[:2])]))
     return jax.tree.map(lambda x: jnp.where(finite, x, jnp.nan), heuristics)
+
+
+class _ItoHeuristicsSolver(HeuristicsSolver, dfx.AbstractItoSolver):
+    """`HeuristicsSolver` around an Itô SDE solver (Diffrax reads the calculus off the class)."""
+
+
+class _StratonovichHeuristicsSolver(HeuristicsSolver, dfx.AbstractStratonovichSolver):
+    """`HeuristicsSolver` around a Stratonovich SDE solver."""
+
+
+def heuristics_solver(
+    solver: dfx.AbstractSolver,
+    rtol: float | None = None,
+    atol: float | None = None,
+    stiffness: bool = False,
+) -> HeuristicsSolver:
+    """`HeuristicsSolver(solver, rtol, atol, stiffness)`, marked, for an SDE solver, as
+    converging to the same calculus (Itô or Stratonovich) as `solver`, as Diffrax expects."""
+    if isinstance(solver, dfx.AbstractItoSolver):
+        return _ItoHeuristicsSolver(solver, rtol, atol, stiffness)
+    if isinstance(solver, dfx.AbstractStratonovichSolver):
+        return _StratonovichHeuristicsSolver(solver, rtol, atol, stiffness)
+    return HeuristicsSolver(solver, rtol, atol, stiffness)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_choice, check_count
-from ..models import NeuralODE
+from ..models import NeuralODE, NeuralSDE
 from ..solve import Solution
 from ._penalties import (
     Reduction,
@@ -16,6 +16,7 @@ from ._penalties import (
     local_stiffness_penalty,
     stiffness_penalty,
 )
+from ._sde import sde_error_penalty
 from ._taylor import taylor_penalty
 
 __all__ = ["KINDS", "Kind", "Regularizer", "regularized_loss"]
@@ -36,6 +37,8 @@ class Regularizer(eqx.Module):
 
     Calling it with a model, `ts` and `y0` solves the model with its own options (solver,
     tolerances, adjoint, batching) and returns `(solution, penalty)`, the penalty unweighted.
+    A `NeuralSDE` (adaptive: `rtol`/`atol`, `brownian="virtual"`) takes `kind="error"` only
+    (`sde_error_penalty`, its solver's error estimate on the path of `key`).
     """
 
     kind: Kind = eqx.field(static=True)
@@ -59,8 +62,12 @@ class Regularizer(eqx.Module):
         key: PRNGKeyArray | None = None,
         args: Any = None,
     ) -> tuple[Solution, Float[Array, ""]]:
+        if isinstance(model, NeuralSDE):
+            return self._sde(model, ts, y0, key, args)
         if not isinstance(model, NeuralODE):
-            raise TypeError(f"Regularizer needs a NeuralODE, got {type(model).__name__}")
+            raise TypeError(
+                f"Regularizer needs a NeuralODE or NeuralSDE, got {type(model).__name__}"
+            )
         if y0.ndim not in (1, 2):
             raise ValueError(f"NeuralODE needs y0 of shape (dim,) or (batch, dim), got {y0.shape}")
         options = {
@@ -82,6 +89,22 @@ class Regularizer(eqx.Module):
         return local_stiffness_penalty(
             field, y0, ts, key=key, reduction=self.reduction, args=args, **options
         )
+
+    def _sde(self, model: NeuralSDE, ts, y0, key, args) -> tuple[Solution, Float[Array, ""]]:
+        if self.kind != "error":
+            raise ValueError(
+                f"Regularizer(kind={self.kind!r}) on a NeuralSDE: only 'error' (the SDE "
+                "solver's error estimate, sde_error_penalty) is implemented for NeuralSDE"
+            )
+        if key is None:
+            raise ValueError("Regularizer on a NeuralSDE needs key= (its Brownian path)")
+        if y0.ndim not in (1, 2):
+            raise ValueError(f"NeuralSDE needs y0 of shape (dim,) or (batch, dim), got {y0.shape}")
+        options = {name: getattr(model, name) for name in ("noise", "calculus", "solver", "rtol",
+                   "atol", "brownian", "adjoint", "max_steps", "on_failure")}  # fmt: skip
+        options["batch"] = model.batch if y0.ndim == 2 else None
+        return sde_error_penalty(model.drift, model.diffusion, y0, ts, key=key, args=args,
+                                 **options)  # fmt: skip
 
 
 def regularized_loss(

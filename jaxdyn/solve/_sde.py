@@ -151,6 +151,10 @@ def convert_drift(
 def _solver(name, structure: str, additive: bool, calculus: str, adaptive: bool):
     """A Diffrax solver for a name, and the calculus it converges to."""
     if isinstance(name, dfx.AbstractSolver):
+        # a wrapper (e.g. jaxdyn.regularize.HeuristicsSolver) converges as the solver it wraps
+        inner = getattr(name, "solver", None)
+        if isinstance(inner, dfx.AbstractSolver):
+            return name, _solver(inner, structure, additive, calculus, adaptive)[1]
         if isinstance(name, dfx.AbstractItoSolver):
             return name, "ito"
         if isinstance(name, dfx.AbstractStratonovichSolver):
@@ -291,6 +295,7 @@ def sdeint(
     on_failure: OnFailure = "raise",
     batch: Batch = None,
     n_samples: int | None = None,
+    save_solver_state: bool = False,
 ) -> Solution:
     """Solve `dy = drift(t, y, args) dt + diffusion(t, y, args) dW`, `y(ts[0]) = y0`.
 
@@ -326,6 +331,9 @@ def sdeint(
       differentiates the diffusion in the state).
     - `n_samples`: solve `n_samples` paths from one `y0` of shape `(dim,)` (batched as `batch`,
       `vmap` by default).
+    - `save_solver_state`: also return the solver's final state as `Solution.solver_state`
+      (as in `odeint`; e.g. `jaxdyn.regularize.HeuristicsSolver`'s sums). Not with
+      `adjoint="backsolve"`.
 
     **Returns:** a `Solution` with `ys` of shape `(time, dim)` or `(batch, time, dim)`.
     """
@@ -358,6 +366,11 @@ def sdeint(
         batch = "vmap"
 
     backsolve = isinstance(adjoint_, dfx.BacksolveAdjoint)
+    if save_solver_state and backsolve:
+        raise ValueError(
+            "save_solver_state=True cannot be differentiated with adjoint='backsolve'; "
+            "use adjoint='checkpoint' (or 'direct')"
+        )
     if backsolve and brownian == "grid":
         raise ValueError(
             "adjoint='backsolve' solves backwards in time on its own steps, which the grid "
@@ -381,17 +394,18 @@ def sdeint(
         terms = dfx.MultiTerm(dfx.ODETerm(f), _NoiseTerm(g, path, structure))
         return integrate(terms, solver_, ts, dt0, y0_, args=args, controller=controller,
                          adjoint=adjoint_, max_steps=max_steps, on_failure=on_failure,
-                         caller="sdeint")[:3]  # fmt: skip
+                         caller="sdeint", save_solver_state=save_solver_state)  # fmt: skip
 
     path_args = (ts, grid, noise_shape, y0.dtype, levy, tol)
     if batch == "vmap":
         keys = jax.random.split(key, y0.shape[0])
         paths = eqx.filter_vmap(lambda k: brownian_path(brownian, k, *path_args))(keys)
-        ys, stats, result = eqx.filter_vmap(solve)(y0, paths)
+        ys, stats, result, state = eqx.filter_vmap(solve)(y0, paths)
     elif batch == "joint":
         path = brownian_path(brownian, key, *path_args, batch=y0.shape[0])
-        ys, stats, result = solve(y0, path)
+        ys, stats, result, state = solve(y0, path)
         ys = jnp.moveaxis(ys, 0, 1)
     else:
-        ys, stats, result = solve(y0, brownian_path(brownian, key, *path_args))
-    return Solution(ts=ts, ys=ys.astype(state_dtype), stats=stats, result=result)
+        ys, stats, result, state = solve(y0, brownian_path(brownian, key, *path_args))
+    return Solution(ts=ts, ys=ys.astype(state_dtype), stats=stats, result=result,
+                    solver_state=state)  # fmt: skip
