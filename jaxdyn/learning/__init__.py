@@ -1,17 +1,27 @@
-"""The dynamics of learning: the curvature of a loss, measured without forming its Hessian.
+"""The dynamics of learning: how networks train, treated as dynamical systems.
 
-Hessian–vector products (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters;
-the extreme eigenvalues by Lanczos with full reorthogonalisation and by power iteration;
-Hutchinson's estimates of `tr(H)` and `tr(H²)` with standard errors; the spectral density by
-stochastic Lanczos quadrature (Ghorbani, Krishnan & Xiao 2019). Every function is jittable and
-takes an explicit `key`, so curvature can be tracked during training, e.g. the sharpness
-`λ_max` every `chunk · eval_every` steps of `jaxdyn.fit` through its `eval_fn`:
+Neural tangent kernels: the empirical kernel of any Equinox model by three methods with
+chunking over inputs and parameters (`empirical_ntk`; Jacot, Gabriel & Hongler 2018; Novak et
+al. 2022), the infinite-width NNGP and NTK of a perceptron by their layer recursions
+(`analytic_kernels`) and the network they belong to (`NTKMLP`, in the NTK parameterisation),
+and the linearised training they predict (`kernel_flow`; Lee et al. 2019).
+
+The curvature of a loss, measured without forming its Hessian: Hessian–vector products
+(forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
+by Lanczos with full reorthogonalisation and by power iteration; Hutchinson's estimates of
+`tr(H)` and `tr(H²)` with standard errors; the spectral density by stochastic Lanczos
+quadrature (Ghorbani, Krishnan & Xiao 2019).
+
+Every function is jittable and the random ones take an explicit `key`, so kernels and
+curvature can be tracked during training, e.g. the sharpness `λ_max` every
+`chunk · eval_every` steps of `jaxdyn.fit` through its `eval_fn`:
 
     def eval_fn(model, key):
         operator = hessian_operator(lambda m: loss(m, x, y), model)
         return {"sharpness": top_eigenpairs(operator, 1, key=key).values[0]}
 """
 
+from ._analytic import analytic_kernels as analytic_kernels
 from ._curvature import Eigenpairs as Eigenpairs
 from ._curvature import HessianOperator as HessianOperator
 from ._curvature import Operator as Operator
@@ -24,3 +34,11 @@ from ._lanczos import WHICH as WHICH
 from ._lanczos import SpectralDensity as SpectralDensity
 from ._lanczos import spectral_density as spectral_density
 from ._lanczos import top_eigenpairs as top_eigenpairs
+from ._linearized import KernelFlow as KernelFlow
+from ._linearized import kernel_flow as kernel_flow
+from ._ntk import NTK_METHODS as NTK_METHODS
+from ._ntk import NTK_OUTPUTS as NTK_OUTPUTS
+from ._ntk import empirical_ntk as empirical_ntk
+from ._ntk_mlp import NTK_ACTIVATIONS as NTK_ACTIVATIONS
+from ._ntk_mlp import NTKMLP as NTKMLP
+from ._ntk_mlp import NTKLinear as NTKLinear
