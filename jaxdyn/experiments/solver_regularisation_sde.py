@@ -95,7 +95,7 @@ class SolverRegularisationSDEConfig:
     data: SDETaskDataConfig = section(SDETaskDataConfig)
     model: SDETaskModelConfig = section(SDETaskModelConfig)
     solve: PenaltySolveConfig = section(PenaltySolveConfig)
-    train: TrainConfig = section(TrainConfig, steps=1000, lr=3e-3, schedule="cosine", chunk=500)
+    train: TrainConfig = section(TrainConfig, steps=3000, lr=3e-3, schedule="cosine", chunk=500)
     regularisation: SDERegularisationConfig = section(SDERegularisationConfig)
     evaluation: SDEPredictionConfig = section(SDEPredictionConfig)
 
