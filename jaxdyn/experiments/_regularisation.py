@@ -37,8 +37,8 @@ from ..solve import SOLVERS
 from ._records import append_result, start_results, summary_stats
 from ._training import fit_from_config
 
-__all__ = ["NAMES", "EvaluationConfig", "RegularisationConfig", "Task", "WeightsConfig",
-           "check_solve", "label", "report", "run_task"]  # fmt: skip
+__all__ = ["NAMES", "EvaluationConfig", "RegularisationConfig", "Task", "TaskConfig",
+           "WeightsConfig", "check_solve", "label", "report", "run_task"]  # fmt: skip
 
 NAMES = ("none", *KINDS)
 _STIFFNESS_SOLVERS = ("tsit5", "dopri5")  # the stiffness estimate's solvers (STABILITY_SIZES)
@@ -72,6 +72,18 @@ class EvaluationConfig:
     rtol: float = positive(1e-5)
     atol: float = positive(1e-5)
     max_steps: int = at_least(16384, 1)
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """The keys every task's config has (each task adds `experiment`, its data, model, solves
+    and `train`)."""
+
+    seed: int = 0
+    num_seeds: int = at_least(3, 1)  # seeds seed, seed+1, …: the same for every configuration
+    target_nfe_ratio: float = positive(0.75)
+    figures: bool = True
+    regularisation: RegularisationConfig = section(RegularisationConfig)
 
 
 def check_solve(cfg: DictConfig) -> None:

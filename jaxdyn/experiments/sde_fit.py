@@ -181,8 +181,9 @@ def _true_sde(d: DictConfig) -> tuple[Field, Field]:
     return double_well_drift, lambda t, y, args: double_well_diffusion(t, y, sigmas)
 
 
-def _check(cfg: DictConfig) -> int:
-    """The number of observation intervals, after checking the config's times."""
+def observation_intervals(cfg: DictConfig) -> int:
+    """The number of observation intervals, after checking the config's times (`data.horizon`
+    a multiple of `data.obs_dt`, `evaluation.times` within it): `ValueError` naming the key."""
     d, e = cfg.data, cfg.evaluation
     num_obs = round(d.horizon / d.obs_dt)
     if num_obs < 1 or not math.isclose(num_obs * d.obs_dt, d.horizon, rel_tol=1e-6):
@@ -253,7 +254,7 @@ def _marginals(cfg, models, ys, x0, ts, simulate_true, index, *, key) -> dict:
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Drift and diffusion of a stochastic double well from paths, by transition likelihood."""
     d = cfg.data
-    names, num_obs = list(cfg.model.estimators), _check(cfg)
+    names, num_obs = list(cfg.model.estimators), observation_intervals(cfg)
     ts = jnp.linspace(0.0, d.horizon, num_obs + 1)
     data_key, x0_key, model_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 5)
     x0 = jax.random.uniform(x0_key, (d.num_paths, 1), minval=d.x0_range[0], maxval=d.x0_range[1])

@@ -32,28 +32,23 @@ import jax
 import jax.numpy as jnp
 from omegaconf import DictConfig
 
-from ..config import ConfigError, SolveConfig, TrainConfig, at_least, positive, section
+from ..config import ConfigError, SolveConfig, TrainConfig, section
 from ..data import spiral, windows
 from ..models import NeuralODE
 from ..regularize import Regularizer, regularized_loss
 from ._registry import register
-from ._regularisation import EvaluationConfig, RegularisationConfig, Task, check_solve, run_task
+from ._regularisation import EvaluationConfig, Task, TaskConfig, check_solve, run_task
 from .quickstart import FieldConfig, SpiralDataConfig, build_model, initial_conditions
 
 
 @dataclasses.dataclass
-class SolverRegularisationConfig:
+class SolverRegularisationConfig(TaskConfig):
     experiment: str = "solver_regularisation"
-    seed: int = 0
-    num_seeds: int = at_least(3, 1)
-    target_nfe_ratio: float = positive(0.75)
-    figures: bool = True
     data: SpiralDataConfig = section(SpiralDataConfig)
     model: FieldConfig = section(FieldConfig)
     solve: SolveConfig = section(SolveConfig, solver="dopri5", rtol=1e-5, atol=1e-5)
     train: TrainConfig = section(TrainConfig, steps=10000, batch_size=128, lr=3e-3,
                                  schedule="cosine", chunk=500)  # fmt: skip
-    regularisation: RegularisationConfig = section(RegularisationConfig)
     evaluation: EvaluationConfig = section(EvaluationConfig)
 
 

@@ -32,7 +32,7 @@ from ..data import digits
 from ..models import ACTIVATIONS, MLPField, NeuralODE
 from ..regularize import Regularizer
 from ._registry import register
-from ._regularisation import EvaluationConfig, RegularisationConfig, Task, check_solve, run_task
+from ._regularisation import EvaluationConfig, Task, TaskConfig, check_solve, run_task
 from ._splits import check_digits_split
 
 
@@ -46,20 +46,15 @@ class DigitsODEConfig:
 
 
 @dataclasses.dataclass
-class SolverRegularisationDigitsConfig:
+class SolverRegularisationDigitsConfig(TaskConfig):
     experiment: str = "solver_regularisation_digits"
-    seed: int = 0
-    num_seeds: int = at_least(3, 1)
     split_seed: int = 0  # the train / validation / test split, the same for every seed
     test_fraction: float = fraction(0.15)
     validation_fraction: float = fraction(0.15)
-    target_nfe_ratio: float = positive(0.75)
-    figures: bool = True
     model: DigitsODEConfig = section(DigitsODEConfig)
     solve: SolveConfig = section(SolveConfig, solver="dopri5", rtol=1e-5, atol=1e-5)
     train: TrainConfig = section(TrainConfig, steps=2000, batch_size=128, lr=3e-3,
                                  schedule="cosine", chunk=500)  # fmt: skip
-    regularisation: RegularisationConfig = section(RegularisationConfig)
     evaluation: EvaluationConfig = section(EvaluationConfig)
 
 

@@ -22,7 +22,6 @@ figure are `experiments._regularisation`'s.
 """
 
 import dataclasses
-import math
 from pathlib import Path
 
 import equinox as eqx
@@ -37,8 +36,8 @@ from ..models import ACTIVATIONS, MLPField, NeuralSDE, SoftplusField
 from ..regularize import Regularizer
 from ..train import TRANSITION_DENSITIES, transition_nll
 from ._registry import register
-from ._regularisation import RegularisationConfig, Task, run_task
-from .sde_fit import DoubleWellConfig
+from ._regularisation import RegularisationConfig, Task, TaskConfig, run_task
+from .sde_fit import DoubleWellConfig, observation_intervals
 
 
 @dataclasses.dataclass
@@ -85,13 +84,9 @@ class SDERegularisationConfig(RegularisationConfig):
 
 
 @dataclasses.dataclass
-class SolverRegularisationSDEConfig:
+class SolverRegularisationSDEConfig(TaskConfig):
     experiment: str = "solver_regularisation_sde"
-    seed: int = 0
-    num_seeds: int = at_least(3, 1)
     data_seed: int = 0  # the paths and their split, the same for every seed
-    target_nfe_ratio: float = positive(0.75)
-    figures: bool = True
     data: SDETaskDataConfig = section(SDETaskDataConfig)
     model: SDETaskModelConfig = section(SDETaskModelConfig)
     solve: PenaltySolveConfig = section(PenaltySolveConfig)
@@ -101,14 +96,11 @@ class SolverRegularisationSDEConfig:
 
 
 def _check(cfg: DictConfig) -> None:
-    d, e = cfg.data, cfg.evaluation
-    num_obs = round(d.horizon / d.obs_dt)
-    if num_obs < 1 or not math.isclose(num_obs * d.obs_dt, d.horizon, rel_tol=1e-6):
-        raise ConfigError(
-            f"data.horizon={d.horizon} must be a positive multiple of data.obs_dt={d.obs_dt}"
-        )
-    if max(e.times) > d.horizon:
-        raise ConfigError(f"evaluation.times {list(e.times)} must lie in (0, {d.horizon}]")
+    d = cfg.data
+    try:
+        observation_intervals(cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if cfg.solve.span > d.horizon:
         raise ConfigError(f"solve.span={cfg.solve.span} must be <= data.horizon={d.horizon}")
     if d.validation_paths + d.test_paths >= d.num_paths:
@@ -177,7 +169,7 @@ class _Prediction(eqx.Module):
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """ERNODE for neural SDEs on the double well: NFE of adaptive sampling at equal accuracy."""
     d, e = cfg.data, cfg.evaluation
-    num_obs = round(d.horizon / d.obs_dt)
+    num_obs = observation_intervals(cfg)
     ts = jnp.linspace(0.0, d.horizon, num_obs + 1)
     x0_key, path_key = jax.random.split(jax.random.key(cfg.data_seed))
     x0 = jax.random.uniform(x0_key, (d.num_paths, 1), minval=d.x0_range[0], maxval=d.x0_range[1])
