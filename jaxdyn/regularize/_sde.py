@@ -47,7 +47,8 @@ def sde_error_penalty(
       `n_samples`); the Brownian path is `virtual` (any step).
 
     Returns `(solution, R_E)`; with `batch="vmap"` (or `n_samples`) `R_E` is the mean over
-    the paths, with `batch="joint"` that of the one joint solve.
+    the paths, with `batch="joint"` that of the one joint solve. Train with `batch="joint"`:
+    under `vmap`, Diffrax 0.7's SPaRK has NaN gradients (a plain `sdeint` too; `heun` not).
     """
     if isinstance(solver, str):
         if solver not in SDE_SOLVERS:
