@@ -38,7 +38,7 @@ from jaxdyn.models import MLPField, NeuralODE
 from jaxdyn.regularize import Regularizer, regularized_loss
 
 OUT = Path(__file__).resolve().parent / "out" / "regularisation.json"
-# configs/solver_regularisation.yaml's weights
+# the first (a-priori) weight of each grid in configs/solver_regularisation.yaml
 WEIGHTS = {"error": 1e-2, "stiffness": 2e-4, "local_error": 3e-2, "local_stiffness": 3e-4,
            "taylor": 1e-5}  # fmt: skip
 

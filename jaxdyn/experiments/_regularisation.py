@@ -34,11 +34,12 @@ from ..config import ConfigError, at_least, choice, distinct_names, positive, po
 from ..plotting import Figure
 from ..regularize import KINDS, Regularizer
 from ..solve import SOLVERS
+from ..train import FitResult
 from ._records import append_result, start_results, summary_stats
 from ._training import fit_from_config
 
 __all__ = ["NAMES", "EvaluationConfig", "RegularisationConfig", "Task", "TaskConfig",
-           "WeightsConfig", "check_solve", "label", "report", "run_task"]  # fmt: skip
+           "WeightsConfig", "check_solve", "label", "report", "run_task", "train"]  # fmt: skip
 
 NAMES = ("none", *KINDS)
 _STIFFNESS_SOLVERS = ("tsit5", "dopri5")  # the stiffness estimate's solvers (STABILITY_SIZES)
@@ -151,15 +152,30 @@ def _finite(x) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _train_one(cfg, task: Task, kind, weight, seed, loss, run_dir, resume) -> dict:
+def train(
+    cfg: DictConfig,
+    task: Task,
+    kind: str,
+    weight: float,
+    seed: int,
+    run_dir: Path,
+    resume: bool,
+    loss: Callable | None = None,
+) -> FitResult:
+    """`fit` of one (regulariser, weight, seed) in `run_dir/KIND@WEIGHT/seed_S` (resumed from
+    its checkpoint with `resume`: a finished one is read back, not trained again)."""
     model_key, train_key = jax.random.split(jax.random.key(seed))
-    model = task.build_model(model_key)
     sub = run_dir / label(kind, weight) / f"seed_{seed}"
     sub.mkdir(parents=True, exist_ok=True)
+    loss = task.loss(_regularizer(cfg, kind, weight)) if loss is None else loss
+    return fit_from_config(loss, task.build_model(model_key), task.data, cfg.train,
+                           key=train_key, run_dir=sub, resume=resume, has_aux=True,
+                           eval_fn=task.evaluators["validation"])  # fmt: skip
+
+
+def _train_one(cfg, task: Task, kind, weight, seed, loss, run_dir, resume) -> dict:
     start = time.perf_counter()
-    result = fit_from_config(loss, model, task.data, cfg.train, key=train_key, run_dir=sub,
-                             resume=resume, has_aux=True,
-                             eval_fn=task.evaluators["validation"])  # fmt: skip
+    result = train(cfg, task, kind, weight, seed, run_dir, resume, loss)
     seconds = time.perf_counter() - start
     row = {"regulariser": kind, "weight": weight, "seed": seed, "train_seconds": seconds}
     for split, evaluate in task.evaluators.items():

@@ -95,10 +95,8 @@ class _Prediction(eqx.Module):
                 "steps": jnp.mean(sol.stats.num_accepted_steps.astype(error.dtype))}  # fmt: skip
 
 
-@register("solver_regularisation", SolverRegularisationConfig, check=_check)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Solver-heuristic regularisers (ERNODE/SRNODE, local, TayNODE) on the spiral: NFE at
-    equal accuracy."""
+def build_task(cfg: DictConfig) -> Task:
+    """The spiral task of a config: data, model, loss and evaluators."""
     d, e = cfg.data, cfg.evaluation
     ts, ys = spiral(d.num_points, d.t1, tuple(d.y0))
     ts_window = ts[: d.window] - ts[0]
@@ -110,8 +108,14 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         )
         for split, y0s in splits.items()
     }  # fmt: skip
-    task = Task(name="spiral", metric="rel_l2", higher_is_better=False,
+    return Task(name="spiral", metric="rel_l2", higher_is_better=False,
                 build_model=lambda key: build_model(cfg, key=key),
                 loss=lambda regularizer: _Loss(ts_window, regularizer),
                 data=windows(ys, d.window), evaluators=evaluators)  # fmt: skip
-    return run_task(cfg, task, run_dir, resume)
+
+
+@register("solver_regularisation", SolverRegularisationConfig, check=_check)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Solver-heuristic regularisers (ERNODE/SRNODE, local, TayNODE) on the spiral: NFE at
+    equal accuracy."""
+    return run_task(cfg, build_task(cfg), run_dir, resume)

@@ -132,9 +132,8 @@ class _Prediction(eqx.Module):
                 "steps": jnp.mean(sol.stats.num_accepted_steps.astype(logits.dtype))}  # fmt: skip
 
 
-@register("solver_regularisation_digits", SolverRegularisationDigitsConfig, check=_check)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Solver-heuristic regularisers on a neural-ODE digits classifier: NFE at equal accuracy."""
+def build_task(cfg: DictConfig) -> Task:
+    """The digits task of a config: data, model, loss and evaluators."""
     e = cfg.evaluation
     split = digits(test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction,
                    seed=cfg.split_seed)  # fmt: skip
@@ -144,9 +143,14 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                           e.solver, e.rtol, e.atol, e.max_steps)
         for name in ("validation", "test")
     }  # fmt: skip
-    task = Task(name="digits", metric="accuracy", higher_is_better=True,
+    return Task(name="digits", metric="accuracy", higher_is_better=True,
                 build_model=lambda key: build_classifier(cfg, key=key),
                 loss=lambda regularizer: _Loss(ts, regularizer),
                 data=tuple(jnp.asarray(a) for a in split["train"]),
                 evaluators=evaluators)  # fmt: skip
-    return run_task(cfg, task, run_dir, resume)
+
+
+@register("solver_regularisation_digits", SolverRegularisationDigitsConfig, check=_check)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Solver-heuristic regularisers on a neural-ODE digits classifier: NFE at equal accuracy."""
+    return run_task(cfg, build_task(cfg), run_dir, resume)

@@ -165,9 +165,8 @@ class _Prediction(eqx.Module):
                 "steps": jnp.mean(sol.stats.num_accepted_steps.astype(dtype))}  # fmt: skip
 
 
-@register("solver_regularisation_sde", SolverRegularisationSDEConfig, check=_check)
-def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """ERNODE for neural SDEs on the double well: NFE of adaptive sampling at equal accuracy."""
+def build_task(cfg: DictConfig) -> Task:
+    """The sde task of a config: data, model, loss and evaluators."""
     d, e = cfg.data, cfg.evaluation
     num_obs = observation_intervals(cfg)
     ts = jnp.linspace(0.0, d.horizon, num_obs + 1)
@@ -186,8 +185,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         for name, split in splits.items()
     }
     span = jnp.array([0.0, cfg.solve.span])
-    task = Task(name="sde", metric="marginal_w1", higher_is_better=False,
+    return Task(name="sde", metric="marginal_w1", higher_is_better=False,
                 build_model=lambda key: build_sde(cfg, key=key),
                 loss=lambda regularizer: _Loss(span, d.obs_dt, cfg.model.estimator, regularizer),
                 data=paths, evaluators=evaluators)  # fmt: skip
-    return run_task(cfg, task, run_dir, resume)
+
+
+@register("solver_regularisation_sde", SolverRegularisationSDEConfig, check=_check)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """ERNODE for neural SDEs on the double well: NFE of adaptive sampling at equal accuracy."""
+    return run_task(cfg, build_task(cfg), run_dir, resume)
