@@ -297,7 +297,8 @@ def figure(run_dir: Path, task: Task, summary: dict) -> None:
     if len(front) > 1:
         nfe, value = np.asarray(front).T
         ax.plot(value, nfe, color="0.5", linestyle="--", linewidth=1, label="Pareto front")
-    for kind in {entry["kind"] for entry in summary["regularisers"].values()}:
+    present = {entry["kind"] for entry in summary["regularisers"].values()}
+    for kind in [k for k in NAMES if k in present]:  # the legend in the config's order
         ax.plot([], [], color=colours[kind], marker="o", linestyle="none", label=kind)
     ax.set(xlabel=f"test {task.metric} (mean ± sd over seeds)",
            ylabel="test prediction NFE (adaptive, per sample)",
