@@ -178,10 +178,12 @@ def fevals(solver: dfx.AbstractSolver, num_steps: Array) -> Array | None:
     """Vector-field evaluations of explicit solvers, from their Butcher tableau; for a
     stochastic Runge–Kutta method, the drift's evaluations (its stages that use the drift);
     for a wrapper that steps once per step (a solver with a `solver` field, e.g.
-    `jaxdyn.regularize.HeuristicsSolver`; not Diffrax's `HalfSolver`, which steps three times),
-    those of the solver it wraps."""
+    `jaxdyn.regularize.HeuristicsSolver`), those of the solver it wraps; `None` for Diffrax's
+    `HalfSolver` (three steps a step, two of them halves) and other solvers."""
+    if type(solver) is dfx.HalfSolver:  # isinstance sees through it to the wrapped classes
+        return None
     inner = getattr(solver, "solver", None)
-    if isinstance(inner, dfx.AbstractSolver) and not isinstance(solver, dfx.HalfSolver):
+    if isinstance(inner, dfx.AbstractSolver):
         return fevals(inner, num_steps)
     if isinstance(solver, dfx.AbstractSRK):
         ignored = solver.tableau.ignore_stage_f

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from jaxdyn._solvers import fevals
 from jaxdyn.models import NeuralSDE
 from jaxdyn.regularize import Regularizer, heuristics_solver, sde_error_penalty
 
@@ -106,3 +107,24 @@ def test_sde_penalty_bad_input_is_a_clear_error():
     sde = NeuralSDE(_drift, _diffusion, solver="srk", rtol=1e-3, atol=1e-3, brownian="virtual")
     with pytest.raises(ValueError, match="NeuralSDE.*'error'"):
         Regularizer("taylor", 1.0)(sde, args[3], args[2], key=jax.random.key(0))
+    fixed = NeuralSDE(_drift, _diffusion, solver="srk", dt0=0.1, brownian="virtual")
+    with pytest.raises(ValueError, match="adaptive solve: give rtol and atol"):
+        Regularizer("error", 1.0)(fixed, args[3], args[2], key=jax.random.key(0))
+    # Diffrax's HalfSolver passes isinstance checks for the solver it wraps: no NFE formula
+    assert fevals(dfx.HalfSolver(dfx.SPaRK()), jnp.array(3)) is None
+    assert int(fevals(dfx.SPaRK(), jnp.array(3))) == 9
+
+
+def test_sde_task_scores_a_failed_path_as_nan():
+    """A prediction path that fails (here: max_steps too small) makes the SDE task's W₁ NaN,
+    which the experiment records as a failure, instead of raising inside the evaluation (a
+    finite W₁ is the SDE task's smoke run's headline)."""
+    from jaxdyn.experiments.solver_regularisation_sde import _Prediction
+
+    ts = jnp.linspace(0.0, 1.0, 3)
+    ys = jnp.stack([jnp.linspace(y, y, 3)[:, None] for y in (0.3, -0.3, 1.0)])
+    sde = NeuralSDE(lambda t, y, args: y - y**3, _diffusion, solver="srk", rtol=1e-3, atol=1e-3,
+                    brownian="virtual")  # fmt: skip
+    predict = _Prediction(ts, ys, jnp.array([1, 2]), jax.random.key(0), 1e-3, 1e-3, 2)
+    out = predict(sde, jax.random.key(1))  # two steps cannot reach t = 1 at 1e-3
+    assert bool(jnp.isnan(out["metric"])) and float(out["nfe"]) > 0

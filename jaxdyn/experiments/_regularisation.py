@@ -39,7 +39,8 @@ from ._records import append_result, start_results, summary_stats
 from ._training import fit_from_config
 
 __all__ = ["NAMES", "EvaluationConfig", "RegularisationConfig", "Task", "TaskConfig",
-           "WeightsConfig", "check_solve", "label", "report", "run_task", "train"]  # fmt: skip
+           "WeightsConfig", "check_grid", "check_solve", "label", "report", "run_task",
+           "train"]  # fmt: skip
 
 NAMES = ("none", *KINDS)
 _STIFFNESS_SOLVERS = ("tsit5", "dopri5")  # the stiffness estimate's solvers (STABILITY_SIZES)
@@ -87,9 +88,22 @@ class TaskConfig:
     regularisation: RegularisationConfig = section(RegularisationConfig)
 
 
+def check_grid(cfg: DictConfig) -> None:
+    """Each (regulariser, weight) names its own run directory (`label`): no two may share one."""
+    labels = [label(kind, weight) for kind, weight in _grid(cfg)]
+    repeated = sorted({name for name in labels if labels.count(name) > 1})
+    if repeated:
+        raise ConfigError(
+            f"regularisation.weights repeat {repeated} (to 6 significant figures): give each "
+            "weight once"
+        )
+
+
 def check_solve(cfg: DictConfig) -> None:
     """The penalties read the adaptive solver's error estimate (and, for the stiffness ones,
-    Tsit5's or Dopri5's last stages): the training solve must be adaptive, with one of those."""
+    Tsit5's or Dopri5's last stages): the training solve must be adaptive, with one of those.
+    Also `check_grid`."""
+    check_grid(cfg)
     s, kinds = cfg.solve, set(cfg.regularisation.kinds) - {"none"}
     if kinds and (s.rtol is None or s.atol is None):
         raise ConfigError(

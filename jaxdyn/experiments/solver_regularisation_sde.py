@@ -36,7 +36,7 @@ from ..models import ACTIVATIONS, MLPField, NeuralSDE, SoftplusField
 from ..regularize import Regularizer
 from ..train import TRANSITION_DENSITIES, transition_nll
 from ._registry import register
-from ._regularisation import RegularisationConfig, Task, TaskConfig, run_task
+from ._regularisation import RegularisationConfig, Task, TaskConfig, check_grid, run_task
 from .sde_fit import DoubleWellConfig, observation_intervals
 
 
@@ -97,6 +97,7 @@ class SolverRegularisationSDEConfig(TaskConfig):
 
 def _check(cfg: DictConfig) -> None:
     d = cfg.data
+    check_grid(cfg)
     try:
         observation_intervals(cfg)
     except ValueError as error:
@@ -143,13 +144,15 @@ class _Loss(eqx.Module):
 
 
 class _Prediction(eqx.Module):
-    """Adaptive SPaRK paths of the model from `ys[:, 0]` (one solve each, a fixed key):
-    `{"metric": mean W₁ to the held-out marginals at the evaluation times, "nfe": mean drift
+    """Adaptive SPaRK paths of the model from `ys[:, 0]` (one solve each, on the split's own
+    fixed Brownian paths `noise`, the same for every model): `{"metric": mean W₁ to the
+    held-out marginals at the evaluation times (NaN if a path failed), "nfe": mean drift
     evaluations per path, "steps": mean accepted steps}`."""
 
     ts: jax.Array
     ys: jax.Array
     index: jax.Array
+    noise: jax.Array
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
@@ -158,10 +161,14 @@ class _Prediction(eqx.Module):
         model = dataclasses.replace(model, rtol=self.rtol, atol=self.atol,
                                     max_steps=self.max_steps, adjoint="direct",
                                     on_failure="nan", batch="vmap")  # fmt: skip
-        sol = model.solve(self.ts, self.ys[:, 0], key=jax.random.key(1))
-        w1 = jax.vmap(wasserstein_1d, (1, 1))(sol.ys[:, self.index, 0], self.ys[:, self.index, 0])
+        sol = model.solve(self.ts, self.ys[:, 0], key=self.noise)
+        paths = sol.ys[:, self.index, 0]
+        finite = jnp.all(jnp.isfinite(paths))  # wasserstein_1d refuses non-finite samples
+        w1 = jax.vmap(wasserstein_1d, (1, 1))(jnp.where(finite, paths, 0.0),
+                                               self.ys[:, self.index, 0])  # fmt: skip
         dtype = w1.dtype
-        return {"metric": jnp.mean(w1), "nfe": jnp.mean(sol.stats.num_fevals.astype(dtype)),
+        return {"metric": jnp.where(finite, jnp.mean(w1), jnp.nan),
+                "nfe": jnp.mean(sol.stats.num_fevals.astype(dtype)),
                 "steps": jnp.mean(sol.stats.num_accepted_steps.astype(dtype))}  # fmt: skip
 
 
@@ -170,7 +177,10 @@ def build_task(cfg: DictConfig) -> Task:
     d, e = cfg.data, cfg.evaluation
     num_obs = observation_intervals(cfg)
     ts = jnp.linspace(0.0, d.horizon, num_obs + 1)
-    x0_key, path_key = jax.random.split(jax.random.key(cfg.data_seed))
+    # The data's keys, and each split's sampling noise, from a root that no training seed's key
+    # equals (the seeds use key(seed)); validation and test sample on different paths.
+    root = jax.random.fold_in(jax.random.key(cfg.data_seed), 0x5DE)
+    x0_key, path_key, *noise = jax.random.split(root, 4)
     x0 = jax.random.uniform(x0_key, (d.num_paths, 1), minval=d.x0_range[0], maxval=d.x0_range[1])
     ys = double_well_paths(x0, ts, key=path_key, sigma=d.sigma, sigma_x=d.sigma_x,
                            dt0=d.obs_dt / d.fine_factor, solver=d.solver)  # fmt: skip
@@ -181,8 +191,8 @@ def build_task(cfg: DictConfig) -> Task:
              train[:, 1:])  # fmt: skip
     index = jnp.asarray(sorted({min(max(round(t / d.obs_dt), 1), num_obs) for t in e.times}))
     evaluators = {
-        name: _Prediction(ts, split, index, e.rtol, e.atol, e.max_steps)
-        for name, split in splits.items()
+        name: _Prediction(ts, split, index, key, e.rtol, e.atol, e.max_steps)
+        for (name, split), key in zip(splits.items(), noise, strict=True)
     }
     span = jnp.array([0.0, cfg.solve.span])
     return Task(name="sde", metric="marginal_w1", higher_is_better=False,

@@ -100,8 +100,8 @@ class Regularizer(eqx.Module):
             raise ValueError("Regularizer on a NeuralSDE needs key= (its Brownian path)")
         if y0.ndim not in (1, 2):
             raise ValueError(f"NeuralSDE needs y0 of shape (dim,) or (batch, dim), got {y0.shape}")
-        options = {name: getattr(model, name) for name in ("noise", "calculus", "solver", "rtol",
-                   "atol", "brownian", "adjoint", "max_steps", "on_failure")}  # fmt: skip
+        options = {name: getattr(model, name) for name in ("noise", "calculus", "solver", "dt0",
+                   "rtol", "atol", "brownian", "adjoint", "max_steps", "on_failure")}  # fmt: skip
         options["batch"] = model.batch if y0.ndim == 2 else None
         return sde_error_penalty(model.drift, model.diffusion, y0, ts, key=key, args=args,
                                  **options)  # fmt: skip

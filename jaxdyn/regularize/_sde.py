@@ -47,7 +47,9 @@ def sde_error_penalty(
       `n_samples`); the Brownian path is `virtual` (any step).
 
     Returns `(solution, R_E)`; with `batch="vmap"` (or `n_samples`) `R_E` is the mean over
-    the paths, with `batch="joint"` that of the one joint solve. Train with `batch="joint"`:
+    the paths, with `batch="joint"` that of the one joint solve. A failed solve's `R_E` is NaN
+    with `on_failure="nan"`; with `"return"` it is the sum up to where the solve stopped
+    (smaller than a finished solve's: check `solution.result`). Train with `batch="joint"`:
     under `vmap`, Diffrax 0.7's SPaRK has NaN gradients (a plain `sdeint` too; `heun` not).
     """
     if isinstance(solver, str):
@@ -57,7 +59,7 @@ def sde_error_penalty(
                 "(adaptive SDE solvers with an error estimate), nor a Diffrax solver"
             )
         solver = SDE_SOLVERS[solver]()
-    if "dt0" in options and rtol is None and atol is None:
+    if options.get("dt0") is not None and rtol is None and atol is None:
         raise ValueError("sde_error_penalty penalises an adaptive solve: give rtol and atol")
     if options.pop("brownian", "virtual") != "virtual":
         raise ValueError("sde_error_penalty's adaptive steps need brownian='virtual'")
