@@ -351,7 +351,7 @@ def test_langevin_flow_glm_baseline_chooses_its_kernel_on_validation(tmp_path):
     assert math.isfinite(row["co_bps"])
 
 
-def test_seeds_of_a_multi_seed_experiment_must_not_overlap(tmp_path):
+def test_seeds_of_a_multi_seed_experiment_must_not_overlap(tmp_path, monkeypatch):
     """`--seeds` with an experiment that runs `num_seeds` seeds itself: seeds closer than
     `num_seeds` would share seeds (refused, before any work); farther apart, each run is an
     independent repeat of the protocol."""
@@ -362,3 +362,11 @@ def test_seeds_of_a_multi_seed_experiment_must_not_overlap(tmp_path):
     with pytest.raises(ConfigError, match="overlap"):
         experiments.execute_seeds(experiment, cfg, [0, 2], out=tmp_path / "a")
     assert not (tmp_path / "a").exists()
+    # seeds num_seeds apart (or one seed) are accepted: each run's own seeds, nothing run here
+    from jaxdyn.experiments import _runner
+
+    ran = []
+    monkeypatch.setattr(_runner, "_run_seeds", lambda exp, cfg, seeds, out: ran.append(seeds) or {})
+    for seeds in ([0, 3, 6], [4]):
+        experiments.execute_seeds(experiment, cfg, seeds, out=tmp_path / f"s{seeds[0]}")
+    assert ran == [[0, 3, 6], [4]]
