@@ -114,6 +114,9 @@ TINY = {
                            "regression.num_points=11", "regression.refit_steps=2"],
     # 3 time units: modes 1 and 2 cross s/2; gradient descent at a 10x larger step
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
+    "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
+                          "train.chunk=10", "window_start=20", "window_end=40",
+                          "lanczos_steps=5"],  # fmt: skip
     # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
     # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
     "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
@@ -184,6 +187,10 @@ HEADLINES = {
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
+    # λ_max > 0 near a (non-degenerate) fit; far from 2/η after 40 steps, but below it
+    "edge_of_stability": [(("sharpness_over_2_eta", "eta_0p1"), 0.0, 1.5),
+                          (("sharpness_over_2_eta", "eta_0p2"), 0.0, 1.5),
+                          (("per_learning_rate", "eta_0p1", "final_train_accuracy"), 0.0, 1.0)],
     # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
     "solver_regularisation": [(("regularisers", "error@0.01", "test_nfe", "mean"), 7.0,
                                16384 * 6 + 1),
@@ -247,6 +254,8 @@ def test_experiment_smoke(name, tmp_path):
         ("ude_lotka_volterra", ["data.forecast_t1=2.0"], "must be > data.t1=3.0"),
         ("ude_lotka_volterra", ["train.batch_size=8"], "set train.batch_size=null"),
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
+        ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
+        ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):
