@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.learning import QuadraticNetwork, modular_addition
+from jaxdyn.learning import QuadraticNetwork, empirical_ntk, modular_addition
 
 
 def test_modular_addition_pairs_and_labels():
@@ -42,3 +42,19 @@ def test_bad_sizes_are_refused(bad):
         QuadraticNetwork(4, bad, 3, key=jax.random.key(0))
     with pytest.raises(ValueError, match="p must be an int"):
         modular_addition(bad)
+
+
+def test_empirical_ntk_of_the_quadratic_network_matches_its_closed_form():
+    """With `h = W₁x/√D`: `∂f_k/∂W₂[k', j] = δ_kk' h_j²/N`, `∂f_k/∂W₁[j, i] = 2 W₂[k, j] h_j
+    x_i/(N√D)`, so the output-averaged kernel is `Σ_j h_j² h'_j²/N² + 4 (x·x') Σ_j (Σ_k
+    W₂[k, j]²) h_j h'_j / (N² D p)`."""
+    p, hidden = 5, 7
+    model = QuadraticNetwork(2 * p, hidden, p, key=jax.random.key(3))
+    x = modular_addition(p)[0][:6]
+    h = x @ model.w1.T / np.sqrt(2 * p)
+    column = np.sum(np.asarray(model.w2) ** 2, axis=0)
+    expected = (h**2) @ (h**2).T / hidden**2 + 4 * (x @ x.T) * ((h * column) @ h.T) / (
+        hidden**2 * 2 * p * p
+    )
+    for method in ("jacobian", "jvp"):
+        np.testing.assert_allclose(empirical_ntk(model, x, method=method), expected, rtol=1e-5)
