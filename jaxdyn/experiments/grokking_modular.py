@@ -5,11 +5,12 @@ rich training dynamics").
 Setting. Every pair `(n, m) ∈ Z_p²` one-hot encoded as `x = [e_n, e_m] ∈ R^{2p}` and labelled
 `(n + m) mod p`; a fraction of the `p²` pairs trains (the split drawn from `data.split_seed`,
 fixed across seeds), the rest tests. The network `f(x) = (1/N) W₂ ((1/√2p) W₁ x)²`
-(`jaxdyn.learning.QuadraticNetwork`, entries `N(0, 1)`: the mean-field scaling of Gromov's
-reference code) is trained by full-batch gradient descent (`optax.sgd(lr)`) on the mean
-squared error against one-hot targets, `L = (1/(n p)) Σ_μ ‖f(x_μ) − e_{y_μ}‖²` (PyTorch's
-`mse_loss`, as in the reference code), through `jaxdyn.fit` (every step in a jitted
-`lax.scan` of `train.chunk` steps). The seed draws the initialisation only.
+(`jaxdyn.learning.QuadraticNetwork`, entries `N(0, 1)`: the mean-field scaling of a public
+PyTorch replication of Gromov's baseline experiments) is trained by full-batch gradient descent
+(`optax.sgd(lr)`) on the mean squared error against one-hot targets, `L = (1/(n p)) Σ_μ ‖f(x_μ)
+− e_{y_μ}‖²` (PyTorch's `mse_loss`, as in that replication and in Gromov's coauthor Doshi's
+`d-doshi/Grokking`), through `jaxdyn.fit` (every step in a jitted `lax.scan` of `train.chunk`
+steps). The seed draws the initialisation only.
 
 Measured. Train and test accuracy (argmax of `f`) every chunk, by `fit`'s `eval_fn`, and the
 first evaluated step at which each reaches `threshold` (99%): `steps_to_99_train`,

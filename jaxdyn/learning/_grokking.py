@@ -16,13 +16,14 @@ __all__ = ["QuadraticNetwork", "modular_addition"]
 
 class QuadraticNetwork(eqx.Module):
     r"""`f(x) = (1/N) W₂ ((1/√D) W₁ x)²` (the square entrywise), with `W₁: N × D`,
-    `W₂: p × N` and every entry drawn from `N(0, 1)` (Gromov 2023, eq. (2), in the
-    mean-field scaling of his reference code: `1/√D` on the first layer, `1/N` on the
-    readout; no biases).
+    `W₂: p × N` and every entry drawn from `N(0, 1)` (Gromov 2023's network, in the
+    mean-field scaling of a public replication of his baseline experiments: `1/√D` on the
+    first layer, `1/N` on the readout; no biases).
 
     On one-hot pairs `x = [e_n, e_m]` (`D = 2p`) the hidden pre-activation is
     `(W₁[:, n] + W₁[:, p + m]) / √(2p)`; Gromov's analytic solution sets each neuron's two
-    columns to cosines of one frequency, and trained networks converge to it.
+    columns to cosines of one frequency (Gromov reports trained networks near it; not
+    measured here).
 
     **Arguments:** `inputs` (`D`), `hidden` (`N`), `outputs` (`p`), `key`.
     """
