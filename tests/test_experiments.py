@@ -113,6 +113,9 @@ TINY = {
                            "lbfgs.chunk=2", "regression.thresholds=[0.1,0.3]",
                            "regression.num_points=11", "regression.refit_steps=2"],
     # 3 time units: modes 1 and 2 cross s/2; gradient descent at a 10x larger step
+    # p = 11: both accuracies reach 99% within 4000 steps (train ~1000, test ~3000 at seed 0)
+    "grokking_modular": ["data.p=11", "train.hidden=40", "train.steps=4000", "train.chunk=500",
+                         "ntk_inputs=16"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
@@ -184,6 +187,10 @@ HEADLINES = {
     # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
     "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
                            (("fit_rmse_network",), 0.0, 10.0)],
+    # crossings within the 4000 steps; relative changes >= 0
+    "grokking_modular": [(("steps_to_99_train",), 1, 4000), (("steps_to_99_test",), 1, 4000),
+                         (("ntk_change_at_99_test",), 0.0, math.inf),
+                         (("weight_change_at_99_test",), 0.0, math.inf)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
@@ -256,6 +263,8 @@ def test_experiment_smoke(name, tmp_path):
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
         ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
+        ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
+        ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

@@ -6,6 +6,9 @@ al. 2022), the infinite-width NNGP and NTK of a perceptron by their layer recurs
 (`analytic_kernels`) and the network they belong to (`NTKMLP`, in the NTK parameterisation),
 and the linearised training they predict (`kernel_flow`; Lee et al. 2019).
 
+Grokking: the quadratic network `QuadraticNetwork` of Gromov 2023 / Kumar et al. 2024 and
+its modular-addition data (`modular_addition`).
+
 The curvature of a loss, measured without forming its Hessian: Hessian–vector products
 (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
 by Lanczos with full reorthogonalisation and by power iteration; Hutchinson's estimates of
@@ -30,6 +33,8 @@ from ._curvature import hessian_operator as hessian_operator
 from ._curvature import hutchinson_trace as hutchinson_trace
 from ._curvature import hvp as hvp
 from ._curvature import power_iteration as power_iteration
+from ._grokking import QuadraticNetwork as QuadraticNetwork
+from ._grokking import modular_addition as modular_addition
 from ._lanczos import WHICH as WHICH
 from ._lanczos import SpectralDensity as SpectralDensity
 from ._lanczos import spectral_density as spectral_density

@@ -1,0 +1,208 @@
+"""Grokking modular addition with the quadratic network (Gromov 2023, "Grokking modular
+arithmetic", arXiv:2301.02679; Kumar et al. 2024, "Grokking as the transition from lazy to
+rich training dynamics").
+
+Setting. Every pair `(n, m) ∈ Z_p²` one-hot encoded as `x = [e_n, e_m] ∈ R^{2p}` and labelled
+`(n + m) mod p`; a fraction of the `p²` pairs trains (the split drawn from `data.split_seed`,
+fixed across seeds), the rest tests. The network `f(x) = (1/N) W₂ ((1/√2p) W₁ x)²`
+(`jaxdyn.learning.QuadraticNetwork`, entries `N(0, 1)`: the mean-field scaling of a public
+PyTorch replication of Gromov's baseline experiments) is trained by full-batch gradient descent
+(`optax.sgd(lr)`) on the mean squared error against one-hot targets, `L = (1/(n p)) Σ_μ ‖f(x_μ)
+− e_{y_μ}‖²` (PyTorch's `mse_loss`, as in that replication and in Gromov's coauthor Doshi's
+`d-doshi/Grokking`), through `jaxdyn.fit` (every step in a jitted `lax.scan` of `train.chunk`
+steps). The seed draws the initialisation only.
+
+Measured. Train and test accuracy (argmax of `f`) every chunk, by `fit`'s `eval_fn`, and the
+first evaluated step at which each reaches `threshold` (99%): `steps_to_99_train`,
+`steps_to_99_test` (the end of the first chunk at or above it, so resolved to `train.chunk`
+steps; `None` if never reached). At the same evaluations, the relative change of the
+empirical NTK `‖K_t − K_0‖_F / ‖K_0‖_F` (`jaxdyn.learning.empirical_ntk`, output-averaged, on
+a fixed subset of `ntk_inputs` training pairs) and of the weights
+`‖W_t − W_0‖ / ‖W_0‖` (both layers stacked). Grokking is test accuracy crossing the threshold
+well after train accuracy; Kumar et al. read it as the kernel leaving its initial value
+(lazy → rich).
+"""
+
+import dataclasses
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from omegaconf import DictConfig
+
+from ..config import ConfigError, at_least, choice, fraction, positive, section
+from ..learning import NTK_METHODS, QuadraticNetwork, empirical_ntk, modular_addition
+from ..plotting import Figure
+from ..train import fit
+from ._registry import register
+
+
+@dataclasses.dataclass
+class DataConfig:
+    p: int = at_least(23, 2)  # the modulus: p² pairs, p classes
+    train_fraction: float = fraction(0.9)  # of the p² pairs; the rest test
+    split_seed: int = 0  # draws the split, the same for every seed
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    hidden: int = at_least(100, 1)  # N hidden units
+    lr: float = positive(100.0)  # gradient descent step (the mean-field scaling needs it large)
+    steps: int = at_least(40_000, 1)
+    chunk: int = at_least(100, 1)  # steps per scan and between evaluations: the resolution
+
+
+@dataclasses.dataclass
+class GrokkingModularConfig:
+    experiment: str = "grokking_modular"
+    seed: int = 0  # the initialisation
+    figures: bool = True
+    threshold: float = fraction(0.99)  # the accuracy whose first crossing is reported
+    ntk_inputs: int = at_least(64, 1)  # training pairs the NTK is measured on (the first ones)
+    ntk_method: str = choice("jvp", NTK_METHODS)  # empirical_ntk's method (jvp: fastest here)
+    data: DataConfig = section(DataConfig)
+    train: TrainConfig = section(TrainConfig)
+
+
+def _num_train(cfg: DictConfig) -> int:
+    return int(round(cfg.data.train_fraction * cfg.data.p**2))
+
+
+def _check(cfg: DictConfig) -> None:
+    total, n = cfg.data.p**2, _num_train(cfg)
+    if not 1 <= n < total:
+        raise ConfigError(
+            f"data.train_fraction={cfg.data.train_fraction} leaves {n} of the {total} pairs "
+            "for training; at least one must train and one test"
+        )
+    if cfg.ntk_inputs > n:
+        raise ConfigError(f"ntk_inputs={cfg.ntk_inputs} must be <= the {n} training pairs")
+
+
+def split(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the training and test pairs, from `data.split_seed`."""
+    order = np.random.default_rng(cfg.data.split_seed).permutation(cfg.data.p**2)
+    n = _num_train(cfg)
+    return np.sort(order[:n]), np.sort(order[n:])
+
+
+def _mse(model, batch, key):
+    x, y = batch
+    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+
+def _first_crossing(steps: np.ndarray, values: np.ndarray, level: float) -> int | None:
+    above = np.nonzero(values >= level)[0]
+    return int(steps[above[0]]) if above.size else None
+
+
+def _flat(model) -> jnp.ndarray:
+    return jnp.concatenate([jnp.ravel(model.w1), jnp.ravel(model.w2)])
+
+
+@register("grokking_modular", GrokkingModularConfig, check=_check)
+def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Grokking of modular addition by a quadratic network (Gromov 2023; Kumar et al. 2024),
+    with the NTK and weight changes along training."""
+    p, t = cfg.data.p, cfg.train
+    x, labels = modular_addition(p)
+    targets = jax.nn.one_hot(labels, p)
+    train_idx, test_idx = split(cfg)
+    x_train, y_train = x[train_idx], targets[train_idx]
+    x_ntk = x_train[: cfg.ntk_inputs]
+    model0 = QuadraticNetwork(2 * p, t.hidden, p, key=jax.random.key(cfg.seed))
+
+    def ntk(model):
+        return empirical_ntk(model, x_ntk, method=cfg.ntk_method)
+
+    k0 = ntk(model0)
+    w0 = _flat(model0)
+
+    def accuracy(model, idx):
+        return jnp.mean(jnp.argmax(jax.vmap(model)(x[idx]), -1) == labels[idx])
+
+    def measure(model, key=None):
+        return {
+            "train_accuracy": accuracy(model, train_idx),
+            "test_accuracy": accuracy(model, test_idx),
+            "ntk_change": jnp.linalg.norm(ntk(model) - k0) / jnp.linalg.norm(k0),
+            "weight_change": jnp.linalg.norm(_flat(model) - w0) / jnp.linalg.norm(w0),
+        }
+
+    start = time.perf_counter()
+    result = fit(_mse, model0, (x_train, y_train), optax.sgd(t.lr), steps=t.steps,
+                 batch_size=None, key=jax.random.key(cfg.seed), chunk=t.chunk,
+                 eval_fn=eqx.filter_jit(measure), run_dir=run_dir,
+                 checkpoint_every=t.steps // t.chunk + 1, resume=resume,
+                 progress=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    first = {k: float(v) for k, v in measure(model0).items()}
+    rows = [first | {"step": 0}] + [
+        {k.removeprefix("validation."): float(v) for k, v in e.items()} | {"step": int(e["step"])}
+        for e in result.evaluations
+    ]
+    curve = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+    steps = curve["step"]
+    crossing = {s: _first_crossing(steps, curve[f"{s}_accuracy"], cfg.threshold)
+                for s in ("train", "test")}  # fmt: skip
+
+    reached = None not in crossing.values()
+
+    def at(step, key):
+        return None if step is None else float(curve[key][np.nonzero(steps == step)[0][0]])
+
+    summary = {
+        "steps_to_99_train": crossing["train"],
+        "steps_to_99_test": crossing["test"],
+        "ntk_change_at_99_train": at(crossing["train"], "ntk_change"),
+        "ntk_change_at_99_test": at(crossing["test"], "ntk_change"),
+        "weight_change_at_99_train": at(crossing["train"], "weight_change"),
+        "weight_change_at_99_test": at(crossing["test"], "weight_change"),
+        "grokking_delay": None if not reached else crossing["test"] - crossing["train"],
+        # grokking: both reached, and test only after train
+        "target_met": bool(reached and crossing["test"] > crossing["train"]),
+        "final_train_accuracy": float(curve["train_accuracy"][-1]),
+        "final_test_accuracy": float(curve["test_accuracy"][-1]),
+        "final_ntk_change": float(curve["ntk_change"][-1]),
+        "final_weight_change": float(curve["weight_change"][-1]),
+        "final_train_loss": float(result.losses[-1]),
+        "resolution_steps": int(t.chunk),
+        "num_train_pairs": len(train_idx),
+        "num_test_pairs": len(test_idx),
+        "train_seconds": seconds,
+    }
+    notes = [f"{s} accuracy never reached {cfg.threshold} in {t.steps} steps"
+             for s, v in crossing.items() if v is None]  # fmt: skip
+    if notes:
+        summary["note"] = "; ".join(notes)
+    if cfg.figures:
+        _figure(run_dir, curve, crossing, cfg)
+    return summary
+
+
+def _figure(run_dir: Path, curve: dict, crossing: dict, cfg: DictConfig) -> None:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    steps = curve["step"]
+    ax.plot(steps, curve["train_accuracy"], color="C0", label="train accuracy")
+    ax.plot(steps, curve["test_accuracy"], color="C1", label="test accuracy")
+    for name, color in (("train", "C0"), ("test", "C1")):
+        if crossing[name] is not None:
+            ax.axvline(crossing[name], color=color, ls=":", lw=1)
+    ax.set(xlabel="gradient descent step", ylabel="accuracy", ylim=(-0.02, 1.02),
+           title=f"Grokking (p = {cfg.data.p}, N = {cfg.train.hidden}, "
+                 f"{cfg.data.train_fraction:.0%} of pairs train)")  # fmt: skip
+    right = ax.twinx()
+    right.plot(steps, curve["ntk_change"], color="k", lw=1.2, label="‖K_t − K_0‖ / ‖K_0‖")
+    right.plot(steps, curve["weight_change"], color="0.5", lw=1, ls="--",
+               label="‖W_t − W_0‖ / ‖W_0‖")  # fmt: skip
+    right.set(ylabel="relative change")
+    lines = ax.get_legend_handles_labels()
+    extra = right.get_legend_handles_labels()
+    ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="center right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "accuracy_ntk.png", dpi=120)
