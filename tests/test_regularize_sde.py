@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from jaxdyn import odeint, sdeint
 from jaxdyn._solvers import fevals
 from jaxdyn.models import NeuralSDE
 from jaxdyn.regularize import Regularizer, heuristics_solver, sde_error_penalty
@@ -110,6 +111,14 @@ def test_sde_penalty_bad_input_is_a_clear_error():
     fixed = NeuralSDE(_drift, _diffusion, solver="srk", dt0=0.1, brownian="virtual")
     with pytest.raises(ValueError, match="adaptive solve: give rtol and atol"):
         Regularizer("error", 1.0)(fixed, args[3], args[2], key=jax.random.key(0))
+    # the saved state (the sums) is not differentiated by the continuous adjoint: refused
+    for solve in (lambda: odeint(_drift, args[2], args[3], args=1.0, adjoint="backsolve",
+                                 save_solver_state=True),
+                  lambda: sdeint(_drift, _diffusion, args[2], args[3], key=jax.random.key(0),
+                                 args=1.0, dt0=0.1, brownian="virtual", adjoint="backsolve",
+                                 save_solver_state=True)):  # fmt: skip
+        with pytest.raises(ValueError, match="save_solver_state=True cannot be differentiated"):
+            solve()
     # Diffrax's HalfSolver passes isinstance checks for the solver it wraps: no NFE formula
     assert fevals(dfx.HalfSolver(dfx.SPaRK()), jnp.array(3)) is None
     assert int(fevals(dfx.SPaRK(), jnp.array(3))) == 9

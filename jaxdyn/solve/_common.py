@@ -173,9 +173,15 @@ def check_options(
     on_failure: OnFailure,
     dt0: float | None,
     batch: Batch = None,
+    save_solver_state: bool = False,
 ) -> dfx.AbstractAdjoint:
     """Check the options every solve shares; return the adjoint resolved by name."""
     adjoint_ = resolve("adjoint", adjoint, ADJOINTS, dfx.AbstractAdjoint)
+    if save_solver_state and isinstance(adjoint_, dfx.BacksolveAdjoint):
+        raise ValueError(
+            "save_solver_state=True cannot be differentiated with adjoint='backsolve'; "
+            "use adjoint='checkpoint' (or 'direct')"
+        )
     check_on_failure(on_failure)
     if batch not in (None, "vmap", "joint"):
         raise choice_error("batch", batch, ("vmap", "joint"))

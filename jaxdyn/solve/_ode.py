@@ -83,12 +83,7 @@ def odeint(
     **Returns:** a `Solution`.
     """
     solver_ = resolve_solver(solver)
-    adjoint_ = check_options(adjoint, on_failure, dt0, batch)
-    if save_solver_state and isinstance(adjoint_, dfx.BacksolveAdjoint):
-        raise ValueError(
-            "save_solver_state=True cannot be differentiated with adjoint='backsolve'; "
-            "use adjoint='checkpoint' (or 'direct')"
-        )
+    adjoint_ = check_options(adjoint, on_failure, dt0, batch, save_solver_state)
     times, ts = check_times(ts)
     check_y0(y0, batch)
     controller = stepsize_controller(solver_, rtol, atol, dt0)

@@ -338,7 +338,7 @@ def sdeint(
     **Returns:** a `Solution` with `ys` of shape `(time, dim)` or `(batch, time, dim)`.
     """
     adaptive = _check_choices(noise, calculus, brownian, brownian_tol, dt0, rtol, atol)
-    adjoint_ = check_options(adjoint, on_failure, dt0, batch)
+    adjoint_ = check_options(adjoint, on_failure, dt0, batch, save_solver_state)
     check_key(key, "sdeint")
     if n_samples is not None:
         y0, batch = _replicate(y0, n_samples, batch)
@@ -366,11 +366,6 @@ def sdeint(
         batch = "vmap"
 
     backsolve = isinstance(adjoint_, dfx.BacksolveAdjoint)
-    if save_solver_state and backsolve:
-        raise ValueError(
-            "save_solver_state=True cannot be differentiated with adjoint='backsolve'; "
-            "use adjoint='checkpoint' (or 'direct')"
-        )
     if backsolve and brownian == "grid":
         raise ValueError(
             "adjoint='backsolve' solves backwards in time on its own steps, which the grid "
