@@ -69,7 +69,7 @@ def initial_conditions(grid: PeriodicGrid, batch: int, key) -> jax.Array:
 
 def main() -> None:
     grid = PeriodicGrid(length=LENGTH, n=N)
-    ours = kuramoto_sivashinsky(grid=grid, dt=DT)
+    ours = kuramoto_sivashinsky(grid=grid, dt0=DT)
     theirs = exponax.stepper.KuramotoSivashinskyConservative(
         1, LENGTH, N, DT, order=4, num_circle_points=64,
         dealiasing_fraction=math.ceil(N / 3) / (N / 2),

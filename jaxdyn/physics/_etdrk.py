@@ -24,9 +24,11 @@ Nonlinear = Callable[[Complex[Array, "*spectral"], PeriodicGrid], Complex[Array,
 
 
 def etdrk4_coefficients(
-    linear: Inexact[ArrayLike, "*spectral"], dt: float | Float[ArrayLike, ""], num_contour: int = 32
+    linear: Inexact[ArrayLike, "*spectral"],
+    dt0: float | Float[ArrayLike, ""],
+    num_contour: int = 32,
 ) -> tuple[Inexact[Array, "*spectral"], ...]:
-    """The ETDRK4 coefficients `(e^{z/2}, e^z, Q, f₁, f₂, f₃)` for `z = L h`, `h = dt`
+    """The ETDRK4 coefficients `(e^{z/2}, e^z, Q, f₁, f₂, f₃)` for `z = L h`, `h = dt0`
     (Cox & Matthews 2002, eqs. 26; Kassam & Trefethen 2005, eq. 2.5 and § 4):
 
         Q  = h · mean[(e^{ζ/2} − 1)/ζ]
@@ -38,10 +40,10 @@ def etdrk4_coefficients(
     problems) the integrands are conjugate-symmetric and the `num_contour` points are the upper
     half circle, `r_j = exp(iπ(j − ½)/M)`, with the real part kept (Kassam & Trefethen's
     choice, M = 32); for a complex symbol (dispersive problems) the full circle of
-    `2 · num_contour` points. Traceable in `linear` and `dt`, so gradients reach parameters of
+    `2 · num_contour` points. Traceable in `linear` and `dt0`, so gradients reach parameters of
     the linear symbol and the step."""
     check_count("num_contour", num_contour, 2)
-    check_positive("dt", dt)
+    check_positive("dt0", dt0)
     linear = jnp.asarray(linear)
     real = not jnp.iscomplexobj(linear)
     if real:
@@ -49,7 +51,7 @@ def etdrk4_coefficients(
     points = num_contour if real else 2 * num_contour
     angles = np.pi * (np.arange(1, points + 1) - 0.5) / num_contour
     roots = jnp.asarray(np.exp(1j * angles), jnp.result_type(linear.dtype, complex))
-    z = linear * dt
+    z = linear * dt0
 
     def accumulate(sums, root):
         zeta = z + root
@@ -66,14 +68,14 @@ def etdrk4_coefficients(
 
     zero = jnp.zeros(z.shape, z.dtype)
     sums, _ = jax.lax.scan(accumulate, (zero,) * 4, roots)
-    q, f1, f2, f3 = (dt * s / points for s in sums)
+    q, f1, f2, f3 = (dt0 * s / points for s in sums)
     return jnp.exp(z / 2), jnp.exp(z), q, f1, f2, f3
 
 
 class ETDRK4(eqx.Module):
     """The ETDRK4 scheme (Cox & Matthews 2002, with Kassam & Trefethen's 2005 contour-integral
     coefficients) for `u_t = L u + N(u)` on a `PeriodicGrid`, pseudo-spectral: the state is
-    `v = F[u]` (real FFT), `L` is diagonal there (its symbol `L(k)`), and with `h = dt`
+    `v = F[u]` (real FFT), `L` is diagonal there (its symbol `L(k)`), and with `h = dt0`
 
         a = e^{Lh/2} v + Q N̂(v)              b = e^{Lh/2} v + Q N̂(a)
         c = e^{Lh/2} a + Q (2 N̂(b) − N̂(v))
@@ -91,7 +93,7 @@ class ETDRK4(eqx.Module):
       (`grid.irfft`, `grid.rfft` and `grid.derivative` help); an `eqx.Module` whose array
       fields are parameters (`Convection`), or a plain function.
     - `grid`: the `PeriodicGrid`.
-    - `dt`: the time step `h > 0`.
+    - `dt0`: the fixed time step `h > 0` (named as every fixed step in jaxdyn is, `dt0`).
     - `num_contour`: contour points `M` for the coefficients (`etdrk4_coefficients`).
 
     Everything is a pytree of arrays: `jax.jit`, `jax.vmap` over initial conditions and
@@ -102,7 +104,7 @@ class ETDRK4(eqx.Module):
 
     grid: PeriodicGrid
     nonlinear: Nonlinear
-    dt: float | Float[Array, ""]
+    dt0: float | Float[Array, ""]
     linear: Inexact[Array, "*spectral"]
     exp_half: Inexact[Array, "*spectral"]
     exp_full: Inexact[Array, "*spectral"]
@@ -117,14 +119,14 @@ class ETDRK4(eqx.Module):
         nonlinear: Nonlinear,
         *,
         grid: PeriodicGrid,
-        dt: float | Float[ArrayLike, ""],
+        dt0: float | Float[ArrayLike, ""],
         num_contour: int = 32,
     ):
         if not isinstance(grid, PeriodicGrid):
             raise TypeError(f"grid must be a PeriodicGrid, got {type(grid).__name__}")
         if not callable(nonlinear):
             raise TypeError(f"nonlinear must be callable, got {type(nonlinear).__name__}")
-        check_positive("dt", dt)
+        check_positive("dt0", dt0)
         if callable(linear_symbol):
             linear = jnp.asarray(linear_symbol(*grid.wavenumbers))
             linear = jnp.broadcast_to(linear, grid.spectral_shape)
@@ -144,9 +146,9 @@ class ETDRK4(eqx.Module):
             )
         self.grid = grid
         self.nonlinear = nonlinear
-        self.dt = dt
+        self.dt0 = dt0
         self.linear = linear
-        coefficients = etdrk4_coefficients(linear, dt, num_contour)
+        coefficients = etdrk4_coefficients(linear, dt0, num_contour)
         self.exp_half, self.exp_full, self.q, self.f1, self.f2, self.f3 = coefficients
 
     def _check_state(self, u: Float[ArrayLike, "*shape"], argument: str) -> Float[Array, "*shape"]:
@@ -176,7 +178,7 @@ class ETDRK4(eqx.Module):
         return self.exp_full * v + self.f1 * nv + 2 * self.f2 * (na + nb) + self.f3 * nc
 
     def step(self, u: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
-        """`u(t + dt)` from `u(t)` on the grid (physical space in and out)."""
+        """`u(t + dt0)` from `u(t)` on the grid (physical space in and out)."""
         u = self._check_state(u, "u")
         return self.grid.irfft(self.step_fourier(self.grid.rfft(u))).astype(u.dtype)
 
@@ -185,9 +187,9 @@ class ETDRK4(eqx.Module):
     ) -> Float[Array, "*shape"] | Float[Array, " time *shape"]:
         """`num_steps` steps from `u0` by `lax.scan`, in Fourier space throughout.
 
-        **Returns:** `u(num_steps · dt)` when `save_every` is `None`; otherwise the states
+        **Returns:** `u(num_steps · dt0)` when `save_every` is `None`; otherwise the states
         every `save_every` steps, `u0` included: `(num_steps // save_every + 1, *grid.shape)`
-        at times `0, save_every · dt, …, num_steps · dt` (`save_every` must divide
+        at times `0, save_every · dt0, …, num_steps · dt0` (`save_every` must divide
         `num_steps`)."""
         u0 = self._check_state(u0, "u0")
         check_count("num_steps", num_steps)

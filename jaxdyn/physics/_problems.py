@@ -72,34 +72,38 @@ class VorticityConvection(eqx.Module):
 
 
 def burgers(
-    *, grid: PeriodicGrid, dt: float, nu: float | Float[ArrayLike, ""] = 0.1, num_contour: int = 32
+    *, grid: PeriodicGrid, dt0: float, nu: float | Float[ArrayLike, ""] = 0.1, num_contour: int = 32
 ) -> ETDRK4:
     """Viscous Burgers `u_t = ν u_xx − ½ (u²)_x`: `L(k) = −ν k²`, `N = Convection(1)`."""
     _grid(grid, 1, "burgers")
     check_positive("nu", nu)
-    return ETDRK4(lambda k: -nu * k**2, Convection(1.0), grid=grid, dt=dt, num_contour=num_contour)
+    return ETDRK4(
+        lambda k: -nu * k**2, Convection(1.0), grid=grid, dt0=dt0, num_contour=num_contour
+    )
 
 
-def kuramoto_sivashinsky(*, grid: PeriodicGrid, dt: float, num_contour: int = 32) -> ETDRK4:
+def kuramoto_sivashinsky(*, grid: PeriodicGrid, dt0: float, num_contour: int = 32) -> ETDRK4:
     """Kuramoto–Sivashinsky `u_t = −u_xx − u_xxxx − ½ (u²)_x` (Kassam & Trefethen 2005's
-    example: `length = 32π`, `n = 128`, `u0 = cos(x/16)(1 + sin(x/16))`, `dt = 1/4`):
+    example: `length = 32π`, `n = 128`, `u0 = cos(x/16)(1 + sin(x/16))`, `dt0 = 1/4`):
     `L(k) = k² − k⁴`, `N = Convection(1)`."""
     _grid(grid, 1, "kuramoto_sivashinsky")
-    return ETDRK4(lambda k: k**2 - k**4, Convection(1.0), grid=grid, dt=dt, num_contour=num_contour)
+    return ETDRK4(
+        lambda k: k**2 - k**4, Convection(1.0), grid=grid, dt0=dt0, num_contour=num_contour
+    )
 
 
-def korteweg_de_vries(*, grid: PeriodicGrid, dt: float, num_contour: int = 32) -> ETDRK4:
+def korteweg_de_vries(*, grid: PeriodicGrid, dt0: float, num_contour: int = 32) -> ETDRK4:
     """Korteweg–de Vries `u_t = −u_xxx − 6 u u_x`, whose solitons are
     `u = (c/2) sech²(√c (x − ct − x₀)/2)`: `L(k) = i k³` (dispersive: complex coefficients),
     `N = Convection(6)`."""
     _grid(grid, 1, "korteweg_de_vries")
-    return ETDRK4(lambda k: 1j * k**3, Convection(6.0), grid=grid, dt=dt, num_contour=num_contour)
+    return ETDRK4(lambda k: 1j * k**3, Convection(6.0), grid=grid, dt0=dt0, num_contour=num_contour)
 
 
 def navier_stokes_vorticity(
     *,
     grid: PeriodicGrid,
-    dt: float,
+    dt0: float,
     nu: float | Float[ArrayLike, ""] = 1e-3,
     drag: float | Float[ArrayLike, ""] = 0.0,
     num_contour: int = 32,
@@ -115,4 +119,4 @@ def navier_stokes_vorticity(
     def symbol(kx, ky):
         return -nu * (kx**2 + ky**2) - drag
 
-    return ETDRK4(symbol, VorticityConvection(1.0), grid=grid, dt=dt, num_contour=num_contour)
+    return ETDRK4(symbol, VorticityConvection(1.0), grid=grid, dt0=dt0, num_contour=num_contour)
