@@ -135,7 +135,7 @@ def _init(key, sizes):
     for k, (fan_in, fan_out) in zip(
         jax.random.split(key, len(sizes) - 1), itertools.pairwise(sizes), strict=True
     ):
-        w = jax.random.normal(k, (fan_in, fan_out), jnp.float32) * np.sqrt(2.0 / fan_in)
+        w = jax.random.normal(k, (fan_in, fan_out), jnp.float32) * (2.0 / fan_in) ** 0.5
         layers.append((w, jnp.zeros(fan_out, jnp.float32)))
     return layers
 
@@ -197,7 +197,8 @@ def _train(method: str, hyper: dict, key, train, cfg: DictConfig):
             return jax.tree.map(lambda g: p0 * (1 - p0) * g**2, jax.grad(d)(p))
 
         each = jax.vmap(per_image)(images[task])
-        return jax.tree.map(lambda f: jnp.tensordot(mask, f, axes=1) / counts[task], each)
+        weights = mask.astype(jnp.float32) / counts[task].astype(jnp.float32)
+        return jax.tree.map(lambda f: jnp.tensordot(weights, f, axes=1), each)
 
     def task_body(carry, task):
         params, state, fisher, anchor = carry
