@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array
 
-from ._checks import check_at_least, check_rate
+from .._checks import check_non_negative, check_positive
+from ._sgld import check_rate
 
 __all__ = ["ClasspState", "classp"]
 
@@ -53,10 +54,10 @@ def classp(
         power: `p > 0` (the author's code defaults to 1; 2 is AdaGrad).
         eps: `ε > 0`, keeps the first step finite.
     """
-    check_rate("learning_rate", learning_rate)
-    check_at_least("threshold", threshold, 0.0)
-    check_at_least("power", power, 0.0, strict=True)
-    check_at_least("eps", eps, 0.0, strict=True)
+    check_rate(learning_rate)
+    check_non_negative("threshold", threshold)
+    check_positive("power", power)
+    check_positive("eps", eps)
 
     def init_fn(params):
         total = jax.tree.map(jnp.zeros_like, params)

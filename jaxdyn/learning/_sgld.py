@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from ._checks import check_at_least, check_below, check_rate
+from .._checks import check_key, check_non_negative, check_positive
 
 __all__ = ["PSGLDState", "SGLDState", "psgld", "sgld"]
 
@@ -28,12 +28,17 @@ class PSGLDState(NamedTuple):
     nu: optax.Params
 
 
-def _key(key: PRNGKeyArray | int) -> PRNGKeyArray:
-    if isinstance(key, int):
+def _key(key: PRNGKeyArray | int, caller: str) -> PRNGKeyArray:
+    if isinstance(key, int) and not isinstance(key, bool):
         return jax.random.key(key)
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError(f"key must be an int or a typed PRNG key (jax.random.key), got {key!r}")
+    check_key(key, caller)
     return key
+
+
+def check_rate(learning_rate: optax.ScalarOrSchedule) -> None:
+    """A positive number, or a schedule (a callable of the step count: not checked)."""
+    if not callable(learning_rate):
+        check_positive("learning_rate", learning_rate)
 
 
 def _rate(learning_rate: optax.ScalarOrSchedule, count: Array) -> Array:
@@ -79,12 +84,13 @@ def sgld(
         key: a PRNG key (`jax.random.key`) or an int seed for the noise.
         temperature: `T >= 0`; the noise variance is `εT`.
     """
-    check_rate("learning_rate", learning_rate)
-    check_at_least("temperature", temperature, 0.0)
+    check_rate(learning_rate)
+    check_non_negative("temperature", temperature)
+    key = _key(key, "sgld")
 
     def init_fn(params):
         del params
-        return SGLDState(count=jnp.zeros([], jnp.int32), key=_key(key))
+        return SGLDState(count=jnp.zeros([], jnp.int32), key=key)
 
     def update_fn(updates, state, params=None):
         del params
@@ -127,15 +133,17 @@ def psgld(
         eps: `λ > 0`, the preconditioner's floor (the paper's 1e-5).
         temperature: `T >= 0`; the noise covariance is `εTG`.
     """
-    check_rate("learning_rate", learning_rate)
-    check_at_least("decay", decay, 0.0)
-    check_below("decay", decay, 1.0)
-    check_at_least("eps", eps, 0.0, strict=True)
-    check_at_least("temperature", temperature, 0.0)
+    check_rate(learning_rate)
+    check_non_negative("decay", decay)
+    if not isinstance(decay, jax.core.Tracer) and not decay < 1:
+        raise ValueError(f"decay must be < 1, got {decay!r}")
+    check_positive("eps", eps)
+    check_non_negative("temperature", temperature)
+    key = _key(key, "psgld")
 
     def init_fn(params):
         nu = jax.tree.map(jnp.zeros_like, params)
-        return PSGLDState(count=jnp.zeros([], jnp.int32), key=_key(key), nu=nu)
+        return PSGLDState(count=jnp.zeros([], jnp.int32), key=key, nu=nu)
 
     def update_fn(updates, state, params=None):
         del params
