@@ -124,7 +124,10 @@ def psgld(
     their `G` is `n/(nλ + √V)`: their `(ε, λ)` are this transform's `(nε, nλ)`. The correction
     term `Γᵢ = Σⱼ ∂G_ij/∂θⱼ` is omitted, as in the paper's practical algorithm (small when `G`
     changes slowly, `α` near 1), so the chain samples
-    `exp(−U/T)` only up to that term and the step's discretisation bias.
+    `exp(−U/T)` only up to that term and the step's discretisation bias. As `V` starts at 0,
+    the first steps have `G ≈ 1/√((1 − α)g²)`: large for `α` near 1 (on a Gaussian started at
+    θ = 0, α = 0.99, they threw the chain ~10⁴ s out, from where it crept back); warm `V` up
+    (e.g. set `state.nu` to a gradient's square) or start from a burned-in state.
 
     Args:
         learning_rate: the step `ε` (> 0), or an optax schedule of the step count.
