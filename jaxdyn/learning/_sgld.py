@@ -126,7 +126,7 @@ def psgld(
     changes slowly, `α` near 1), so the chain samples
     `exp(−U/T)` only up to that term and the step's discretisation bias. As `V` starts at 0,
     the first steps have `G ≈ 1/√((1 − α)g²)`: large for `α` near 1 (on a Gaussian started at
-    θ = 0, α = 0.99, they threw the chain ~10⁴ s out, from where it crept back); warm `V` up
+    θ = 0, α = 0.99, they threw the chain thousands of s out, from where it crept back); warm `V` up
     (e.g. set `state.nu` to a gradient's square) or start from a burned-in state.
 
     Args:
