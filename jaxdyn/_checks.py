@@ -18,6 +18,7 @@ __all__ = [
     "check_count",
     "check_increasing",
     "check_key",
+    "check_non_negative",
     "check_on_failure",
     "check_positive",
     "choice_error",
@@ -65,6 +66,17 @@ def check_positive(argument: str, value: Any) -> None:
     )
     if not is_real or np.ndim(value) != 0 or not np.isrealobj(value) or not float(value) > 0:
         raise ValueError(f"{argument} must be a positive number, got {value!r}")
+
+
+def check_non_negative(argument: str, value: Any) -> None:
+    """A real scalar `>= 0` (Python, NumPy or JAX); traced values cannot be checked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    is_real = isinstance(value, int | float | np.number | np.ndarray | jax.Array) and not (
+        isinstance(value, bool)
+    )
+    if not is_real or np.ndim(value) != 0 or not np.isrealobj(value) or not float(value) >= 0:
+        raise ValueError(f"{argument} must be a number >= 0, got {value!r}")
 
 
 def check_count(argument: str, value: Any, low: int = 1) -> None:

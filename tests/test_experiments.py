@@ -116,6 +116,11 @@ TINY = {
     # p = 11: both accuracies reach 99% within 4000 steps (train ~1000, test ~3000 at seed 0)
     "grokking_modular": ["data.p=11", "train.hidden=40", "train.steps=4000", "train.chunk=500",
                          "ntk_inputs=16"],
+    # one grid point a method, 10 steps a task, a 64-8-10 network: the three methods end to end
+    "continual_digits": ["train.steps_per_task=10", "network.hidden=8", "network.layers=1",
+                         "sgd.learning_rates=[0.1]", "ewc.learning_rates=[0.1]",
+                         "ewc.strengths=[10.0]", "classp.learning_rates=[0.1]",
+                         "classp.thresholds=[0.001]", "classp.powers=[2.0]"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
@@ -191,6 +196,11 @@ HEADLINES = {
     "grokking_modular": [(("steps_to_99_train",), 1, 4000), (("steps_to_99_test",), 1, 4000),
                          (("ntk_change_at_99_test",), 0.0, math.inf),
                          (("weight_change_at_99_test",), 0.0, math.inf)],
+    # accuracies of 2-class tasks in [0, 1]; forgetting in [-1, 1]; a share of weights
+    "continual_digits": [(("methods", m, k), lo, 1.0) for m in ("sgd", "ewc", "classp")
+                         for k, lo in (("test_average_accuracy", 0.0),
+                                       ("test_average_forgetting", -1.0))]
+                        + [(("methods", "classp", "fraction_of_weights_updated"), 0.0, 1.0)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
@@ -263,6 +273,8 @@ def test_experiment_smoke(name, tmp_path):
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
         ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
+        ("continual_digits", ["data.test_fraction=0.5", "data.validation_fraction=0.5"],
+         "must be < 1: no training image would be left"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],

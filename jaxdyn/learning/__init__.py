@@ -15,6 +15,12 @@ by Lanczos with full reorthogonalisation and by power iteration; Hutchinson's es
 `tr(H)` and `tr(H²)` with standard errors; the spectral density by stochastic Lanczos
 quadrature (Ghorbani, Krishnan & Xiao 2019).
 
+Optimisers as optax `GradientTransformation`s (init/update pairs with their own state, to
+chain with `optax.chain` and pass to `jaxdyn.fit`): stochastic gradient Langevin dynamics
+(`sgld`; Welling & Teh 2011) and its RMSprop-preconditioned variant (`psgld`; Li et al. 2016),
+which sample a posterior rather than minimise; and CLASSP (`classp`; Ludwig 2024), AdaGrad-like
+suppression of much-adjusted weights with a gradient threshold, for continual learning.
+
 Every function is jittable and the random ones take an explicit `key`, so kernels and
 curvature can be tracked during training, e.g. the sharpness `λ_max` every
 `chunk · eval_every` steps of `jaxdyn.fit` through its `eval_fn`:
@@ -25,6 +31,8 @@ curvature can be tracked during training, e.g. the sharpness `λ_max` every
 """
 
 from ._analytic import analytic_kernels as analytic_kernels
+from ._classp import ClasspState as ClasspState
+from ._classp import classp as classp
 from ._curvature import Eigenpairs as Eigenpairs
 from ._curvature import HessianOperator as HessianOperator
 from ._curvature import Operator as Operator
@@ -47,3 +55,7 @@ from ._ntk import empirical_ntk as empirical_ntk
 from ._ntk_mlp import NTK_ACTIVATIONS as NTK_ACTIVATIONS
 from ._ntk_mlp import NTKMLP as NTKMLP
 from ._ntk_mlp import NTKLinear as NTKLinear
+from ._sgld import PSGLDState as PSGLDState
+from ._sgld import SGLDState as SGLDState
+from ._sgld import psgld as psgld
+from ._sgld import sgld as sgld
