@@ -6,7 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.learning import QuadraticNetwork, empirical_ntk, modular_addition
+from jaxdyn.learning import (
+    QuadraticNetwork,
+    empirical_ntk,
+    fourier_concentration,
+    fourier_spectrum,
+    gromov_solution,
+    modular_addition,
+)
 
 
 def test_modular_addition_pairs_and_labels():
@@ -58,3 +65,55 @@ def test_empirical_ntk_of_the_quadratic_network_matches_its_closed_form():
     )
     for method in ("jacobian", "jvp"):
         np.testing.assert_allclose(empirical_ntk(model, x, method=method), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [23, 31])
+def test_gromov_solution_is_exact_on_all_pairs(p):
+    """Grid phases: `f(x) = e_{(n+m) mod p} − 1/p` on every pair, to rounding (float64), so
+    the p² pairs are all classified correctly without training."""
+    model = gromov_solution(p, 9 * (p - 1) // 2)
+    x, y = modular_addition(p)
+    out = jax.vmap(model)(x)
+    np.testing.assert_allclose(out, jax.nn.one_hot(y, p) - 1 / p, atol=1e-12)
+    assert np.array_equal(np.argmax(out, 1), y)
+
+
+def test_gromov_solution_with_random_phases_classifies_every_pair():
+    """Gromov's random phases: the identity holds in expectation; at N = 500 (p = 23) every
+    pair is classified correctly, at N = 11 (one neuron per frequency) not."""
+    x, y = modular_addition(23)
+    wide = gromov_solution(23, 500, key=jax.random.key(0))
+    assert np.array_equal(np.argmax(jax.vmap(wide)(x), 1), y)
+    narrow = gromov_solution(23, 11, key=jax.random.key(0))
+    assert np.mean(np.argmax(jax.vmap(narrow)(x), 1) == y) < 1.0
+
+
+def test_fourier_spectrum_parseval_and_concentration():
+    p = 7
+    w1 = jax.random.normal(jax.random.key(2), (5, 2 * p))
+    power = fourier_spectrum(w1, p)
+    assert power.shape == (5, 4)
+    np.testing.assert_allclose(power.sum(1), np.sum(np.asarray(w1) ** 2, 1), rtol=1e-12)
+    # a row cos(2π·2n/p + φ) on both halves: power 2 · (p/2) on frequency 2, none elsewhere
+    gromov = gromov_solution(p, 9 * 3)
+    power = fourier_spectrum(gromov.w1, p)
+    amplitude2 = (4.0 * (p - 1)) ** (2 / 3)
+    expected = np.zeros((27, 4))
+    expected[np.arange(27), 1 + np.arange(27) % 3] = amplitude2 * p
+    np.testing.assert_allclose(power, expected, atol=1e-10)
+    ipr, top = fourier_concentration(power)
+    np.testing.assert_allclose(ipr, 1.0) and np.testing.assert_allclose(top, 1.0)
+    # power spread evenly over F frequencies: IPR 1/F, top-2 fraction 2/F
+    ipr, top = fourier_concentration(jnp.ones((3, 4)), top=2)
+    np.testing.assert_allclose(ipr, 0.25) and np.testing.assert_allclose(top, 0.5)
+
+
+def test_gromov_and_fourier_refuse_bad_arguments():
+    with pytest.raises(ValueError, match="p must be odd"):
+        gromov_solution(22, 99)
+    with pytest.raises(ValueError, match="multiple of 9 \\(p - 1\\)/2 = 99"):
+        gromov_solution(23, 100)
+    with pytest.raises(ValueError, match="shape \\(hidden, 2p=10\\)"):
+        fourier_spectrum(jnp.ones((3, 7)), 5)
+    with pytest.raises(ValueError, match="at least top=5"):
+        fourier_concentration(jnp.ones((3, 4)), top=5)
