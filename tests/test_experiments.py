@@ -116,6 +116,8 @@ TINY = {
     # p = 11: both accuracies reach 99% within 4000 steps (train ~1000, test ~3000 at seed 0)
     "grokking_modular": ["data.p=11", "train.hidden=40", "train.steps=4000", "train.chunk=500",
                          "ntk_inputs=16"],
+    "xor_grokking": ["data.dim=400", "data.num_train=20", "data.num_test=200", "train.steps=30",
+                     "network.width=10"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
@@ -194,6 +196,9 @@ HEADLINES = {
                          (("weight_change_at_99_test",), 0.0, math.inf),
                          (("fourier_ipr_final",), 1 / 6, 1.0),
                          (("fourier_ipr_gromov",), 1 - 1e-6, 1 + 1e-6)],
+    # the Bayes accuracy on noisy labels is 1 − η = 0.9 at ‖μ‖ = 12.25 (clean: 1 − 1e-34)
+    "xor_grokking": [(("bayes_accuracy",), 0.9 - 1e-9, 0.9 + 1e-9),
+                     (("final_train_accuracy",), 0.0, 1.0), (("final_test_accuracy",), 0.0, 1.0)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
@@ -268,6 +273,8 @@ def test_experiment_smoke(name, tmp_path):
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
+        ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),
+        ("xor_grokking", ["data.label_noise=0.5"], "data.label_noise=0.5 must be < 0.5"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""The quadratic network of Gromov 2023 and its modular-addition data."""
+"""The quadratic network of Gromov 2023, its modular-addition data and analytic solution, the
+Fourier spectrum of its first layer, and the XOR cluster data of Xu et al. 2024."""
 
 import equinox as eqx
 import jax
@@ -13,6 +14,8 @@ from jaxdyn.learning import (
     fourier_spectrum,
     gromov_solution,
     modular_addition,
+    xor_bayes_accuracy,
+    xor_clusters,
 )
 
 
@@ -117,3 +120,32 @@ def test_gromov_and_fourier_refuse_bad_arguments():
         fourier_spectrum(jnp.ones((3, 7)), 5)
     with pytest.raises(ValueError, match="at least top=5"):
         fourier_concentration(jnp.ones((3, 4)), top=5)
+
+
+def test_xor_clusters_means_labels_and_flips():
+    x, y, clean = xor_clusters(jax.random.key(0), 20_000, 5, 3.0, 0.2)
+    x, y, clean = map(np.asarray, (x, y, clean))
+    assert x.shape == (20_000, 5) and set(np.unique(y)) == {-1.0, 1.0}
+    # clean +1: x₀ = ±3 + g, so E x₀² = 10 and E x₁² = 1; clean −1 the other way round; the
+    # other coordinates pure noise (standard errors ≤ √(38/10⁴) = 0.06; 5 of them)
+    second = np.stack([np.mean(x[clean == c] ** 2, 0) for c in (1.0, -1.0)])
+    np.testing.assert_allclose(second, [[10, 1, 1, 1, 1], [1, 10, 1, 1, 1]], atol=0.3)
+    # flips at rate 0.2: binomial standard error 0.0028, 4 of them
+    assert abs(np.mean(y != clean) - 0.2) < 0.012
+    # XOR: the mean of y·x vanishes (no linear signal): standard error 3.2/√20000 = 0.023
+    assert np.all(np.abs(np.mean(clean[:, None] * x, 0)) < 0.1)
+    with pytest.raises(ValueError, match="label_noise must be in \\[0, 0.5\\)"):
+        xor_clusters(jax.random.key(0), 10, 5, 3.0, 0.5)
+
+
+def test_xor_bayes_accuracy_against_closed_forms_and_monte_carlo():
+    # no signal: chance on either label set; η mixes q and 1 − q
+    np.testing.assert_allclose(xor_bayes_accuracy(0.0, 0.3), (0.5, 0.5), atol=1e-6)
+    clean, noisy = xor_bayes_accuracy(1.0, 0.1)
+    np.testing.assert_allclose(noisy, 0.9 * clean + 0.1 * (1 - clean), rtol=1e-12)
+    assert xor_bayes_accuracy(12.25, 0.1) == pytest.approx((1.0, 0.9), abs=1e-12)
+    # a second method: the Bayes rule on 10⁵ draws (standard error 0.0015; 4 of them)
+    x, _, labels = xor_clusters(jax.random.key(1), 100_000, 2, 1.0, 0.0)
+    x = np.asarray(x)
+    rule = np.where(np.abs(x[:, 0]) > np.abs(x[:, 1]), 1.0, -1.0)
+    assert abs(np.mean(rule == np.asarray(labels)) - clean) < 0.006

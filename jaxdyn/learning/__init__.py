@@ -9,7 +9,9 @@ and the linearised training they predict (`kernel_flow`; Lee et al. 2019).
 Grokking: the quadratic network `QuadraticNetwork` of Gromov 2023 / Kumar et al. 2024, its
 modular-addition data (`modular_addition`), Gromov's analytic solution (`gromov_solution`),
 and the Fourier spectrum of the first layer (`fourier_spectrum`) with its concentration per
-neuron (`fourier_concentration`: inverse participation ratio, top-frequency fraction).
+neuron (`fourier_concentration`: inverse participation ratio, top-frequency fraction). The
+XOR cluster data with label noise of Xu et al. 2024, on which a ReLU network first overfits
+benignly then groks (`xor_clusters`), and its Bayes accuracy (`xor_bayes_accuracy`).
 
 The curvature of a loss, measured without forming its Hessian: Hessian–vector products
 (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
@@ -52,3 +54,5 @@ from ._ntk import empirical_ntk as empirical_ntk
 from ._ntk_mlp import NTK_ACTIVATIONS as NTK_ACTIVATIONS
 from ._ntk_mlp import NTKMLP as NTKMLP
 from ._ntk_mlp import NTKLinear as NTKLinear
+from ._xor import xor_bayes_accuracy as xor_bayes_accuracy
+from ._xor import xor_clusters as xor_clusters
