@@ -3,6 +3,7 @@ grokking in ReLU networks for XOR cluster data", ICLR, arXiv:2310.02541), and th
 its Bayes classifier.
 """
 
+import functools
 import math
 
 import jax
@@ -34,6 +35,11 @@ def xor_clusters(
     check_count("n", n)
     check_count("dim", dim, 2)
     _check_noise(label_noise)
+    return _draw(key, n, dim, jnp.asarray(mean_norm, float), jnp.asarray(label_noise, float))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _draw(key, n: int, dim: int, mean_norm, label_noise):
     k_mean, k_noise, k_flip = jax.random.split(key, 3)
     cluster = jax.random.randint(k_mean, (n,), 0, 4)  # +μ₁, −μ₁, +μ₂, −μ₂
     sign = jnp.where(cluster % 2 == 0, 1.0, -1.0)
