@@ -97,6 +97,10 @@ def test_fourier_spectrum_parseval_and_concentration():
     power = fourier_spectrum(w1, p)
     assert power.shape == (5, 4)
     np.testing.assert_allclose(power.sum(1), np.sum(np.asarray(w1) ** 2, 1), rtol=1e-12)
+    # even p: the Nyquist frequency p/2 is counted once, like σ = 0
+    w1 = jax.random.normal(jax.random.key(3), (5, 12))
+    np.testing.assert_allclose(fourier_spectrum(w1, 6).sum(1), np.sum(np.asarray(w1) ** 2, 1),
+                               rtol=1e-12)  # fmt: skip
     # a row cos(2π·2n/p + φ) on both halves: power 2 · (p/2) on frequency 2, none elsewhere
     gromov = gromov_solution(p, 9 * 3)
     power = fourier_spectrum(gromov.w1, p)
