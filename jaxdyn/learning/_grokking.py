@@ -73,7 +73,7 @@ def _odd_modulus(p: int) -> None:
 
 def gromov_solution(p: int, hidden: int, *, key: PRNGKeyArray | None = None) -> QuadraticNetwork:
     r"""Gromov's analytic solution of modular addition as a `QuadraticNetwork` (Gromov 2023,
-    arXiv:2301.02679, eqs. 6–7): neuron `k` has a frequency `σ_k ∈ {1, …, (p−1)/2}` and
+    arXiv:2301.02679, §3): neuron `k` has a frequency `σ_k ∈ {1, …, (p−1)/2}` and
     phases `φ_k⁽¹⁾, φ_k⁽²⁾`, and
 
     `W₁[k, n] = A cos(2πσ_k n/p + φ_k⁽¹⁾)`, `W₁[k, p + m] = A cos(2πσ_k m/p + φ_k⁽²⁾)`,
@@ -87,12 +87,12 @@ def gromov_solution(p: int, hidden: int, *, key: PRNGKeyArray | None = None) -> 
 
     Frequencies go round-robin, `σ_k = 1 + (k mod (p−1)/2)`. With `key=None` the phases of
     the neurons sharing a frequency run over the grid `φ⁽¹⁾, φ⁽²⁾ ∈ {0, 2π/3, 4π/3}`, which
-    annihilates every mode `(a, b)` above exactly (3 divides neither `a` nor `b` of each), so
+    annihilates every mode `(a, b)` above exactly (each has a component not divisible by 3), so
     `hidden` must be a multiple of `9 (p − 1)/2`, and then, with the amplitude
     `A = (4(p − 1))^{1/3}` for this network's `1/√(2p)` and `1/N` factors,
 
     `f(x) = e_{(n + m) mod p} − 1/p` exactly: every one of the `p²` pairs is classified
-    correctly, at the mean squared error `(p − 1)/p³` per entry.
+    correctly, every output entry `1/p` below its one-hot target (squared error `1/p²`).
 
     With a `key` the phases are drawn uniformly, as in Gromov's paper; the identity then holds
     in expectation and the pairs are classified correctly once `hidden` is large enough
