@@ -18,7 +18,7 @@ sums in different orders). Throughput: kernels per second from interleaved round
 (median time). Memory: XLA's compiled `memory_analysis()` of each jitted program — its
 temporaries (`temp_size_in_bytes`) and those plus arguments and outputs: what the buffer
 assignment reserves, not a measurement of the process (XLA:CPU's `peak_memory_in_bytes` came out
-equal to the arguments' size, so it is recorded but not used).
+equal to the arguments plus outputs, without the temporaries, so it is recorded but not used).
 
 neural-tangents: tried at import (`--neural-tangents-path` for a `pip install --target` copy);
 why it is absent is recorded.
@@ -111,7 +111,7 @@ def neural_tangents_kernel(path: Path | None):
 def memory(fn, *args) -> dict:
     """XLA's buffer assignment of the compiled program: temporaries, and temporaries plus
     arguments plus outputs (`peak_memory_in_bytes` is also kept: on XLA:CPU it came out equal to
-    the arguments' size, not a peak)."""
+    the arguments plus outputs, without the temporaries)."""
     stats = jax.jit(fn).lower(*args).compile().memory_analysis()
     total = (stats.temp_size_in_bytes + stats.argument_size_in_bytes
              + stats.output_size_in_bytes - stats.alias_size_in_bytes)  # fmt: skip
