@@ -121,6 +121,8 @@ TINY = {
                          "sgd.learning_rates=[0.1]", "ewc.learning_rates=[0.1]",
                          "ewc.strengths=[10.0]", "classp.learning_rates=[0.1]",
                          "classp.thresholds=[0.001]", "classp.powers=[2.0]"],
+    "xor_grokking": ["data.dim=400", "data.num_train=20", "data.num_test=200", "train.steps=30",
+                     "network.width=10"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
@@ -192,15 +194,21 @@ HEADLINES = {
     # relative errors >= 0 (a dropped xy term: 1); at most the 6 degree-2 terms of 2 outputs
     "ude_lotka_volterra": [(("coef_rel_error_xy",), 0.0, 100.0), (("spurious_terms",), 0, 12),
                            (("fit_rmse_network",), 0.0, 10.0)],
-    # crossings within the 4000 steps; relative changes >= 0
+    # crossings within the 4000 steps; relative changes >= 0; an IPR lies in [1/F, 1] (F = 6
+    # frequencies at p = 11); the analytic solution's is 1 up to float32 rounding
     "grokking_modular": [(("steps_to_99_train",), 1, 4000), (("steps_to_99_test",), 1, 4000),
                          (("ntk_change_at_99_test",), 0.0, math.inf),
-                         (("weight_change_at_99_test",), 0.0, math.inf)],
+                         (("weight_change_at_99_test",), 0.0, math.inf),
+                         (("fourier_ipr_final",), 1 / 6, 1.0),
+                         (("fourier_ipr_gromov",), 1 - 1e-6, 1 + 1e-6)],
     # accuracies of 2-class tasks in [0, 1]; forgetting in [-1, 1]; a share of weights
     "continual_digits": [(("methods", m, k), lo, 1.0) for m in ("sgd", "ewc", "classp")
                          for k, lo in (("test_average_accuracy", 0.0),
                                        ("test_average_forgetting", -1.0))]
                         + [(("methods", "classp", "fraction_of_weights_updated"), 0.0, 1.0)],
+    # the Bayes accuracy on noisy labels is 1 − η = 0.9 at ‖μ‖ = 12.25 (clean: 1 − 1e-34)
+    "xor_grokking": [(("bayes_accuracy",), 0.9 - 1e-9, 0.9 + 1e-9),
+                     (("final_train_accuracy",), 0.0, 1.0), (("final_test_accuracy",), 0.0, 1.0)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
@@ -277,6 +285,8 @@ def test_experiment_smoke(name, tmp_path):
          "must be < 1: no training image would be left"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
+        ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),
+        ("xor_grokking", ["data.label_noise=0.5"], "data.label_noise=0.5 must be < 0.5"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

@@ -21,6 +21,16 @@ a fixed subset of `ntk_inputs` training pairs) and of the weights
 `‖W_t − W_0‖ / ‖W_0‖` (both layers stacked). Grokking is test accuracy crossing the threshold
 well after train accuracy; Kumar et al. read it as the kernel leaving its initial value
 (lazy → rich).
+
+Fourier features. Gromov's analytic solution (`jaxdyn.learning.gromov_solution`) gives each
+neuron's row of `W₁` a single frequency of `Z_p`. At the same evaluations, each row's power
+over the frequencies `σ = 0..⌊p/2⌋` (`fourier_spectrum`, both one-hot halves) and its
+concentration (`fourier_concentration`): the inverse participation ratio `Σ P² / (Σ P)²`
+(1 for one frequency, about `1/F` for power spread over `F`) and the fraction of the power in
+the row's largest frequency, both averaged over neurons; reported at initialisation and at the
+end (`fourier_ipr_init` / `_final`, `fourier_top1_init` / `_final`), with the reference
+`gromov_solution` values (1 and 1 by construction, measured). The figure `fourier.png` shows
+the per-neuron spectra at initialisation and at the end.
 """
 
 import dataclasses
@@ -35,7 +45,15 @@ import optax
 from omegaconf import DictConfig
 
 from ..config import ConfigError, at_least, choice, fraction, positive, section
-from ..learning import NTK_METHODS, QuadraticNetwork, empirical_ntk, modular_addition
+from ..learning import (
+    NTK_METHODS,
+    QuadraticNetwork,
+    empirical_ntk,
+    fourier_concentration,
+    fourier_spectrum,
+    gromov_solution,
+    modular_addition,
+)
 from ..plotting import Figure
 from ..train import fit
 from ._registry import register
@@ -131,7 +149,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             "test_accuracy": accuracy(model, test_idx),
             "ntk_change": jnp.linalg.norm(ntk(model) - k0) / jnp.linalg.norm(k0),
             "weight_change": jnp.linalg.norm(_flat(model) - w0) / jnp.linalg.norm(w0),
-        }
+        } | _concentration(model.w1, p)
 
     start = time.perf_counter()
     result = fit(_mse, model0, (x_train, y_train), optax.sgd(t.lr), steps=t.steps,
@@ -170,6 +188,13 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "final_ntk_change": float(curve["ntk_change"][-1]),
         "final_weight_change": float(curve["weight_change"][-1]),
         "final_train_loss": float(result.losses[-1]),
+        "fourier_ipr_init": float(curve["fourier_ipr"][0]),
+        "fourier_ipr_final": float(curve["fourier_ipr"][-1]),
+        "fourier_top1_init": float(curve["fourier_top1"][0]),
+        "fourier_top1_final": float(curve["fourier_top1"][-1]),
+        # the analytic solution's values (1, 1 by construction), at N = 9 (p - 1)/2 grid phases
+        "fourier_ipr_gromov": _gromov_reference(p)["fourier_ipr"],
+        "num_frequencies": p // 2 + 1,
         "resolution_steps": int(t.chunk),
         "num_train_pairs": len(train_idx),
         "num_test_pairs": len(test_idx),
@@ -181,7 +206,19 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         summary["note"] = "; ".join(notes)
     if cfg.figures:
         _figure(run_dir, curve, crossing, cfg)
+        _fourier_figure(run_dir, model0.w1, result.model.w1, curve, cfg)
     return summary
+
+
+def _concentration(w1, p: int) -> dict:
+    ipr, top1 = fourier_concentration(fourier_spectrum(w1, p))
+    return {"fourier_ipr": jnp.mean(ipr), "fourier_top1": jnp.mean(top1)}
+
+
+def _gromov_reference(p: int) -> dict:
+    if p % 2 == 0:
+        return {"fourier_ipr": None}
+    return {k: float(v) for k, v in _concentration(gromov_solution(p, 9 * (p // 2)).w1, p).items()}
 
 
 def _figure(run_dir: Path, curve: dict, crossing: dict, cfg: DictConfig) -> None:
@@ -206,3 +243,27 @@ def _figure(run_dir: Path, curve: dict, crossing: dict, cfg: DictConfig) -> None
     ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(run_dir / "accuracy_ntk.png", dpi=120)
+
+
+def _fourier_figure(run_dir: Path, w1_init, w1_final, curve: dict, cfg: DictConfig) -> None:
+    p = cfg.data.p
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 3)
+    for ax, w1, when in ((axes[0], w1_init, "initialisation"), (axes[1], w1_final, "end")):
+        power = np.asarray(fourier_spectrum(w1, p))
+        power = power / power.sum(1, keepdims=True)
+        order = np.lexsort((-power.max(1), power.argmax(1)))  # by dominant frequency
+        image = ax.imshow(power[order], aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                          interpolation="nearest")  # fmt: skip
+        ax.set(xlabel="frequency σ", ylabel="neuron (by dominant σ)",
+               title=f"W₁ row power, {when}")  # fmt: skip
+    fig.colorbar(image, ax=axes[1], label="fraction of row power")
+    steps = curve["step"]
+    axes[2].plot(steps, curve["fourier_ipr"], color="C2", label="IPR (mean over neurons)")
+    axes[2].plot(steps, curve["fourier_top1"], color="C3", label="top-frequency fraction")
+    axes[2].plot(steps, curve["test_accuracy"], color="C1", lw=0.8, ls=":",
+                 label="test accuracy")  # fmt: skip
+    axes[2].set(xlabel="gradient descent step", ylim=(0, 1.02), title="concentration")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(run_dir / "fourier.png", dpi=120)

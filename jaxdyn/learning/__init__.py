@@ -6,8 +6,12 @@ al. 2022), the infinite-width NNGP and NTK of a perceptron by their layer recurs
 (`analytic_kernels`) and the network they belong to (`NTKMLP`, in the NTK parameterisation),
 and the linearised training they predict (`kernel_flow`; Lee et al. 2019).
 
-Grokking: the quadratic network `QuadraticNetwork` of Gromov 2023 / Kumar et al. 2024 and
-its modular-addition data (`modular_addition`).
+Grokking: the quadratic network `QuadraticNetwork` of Gromov 2023 / Kumar et al. 2024, its
+modular-addition data (`modular_addition`), Gromov's analytic solution (`gromov_solution`),
+and the Fourier spectrum of the first layer (`fourier_spectrum`) with its concentration per
+neuron (`fourier_concentration`: inverse participation ratio, top-frequency fraction). The
+XOR cluster data with label noise of Xu et al. 2024, on which a ReLU network first overfits
+benignly then groks (`xor_clusters`), and its Bayes accuracy (`xor_bayes_accuracy`).
 
 The curvature of a loss, measured without forming its Hessian: Hessian–vector products
 (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
@@ -42,6 +46,9 @@ from ._curvature import hutchinson_trace as hutchinson_trace
 from ._curvature import hvp as hvp
 from ._curvature import power_iteration as power_iteration
 from ._grokking import QuadraticNetwork as QuadraticNetwork
+from ._grokking import fourier_concentration as fourier_concentration
+from ._grokking import fourier_spectrum as fourier_spectrum
+from ._grokking import gromov_solution as gromov_solution
 from ._grokking import modular_addition as modular_addition
 from ._lanczos import WHICH as WHICH
 from ._lanczos import SpectralDensity as SpectralDensity
@@ -59,3 +66,5 @@ from ._sgld import PSGLDState as PSGLDState
 from ._sgld import SGLDState as SGLDState
 from ._sgld import psgld as psgld
 from ._sgld import sgld as sgld
+from ._xor import xor_bayes_accuracy as xor_bayes_accuracy
+from ._xor import xor_clusters as xor_clusters
