@@ -120,6 +120,9 @@ TINY = {
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
                           "lanczos_steps=5"],  # fmt: skip
+    "sgd_stability": ["num_train=64", "num_test=32", "batch_sizes=[64,8]", "network.width=8",
+                      "train.steps=20", "train.chunk=10", "curvature.lanczos_steps=5",
+                      "curvature.trace_probes=4"],
     # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
     # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
     "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
@@ -198,6 +201,10 @@ HEADLINES = {
     "edge_of_stability": [(("sharpness_over_2_eta", "eta_0p1"), 0.0, 1.5),
                           (("sharpness_over_2_eta", "eta_0p2"), 0.0, 1.5),
                           (("per_learning_rate", "eta_0p1", "final_train_accuracy"), 0.0, 1.0)],
+    # a Gauss–Newton-dominated Hessian near the fit: λ_max >= 0 and tr(H) >= 0, both finite
+    "sgd_stability": [(("sharpness_over_2_eta", "gd"), 0.0, 10.0),
+                      (("trace_over_2_eta", "B_8"), 0.0, 100.0),
+                      (("test_accuracy", "B_8"), 0.0, 1.0)],
     # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
     "solver_regularisation": [(("regularisers", "error@0.01", "test_nfe", "mean"), 7.0,
                                16384 * 6 + 1),
@@ -263,6 +270,9 @@ def test_experiment_smoke(name, tmp_path):
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
         ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
+        ("sgd_stability", ["batch_sizes=[64,100]"],
+         "batch_sizes=[64, 100] must be integers in [1, num_train=64]"),
+        ("sgd_stability", ["num_test=1740"], "num_train=64 + num_test=1740 must be <= 1797"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],
