@@ -9,6 +9,10 @@ and the linearised training they predict (`kernel_flow`; Lee et al. 2019).
 Grokking: the quadratic network `QuadraticNetwork` of Gromov 2023 / Kumar et al. 2024 and
 its modular-addition data (`modular_addition`).
 
+Lazy and rich training: the α-scaled centred model `AlphaScaled`, `f_α = α (f(w) − f(w₀))`,
+trained with learning rate `alpha_learning_rate(η, α) = η/α²` (Chizat, Oyallon & Bach 2019):
+large α is lazy (weights move `O(1/α)`, the kernel stays put), small α rich.
+
 The curvature of a loss, measured without forming its Hessian: Hessian–vector products
 (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
 by Lanczos with full reorthogonalisation and by power iteration; Hutchinson's estimates of
@@ -24,6 +28,8 @@ curvature can be tracked during training, e.g. the sharpness `λ_max` every
         return {"sharpness": top_eigenpairs(operator, 1, key=key).values[0]}
 """
 
+from ._alpha import AlphaScaled as AlphaScaled
+from ._alpha import alpha_learning_rate as alpha_learning_rate
 from ._analytic import analytic_kernels as analytic_kernels
 from ._curvature import Eigenpairs as Eigenpairs
 from ._curvature import HessianOperator as HessianOperator
