@@ -123,6 +123,9 @@ TINY = {
     "sgd_stability": ["num_train=64", "num_test=32", "batch_sizes=[64,8]", "network.width=8",
                       "train.steps=20", "train.chunk=10", "curvature.lanczos_steps=5",
                       "curvature.trace_probes=4"],
+    # one α (the rich one): GD and one SGD; the lazy/rich contrast needs the full run
+    "sgd_noise_regimes": ["num_train=64", "num_test=32", "alphas=[0.1]", "batch_sizes=[8]",
+                          "network.width=8", "train.steps=10", "train.chunk=10"],
     # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
     # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
     "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
@@ -205,6 +208,10 @@ HEADLINES = {
     "sgd_stability": [(("sharpness_over_2_eta", "gd"), 0.0, 10.0),
                       (("trace_over_2_eta", "B_8"), 0.0, 100.0),
                       (("test_accuracy", "B_8"), 0.0, 1.0)],
+    # differences of two accuracies in [-1, 1]; a relative weight change >= 0
+    "sgd_noise_regimes": [(("delta_test_accuracy", "alpha_0p1", "B_8"), -1.0, 1.0),
+                          (("largest_noise_effect", "alpha_0p1"), 0.0, 1.0),
+                          (("weight_change_gd", "alpha_0p1"), 0.0, math.inf)],
     # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
     "solver_regularisation": [(("regularisers", "error@0.01", "test_nfe", "mean"), 7.0,
                                16384 * 6 + 1),
@@ -273,6 +280,9 @@ def test_experiment_smoke(name, tmp_path):
         ("sgd_stability", ["batch_sizes=[64,100]"],
          "batch_sizes=[64, 100] must be integers in [1, num_train=64]"),
         ("sgd_stability", ["num_test=1740"], "num_train=64 + num_test=1740 must be <= 1797"),
+        ("sgd_noise_regimes", ["batch_sizes=[64]"],
+         "batch_sizes=[64] must be integers in [1, num_train=64)"),
+        ("sgd_noise_regimes", ["alphas=[1,1]"], "alphas=[1.0, 1.0] repeats a value"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],

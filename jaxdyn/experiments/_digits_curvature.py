@@ -1,6 +1,6 @@
-"""What the curvature experiments (`edge_of_stability`, `sgd_stability`) share: standardised
-`load_digits` images with one-hot targets, the square loss on them, and summary keys for
-learning rates."""
+"""What the curvature and SGD-noise experiments (`edge_of_stability`, `sgd_stability`,
+`sgd_noise_regimes`) share: standardised `load_digits` images with one-hot or parity targets,
+the square loss on them, and summary keys for learning rates."""
 
 import equinox as eqx
 import jax
@@ -44,6 +44,25 @@ def standardised_digits(num_samples: int) -> Digits:
     return digits_train_test(num_samples)[0]
 
 
+def parity_digits(num_train: int, num_test: int) -> tuple[tuple, tuple]:
+    """`digits_train_test`'s images with the scalar target `y = +1` for an even digit and `−1`
+    for an odd one (shape `(N, 1)`)."""
+
+    def parity(part):
+        x, _, labels = part
+        y = (1.0 - 2.0 * (labels % 2)).astype(jnp.float32)[:, None]
+        return x, y
+
+    return tuple(parity(part) for part in digits_train_test(num_train, num_test))
+
+
 def square_loss(model: eqx.Module, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """`L = (1/2N) Σ_i ‖f(x_i) − y_i‖²`."""
     return 0.5 * jnp.sum((jax.vmap(model)(x) - y) ** 2) / x.shape[0]
+
+
+def parity_scores(model: eqx.Module, x: jnp.ndarray, y: jnp.ndarray) -> dict:
+    """The square loss and the accuracy of `sign f(x)` against `±1` targets `y` `(N, 1)`."""
+    out = jax.vmap(model)(x)
+    return {"loss": 0.5 * jnp.sum((out - y) ** 2) / x.shape[0],
+            "accuracy": jnp.mean(jnp.sign(out) == y)}  # fmt: skip

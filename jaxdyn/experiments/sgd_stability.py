@@ -50,7 +50,7 @@ from ..config import ConfigError, at_least, positive, section
 from ..learning import hessian_operator, hutchinson_trace, top_eigenpairs
 from ..plotting import Figure
 from ..train import fit
-from ._digits_curvature import DIGITS_SIZE, digits_train_test, square_loss
+from ._digits_curvature import DIGITS_SIZE, parity_digits, parity_scores, square_loss
 from ._registry import register
 
 
@@ -119,24 +119,6 @@ def _curvature(model, x, y, key, lanczos_steps: int, probes: int) -> dict:
             "trace_square_se": trace.trace_square_se}  # fmt: skip
 
 
-def parity_digits(num_train: int, num_test: int) -> tuple[tuple, tuple]:
-    """`digits_train_test`'s images with the scalar target `y = +1` for an even digit and `−1`
-    for an odd one (shape `(N, 1)`)."""
-
-    def parity(part):
-        x, _, labels = part
-        y = (1.0 - 2.0 * (labels % 2)).astype(jnp.float32)[:, None]
-        return x, y
-
-    return tuple(parity(part) for part in digits_train_test(num_train, num_test))
-
-
-def _scores(model, x, y) -> dict:
-    out = jax.vmap(model)(x)
-    return {"loss": 0.5 * jnp.sum((out - y) ** 2) / x.shape[0],
-            "accuracy": jnp.mean(jnp.sign(out) == y)}  # fmt: skip
-
-
 def _train(cfg: DictConfig, model, train, test, batch_size: int, key) -> tuple[dict, dict]:
     """GD (`batch_size = n`) or SGD at `cfg.learning_rate`; the curvature and the train and
     test scores every `train.chunk` steps (`fit`'s `eval_fn`: one program, also after the last
@@ -149,8 +131,8 @@ def _train(cfg: DictConfig, model, train, test, batch_size: int, key) -> tuple[d
 
     def eval_fn(model, key):
         return {**_curvature(model, x, y, key, c.lanczos_steps, c.trace_probes),
-                **{f"train_{k}": v for k, v in _scores(model, x, y).items()},
-                **{f"test_{k}": v for k, v in _scores(model, *test).items()}}  # fmt: skip
+                **{f"train_{k}": v for k, v in parity_scores(model, x, y).items()},
+                **{f"test_{k}": v for k, v in parity_scores(model, *test).items()}}  # fmt: skip
 
     full = batch_size == x.shape[0]
     result = fit(loss_fn, model, (x, y), optax.sgd(cfg.learning_rate), steps=cfg.train.steps,
