@@ -2,12 +2,35 @@
 `sgd_noise_regimes`) share: standardised `load_digits` images with one-hot or parity targets,
 the square loss on them, and summary keys for learning rates."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from omegaconf import DictConfig
+
+from ..config import ConfigError, at_least
 
 DIGITS_SIZE = 1797  # images in load_digits
+
+
+@dataclasses.dataclass
+class TanhNetworkConfig:
+    """The fc-tanh network `eqx.nn.MLP(64, outputs, width, depth, activation=tanh)`."""
+
+    width: int = at_least(64, 1)  # units in every hidden layer
+    depth: int = at_least(2, 1)  # tanh hidden layers
+
+
+@dataclasses.dataclass
+class StepsConfig:
+    """The same number of steps for every run (GD and each SGD), in jitted scans of `chunk`
+    steps with an evaluation after each."""
+
+    steps: int = at_least(4000, 1)
+    chunk: int = at_least(500, 1)
+
 
 Digits = tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]  # images, one-hot targets, labels
 
@@ -66,3 +89,21 @@ def parity_scores(model: eqx.Module, x: jnp.ndarray, y: jnp.ndarray) -> dict:
     out = jax.vmap(model)(x)
     return {"loss": 0.5 * jnp.sum((out - y) ** 2) / x.shape[0],
             "accuracy": jnp.mean(jnp.sign(out) == y)}  # fmt: skip
+
+
+def check_split_and_batches(cfg: DictConfig, *, full_batch: bool) -> None:
+    """`cfg.num_train + cfg.num_test` images fit in `load_digits`, and `cfg.batch_sizes` are
+    distinct integers in `[1, num_train]` (`[1, num_train)` without `full_batch`)."""
+    if cfg.num_train + cfg.num_test > DIGITS_SIZE:
+        raise ConfigError(
+            f"num_train={cfg.num_train} + num_test={cfg.num_test} must be <= {DIGITS_SIZE} "
+            "(load_digits)"
+        )
+    sizes, top = list(cfg.batch_sizes), cfg.num_train + int(full_batch)
+    if not sizes or any(not isinstance(b, int) or not 1 <= b < top for b in sizes):
+        bracket = "]" if full_batch else ")"
+        why = "num_train itself: full-batch GD" if full_batch else "GD, the full batch, always runs"
+        bounds = f"[1, num_train={cfg.num_train}{bracket}"
+        raise ConfigError(f"batch_sizes={sizes} must be integers in {bounds} ({why})")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"batch_sizes={sizes} repeats a value")

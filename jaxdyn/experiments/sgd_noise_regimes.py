@@ -41,20 +41,8 @@ from ..config import ConfigError, at_least, positive, positive_list, section
 from ..learning import AlphaScaled, alpha_learning_rate
 from ..plotting import Figure
 from ..train import fit
-from ._digits_curvature import DIGITS_SIZE, parity_digits, parity_scores, square_loss
+from . import _digits_curvature as digits
 from ._registry import register
-
-
-@dataclasses.dataclass
-class NetworkConfig:
-    width: int = at_least(64, 1)  # units in every hidden layer
-    depth: int = at_least(2, 1)  # tanh hidden layers
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    steps: int = at_least(4000, 1)  # steps of GD / SGD for every (α, B)
-    chunk: int = at_least(1000, 1)  # steps per jitted scan (and between evaluations)
 
 
 @dataclasses.dataclass
@@ -67,25 +55,14 @@ class SgdNoiseRegimesConfig:
     learning_rate: float = positive(0.05)  # η (of the function: the weights get η/α²)
     alphas: list[float] = positive_list([0.1, 10.0], "output scales α")
     batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [64, 16, 4])  # SGD's B
-    network: NetworkConfig = section(NetworkConfig)
-    train: TrainConfig = section(TrainConfig)
+    network: digits.TanhNetworkConfig = section(digits.TanhNetworkConfig)
+    train: digits.StepsConfig = section(digits.StepsConfig)
 
 
 def _check(cfg: DictConfig) -> None:
-    if cfg.num_train + cfg.num_test > DIGITS_SIZE:
-        raise ConfigError(
-            f"num_train={cfg.num_train} + num_test={cfg.num_test} must be <= {DIGITS_SIZE} "
-            "(load_digits)"
-        )
-    sizes = list(cfg.batch_sizes)
-    if not sizes or any(not isinstance(b, int) or not 1 <= b < cfg.num_train for b in sizes):
-        raise ConfigError(
-            f"batch_sizes={sizes} must be integers in [1, num_train={cfg.num_train}) (GD, the "
-            "full batch, always runs)"
-        )
-    for name, values in (("batch_sizes", sizes), ("alphas", list(cfg.alphas))):
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{name}={values} repeats a value")
+    digits.check_split_and_batches(cfg, full_batch=False)
+    if len(set(cfg.alphas)) != len(cfg.alphas):
+        raise ConfigError(f"alphas={list(cfg.alphas)} repeats a value")
 
 
 def alpha_key(alpha: float) -> str:
@@ -105,11 +82,11 @@ def _train(cfg: DictConfig, model: AlphaScaled, train, test, batch_size: int | N
     """GD (`batch_size=None`) or SGD at `η/α²`; the scores every `train.chunk` steps."""
 
     def loss_fn(model, batch, key):
-        return square_loss(model, *batch)
+        return digits.square_loss(model, *batch)
 
     def eval_fn(model, key):
-        return {**{f"train_{k}": v for k, v in parity_scores(model, *train).items()},
-                **{f"test_{k}": v for k, v in parity_scores(model, *test).items()},
+        return {**{f"train_{k}": v for k, v in digits.parity_scores(model, *train).items()},
+                **{f"test_{k}": v for k, v in digits.parity_scores(model, *test).items()},
                 "weight_change": _relative_change(model)}  # fmt: skip
 
     rate = alpha_learning_rate(float(cfg.learning_rate), model.alpha)
@@ -149,7 +126,7 @@ def _figure(run_dir: Path, histories: dict, rows: dict, cfg: DictConfig) -> None
 @register("sgd_noise_regimes", SgdNoiseRegimesConfig, check=_check)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """SGD against GD at one η in the lazy and the rich regime (Sclocchi et al. 2023)."""
-    train, test = parity_digits(cfg.num_train, cfg.num_test)
+    train, test = digits.parity_digits(cfg.num_train, cfg.num_test)
     key = jax.random.key(cfg.seed)
     init_key, train_key = jax.random.split(key)
     n = cfg.network

@@ -46,24 +46,19 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from ..config import ConfigError, at_least, positive, section
+from ..config import at_least, positive, section
 from ..learning import hessian_operator, hutchinson_trace, top_eigenpairs
 from ..plotting import Figure
 from ..train import fit
-from ._digits_curvature import DIGITS_SIZE, parity_digits, parity_scores, square_loss
+from ._digits_curvature import (
+    StepsConfig,
+    TanhNetworkConfig,
+    check_split_and_batches,
+    parity_digits,
+    parity_scores,
+    square_loss,
+)
 from ._registry import register
-
-
-@dataclasses.dataclass
-class NetworkConfig:
-    width: int = at_least(64, 1)  # units in every hidden layer
-    depth: int = at_least(2, 1)  # tanh hidden layers
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    steps: int = at_least(4000, 1)  # steps of GD / SGD for every batch size
-    chunk: int = at_least(500, 1)  # steps per jitted scan (and between curvature measurements)
 
 
 @dataclasses.dataclass
@@ -82,25 +77,13 @@ class SgdStabilityConfig:
     learning_rate: float = positive(0.1)  # η, shared by GD and every SGD
     batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [512, 64, 8, 1])
     tolerance: float = positive(0.05)  # a bound counts as met at (1 + tolerance) x its value
-    network: NetworkConfig = section(NetworkConfig)
-    train: TrainConfig = section(TrainConfig)
+    network: TanhNetworkConfig = section(TanhNetworkConfig)
+    train: StepsConfig = section(StepsConfig)
     curvature: CurvatureConfig = section(CurvatureConfig)
 
 
 def _check(cfg: DictConfig) -> None:
-    if cfg.num_train + cfg.num_test > DIGITS_SIZE:
-        raise ConfigError(
-            f"num_train={cfg.num_train} + num_test={cfg.num_test} must be <= {DIGITS_SIZE} "
-            "(load_digits)"
-        )
-    sizes = list(cfg.batch_sizes)
-    if not sizes or any(not isinstance(b, int) or not 1 <= b <= cfg.num_train for b in sizes):
-        raise ConfigError(
-            f"batch_sizes={sizes} must be integers in [1, num_train={cfg.num_train}] "
-            "(num_train itself: full-batch GD)"
-        )
-    if len(set(sizes)) != len(sizes):
-        raise ConfigError(f"batch_sizes={sizes} repeats a value")
+    check_split_and_batches(cfg, full_batch=True)
 
 
 def batch_key(batch_size: int, num_train: int) -> str:
