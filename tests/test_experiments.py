@@ -123,6 +123,10 @@ TINY = {
     "sgd_stability": ["num_train=64", "num_test=32", "batch_sizes=[64,8]", "network.width=8",
                       "train.steps=20", "train.chunk=10", "curvature.lanczos_steps=5",
                       "curvature.trace_probes=4"],
+    # two small η that cannot diverge (the configured η = 14 oscillates near the edge)
+    "benign_oscillation": ["data.dim=10", "data.num_train=20", "data.num_test=20",
+                           "train.batch_size=5", "train.steps=20", "train.chunk=10",
+                           "learning_rates=[0.5,1.0]"],
     # one α (the rich one): GD and one SGD; the lazy/rich contrast needs the full run
     "sgd_noise_regimes": ["num_train=64", "num_test=32", "alphas=[0.1]", "batch_sizes=[8]",
                           "network.width=8", "train.steps=10", "train.chunk=10"],
@@ -208,6 +212,11 @@ HEADLINES = {
     "sgd_stability": [(("sharpness_over_2_eta", "gd"), 0.0, 10.0),
                       (("trace_over_2_eta", "B_8"), 0.0, 100.0),
                       (("test_accuracy", "B_8"), 0.0, 1.0)],
+    # accuracies in [0, 1]; a mean of squared errors >= 0; a filter's coordinate, finite
+    "benign_oscillation": [(("weak_test_accuracy", "eta_1"), 0.0, 1.0),
+                           (("weak_test_accuracy_gain",), -1.0, 1.0),
+                           (("late_train_loss", "eta_1"), 0.0, math.inf),
+                           (("weak_coefficient", "eta_1"), -math.inf, math.inf)],
     # differences of two accuracies in [-1, 1]; a relative weight change >= 0
     "sgd_noise_regimes": [(("delta_test_accuracy", "alpha_0p1", "B_8"), -1.0, 1.0),
                           (("largest_noise_effect", "alpha_0p1"), 0.0, 1.0),
@@ -280,6 +289,8 @@ def test_experiment_smoke(name, tmp_path):
         ("sgd_stability", ["batch_sizes=[64,100]"],
          "batch_sizes=[64, 100] must be integers in [1, num_train=64]"),
         ("sgd_stability", ["num_test=1740"], "num_train=64 + num_test=1740 must be <= 1797"),
+        ("benign_oscillation", ["train.batch_size=21"],
+         "train.batch_size=21 must be <= data.num_train=20"),
         ("sgd_noise_regimes", ["batch_sizes=[64]"],
          "batch_sizes=[64] must be integers in [1, num_train=64)"),
         ("sgd_noise_regimes", ["alphas=[1,1]"], "alphas=[1.0, 1.0] repeats a value"),
