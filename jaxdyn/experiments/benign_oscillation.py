@@ -1,4 +1,4 @@
-"""Benign oscillation of SGD with large learning rates (Lu, Wu, Chen, Gu & Zou 2023, "Benign
+"""Benign oscillation of SGD with large learning rates (Lu et al. 2023, "Benign
 oscillation of stochastic gradient descent with large learning rates"): the weights of a
 network trained by SGD at a large learning rate oscillate, and the oscillation makes it learn a
 weak feature that the smoothly converging small-learning-rate run misses.
