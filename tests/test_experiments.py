@@ -127,6 +127,16 @@ TINY = {
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
                           "lanczos_steps=5"],  # fmt: skip
+    "sgd_stability": ["num_train=64", "num_test=32", "batch_sizes=[64,8]", "network.width=8",
+                      "train.steps=20", "train.chunk=10", "curvature.lanczos_steps=5",
+                      "curvature.trace_probes=4"],
+    # two small η that cannot diverge (the configured η = 14 oscillates near the edge)
+    "benign_oscillation": ["data.dim=10", "data.num_train=20", "data.num_test=20",
+                           "train.batch_size=5", "train.steps=20", "train.chunk=10",
+                           "learning_rates=[0.5,1.0]"],
+    # one α (the rich one): GD and one SGD; the lazy/rich contrast needs the full run
+    "sgd_noise_regimes": ["num_train=64", "num_test=32", "alphas=[0.1]", "batch_sizes=[8]",
+                          "network.width=8", "train.steps=10", "train.chunk=10"],
     # ERNODE alone, two seeds (a spread): each regulariser is a training program of its own
     # (~3 s); the summary's choice of the best: test_solver_regularisation_picks_on_validation
     "solver_regularisation": ["data.num_points=100", "data.t1=5.0", "model.width=8",
@@ -216,6 +226,19 @@ HEADLINES = {
     "edge_of_stability": [(("sharpness_over_2_eta", "eta_0p1"), 0.0, 1.5),
                           (("sharpness_over_2_eta", "eta_0p2"), 0.0, 1.5),
                           (("per_learning_rate", "eta_0p1", "final_train_accuracy"), 0.0, 1.0)],
+    # a Gauss–Newton-dominated Hessian near the fit: λ_max >= 0 and tr(H) >= 0, both finite
+    "sgd_stability": [(("sharpness_over_2_eta", "gd"), 0.0, 10.0),
+                      (("trace_over_2_eta", "B_8"), 0.0, 100.0),
+                      (("test_accuracy", "B_8"), 0.0, 1.0)],
+    # accuracies in [0, 1]; a mean of squared errors >= 0; a filter's coordinate, finite
+    "benign_oscillation": [(("weak_test_accuracy", "eta_1"), 0.0, 1.0),
+                           (("weak_test_accuracy_gain",), -1.0, 1.0),
+                           (("late_train_loss", "eta_1"), 0.0, math.inf),
+                           (("weak_coefficient", "eta_1"), -math.inf, math.inf)],
+    # differences of two accuracies in [-1, 1]; a relative weight change >= 0
+    "sgd_noise_regimes": [(("delta_test_accuracy", "alpha_0p1", "B_8"), -1.0, 1.0),
+                          (("largest_noise_effect", "alpha_0p1"), 0.0, 1.0),
+                          (("weight_change_gd", "alpha_0p1"), 0.0, math.inf)],
     # dopri5 takes 6 evaluations a step plus the first; errors >= 0; a ratio of two NFEs > 0
     "solver_regularisation": [(("regularisers", "error@0.01", "test_nfe", "mean"), 7.0,
                                16384 * 6 + 1),
@@ -283,6 +306,14 @@ def test_experiment_smoke(name, tmp_path):
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
         ("continual_digits", ["data.test_fraction=0.5", "data.validation_fraction=0.5"],
          "must be < 1: no training image would be left"),
+        ("sgd_stability", ["batch_sizes=[64,100]"],
+         "batch_sizes=[64, 100] must be integers in [1, num_train=64]"),
+        ("sgd_stability", ["num_test=1740"], "num_train=64 + num_test=1740 must be <= 1797"),
+        ("benign_oscillation", ["train.batch_size=21"],
+         "train.batch_size=21 must be <= data.num_train=20"),
+        ("sgd_noise_regimes", ["batch_sizes=[64]"],
+         "batch_sizes=[64] must be integers in [1, num_train=64)"),
+        ("sgd_noise_regimes", ["alphas=[1,1]"], "alphas=[1.0, 1.0] repeats a value"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
         ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),

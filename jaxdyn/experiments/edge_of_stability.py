@@ -38,9 +38,8 @@ from ..config import ConfigError, at_least, positive, positive_list, section
 from ..learning import hessian_operator, top_eigenpairs
 from ..plotting import Figure
 from ..train import fit
+from ._digits_curvature import DIGITS_SIZE, eta_key, square_loss, standardised_digits
 from ._registry import register
-
-DIGITS_SIZE = 1797  # images in load_digits
 
 
 @dataclasses.dataclass
@@ -87,31 +86,6 @@ def _check(cfg: DictConfig) -> None:
         )
     if len(set(cfg.learning_rates)) != len(cfg.learning_rates):
         raise ConfigError(f"learning_rates={list(cfg.learning_rates)} repeats a value")
-
-
-def eta_key(eta: float) -> str:
-    """A summary key for a learning rate without dots (dotted paths read summaries):
-    `0.1 → "eta_0p1"`."""
-    return "eta_" + f"{eta:g}".replace(".", "p")
-
-
-def standardised_digits(num_samples: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """The first `num_samples` `load_digits` images, each pixel standardised over them (a
-    constant pixel stays 0), their one-hot targets and labels."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = data.data[:num_samples].astype(np.float64)
-    std = x.std(axis=0)
-    x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    labels = data.target[:num_samples].astype(np.int32)
-    y = np.eye(10, dtype=np.float32)[labels]
-    return jnp.asarray(x, jnp.float32), jnp.asarray(y), jnp.asarray(labels)
-
-
-def square_loss(model: eqx.Module, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """`L = (1/2N) Σ_i ‖f(x_i) − y_i‖²`."""
-    return 0.5 * jnp.sum((jax.vmap(model)(x) - y) ** 2) / x.shape[0]
 
 
 def _train(cfg: DictConfig, model: eqx.Module, x, y, labels, eta: float, key) -> dict:

@@ -13,6 +13,10 @@ neuron (`fourier_concentration`: inverse participation ratio, top-frequency frac
 XOR cluster data with label noise of Xu et al. 2024, on which a ReLU network first overfits
 benignly then groks (`xor_clusters`), and its Bayes accuracy (`xor_bayes_accuracy`).
 
+Lazy and rich training: the α-scaled centred model `AlphaScaled`, `f_α = α (f(w) − f(w₀))`,
+trained with learning rate `alpha_learning_rate(η, α) = η/α²` (Chizat, Oyallon & Bach 2019):
+large α is lazy (weights move `O(1/α)`, the kernel stays put), small α rich.
+
 The curvature of a loss, measured without forming its Hessian: Hessian–vector products
 (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
 by Lanczos with full reorthogonalisation and by power iteration; Hutchinson's estimates of
@@ -34,6 +38,8 @@ curvature can be tracked during training, e.g. the sharpness `λ_max` every
         return {"sharpness": top_eigenpairs(operator, 1, key=key).values[0]}
 """
 
+from ._alpha import AlphaScaled as AlphaScaled
+from ._alpha import alpha_learning_rate as alpha_learning_rate
 from ._analytic import analytic_kernels as analytic_kernels
 from ._classp import ClasspState as ClasspState
 from ._classp import classp as classp
