@@ -29,16 +29,11 @@ def _data():
     return x, jnp.sin(x[:, 0]) + x[:, 1] * x[:, 2]
 
 
-def test_alpha_scaled_is_zero_at_initialisation():
-    x, _ = _data()
-    model = AlphaScaled(_mlp(), 3.0)
-    out = jax.vmap(model)(x)
-    assert out.shape == (6,) and np.array_equal(np.asarray(out), np.zeros(6))  # exactly
-
-
-def test_alpha_scaled_gradient_is_alpha_times_the_models_and_zero_on_the_frozen_copy():
+def test_alpha_scaled_is_zero_at_init_and_its_gradient_is_alpha_times_the_models():
     x, _ = _data()
     alpha, base = 2.5, _mlp()
+    out = jax.vmap(AlphaScaled(base, alpha))(x)
+    assert out.shape == (6,) and np.array_equal(np.asarray(out), np.zeros(6))  # exactly
     # move the trained copy away from w₀, so that f(w) − f(w₀) ≠ 0
     moved = jax.tree.map(lambda w: w + 0.1 if eqx.is_inexact_array(w) else w, base)
     wrapped = eqx.tree_at(lambda m: m.model, AlphaScaled(base, alpha), moved)
