@@ -123,6 +123,11 @@ TINY = {
                          "classp.thresholds=[0.001]", "classp.powers=[2.0]"],
     "xor_grokking": ["data.dim=400", "data.num_train=20", "data.num_test=200", "train.steps=30",
                      "network.width=10"],
+    # two fits (α = 1, and rank 1 for the connectivity table) of 20 units on 40 points; η = 2N
+    # (40 N diverges at P/D = 5: GD is stable below η ≈ 3.8 N there)
+    "lazy_rich": ["data.inputs=8", "data.train=40", "data.test=20", "train.hidden=20",
+                  "train.steps=100", "train.chunk=50", "alphas=[1.0]", "connectivity.ranks=[1]",
+                  "ntk_inputs=8", "train.learning_rate=40.0"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
@@ -219,6 +224,11 @@ HEADLINES = {
     # the Bayes accuracy on noisy labels is 1 − η = 0.9 at ‖μ‖ = 12.25 (clean: 1 − 1e-34)
     "xor_grokking": [(("bayes_accuracy",), 0.9 - 1e-9, 0.9 + 1e-9),
                      (("final_train_accuracy",), 0.0, 1.0), (("final_test_accuracy",), 0.0, 1.0)],
+    # relative changes are >= 0; the feature alignment lies in [0, 1] by its definition
+    "lazy_rich": [(("final_ntk_change", "alpha_1"), 0.0, math.inf),
+                  (("final_feature_alignment", "alpha_1"), 0.0, 1.0),
+                  (("per_alpha", "alpha_1", "final_weight_change"), 0.0, math.inf),
+                  (("connectivity", "final_ntk_change", "rank_1"), 0.0, math.inf)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
@@ -314,6 +324,8 @@ def test_experiment_smoke(name, tmp_path):
         ("sgd_noise_regimes", ["batch_sizes=[64]"],
          "batch_sizes=[64] must be integers in [1, num_train=64)"),
         ("sgd_noise_regimes", ["alphas=[1,1]"], "alphas=[1.0, 1.0] repeats a value"),
+        ("lazy_rich", ["connectivity.ranks=[1,9]"], "each must be an integer <= data.inputs=8"),
+        ("lazy_rich", ["alphas=[1.0,1.0]"], "alphas=[1.0, 1.0] repeats a value"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
         ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),

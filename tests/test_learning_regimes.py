@@ -1,4 +1,5 @@
-"""Lazy and rich training: the α-scaled model of Chizat, Oyallon & Bach 2019."""
+"""Lazy and rich training: the α-scaled model of Chizat, Oyallon & Bach 2019 and the measures
+of kernel and weight change, alignment and effective rank."""
 
 import equinox as eqx
 import jax
@@ -7,7 +8,16 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdyn.learning import AlphaScaled, alpha_learning_rate
+from jaxdyn.learning import (
+    AlphaScaled,
+    alpha_learning_rate,
+    effective_rank,
+    empirical_ntk,
+    feature_alignment,
+    kernel_alignment,
+    ntk_change,
+    weight_change,
+)
 
 
 def _mlp(key=0):
@@ -19,16 +29,11 @@ def _data():
     return x, jnp.sin(x[:, 0]) + x[:, 1] * x[:, 2]
 
 
-def test_alpha_scaled_is_zero_at_initialisation():
-    x, _ = _data()
-    model = AlphaScaled(_mlp(), 3.0)
-    out = jax.vmap(model)(x)
-    assert out.shape == (6,) and np.array_equal(np.asarray(out), np.zeros(6))  # exactly
-
-
-def test_alpha_scaled_gradient_is_alpha_times_the_models_and_zero_on_the_frozen_copy():
+def test_alpha_scaled_is_zero_at_init_and_its_gradient_is_alpha_times_the_models():
     x, _ = _data()
     alpha, base = 2.5, _mlp()
+    out = jax.vmap(AlphaScaled(base, alpha))(x)
+    assert out.shape == (6,) and np.array_equal(np.asarray(out), np.zeros(6))  # exactly
     # move the trained copy away from w₀, so that f(w) − f(w₀) ≠ 0
     moved = jax.tree.map(lambda w: w + 0.1 if eqx.is_inexact_array(w) else w, base)
     wrapped = eqx.tree_at(lambda m: m.model, AlphaScaled(base, alpha), moved)
@@ -109,3 +114,85 @@ def test_alpha_learning_rate_scales_a_schedule():
     assert alpha_learning_rate(0.5, 2.0) == 0.125
     schedule = alpha_learning_rate(lambda t: 1.0 / (1 + t), 4.0)
     assert schedule(1) == pytest.approx(1 / 32)
+
+
+# ---- measures of lazy and rich training, on closed-form cases
+
+
+def test_ntk_change_is_zero_for_the_same_kernel_and_relative_otherwise():
+    k0 = jnp.array([[2.0, 1.0], [1.0, 2.0]])
+    assert float(ntk_change(k0, k0)) == 0.0
+    # K − K₀ = I: ‖I‖_F / ‖K₀‖_F = √2 / √10
+    np.testing.assert_allclose(ntk_change(k0 + jnp.eye(2), k0), np.sqrt(0.2), rtol=1e-14)
+    with pytest.raises(ValueError, match="ntk_change"):
+        ntk_change(k0, jnp.eye(3))
+
+
+def test_kernel_alignment_of_the_ideal_kernel_is_one_and_is_invariant_to_scale_and_shift():
+    y = jnp.array([0.3, -1.2, 2.0, 0.5, -0.1])
+    np.testing.assert_allclose(kernel_alignment(jnp.outer(y, y), y), 1.0, rtol=1e-14)
+    # centring: a constant added to the kernel or the targets changes nothing; nor a scale
+    shifted = 4.0 * jnp.outer(y, y) + 7.0
+    np.testing.assert_allclose(kernel_alignment(shifted, y + 3.0), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(kernel_alignment(-jnp.outer(y, y), y), -1.0, rtol=1e-14)
+    # hand-computed: K = I, y centred with ‖y_c‖² = s: A = s / (‖H‖_F s) = 1/√(n − 1)
+    np.testing.assert_allclose(kernel_alignment(jnp.eye(5), y), 1 / 2.0, rtol=1e-14)
+    # several outputs: Y Yᵀ with Y (n, k)
+    ys = jnp.stack([y, y**2], axis=1)
+    np.testing.assert_allclose(kernel_alignment(ys @ ys.T, ys), 1.0, rtol=1e-14)
+
+
+def test_effective_rank_of_identity_rank_one_and_a_two_level_spectrum():
+    np.testing.assert_allclose(effective_rank(jnp.eye(7)), 7.0, rtol=1e-12)
+    u = jnp.arange(1.0, 5.0)
+    np.testing.assert_allclose(effective_rank(jnp.outer(u, u[:3])), 1.0, rtol=1e-6)
+    # σ = (3, 1): p = (3/4, 1/4), exp(H) = exp(−¾ log ¾ − ¼ log ¼)
+    p = np.array([0.75, 0.25])
+    np.testing.assert_allclose(
+        effective_rank(jnp.diag(jnp.array([3.0, 1.0, 0.0]))), np.exp(-(p * np.log(p)).sum())
+    )
+
+
+def test_weight_change_of_the_same_model_is_zero_and_of_a_scaled_one_is_the_scale():
+    model = _mlp()
+    assert float(weight_change(model, model)) == 0.0
+    doubled = jax.tree.map(lambda w: 2 * w if eqx.is_inexact_array(w) else w, model)
+    np.testing.assert_allclose(weight_change(doubled, model), 1.0, rtol=1e-14)
+    # of the α-wrapper only the trained copy counts
+    wrapped = AlphaScaled(model, 4.0)
+    moved = eqx.tree_at(lambda m: m.model, wrapped, doubled)
+    np.testing.assert_allclose(weight_change(moved, wrapped), 1.0, rtol=1e-14)
+    with pytest.raises(ValueError, match="weight_change"):
+        weight_change(model, _wide())
+
+
+def _wide():
+    return eqx.nn.MLP(3, "scalar", 9, 2, key=jax.random.key(0))
+
+
+def test_feature_alignment_is_one_on_the_top_singular_direction_and_small_off_it():
+    beta = jnp.array([0.0, 3.0, 0.0])
+    spike = jnp.outer(jnp.array([1.0, -2.0]), beta) + 0.1 * jnp.eye(2, 3)
+    w = jnp.diag(jnp.array([3.0, 1.0, 0.5]))  # σ = 3 along e₀
+    np.testing.assert_allclose(feature_alignment(w, jnp.array([2.0, 0.0, 0.0])), 1.0)
+    np.testing.assert_allclose(feature_alignment(w, beta), 1 / 9, rtol=1e-14)
+    assert float(feature_alignment(spike, beta)) > 0.99
+    # Gaussian N × D: ≈ 1 / (1 + √(D/N))² (here 0.64, up to O(1/√N) fluctuations)
+    gauss = jax.random.normal(jax.random.key(2), (400, 25))
+    assert abs(float(feature_alignment(gauss, jnp.ones(25))) - 1 / 1.25**2) < 0.05
+
+
+def test_measures_are_jittable_inside_an_eval_fn():
+    x, y = _data()
+    model = AlphaScaled(_mlp(), 2.0)
+    k0 = empirical_ntk(model, x)
+
+    @eqx.filter_jit
+    def eval_fn(m, key=None):
+        k = empirical_ntk(m, x)
+        return {"change": ntk_change(k, k0), "alignment": kernel_alignment(k, y),
+                "rank": effective_rank(k), "weights": weight_change(m, model)}  # fmt: skip
+
+    out = eval_fn(model)
+    assert float(out["change"]) == 0.0 and float(out["weights"]) == 0.0
+    assert -1 <= float(out["alignment"]) <= 1 and 1 <= float(out["rank"]) <= 6

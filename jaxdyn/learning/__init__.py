@@ -15,7 +15,11 @@ benignly then groks (`xor_clusters`), and its Bayes accuracy (`xor_bayes_accurac
 
 Lazy and rich training: the α-scaled centred model `AlphaScaled`, `f_α = α (f(w) − f(w₀))`,
 trained with learning rate `alpha_learning_rate(η, α) = η/α²` (Chizat, Oyallon & Bach 2019):
-large α is lazy (weights move `O(1/α)`, the kernel stays put), small α rich.
+large α is lazy (weights move `O(1/α)`, the kernel stays put), small α rich. Their measures,
+jittable for `fit`'s `eval_fn`: the relative kernel and weight changes (`ntk_change`,
+`weight_change`), the centred kernel–target alignment (`kernel_alignment`; Cortes et al.
+2012), the entropy effective rank (`effective_rank`; Roy & Vetterli 2007) and the alignment
+of first-layer features with a teacher direction (`feature_alignment`).
 
 The curvature of a loss, measured without forming its Hessian: Hessian–vector products
 (forward-over-reverse, Pearlmutter 1994) on any pytree of parameters; the extreme eigenvalues
@@ -68,6 +72,11 @@ from ._ntk import empirical_ntk as empirical_ntk
 from ._ntk_mlp import NTK_ACTIVATIONS as NTK_ACTIVATIONS
 from ._ntk_mlp import NTKMLP as NTKMLP
 from ._ntk_mlp import NTKLinear as NTKLinear
+from ._regimes import effective_rank as effective_rank
+from ._regimes import feature_alignment as feature_alignment
+from ._regimes import kernel_alignment as kernel_alignment
+from ._regimes import ntk_change as ntk_change
+from ._regimes import weight_change as weight_change
 from ._sgld import PSGLDState as PSGLDState
 from ._sgld import SGLDState as SGLDState
 from ._sgld import psgld as psgld
