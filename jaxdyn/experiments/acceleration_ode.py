@@ -48,10 +48,10 @@ import numpy as np
 import scipy.special  # a dependency of jax; jax.scipy's bessel_jn is NaN for small arguments
 from omegaconf import DictConfig
 
-from ..config import ConfigError, at_least, positive, positive_list, section
+from ..config import ConfigError, at_least, choice, positive, positive_list, section
 from ..learning import heavy_ball_flow, heavy_ball_iterates, nesterov_flow, nesterov_iterates
 from ..plotting import Figure
-from ..solve import odeint
+from ..solve import SOLVERS, odeint
 from ._registry import register
 
 
@@ -96,6 +96,7 @@ class AccelerationOdeConfig:
     figures: bool = True
     steps: list[float] = positive_list([1e-1, 1e-2, 1e-3, 1e-4], "step sizes s·L")
     horizon: float = positive(20.0)  # T of the iterate comparison, in units of 1/√L
+    solver: str = choice("dopri8", SOLVERS)  # of every ODE solve
     rtol: float = positive(1e-10)
     atol: float = positive(1e-12)
     max_steps: int = at_least(200_000, 1)
@@ -157,9 +158,12 @@ def logistic(key, cfg: DictConfig, l2: float = 0.0) -> dict:
         return jnp.mean(jax.nn.softplus(-y * (x @ w))) + 0.5 * l2 * w @ w
 
     grad, hess = jax.grad(f), jax.hessian(f)
-    w = jnp.zeros(c.dim)
-    for _ in range(40):  # Newton from 0: quadratic convergence, to rounding
-        w = w - jnp.linalg.solve(hess(w), grad(w))
+
+    @jax.jit
+    def newton(w):  # from 0: quadratic convergence, to rounding
+        return jax.lax.fori_loop(0, 40, lambda _, w: w - jnp.linalg.solve(hess(w), grad(w)), w)
+
+    w = newton(jnp.zeros(c.dim))
     lipschitz = float(jnp.linalg.eigvalsh(x.T @ x)[-1] / (4 * c.num_samples) + l2)
     return {"f": f, "grad": grad, "x0": jnp.zeros(c.dim), "x_star": w, "f_star": float(f(w)),
             "lipschitz": lipschitz, "mu": l2,
@@ -203,7 +207,8 @@ def nesterov_solution(p: dict, cfg: DictConfig) -> tuple[dict, Callable]:
     grids = _grids(p, cfg)
     union = np.unique(np.concatenate([grids["early"], grids["window"], *grids["steps"].values()]))
     t0 = 1e-3 * min(np.sqrt(min(cfg.steps) / p["lipschitz"]), union[0])
-    sol = nesterov_flow(p["grad"], p["x0"], np.concatenate([[t0], union]), rtol=cfg.rtol,
+    sol = nesterov_flow(p["grad"], p["x0"], np.concatenate([[t0], union]), solver=cfg.solver,
+                        rtol=cfg.rtol,
                         atol=cfg.atol, max_steps=cfg.max_steps)  # fmt: skip
     xs = np.asarray(sol.ys[0][1:])
     grids["solver_steps"] = int(sol.stats.num_steps)
@@ -241,12 +246,12 @@ def flows_and_rates(p: dict, grids: dict, at: Callable, cfg: DictConfig) -> dict
     r = cfg.rates
     t_window = grids["window"]
     ts = np.concatenate([grids["early"], t_window])
-    f_batch = jax.vmap(p["f"])
+    f_batch = jax.jit(jax.vmap(p["f"]))
     r0 = float(jnp.sum((p["x0"] - p["x_star"]) ** 2))
     sol_x = at(ts)
     gap = np.asarray(f_batch(jnp.asarray(sol_x))) - p["f_star"]
     gf = odeint(lambda t, x, args: -p["grad"](x), p["x0"], np.concatenate([[0.0], ts]),
-                solver="dopri8", rtol=cfg.rtol, atol=cfg.atol, adjoint="direct",
+                solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol, adjoint="direct",
                 max_steps=cfg.max_steps)  # fmt: skip
     gf_gap = np.asarray(f_batch(gf.ys[1:])) - p["f_star"]
     window = slice(len(grids["early"]), None)
@@ -274,9 +279,10 @@ def heavy_ball_rate(p: dict, cfg: DictConfig) -> dict:
     r = cfg.rates
     mu = p["mu"]
     ts = np.linspace(0.0, r.hb_t_b, 601)
-    sol = heavy_ball_flow(p["grad"], p["x0"], ts, damping=2 * np.sqrt(mu), rtol=cfg.rtol,
+    sol = heavy_ball_flow(p["grad"], p["x0"], ts, damping=2 * np.sqrt(mu), solver=cfg.solver,
+                          rtol=cfg.rtol,
                           atol=cfg.atol, max_steps=cfg.max_steps)  # fmt: skip
-    gap = np.asarray(jax.vmap(p["f"])(sol.ys[0])) - p["f_star"]
+    gap = np.asarray(jax.jit(jax.vmap(p["f"]))(sol.ys[0])) - p["f_star"]
     window = ts >= r.t_a
     rate = -_slope(ts[window], np.log(np.maximum(gap[window], 1e-300)))
     return {"ts": ts, "gap": gap, "rate": rate, "rate_over_sqrt_mu": rate / np.sqrt(mu)}
