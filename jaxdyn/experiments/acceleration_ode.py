@@ -6,12 +6,13 @@ systems reading of "On the dynamics of acceleration in first order gradient meth
 ODE against iterates. Nesterov's `x_k = y_{k−1} − s∇f(y_{k−1})`, `y_k = x_k + (k−1)/(k+2)
 (x_k − x_{k−1})` tends, as `s → 0`, to `Ẍ + (3/t)Ẋ + ∇f(X) = 0`, `X(0) = x₀`, `Ẋ(0) = 0`,
 with `x_k ≈ X(k√s)` (SBC Theorem 2). The ODE is solved by `jaxdyn.odeint` (`nesterov_flow`:
-dopri8, tolerances 1e-10/1e-12, started at `t₀ = 1e-3 √s_min` from its series, the friction
-`3/t` being singular at `0`). Reported: `max_{k√s ≤ T} ‖x_k − X(k√s)‖ / ‖x₀ − x*‖` for
-decreasing `s` and its order in `√s` (log-log slope), on an ill-conditioned quadratic
-`f = ½ (x − x*)ᵀA(x − x*)` (eigenvalues log-spaced in `[μ, L]`, a random rotation) and a
-logistic regression on generated data; the ODE against its closed form on the quadratic
-(`X = x* + Σ_λ 2J₁(√λ t)/(√λ t) (x₀ − x*)_λ`); and SBC's bound `f(X(t)) − f* ≤ 2‖x₀ − x*‖²/t²`
+dopri8, tolerances 1e-10/1e-12, started from its series at `t₀` = 1e-3 × the first saved
+time, the friction `3/t` being singular at `0`). Reported:
+`max_{k√s ≤ T} ‖x_k − X(k√s)‖ / ‖x₀ − x*‖` for decreasing `s` and its order in `√s`
+(log-log slope), on an ill-conditioned quadratic `f = ½ (x − x*)ᵀA(x − x*)` (eigenvalues
+log-spaced in `[μ, L]`, a random rotation) and a logistic regression on generated data; the
+ODE against its closed form on the quadratic (`X = x* + Σ_λ 2J₁(√λ t)/(√λ t) (x₀ − x*)_λ`);
+and SBC's bound `f(X(t)) − f* ≤ 2‖x₀ − x*‖²/t²`
 (Theorem 3), as the largest ratio of the two along the ODE (≤ 1 when it holds).
 
 Rates. Log-log slopes of `f − f*` over a window `[t_a, t_b]`: gradient flow (`t^{−1}` on the
