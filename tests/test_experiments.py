@@ -129,6 +129,16 @@ TINY = {
                   "train.steps=100", "train.chunk=50", "alphas=[1.0]", "connectivity.ranks=[1]",
                   "ntk_inputs=8", "train.learning_rate=40.0"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
+    # N = 40, two draws, the three headline loads as the sweep; tsit5 compiles faster
+    "generalization_dynamics": ["size=40", "draws=2", "sweep.alphas=[0.5,1.0,2.0]",
+                                "sweep.draws=1", "times.num=101", "quadrature_nodes=128",
+                                "flow.num_times=5", "flow.solver=tsit5"],
+    # small problems, two step sizes, tsit5 (compiles faster than dopri8), a short
+    # counterexample (the cycle sets in by ~100 steps)
+    "acceleration_ode": ["steps=[1e-1,1e-2]", "solver=tsit5", "rtol=1e-6", "atol=1e-9",
+                         "quadratic.dim=4", "logistic.num_samples=20",
+                         "logistic.dim=3", "rates.num_points=20", "counterexample.num_steps=300",
+                         "counterexample.halvings=1", "counterexample.ode_t1=50.0"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
                           "lanczos_steps=5"],  # fmt: skip
@@ -232,6 +242,15 @@ HEADLINES = {
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
+    # relative errors >= 0; the flow meets 1e-6 at any size; loads from the sweep's grid
+    "generalization_dynamics": [(("max_flow_max_rel_error",), 0.0, 1e-6),
+                                (("max_finite_size_vs_mp_test",), 0.0, 1.0),
+                                (("max_realised_vs_mp_test",), 0.0, 10.0),
+                                (("peak_alpha_mp",), 0.5, 2.0)],
+    # a gap ratio >= 0; the order finite; the cycle's largest |x| from Lessard et al.'s map
+    "acceleration_ode": [(("order_quadratic",), -5.0, 5.0), (("order_logistic",), -5.0, 5.0),
+                         (("bound_ratio_max_quadratic",), 0.0, 1.0),
+                         (("counterexample", "heavy_ball_final_abs_x"), 0.5, 3.0)],
     # λ_max > 0 near a (non-degenerate) fit; far from 2/η after 40 steps, but below it
     "edge_of_stability": [(("sharpness_over_2_eta", "eta_0p1"), 0.0, 1.5),
                           (("sharpness_over_2_eta", "eta_0p2"), 0.0, 1.5),
@@ -330,6 +349,8 @@ def test_experiment_smoke(name, tmp_path):
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
         ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),
         ("xor_grokking", ["data.label_noise=0.5"], "data.label_noise=0.5 must be < 0.5"),
+        ("generalization_dynamics", ["times.t_min=200.0"], "times.t_min=200.0 must be <"),
+        ("acceleration_ode", ["steps=[0.1,0.1]"], "must hold at least two distinct"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

@@ -32,6 +32,15 @@ chain with `optax.chain` and pass to `jaxdyn.fit`): stochastic gradient Langevin
 (`sgld`; Welling & Teh 2011) and its RMSprop-preconditioned variant (`psgld`; Li et al. 2016),
 which sample a posterior rather than minimise; and CLASSP (`classp`; Ludwig 2024), AdaGrad-like
 suppression of much-adjusted weights with a gradient threshold, for continual learning.
+Exact learning dynamics of linear models: the training and test error of a linear student
+under gradient flow on a noisy linear teacher, through the spectrum of the input covariance
+(`linear_learning_curves`) and its Marchenko–Pastur limit (`marchenko_pastur_density`,
+`marchenko_pastur_quadrature`; Advani & Saxe 2017).
+
+Momentum as dynamics: Nesterov's accelerated gradient and Polyak's heavy ball
+(`nesterov_iterates`, `heavy_ball_iterates`) and the ODEs they discretise, solved by
+`jaxdyn.odeint` (`nesterov_flow`: `Ẍ + (3/t)Ẋ + ∇f = 0`, Su, Boyd & Candès 2016;
+`heavy_ball_flow`: `Ẍ + aẊ + ∇f = 0`).
 
 Every function is jittable and the random ones take an explicit `key`, so kernels and
 curvature can be tracked during training, e.g. the sharpness `λ_max` every
@@ -42,6 +51,10 @@ curvature can be tracked during training, e.g. the sharpness `λ_max` every
         return {"sharpness": top_eigenpairs(operator, 1, key=key).values[0]}
 """
 
+from ._acceleration import heavy_ball_flow as heavy_ball_flow
+from ._acceleration import heavy_ball_iterates as heavy_ball_iterates
+from ._acceleration import nesterov_flow as nesterov_flow
+from ._acceleration import nesterov_iterates as nesterov_iterates
 from ._alpha import AlphaScaled as AlphaScaled
 from ._alpha import alpha_learning_rate as alpha_learning_rate
 from ._analytic import analytic_kernels as analytic_kernels
@@ -55,6 +68,10 @@ from ._curvature import hessian_operator as hessian_operator
 from ._curvature import hutchinson_trace as hutchinson_trace
 from ._curvature import hvp as hvp
 from ._curvature import power_iteration as power_iteration
+from ._generalization import LearningCurves as LearningCurves
+from ._generalization import linear_learning_curves as linear_learning_curves
+from ._generalization import marchenko_pastur_density as marchenko_pastur_density
+from ._generalization import marchenko_pastur_quadrature as marchenko_pastur_quadrature
 from ._grokking import QuadraticNetwork as QuadraticNetwork
 from ._grokking import fourier_concentration as fourier_concentration
 from ._grokking import fourier_spectrum as fourier_spectrum
