@@ -8,8 +8,16 @@ Navier–Stokes (vorticity) ready-made, any other from a linear symbol and a non
 parameters of either term) go through every step.
 """
 
+from ._closure import ClosedNonlinear as ClosedNonlinear
+from ._closure import ConvClosure as ConvClosure
+from ._closure import SmagorinskyClosure as SmagorinskyClosure
+from ._closure import subgrid_term as subgrid_term
 from ._etdrk import ETDRK4 as ETDRK4
 from ._etdrk import etdrk4_coefficients as etdrk4_coefficients
+from ._filter import coarse_grain as coarse_grain
+from ._filter import lowpass as lowpass
+from ._filter import refine as refine
+from ._filter import resolved_modes as resolved_modes
 from ._problems import Convection as Convection
 from ._problems import VorticityConvection as VorticityConvection
 from ._problems import burgers as burgers
