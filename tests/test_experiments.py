@@ -117,6 +117,14 @@ TINY = {
     "grokking_modular": ["data.p=11", "train.hidden=40", "train.steps=4000", "train.chunk=500",
                          "ntk_inputs=16"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
+    "learned_closure": ["physics.fine_n=32", "physics.coarse_n=16", "physics.spinup_steps=0",
+                        "data.num_train=2", "data.num_val=1", "data.num_test=1",
+                        "data.train_steps=8", "closure.width=2", "closure.depth=2",
+                        "closure.kernel_size=3", "apriori.steps=4", "apriori.chunk=4",
+                        "aposteriori.steps=2", "aposteriori.chunk=2",
+                        "aposteriori.rollout_steps=2", "classical.coefficients=[0.1]",
+                        "eval.long_steps=20", "eval.burn_in=5", "eval.short_steps=4",
+                        "eval.short_starts=2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
                           "lanczos_steps=5"],  # fmt: skip
@@ -192,6 +200,11 @@ HEADLINES = {
                          (("ntk_change_at_99_test",), 0.0, math.inf),
                          (("weight_change_at_99_test",), 0.0, math.inf)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
+    # stable runs of 20 coarse steps from the smooth small ICs (no spin-up); errors >= 0
+    "learned_closure": [(("aposteriori", "steps_before_blowup"), 0, 20),
+                        (("aposteriori", "apriori_rel_mse"), 0.0, 10.0),
+                        (("aposteriori", "short_rel_error"), 0.0, 10.0),
+                        (("classical", "short_rel_error"), 0.0, 10.0)],
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
     # λ_max > 0 near a (non-degenerate) fit; far from 2/η after 40 steps, but below it
@@ -263,6 +276,7 @@ def test_experiment_smoke(name, tmp_path):
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
         ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
+        ("learned_closure", ["eval.burn_in=20"], "eval.burn_in=20 must be < eval.long_steps=20"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],

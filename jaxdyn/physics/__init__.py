@@ -6,6 +6,13 @@ and 2-D, with 2/3 dealiasing: Burgers, Kuramoto–Sivashinsky, Korteweg–de Vri
 Navier–Stokes (vorticity) ready-made, any other from a linear symbol and a nonlinear term.
 `jit`, `vmap` over initial conditions and `grad` (with respect to initial conditions and the
 parameters of either term) go through every step.
+
+Closures for coarse solvers (1-D): the sharp spectral filter (`lowpass`, `coarse_grain`,
+`refine`, `resolved_modes`), the subgrid term `τ = F̄ N(u) − N(F̄ u)` a coarse grid misses
+(`subgrid_term`), and closures `C(ū)` added to a nonlinear term (`ClosedNonlinear`):
+Smagorinsky's eddy viscosity (`SmagorinskyClosure`) and a learned periodic conv net in flux
+form (`ConvClosure`), whose parameters `jax.grad` reaches through `ETDRK4.rollout` (training
+through the solver, as Maddu, Weady & Shelley 2024 train closures of an active-fluid model).
 """
 
 from ._closure import ClosedNonlinear as ClosedNonlinear
