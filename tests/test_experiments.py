@@ -277,6 +277,7 @@ def test_experiment_smoke(name, tmp_path):
         ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
         ("learned_closure", ["eval.burn_in=20"], "eval.burn_in=20 must be < eval.long_steps=20"),
+        ("learned_closure", ["closure.kernel_size=4"], "closure.kernel_size=4 must be odd"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],

@@ -152,6 +152,8 @@ def _check(cfg: DictConfig) -> None:
             f"physics.coarse_dt0={p.coarse_dt0} must be a whole multiple of "
             f"physics.fine_dt0={p.fine_dt0}"
         )
+    if cfg.closure.kernel_size % 2 == 0:
+        raise ConfigError(f"closure.kernel_size={cfg.closure.kernel_size} must be odd")
     if e.burn_in >= e.long_steps:
         raise ConfigError(f"eval.burn_in={e.burn_in} must be < eval.long_steps={e.long_steps}")
     if e.short_steps * e.short_starts > e.long_steps:

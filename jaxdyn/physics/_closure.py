@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Complex, Float, PRNGKeyArray
 
 from .._checks import check_count
-from ._filter import _pair, coarse_grain
+from ._filter import check_grid_pair, coarse_grain
 from ._spectral import PeriodicGrid
 
 __all__ = ["ClosedNonlinear", "ConvClosure", "SmagorinskyClosure", "subgrid_term"]
@@ -48,7 +48,7 @@ def subgrid_term(
     batch with `jax.vmap`. Zero when `u` already lies in the coarse band and `N(u)` has no
     part between the coarse band and the fine one (e.g. a single mode `m` under Burgers'
     `−½(u²)_x`, whose product lands at `2m`, when `2m` is resolved on the coarse grid)."""
-    _pair(fine, coarse, "subgrid_term")
+    check_grid_pair(fine, coarse, "subgrid_term")
     u = jnp.asarray(u)
     if u.shape != fine.shape:
         raise ValueError(f"u must be one fine field of shape {fine.shape}, got {u.shape}")

@@ -21,7 +21,8 @@ def _one_d(grid: PeriodicGrid, name: str, caller: str) -> None:
         raise ValueError(f"{caller} is 1-D only; got {name}.ndim={grid.ndim}")
 
 
-def _pair(fine: PeriodicGrid, coarse: PeriodicGrid, caller: str) -> None:
+def check_grid_pair(fine: PeriodicGrid, coarse: PeriodicGrid, caller: str) -> None:
+    """Raise unless `fine` and `coarse` are 1-D grids of one domain, `coarse.n <= fine.n`."""
     _one_d(fine, "fine", caller)
     _one_d(coarse, "coarse", caller)
     if fine.length != coarse.length:
@@ -60,7 +61,7 @@ def coarse_grain(
     """`ū = F̄ u`: the fine field's modes in the coarse grid's dealiased band `|m| < n_c/3`
     (`PeriodicGrid.dealias_mask`), sampled on the coarse grid. The sharp filter: `ū` is the
     low-pass `P u` written on fewer points, exactly (`refine(ū) = P u`)."""
-    _pair(fine, coarse, "coarse_grain")
+    check_grid_pair(fine, coarse, "coarse_grain")
     u = jnp.asarray(u)
     u_hat = jnp.fft.rfft(u, axis=-1)[..., : coarse.n // 2 + 1]
     u_hat = u_hat * _band(coarse, resolved_modes(coarse)) * (coarse.n / fine.n)
@@ -72,7 +73,7 @@ def refine(
 ) -> Float[Array, "*batch n_fine"]:
     """Band-limited (spectral, zero-padded) interpolation of a coarse field onto the fine grid;
     `coarse_grain(refine(ū)) = ū` for every `ū` in the coarse resolved band."""
-    _pair(fine, coarse, "refine")
+    check_grid_pair(fine, coarse, "refine")
     u_bar = jnp.asarray(u_bar)
     u_hat = jnp.fft.rfft(u_bar, axis=-1) * (fine.n / coarse.n)
     pad = [(0, 0)] * (u_hat.ndim - 1) + [(0, fine.n // 2 - coarse.n // 2)]
