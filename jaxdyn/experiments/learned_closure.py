@@ -27,7 +27,7 @@ Closures `C(ū)` added to the coarse nonlinear term (`ClosedNonlinear`):
 Scored on held-out test ICs (data ICs fixed by `data.seed`, shared by every seed; the seed
 draws the networks' initialisations and training batches): the a-priori error (relative MSE of
 `τ` on test snapshots), the short-horizon rollout error (relative L2, averaged over
-`eval.short_steps` coarse steps from several test states), long-rollout stability (the coarse
+`eval.short_steps` coarse steps from several test states; `None` if one blew up), long-rollout stability (the coarse
 steps before blow-up — a non-finite field or RMS above `eval.blowup_rms` — capped at
 `eval.long_steps`), and for long runs that stay finite the error of the log energy spectrum
 over the resolved modes `1 ≤ m < n_c/3` and of the mean energy `⟨ū²⟩` and enstrophy-like
@@ -282,7 +282,8 @@ def evaluate(cfg: DictConfig, solver: ETDRK4, reference: np.ndarray) -> dict:
     error = np.linalg.norm(short - target, axis=-1) / np.linalg.norm(target, axis=-1)
     error = np.where(np.isfinite(error), error, np.inf)
     curve = np.mean(error, axis=0)
-    out["short_rel_error"] = float(np.mean(curve[1:]))
+    short_error = float(np.mean(curve[1:]))  # None where a short run blew up (JSON has no inf)
+    out["short_rel_error"] = short_error if np.isfinite(short_error) else None
     out["_curve"], out["_run"] = curve, us[0]
     out["_spectrum"] = spectrum(us[:, e.burn_in :], modes) if stable else None
     return out
