@@ -27,11 +27,12 @@ Closures `C(ū)` added to the coarse nonlinear term (`ClosedNonlinear`):
 Scored on held-out test ICs (data ICs fixed by `data.seed`, shared by every seed; the seed
 draws the networks' initialisations and training batches): the a-priori error (relative MSE of
 `τ` on test snapshots), the short-horizon rollout error (relative L2, averaged over
-`eval.short_steps` coarse steps from several test states; `None` if one blew up), long-rollout stability (the coarse
-steps before blow-up — a non-finite field or RMS above `eval.blowup_rms` — capped at
-`eval.long_steps`), and for long runs that stay finite the error of the log energy spectrum
-over the resolved modes `1 ≤ m < n_c/3` and of the mean energy `⟨ū²⟩` and enstrophy-like
-`⟨ū_x²⟩` against the filtered fine simulation from the same ICs (after `eval.burn_in` steps).
+`eval.short_steps` coarse steps from several test states; `None` if one blew up), long-rollout
+stability (the coarse steps before blow-up — a non-finite field or RMS above
+`eval.blowup_rms` — capped at `eval.long_steps`), and for long runs that stay finite the
+error of the log energy spectrum over the resolved modes `1 ≤ m < n_c/3` and of the mean
+energy `⟨ū²⟩` and enstrophy-like `⟨ū_x²⟩` against the filtered fine simulation from the same
+ICs (after `eval.burn_in` steps).
 """
 
 import dataclasses
