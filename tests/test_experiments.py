@@ -139,6 +139,14 @@ TINY = {
                          "quadratic.dim=4", "logistic.num_samples=20",
                          "logistic.dim=3", "rates.num_points=20", "counterexample.num_steps=300",
                          "counterexample.halvings=1", "counterexample.ode_t1=50.0"],
+    "learned_closure": ["physics.fine_n=32", "physics.coarse_n=16", "physics.spinup_steps=0",
+                        "data.num_train=2", "data.num_val=1", "data.num_test=1",
+                        "data.train_steps=8", "closure.width=2", "closure.depth=2",
+                        "closure.kernel_size=3", "apriori.steps=4", "apriori.chunk=4",
+                        "aposteriori.steps=2", "aposteriori.chunk=2",
+                        "aposteriori.rollout_steps=2", "classical.coefficients=[0.1]",
+                        "eval.long_steps=20", "eval.burn_in=5", "eval.short_steps=4",
+                        "eval.short_starts=2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
                           "lanczos_steps=5"],  # fmt: skip
@@ -240,6 +248,11 @@ HEADLINES = {
                   (("per_alpha", "alpha_1", "final_weight_change"), 0.0, math.inf),
                   (("connectivity", "final_ntk_change", "rank_1"), 0.0, math.inf)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
+    # stable runs of 20 coarse steps from the smooth small ICs (no spin-up); errors >= 0
+    "learned_closure": [(("aposteriori", "steps_before_blowup"), 0, 20),
+                        (("aposteriori", "apriori_rel_mse"), 0.0, 10.0),
+                        (("aposteriori", "short_rel_error"), 0.0, 10.0),
+                        (("classical", "short_rel_error"), 0.0, 10.0)],
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
     # relative errors >= 0; the flow meets 1e-6 at any size; loads from the sweep's grid
@@ -345,6 +358,8 @@ def test_experiment_smoke(name, tmp_path):
         ("sgd_noise_regimes", ["alphas=[1,1]"], "alphas=[1.0, 1.0] repeats a value"),
         ("lazy_rich", ["connectivity.ranks=[1,9]"], "each must be an integer <= data.inputs=8"),
         ("lazy_rich", ["alphas=[1.0,1.0]"], "alphas=[1.0, 1.0] repeats a value"),
+        ("learned_closure", ["eval.burn_in=20"], "eval.burn_in=20 must be < eval.long_steps=20"),
+        ("learned_closure", ["closure.kernel_size=4"], "closure.kernel_size=4 must be odd"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
         ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),
