@@ -109,10 +109,12 @@ def test_fourier_spectrum_parseval_and_concentration():
     expected[np.arange(27), 1 + np.arange(27) % 3] = amplitude2 * p
     np.testing.assert_allclose(power, expected, atol=1e-10)
     ipr, top = fourier_concentration(power)
-    np.testing.assert_allclose(ipr, 1.0) and np.testing.assert_allclose(top, 1.0)
+    np.testing.assert_allclose(ipr, 1.0)
+    np.testing.assert_allclose(top, 1.0)
     # power spread evenly over F frequencies: IPR 1/F, top-2 fraction 2/F
     ipr, top = fourier_concentration(jnp.ones((3, 4)), top=2)
-    np.testing.assert_allclose(ipr, 0.25) and np.testing.assert_allclose(top, 0.5)
+    np.testing.assert_allclose(ipr, 0.25)
+    np.testing.assert_allclose(top, 0.5)
 
 
 def test_gromov_and_fourier_refuse_bad_arguments():
