@@ -30,13 +30,18 @@ curvature in `[μ, L]`) settles on a 3-cycle from `x₀ ∈ [3.07, 3.46]` (drawn
 while Nesterov's strongly convex method (`1/L`, `(√κ − 1)/(√κ + 1)`) converges. The
 dynamical-systems view explains it: the continuous heavy ball `Ẍ + aẊ + ∇f = 0` with the map's
 own damping `a = (1 − β)/√α` converges (its energy `f + ½Ẋ²` falls as `a Ẋ²`), so the cycle
-belongs to the discretisation, not to the dynamics: the tuned step `α L = 2.8` is beyond gradient
-descent's `2`, and with the same `a` heavy ball converges again once `α` is reduced (reported:
-the largest `α` of a halving ladder that converges). Nesterov's map is heavy ball in `y` plus the
-gradient correction `−αβ (∇f(y_k) − ∇f(y_{k−1}))` (a Hessian damping `√s ∇²f(X) Ẋ` in the limit),
-which is what keeps it convergent at its step. We had the seed paper's abstract only; this is
-our reading of its claim, measured, not its derivation (passivity and immersion, geometric
-singular perturbation).
+belongs to the discretisation, not to the dynamics. It is not a step past a stability limit:
+on a quadratic of curvature `h` heavy ball is stable iff `0 < α h < 2(1 + β) = 26/9 ≈ 2.89`,
+and the tuned `α L = 25/9 ≈ 2.78` is inside it (spectral radius `2/3` on each piece: the
+summary's `heavy_ball_piece_spectral_radius`). The cycle comes from switching between the
+pieces of the non-quadratic `f`: each piece's linear map is stable, their alternation is not
+(Lessard, Recht & Packard's point: an analysis on quadratics does not certify heavy ball on
+general strongly convex `f`). With the same `a` heavy ball converges again once `α` is reduced
+(reported: the largest `α` of a halving ladder that converges). Nesterov's map is heavy ball
+in `y` plus the gradient correction `−αβ (∇f(y_k) − ∇f(y_{k−1}))` (a Hessian damping
+`√s ∇²f(X) Ẋ` in the limit), which is what keeps it convergent at its step. We had the seed
+paper's abstract only; this is our reading of its claim, measured, not its derivation
+(passivity and immersion, geometric singular perturbation).
 """
 
 import dataclasses
