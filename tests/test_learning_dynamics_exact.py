@@ -119,8 +119,12 @@ def test_tuned_heavy_ball_cycles_on_lessards_function_and_nesterov_converges():
     assert float(jnp.max(jnp.abs(nag[-10:]))) < 1e-12
 
 
-def test_iterates_refuse_a_matrix_start():
+def test_iterates_and_flows_refuse_bad_arguments():
     with pytest.raises(ValueError, match="x0 must be a floating-point vector"):
         nesterov_iterates(lambda x: x, jnp.ones((2, 2)), step=0.1, num_steps=3)
     with pytest.raises(ValueError, match="step must be a positive number"):
         heavy_ball_iterates(lambda x: x, jnp.ones(2), step=0.0, momentum=0.5, num_steps=3)
+    with pytest.raises(ValueError, match=r"nesterov_flow needs ts\[0\] > 0"):
+        nesterov_flow(lambda x: x, jnp.ones(2), jnp.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="ts must be strictly increasing"):
+        nesterov_flow(lambda x: x, jnp.ones(2), jnp.array([1e-3, 2.0, 1.0]))

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_count, check_positive
+from .._checks import check_count, check_increasing, check_positive
 from ..solve import Solution, odeint
 
 __all__ = ["heavy_ball_flow", "heavy_ball_iterates", "nesterov_flow", "nesterov_iterates"]
@@ -108,6 +109,16 @@ def nesterov_flow(
     """
     x0 = _check_x0(x0)
     check_positive("r", r)
+    if not isinstance(ts, jax.core.Tracer):
+        times = np.asarray(ts, dtype=float)
+        if times.ndim != 1 or times.shape[0] < 2:
+            raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {times.shape}")
+        check_increasing("ts", times)
+        if not times[0] > 0:
+            raise ValueError(
+                f"nesterov_flow needs ts[0] > 0 (the friction r/t is singular at t = 0; the "
+                f"start comes from the series at ts[0], e.g. ts[0] = 1e-3), got ts[0]={times[0]}"
+            )
     ts = jnp.asarray(ts, x0.dtype)
     t0 = ts[0]
     g, hg = jax.jvp(grad, (x0,), (grad(x0),))
