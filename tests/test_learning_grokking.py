@@ -129,7 +129,7 @@ def test_gromov_and_fourier_refuse_bad_arguments():
 
 
 def test_xor_clusters_means_labels_and_flips():
-    x, y, clean = xor_clusters(jax.random.key(0), 20_000, 5, 3.0, 0.2)
+    x, y, clean = xor_clusters(20_000, dim=5, mean_norm=3.0, label_noise=0.2, key=jax.random.key(0))
     x, y, clean = map(np.asarray, (x, y, clean))
     assert x.shape == (20_000, 5) and set(np.unique(y)) == {-1.0, 1.0}
     # clean +1: x₀ = ±3 + g, so E x₀² = 10 and E x₁² = 1; clean −1 the other way round; the
@@ -141,7 +141,7 @@ def test_xor_clusters_means_labels_and_flips():
     # XOR: the mean of y·x vanishes (no linear signal): standard error 3.2/√20000 = 0.023
     assert np.all(np.abs(np.mean(clean[:, None] * x, 0)) < 0.1)
     with pytest.raises(ValueError, match="label_noise must be in \\[0, 0.5\\)"):
-        xor_clusters(jax.random.key(0), 10, 5, 3.0, 0.5)
+        xor_clusters(10, dim=5, mean_norm=3.0, label_noise=0.5, key=jax.random.key(0))
 
 
 def test_xor_bayes_accuracy_against_closed_forms_and_monte_carlo():
@@ -151,7 +151,9 @@ def test_xor_bayes_accuracy_against_closed_forms_and_monte_carlo():
     np.testing.assert_allclose(noisy, 0.9 * clean + 0.1 * (1 - clean), rtol=1e-12)
     assert xor_bayes_accuracy(12.25, 0.1) == pytest.approx((1.0, 0.9), abs=1e-12)
     # a second method: the Bayes rule on 10⁵ draws (standard error 0.0015; 4 of them)
-    x, _, labels = xor_clusters(jax.random.key(1), 100_000, 2, 1.0, 0.0)
+    x, _, labels = xor_clusters(
+        100_000, dim=2, mean_norm=1.0, label_noise=0.0, key=jax.random.key(1)
+    )
     x = np.asarray(x)
     rule = np.where(np.abs(x[:, 0]) > np.abs(x[:, 1]), 1.0, -1.0)
     assert abs(np.mean(rule == np.asarray(labels)) - clean) < 0.006

@@ -97,9 +97,9 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Benign overfitting then grokking on noisy XOR clusters (Xu et al. 2024)."""
     d, net, t = cfg.data, cfg.network, cfg.train
     k_train, k_test, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
-    x, y, y_clean = xor_clusters(k_train, d.num_train, d.dim, d.mean_norm, d.label_noise)
-    x_test, y_test, y_test_clean = xor_clusters(k_test, d.num_test, d.dim, d.mean_norm,
-                                                d.label_noise)  # fmt: skip
+    data = dict(dim=d.dim, mean_norm=d.mean_norm, label_noise=d.label_noise)
+    x, y, y_clean = xor_clusters(d.num_train, **data, key=k_train)
+    x_test, y_test, y_test_clean = xor_clusters(d.num_test, **data, key=k_test)
     half = net.width // 2
     a = jnp.concatenate([jnp.ones(half), -jnp.ones(half)]) / np.sqrt(net.width)
     w0 = net.init_scale * jax.random.normal(k_init, (net.width, d.dim))

@@ -22,7 +22,7 @@ def _check_noise(label_noise: float) -> None:
 
 
 def xor_clusters(
-    key: PRNGKeyArray, n: int, dim: int, mean_norm: float, label_noise: float
+    n: int, *, dim: int, mean_norm: float, label_noise: float, key: PRNGKeyArray
 ) -> tuple[Float[Array, "n dim"], Float[Array, " n"], Float[Array, " n"]]:
     r"""`n` draws `x = μ + ξ`, `ξ ~ N(0, I_dim)`, with `μ` uniform over the four cluster means
     `±μ₁` (clean label `+1`) and `±μ₂` (clean label `−1`), `μ₁ = ‖μ‖ e₁ ⊥ μ₂ = ‖μ‖ e₂`
