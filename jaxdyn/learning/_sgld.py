@@ -133,7 +133,8 @@ def psgld(
         learning_rate: the step `ε` (> 0), or an optax schedule of the step count.
         key: a PRNG key (`jax.random.key`) or an int seed for the noise.
         decay: `α ∈ [0, 1)`, the moving average's decay (the paper's 0.99).
-        eps: `λ > 0`, the preconditioner's floor (the paper's 1e-5).
+        eps: `λ > 0`, the preconditioner's floor in this transform's convention (the paper's
+            `λ = 1e-5` on mean gradients is `eps = n · 1e-5` here; the default 1e-5 is not).
         temperature: `T >= 0`; the noise covariance is `εTG`.
     """
     check_rate(learning_rate)
