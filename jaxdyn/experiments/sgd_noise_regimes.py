@@ -20,7 +20,9 @@ features learned and the test error, for better or worse. Reported per `(α, B)`
 accuracy on the held-out images, its change against GD at the same `α` and `η`
 (`delta_test_accuracy`, SGD − GD; positive: noise helps), the relative weight change `‖w −
 w₀‖ / ‖w₀‖` (small: lazy), the final training loss. `target_met` (fixed before the seeds were
-run): the largest `|Δ|` over batch sizes is smaller at the lazy α than at the rich α.
+run): the largest `|Δ|` over batch sizes is smaller at the lazy α than at the rich α, after the
+same fixed budget of `train.steps` steps (a fixed-budget comparison: the lazy runs need not have
+fitted the training set by then; see their `train_loss`).
 
 Not reproduced here: the paper's phase diagrams over `(α, T)` on MNIST/CIFAR, its hinge loss
 and training to zero training error (here a fixed number of steps on the square loss), and
