@@ -119,7 +119,7 @@ def test_tuned_heavy_ball_cycles_on_lessards_function_and_nesterov_converges():
     assert float(jnp.max(jnp.abs(nag[-10:]))) < 1e-12
 
 
-def test_iterates_and_flows_refuse_bad_arguments():
+def test_iterates_flows_and_curves_refuse_bad_arguments():
     with pytest.raises(ValueError, match="x0 must be a floating-point vector"):
         nesterov_iterates(lambda x: x, jnp.ones((2, 2)), step=0.1, num_steps=3)
     with pytest.raises(ValueError, match="step must be a positive number"):
@@ -128,3 +128,10 @@ def test_iterates_and_flows_refuse_bad_arguments():
         nesterov_flow(lambda x: x, jnp.ones(2), jnp.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match="ts must be strictly increasing"):
         nesterov_flow(lambda x: x, jnp.ones(2), jnp.array([1e-3, 2.0, 1.0]))
+    spectrum = dict(alpha=2.0, teacher_variance=1.0, noise_variance=0.1)
+    with pytest.raises(ValueError, match="eigenvalues .* must be >= 0"):
+        linear_learning_curves(jnp.array([-1.0, 1.0]), jnp.full(2, 0.5), jnp.ones(2), **spectrum)
+    with pytest.raises(ValueError, match="ts must be >= 0"):
+        linear_learning_curves(jnp.ones(2), jnp.full(2, 0.5), jnp.array([-1.0, 1.0]), **spectrum)
+    with pytest.raises(ValueError, match="ts must be a 1-D array"):
+        linear_learning_curves(jnp.ones(2), jnp.full(2, 0.5), jnp.ones((2, 2)), **spectrum)

@@ -115,6 +115,17 @@ def linear_learning_curves(
         raise ValueError(
             f"eigenvalues and weights must be vectors of one length, got {lam.shape}, {w.shape}"
         )
+    if not isinstance(eigenvalues, jax.core.Tracer) and not np.all(np.asarray(lam) >= 0):
+        raise ValueError(
+            f"eigenvalues (of XᵀX) must be >= 0, got min {float(np.min(np.asarray(lam)))!r}; "
+            "clip a sample's round-off with jnp.maximum(eigenvalues, 0)"
+        )
+    if not isinstance(ts, jax.core.Tracer):
+        times = np.asarray(ts)
+        if times.ndim != 1:
+            raise ValueError(f"ts must be a 1-D array of times, got shape {times.shape}")
+        if not np.all(times >= 0):
+            raise ValueError(f"ts must be >= 0 (the flow starts at t = 0), got min {times.min()!r}")
     return _curves(lam, w, jnp.asarray(ts), alpha, teacher_variance, noise_variance, tau)
 
 
