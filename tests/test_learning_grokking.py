@@ -142,6 +142,8 @@ def test_xor_clusters_means_labels_and_flips():
     assert np.all(np.abs(np.mean(clean[:, None] * x, 0)) < 0.1)
     with pytest.raises(ValueError, match="label_noise must be in \\[0, 0.5\\)"):
         xor_clusters(10, dim=5, mean_norm=3.0, label_noise=0.5, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="mean_norm must be a number >= 0"):
+        xor_clusters(10, dim=5, mean_norm=-3.0, label_noise=0.1, key=jax.random.key(0))
 
 
 def test_xor_bayes_accuracy_against_closed_forms_and_monte_carlo():

@@ -108,6 +108,8 @@ def test_alpha_must_be_positive(bad):
         AlphaScaled(_mlp(), bad)
     with pytest.raises(ValueError, match="alpha"):
         alpha_learning_rate(0.1, bad)
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        alpha_learning_rate(bad, 2.0)
 
 
 def test_alpha_learning_rate_scales_a_schedule():

@@ -74,4 +74,5 @@ def alpha_learning_rate(learning_rate: float | Callable, alpha: float) -> float 
     check_positive("alpha", alpha)
     if callable(learning_rate):
         return lambda count: learning_rate(count) / alpha**2
+    check_positive("learning_rate", learning_rate)
     return learning_rate / alpha**2

@@ -46,7 +46,9 @@ def kernel_alignment(
     with `K_c = H K H`, `y_c = H y` and `H = I − 11ᵀ/n` the centring matrix (for targets
     `(n, k)`, `y yᵀ` is `Y Yᵀ`): the cosine between the centred kernel and the ideal kernel
     of the targets, in `[−1, 1]`; 1 for `K = y yᵀ`. Kernel-task alignment is what makes
-    kernel regression with few samples generalise (Kumar et al. 2024 track it for the NTK)."""
+    kernel regression with few samples generalise (Kumar et al. 2024 track it for the NTK).
+    Undefined (NaN) when the centred targets or the centred kernel vanish, e.g. for constant
+    targets, which no kernel can align with."""
     kernel = jnp.asarray(kernel)
     targets = jnp.asarray(targets)
     if targets.ndim == 1:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._checks import check_count, check_key
+from .._checks import check_count, check_key, check_non_negative
 
 __all__ = ["xor_bayes_accuracy", "xor_clusters"]
 
@@ -34,6 +34,7 @@ def xor_clusters(
     check_key(key, "xor_clusters")
     check_count("n", n)
     check_count("dim", dim, 2)
+    check_non_negative("mean_norm", mean_norm)
     _check_noise(label_noise)
     return _draw(key, n, dim, jnp.asarray(mean_norm, float), jnp.asarray(label_noise, float))
 
