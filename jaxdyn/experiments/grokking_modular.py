@@ -15,11 +15,12 @@ steps). The seed draws the initialisation only.
 Step size across p and N. In this parameterisation the gradient, and with it the sharpness
 `λ_max` of the training loss at initialisation (the top Hessian eigenvalue, which sets gradient
 descent's stability limit `2/λ_max`), shrinks fast with p and N (roughly as `1/(p³N)`: the
-largest curvature is that of fitting the targets' mean `1/p` through the readout), so one
-`train.lr` is not one dynamics at every size. `train.lr_sharpness = c` sets the step to
-`c · 2/λ_max`, `λ_max` measured at the seed's initialisation by power iteration on
-`jaxdyn.learning.hessian_operator` (`sharpness`; reported as `sharpness_init`, the step used as
-`lr`): the default's lr 100 at p = 23, N = 100 is `c ≈ 2.1e-4` of its stability limit.
+top eigenvector fits the targets' class-uniform mean `1/p`, mostly through the readout, whose
+block alone has `λ_max ≈ 2/(N p³)`), so one `train.lr` is not one dynamics at every size.
+`train.lr_sharpness = c` sets the step to `c · 2/λ_max`, `λ_max` measured at the seed's
+initialisation by power iteration on `jaxdyn.learning.hessian_operator` (`sharpness`; reported
+as `sharpness_init`, the step used as `lr`): the default's lr 100 at p = 23, N = 100 is
+`c ≈ 2.1e-4` of its stability limit.
 
 Measured. Train and test accuracy (argmax of `f`) every chunk, by `fit`'s `eval_fn`, and the
 first evaluated step at which each reaches `threshold` (99%): `steps_to_99_train`,
