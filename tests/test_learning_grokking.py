@@ -159,3 +159,21 @@ def test_xor_bayes_accuracy_against_closed_forms_and_monte_carlo():
     x = np.asarray(x)
     rule = np.where(np.abs(x[:, 0]) > np.abs(x[:, 1]), 1.0, -1.0)
     assert abs(np.mean(rule == np.asarray(labels)) - clean) < 0.006
+
+
+def test_grokking_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
+    """`grokking_modular.sharpness` (power iteration on `hessian_operator`), which sets the
+    step of `train.lr_sharpness`, against `eigvalsh` of the dense Hessian of the same loss."""
+    from jax.flatten_util import ravel_pytree
+
+    from jaxdyn.experiments.grokking_modular import _mse, sharpness
+
+    x, labels = modular_addition(5)  # float64: tests/conftest.py enables x64
+    x, y = x[:15], jax.nn.one_hot(labels[:15], 5)
+    model = QuadraticNetwork(10, 3, 5, key=jax.random.key(0))
+    flat, unravel = ravel_pytree(model)
+    dense = jax.jit(jax.hessian(lambda v: _mse(unravel(v), (x, y), None)))(flat)
+    lam, residual = sharpness(model, x, y, key=jax.random.key(1))
+    top = float(jnp.linalg.eigvalsh(dense)[-1])
+    assert flat.dtype == jnp.float64
+    assert lam == pytest.approx(top, rel=1e-8) and residual < 1e-7

@@ -12,6 +12,16 @@ PyTorch replication of Gromov's baseline experiments) is trained by full-batch g
 `d-doshi/Grokking`), through `jaxdyn.fit` (every step in a jitted `lax.scan` of `train.chunk`
 steps). The seed draws the initialisation only.
 
+Step size across p and N. In this parameterisation the gradient, and with it the sharpness
+`λ_max` of the training loss at initialisation (the top Hessian eigenvalue, which sets gradient
+descent's stability limit `2/λ_max`), shrinks fast with p and N (roughly as `1/(p³N)`: the
+top eigenvector fits the targets' class-uniform mean `1/p`, mostly through the readout, whose
+block alone has `λ_max ≈ 2/(N p³)`), so one `train.lr` is not one dynamics at every size.
+`train.lr_sharpness = c` sets the step to `c · 2/λ_max`, `λ_max` measured at the seed's
+initialisation by power iteration on `jaxdyn.learning.hessian_operator` (`sharpness`; reported
+as `sharpness_init`, the step used as `lr`): the default's lr 100 at p = 23, N = 100 is
+`c ≈ 2.1e-4` of its stability limit.
+
 Measured. Train and test accuracy (argmax of `f`) every chunk, by `fit`'s `eval_fn`, and the
 first evaluated step at which each reaches `threshold` (99%): `steps_to_99_train`,
 `steps_to_99_test` (the end of the first chunk at or above it, so resolved to `train.chunk`
@@ -52,7 +62,9 @@ from ..learning import (
     fourier_concentration,
     fourier_spectrum,
     gromov_solution,
+    hessian_operator,
     modular_addition,
+    power_iteration,
 )
 from ..plotting import Figure
 from ..train import fit
@@ -70,6 +82,10 @@ class DataConfig:
 class TrainConfig:
     hidden: int = at_least(100, 1)  # N hidden units
     lr: float = positive(100.0)  # gradient descent step (the mean-field scaling needs it large)
+    # null: use lr. A number c: the step is c * 2 / lambda_max, lambda_max the sharpness of the
+    # training loss at the initialisation (lr is then unused): the same fraction of the
+    # stability limit 2 / lambda_max at every p and N
+    lr_sharpness: float | None = positive(None)
     steps: int = at_least(40_000, 1)
     chunk: int = at_least(100, 1)  # steps per scan and between evaluations: the resolution
 
@@ -113,6 +129,19 @@ def _mse(model, batch, key):
     return jnp.mean((jax.vmap(model)(x) - y) ** 2)
 
 
+def sharpness(model: QuadraticNetwork, x: jax.Array, y: jax.Array, *, key) -> tuple[float, float]:
+    """`λ_max` of the Hessian of the training loss `_mse` at `model` (both layers) by power
+    iteration on `jaxdyn.learning.hessian_operator` (to its default tolerance, √ε), and the
+    relative residual `‖H v − λ v‖ / λ` reached. Power iteration finds the eigenvalue of
+    largest magnitude: a negative one is refused (the step `c · 2/λ` would have no meaning)."""
+    operator = hessian_operator(lambda m, x, y: _mse(m, (x, y), None), model, x, y)
+    pairs, info = power_iteration(operator, key=key)
+    lam = float(pairs.values[0])
+    if lam <= 0:
+        raise ValueError(f"the Hessian's eigenvalue of largest magnitude is {lam} <= 0")
+    return lam, float(info.error)
+
+
 def _first_crossing(steps: np.ndarray, values: np.ndarray, level: float) -> int | None:
     above = np.nonzero(values >= level)[0]
     return int(steps[above[0]]) if above.size else None
@@ -151,8 +180,14 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             "weight_change": jnp.linalg.norm(_flat(model) - w0) / jnp.linalg.norm(w0),
         } | _concentration(model.w1, p)
 
+    lam, lam_residual = None, None
+    lr = t.lr
+    if t.lr_sharpness is not None:
+        key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+        lam, lam_residual = sharpness(model0, x_train, y_train, key=key)
+        lr = t.lr_sharpness * 2 / lam
     start = time.perf_counter()
-    result = fit(_mse, model0, (x_train, y_train), optax.sgd(t.lr), steps=t.steps,
+    result = fit(_mse, model0, (x_train, y_train), optax.sgd(lr), steps=t.steps,
                  batch_size=None, key=jax.random.key(cfg.seed), chunk=t.chunk,
                  eval_fn=eqx.filter_jit(measure), run_dir=run_dir,
                  checkpoint_every=t.steps // t.chunk + 1, resume=resume,
@@ -198,6 +233,10 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "resolution_steps": int(t.chunk),
         "num_train_pairs": len(train_idx),
         "num_test_pairs": len(test_idx),
+        "lr": lr,
+        # with train.lr_sharpness: lambda_max at the initialisation, its relative residual
+        "sharpness_init": lam,
+        "sharpness_init_residual": lam_residual,
         "train_seconds": seconds,
     }
     notes = [f"{s} accuracy never reached {cfg.threshold} in {t.steps} steps"
