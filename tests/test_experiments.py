@@ -116,6 +116,17 @@ TINY = {
     # p = 11: both accuracies reach 99% within 4000 steps (train ~1000, test ~3000 at seed 0)
     "grokking_modular": ["data.p=11", "train.hidden=40", "train.steps=4000", "train.chunk=500",
                          "ntk_inputs=16"],
+    # the method (Fourier features and causal weights), 20 steps at 4 units: the loop (fit
+    # between weight updates, causal weights, annealing) end to end; ETDRK4 on 32 points
+    "pinn_advection": ["variants=[all]", "network.width=4", "network.depth=1",
+                       "network.fourier_features=2", "train.steps=20", "train.update_every=10",
+                       "train.batch=32", "train.initial_points=8", "causal.chunks=4",
+                       "eval.nt=3", "eval.nx=8"],
+    "pinn_allen_cahn": ["variants=[all]", "network.width=4", "network.depth=1",
+                        "network.fourier_features=2", "train.steps=20", "train.update_every=10",
+                        "train.batch=32", "train.initial_points=8", "causal.chunks=4",
+                        "reference_points=32", "reference_dt0=0.05", "eval.nt=3",
+                        "eval.nx=8"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
@@ -191,6 +202,9 @@ HEADLINES = {
     "grokking_modular": [(("steps_to_99_train",), 1, 4000), (("steps_to_99_test",), 1, 4000),
                          (("ntk_change_at_99_test",), 0.0, math.inf),
                          (("weight_change_at_99_test",), 0.0, math.inf)],
+    # relative L2 errors of barely trained networks: finite, near 1
+    "pinn_advection": [(("rel_l2",), 0.0, 10.0), (("final_min_causal_weight",), 0.0, 1.0)],
+    "pinn_allen_cahn": [(("rel_l2",), 0.0, 10.0)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     "saxe_deep_linear": [(("flow_max_rel_error",), 0.0, 1e-6), (("gd_max_rel_error",), 0.0, 1.0),
                          (("half_learning_time_flow", "mode_1"), 1.33, 1.34)],
@@ -263,6 +277,8 @@ def test_experiment_smoke(name, tmp_path):
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),
         ("edge_of_stability", ["window_start=40"], "window_start=40 must be < window_end=40"),
         ("edge_of_stability", ["learning_rates=[0.1,0.1]"], "learning_rates=[0.1, 0.1] repeats"),
+        ("pinn_advection", ["train.batch=30"], "must be a multiple of causal.chunks=4"),
+        ("pinn_allen_cahn", ["eval.nx=7"], "eval.nx=7 must divide reference_points=32"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
     ],
