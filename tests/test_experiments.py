@@ -128,6 +128,17 @@ TINY = {
     "lazy_rich": ["data.inputs=8", "data.train=40", "data.test=20", "train.hidden=20",
                   "train.steps=100", "train.chunk=50", "alphas=[1.0]", "connectivity.ranks=[1]",
                   "ntk_inputs=8", "train.learning_rate=40.0"],
+    # the method (Fourier features and causal weights), 20 steps at 4 units: the loop (fit
+    # between weight updates, causal weights, annealing) end to end; ETDRK4 on 32 points
+    "pinn_advection": ["variants=[all]", "network.width=4", "network.depth=1",
+                       "network.fourier_features=2", "train.steps=20", "train.update_every=10",
+                       "train.batch=32", "train.initial_points=8", "causal.chunks=4",
+                       "eval.nt=3", "eval.nx=8"],
+    "pinn_allen_cahn": ["variants=[all]", "network.width=4", "network.depth=1",
+                        "network.fourier_features=2", "train.steps=20", "train.update_every=10",
+                        "train.batch=32", "train.initial_points=8", "causal.chunks=4",
+                        "reference_points=32", "reference_dt0=0.05", "eval.nt=3",
+                        "eval.nx=8"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     # N = 40, two draws, the three headline loads as the sweep; tsit5 compiles faster
     "generalization_dynamics": ["size=40", "draws=2", "sweep.alphas=[0.5,1.0,2.0]",
@@ -249,6 +260,9 @@ HEADLINES = {
                   (("final_feature_alignment", "alpha_1"), 0.0, 1.0),
                   (("per_alpha", "alpha_1", "final_weight_change"), 0.0, math.inf),
                   (("connectivity", "final_ntk_change", "rank_1"), 0.0, math.inf)],
+    # relative L2 errors of barely trained networks: finite, near 1
+    "pinn_advection": [(("rel_l2",), 0.0, 10.0), (("final_min_causal_weight",), 0.0, 1.0)],
+    "pinn_allen_cahn": [(("rel_l2",), 0.0, 10.0)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     # stable runs of 20 coarse steps from the smooth small ICs (no spin-up); errors >= 0
     "learned_closure": [(("aposteriori", "steps_before_blowup"), 0, 20),
@@ -376,6 +390,8 @@ def test_experiment_smoke(name, tmp_path):
         ("lazy_rich", ["alphas=[1.0,1.0]"], "alphas=[1.0, 1.0] repeats a value"),
         ("learned_closure", ["eval.burn_in=20"], "eval.burn_in=20 must be < eval.long_steps=20"),
         ("learned_closure", ["closure.kernel_size=4"], "closure.kernel_size=4 must be odd"),
+        ("pinn_advection", ["train.batch=30"], "must be a multiple of causal.chunks=4"),
+        ("pinn_allen_cahn", ["eval.nx=7"], "eval.nx=7 must divide reference_points=32"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
         ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),
