@@ -6,10 +6,29 @@ and 2-D, with 2/3 dealiasing: Burgers, Kuramoto–Sivashinsky, Korteweg–de Vri
 Navier–Stokes (vorticity) ready-made, any other from a linear symbol and a nonlinear term.
 `jit`, `vmap` over initial conditions and `grad` (with respect to initial conditions and the
 parameters of either term) go through every step.
+
+Physics-informed neural networks (Raissi et al. 2019): `derivatives` and `pde_residual` of a
+scalar network `u(t, x)` by `jax.jacfwd`/`jax.hessian` vmapped over collocation points; exact
+periodic embeddings (`PeriodicEmbedding`) and random Fourier features (`FourierFeatures`);
+causal weights over time chunks (`chunk_losses`, `causal_weights`, `anneal_causal_epsilon`;
+Wang, Sankaran & Perdikaris 2022); loss balancing by gradient norms (`GradNormState`,
+`gradient_norms`, `grad_norm_weights`, `update_grad_norm_weights`; Wang et al. 2023).
 """
 
+from ._balancing import GradNormState as GradNormState
+from ._balancing import grad_norm_weights as grad_norm_weights
+from ._balancing import gradient_norms as gradient_norms
+from ._balancing import update_grad_norm_weights as update_grad_norm_weights
+from ._causal import anneal_causal_epsilon as anneal_causal_epsilon
+from ._causal import causal_weights as causal_weights
+from ._causal import chunk_losses as chunk_losses
+from ._embeddings import FourierFeatures as FourierFeatures
+from ._embeddings import PeriodicEmbedding as PeriodicEmbedding
 from ._etdrk import ETDRK4 as ETDRK4
 from ._etdrk import etdrk4_coefficients as etdrk4_coefficients
+from ._pinn import Derivatives as Derivatives
+from ._pinn import derivatives as derivatives
+from ._pinn import pde_residual as pde_residual
 from ._problems import Convection as Convection
 from ._problems import VorticityConvection as VorticityConvection
 from ._problems import burgers as burgers
