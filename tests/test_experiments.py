@@ -116,7 +116,8 @@ TINY = {
     # p = 11: both accuracies reach 99% within 4000 steps (train ~1000, test ~3000 at seed 0)
     "grokking_modular": ["data.p=11", "train.hidden=40", "train.steps=4000", "train.chunk=500",
                          "ntk_inputs=16"],
-    # a coarse Burgers reference, networks and trainings of a few steps, one threshold each
+    # a coarse Burgers reference, networks and trainings of a few steps, one threshold each;
+    # no horizon stages and no refit (each another compiled solve-and-gradient program)
     "operator_discovery": ["burgers.data.num_x=32", "burgers.data.dt0=0.025",
                            "burgers.model.width=8", "burgers.model.depth=1",
                            "burgers.model.modes=2", "burgers.model.hidden_width=4",
@@ -125,10 +126,10 @@ TINY = {
                            "burgers.regression.thresholds=[0.1]", "burgers.regression.num_t=3",
                            "burgers.regression.num_x=8", "oscillator.data.t1=2.0",
                            "oscillator.data.num_times=5", "oscillator.model.width=4",
-                           "oscillator.model.depth=1", "oscillator.train.horizons=[0.5]",
-                           "oscillator.train.stage_steps=2", "oscillator.train.steps=2",
-                           "oscillator.train.chunk=2", "oscillator.regression.thresholds=[0.1]",
-                           "oscillator.regression.num_t=5", "oscillator.refit.steps=2"],
+                           "oscillator.model.depth=1", "oscillator.train.stage_steps=0",
+                           "oscillator.train.steps=2", "oscillator.train.chunk=2",
+                           "oscillator.regression.thresholds=[0.1]",
+                           "oscillator.regression.num_t=5", "oscillator.refit.steps=0"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     "edge_of_stability": ["num_samples=100", "network.width=16", "train.steps=40",
                           "train.chunk=10", "window_start=20", "window_end=40",
