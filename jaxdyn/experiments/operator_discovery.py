@@ -390,6 +390,12 @@ def _solve_candidates(library, coefficients, u0, nu, grid, dt0, num_steps):
 
 
 @eqx.filter_jit
+def _on_grid(solution: PeriodicSolution, t, x):
+    """`u_θ(t_i, x_j)` for every pair: `(len(t), len(x))`."""
+    return jax.vmap(jax.vmap(solution, (None, 0)), (0, None))(t, x)
+
+
+@eqx.filter_jit
 def _evaluate_pinn(model: BurgersPINN, library, t, x, x_grid):
     """`u_θ`, `u_θ,x`, `N_φ(u_θ, u_θ,x)` and the library's features at the points `(t, x)`,
     and `u_θ(0, ·)` on the grid."""
@@ -479,7 +485,8 @@ def _run_burgers(cfg: DictConfig, level: float, seed: int) -> tuple[dict, dict]:
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
     }
-    fitted = eqx.filter_jit(jax.vmap(jax.vmap(model.solution, (None, 0)), (0, None)))(
+    fitted = _on_grid(
+        model.solution,
         jnp.asarray([*d.snapshot_times, d.validation_time], jnp.float32),
         jnp.asarray(data["x"], jnp.float32),
     )
