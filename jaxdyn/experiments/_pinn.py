@@ -38,6 +38,7 @@ from ..physics import (
     pde_residual,
     update_grad_norm_weights,
 )
+from ..plotting import Figure
 from ..train import fit
 
 
@@ -216,3 +217,19 @@ def train(problem: Problem, cfg, variant: str, *, key, t_grid, x_grid, reference
     cpu, wall = time.process_time() - start[0], time.perf_counter() - start[1]
     return {"field": field, "history": {k: np.asarray(v) for k, v in history.items()},
             "cpu_seconds": cpu, "wall_seconds": wall}  # fmt: skip
+
+
+def solution_figure(path, results: dict, t, x, reference, *, extent, title: str) -> None:
+    """The reference field beside each variant's network on the `(t, x)` grid, saved to
+    `path` (the ablation figure both PINN experiments draw)."""
+    fig = Figure(figsize=(4 * (len(results) + 1), 3.2))
+    axes = fig.subplots(1, len(results) + 1)
+    axes[0].imshow(np.asarray(reference), origin="lower", aspect="auto", extent=extent, cmap="RdBu")
+    axes[0].set(title=title, xlabel="x", ylabel="t")
+    for ax, (v, r) in zip(axes[1:], results.items(), strict=True):
+        u = jax.vmap(jax.vmap(r["field"], (None, 0)), (0, None))(t, x)
+        ax.imshow(np.asarray(u), origin="lower", aspect="auto", extent=extent, cmap="RdBu",
+                  vmin=-1, vmax=1)  # fmt: skip
+        ax.set(title=f"{v}: rel L2 {float(r['history']['rel_l2'][-1]):.2g}", xlabel="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -473,15 +473,7 @@ def _run_burgers(cfg: DictConfig, level: float, seed: int) -> tuple[dict, dict]:
         "validation_error_truth": truth_error,
         "final_misfit": float(result.losses[-1]),
         "equation": _equation(c, names, f"u_t = {d.nu} u_xx"),
-        "candidates": [
-            {
-                "threshold": float(t),
-                "terms": int(n),
-                "validation_error": float(e),
-                "equation": _equation(cc, names, ""),
-            }
-            for t, n, e, cc in zip(r.thresholds, terms, errors, candidates, strict=True)
-        ],  # fmt: skip
+        "candidates": _candidates(r.thresholds, terms, errors, candidates, names),
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
     }
@@ -503,6 +495,16 @@ def _run_burgers(cfg: DictConfig, level: float, seed: int) -> tuple[dict, dict]:
         "true": true_values,
     }
     return row, arrays
+
+
+def _candidates(thresholds, terms, errors, candidates, names) -> list[dict]:
+    """Every STLSQ candidate of the threshold sweep: its threshold, number of terms, held-out
+    error and equation (the summary's record of what the selection chose among)."""
+    return [
+        {"threshold": float(t), "terms": int(n), "validation_error": float(e),
+         "equation": _equation(c, names, "")}
+        for t, n, e, c in zip(thresholds, terms, errors, candidates, strict=True)
+    ]  # fmt: skip
 
 
 def _equation(coefficients, names, head: str) -> str:
@@ -679,15 +681,7 @@ def _run_oscillator(cfg: DictConfig, level: float, seed: int) -> tuple[dict, dic
         "x0": float(model.x0),
         "final_misfit": float(result.losses[-1]),
         "equation": _equation(c, names, f"x'' = -{d.damping} x' -(") + ")",
-        "candidates": [
-            {
-                "threshold": float(t),
-                "terms": int(n),
-                "validation_error": float(e),
-                "equation": _equation(cc, names, ""),
-            }
-            for t, n, e, cc in zip(r.thresholds, terms, errors, candidates, strict=True)
-        ],  # fmt: skip
+        "candidates": _candidates(r.thresholds, terms, errors, candidates, names),
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
     }

@@ -31,12 +31,20 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from omegaconf import DictConfig
 
 from ..config import ConfigError, distinct_names, positive, section
 from ..plotting import Figure
-from ._pinn import VARIANTS, CausalConfig, EvalConfig, NetworkConfig, Problem, TrainConfig, train
+from ._pinn import (
+    VARIANTS,
+    CausalConfig,
+    EvalConfig,
+    NetworkConfig,
+    Problem,
+    TrainConfig,
+    solution_figure,
+    train,
+)
 from ._registry import register
 
 TARGET = 2e-2  # the relative L2 target for the best variant
@@ -116,15 +124,12 @@ def _figures(run_dir: Path, results: dict, t, x, reference, cfg: DictConfig) -> 
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run_dir / "rel_l2.png", dpi=120)
-    fig = Figure(figsize=(4 * (len(results) + 1), 3.2))
-    axes = fig.subplots(1, len(results) + 1)
-    extent = (0.0, float(x[-1]), 0.0, 1.0)
-    axes[0].imshow(np.asarray(reference), origin="lower", aspect="auto", extent=extent, cmap="RdBu")
-    axes[0].set(title="exact sin(x − βt)", xlabel="x", ylabel="t")
-    for ax, (v, r) in zip(axes[1:], results.items(), strict=True):
-        u = jax.vmap(jax.vmap(r["field"], (None, 0)), (0, None))(t, x)
-        ax.imshow(np.asarray(u), origin="lower", aspect="auto", extent=extent, cmap="RdBu",
-                  vmin=-1, vmax=1)  # fmt: skip
-        ax.set(title=f"{v}: rel L2 {float(r['history']['rel_l2'][-1]):.2g}", xlabel="x")
-    fig.tight_layout()
-    fig.savefig(run_dir / "solutions.png", dpi=100)
+    solution_figure(
+        run_dir / "solutions.png",
+        results,
+        t,
+        x,
+        reference,
+        extent=(0.0, float(x[-1]), 0.0, 1.0),
+        title="exact sin(x − βt)",
+    )

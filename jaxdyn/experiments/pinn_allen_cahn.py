@@ -30,7 +30,16 @@ from omegaconf import DictConfig
 from ..config import ConfigError, at_least, distinct_names, positive, section
 from ..physics import ETDRK4, PeriodicGrid
 from ..plotting import Figure
-from ._pinn import VARIANTS, CausalConfig, EvalConfig, NetworkConfig, Problem, TrainConfig, train
+from ._pinn import (
+    VARIANTS,
+    CausalConfig,
+    EvalConfig,
+    NetworkConfig,
+    Problem,
+    TrainConfig,
+    solution_figure,
+    train,
+)
 from ._registry import register
 
 JAXPI = {"all": 5.84e-4, "fourier": 1.59e-3}  # jaxpi's examples/allen_cahn README (GPU)
@@ -137,15 +146,12 @@ def _figures(run_dir: Path, results: dict, t, x, u_ref) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run_dir / "rel_l2.png", dpi=120)
-    fig = Figure(figsize=(4 * (len(results) + 1), 3.2))
-    axes = fig.subplots(1, len(results) + 1)
-    extent = (-1.0, float(x[-1]), 0.0, 1.0)
-    axes[0].imshow(np.asarray(u_ref), origin="lower", aspect="auto", extent=extent, cmap="RdBu")
-    axes[0].set(title="ETDRK4 reference", xlabel="x", ylabel="t")
-    for ax, (v, r) in zip(axes[1:], results.items(), strict=True):
-        u = jax.vmap(jax.vmap(r["field"], (None, 0)), (0, None))(t, x)
-        ax.imshow(np.asarray(u), origin="lower", aspect="auto", extent=extent, cmap="RdBu",
-                  vmin=-1, vmax=1)  # fmt: skip
-        ax.set(title=f"{v}: rel L2 {float(r['history']['rel_l2'][-1]):.2g}", xlabel="x")
-    fig.tight_layout()
-    fig.savefig(run_dir / "solutions.png", dpi=100)
+    solution_figure(
+        run_dir / "solutions.png",
+        results,
+        t,
+        x,
+        u_ref,
+        extent=(-1.0, float(x[-1]), 0.0, 1.0),
+        title="ETDRK4 reference",
+    )
