@@ -112,6 +112,22 @@ def check_increasing(argument: str, times: Any) -> None:
         )
 
 
+def check_times(ts: Any) -> tuple[np.ndarray | None, jax.Array]:
+    """`(times, ts)`: a host copy of the times when they are known at trace time (NumPy input
+    stays concrete under `jit`, where `jnp.asarray` would make it a tracer; `None` when traced)
+    and `ts` as a JAX array, checked: one axis of at least 2 floating-point times, strictly
+    increasing where they are known."""
+    times = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
+    ts = jnp.asarray(ts)
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {ts.shape}")
+    if not jnp.issubdtype(ts.dtype, jnp.floating):
+        raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
+    if times is not None:
+        check_increasing("ts", times)
+    return times, ts
+
+
 def paired_arrays(caller: str, **pair: Any) -> tuple[jax.Array, jax.Array]:
     """The two arrays of `pair` (keyword names as the caller's arguments), which must have one
     shape: `paired_arrays("r2_score", pred=pred, target=target)`."""

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_count, check_increasing, check_positive
+from .._checks import check_count, check_positive, check_times
 from ..solve import OnFailure, Solution, odeint
 
 __all__ = ["heavy_ball_flow", "heavy_ball_iterates", "nesterov_flow", "nesterov_iterates"]
@@ -114,17 +114,14 @@ def nesterov_flow(
     """
     x0 = _check_x0(x0)
     check_positive("r", r)
-    if not isinstance(ts, jax.core.Tracer):
-        times = np.asarray(ts, dtype=float)
-        if times.ndim != 1 or times.shape[0] < 2:
-            raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {times.shape}")
-        check_increasing("ts", times)
-        if not times[0] > 0:
-            raise ValueError(
-                f"nesterov_flow needs ts[0] > 0 (the friction r/t is singular at t = 0; the "
-                f"start comes from the series at ts[0], e.g. ts[0] = 1e-3), got ts[0]={times[0]}"
-            )
-    ts = jnp.asarray(ts, x0.dtype)
+    if not isinstance(ts, jax.core.Tracer):  # integer times are fine: x0's dtype, concrete
+        ts = np.asarray(ts, dtype=x0.dtype)
+    times, ts = check_times(ts)  # odeint's own check, before ts[0] is used for the start
+    if times is not None and not times[0] > 0:
+        raise ValueError(
+            f"nesterov_flow needs ts[0] > 0 (the friction r/t is singular at t = 0; the "
+            f"start comes from the series at ts[0], e.g. ts[0] = 1e-3), got ts[0]={times[0]}"
+        )
     t0 = ts[0]
     g, hg = jax.jvp(grad, (x0,), (grad(x0),))
     c2, c4 = 1 / (2 * (r + 1)), 1 / (8 * (r + 1) * (r + 3))

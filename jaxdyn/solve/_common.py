@@ -9,10 +9,9 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-from .._checks import OnFailure, check_increasing, check_on_failure, check_positive, choice_error
+from .._checks import OnFailure, check_on_failure, check_positive, check_times, choice_error
 from .._solvers import ADJOINTS, RESULTS, apply_failure_policy, fevals, resolve
 from .._trees import check_same_shapes, shapes
 
@@ -97,22 +96,6 @@ class Endpoint(_Outcome):
     value: PyTree[Array]
     stats: Stats
     result: RESULTS
-
-
-def check_times(ts: Any) -> tuple[np.ndarray | None, Array]:
-    """`(times, ts)`: a host copy of the times when they are known at trace time (NumPy input
-    stays concrete under `jit`, where `jnp.asarray` would make it a tracer; `None` when traced)
-    and `ts` as a JAX array, checked: one axis of at least 2 floating-point times, strictly
-    increasing where they are known."""
-    times = None if isinstance(ts, jax.core.Tracer) else np.asarray(ts)
-    ts = jnp.asarray(ts)
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"ts must be a 1-D array of at least 2 times, got shape {ts.shape}")
-    if not jnp.issubdtype(ts.dtype, jnp.floating):
-        raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
-    if times is not None:
-        check_increasing("ts", times)
-    return times, ts
 
 
 def check_y0(y0: PyTree, batch: Batch) -> None:
