@@ -57,14 +57,19 @@ def check_on_failure(value: Any) -> None:
     check_choice("on_failure", value, ON_FAILURE)
 
 
+def _real_scalar(value: Any) -> bool:
+    """Whether `value` is one real number (Python, NumPy or JAX, not a `bool`)."""
+    is_real = isinstance(value, int | float | np.number | np.ndarray | jax.Array) and not (
+        isinstance(value, bool)
+    )
+    return is_real and np.ndim(value) == 0 and np.isrealobj(value)
+
+
 def check_positive(argument: str, value: Any) -> None:
     """A positive real scalar (Python, NumPy or JAX); traced values cannot be checked."""
     if isinstance(value, jax.core.Tracer):
         return
-    is_real = isinstance(value, int | float | np.number | np.ndarray | jax.Array) and not (
-        isinstance(value, bool)
-    )
-    if not is_real or np.ndim(value) != 0 or not np.isrealobj(value) or not float(value) > 0:
+    if not _real_scalar(value) or not float(value) > 0:
         raise ValueError(f"{argument} must be a positive number, got {value!r}")
 
 
@@ -72,10 +77,7 @@ def check_non_negative(argument: str, value: Any) -> None:
     """A real scalar `>= 0` (Python, NumPy or JAX); traced values cannot be checked."""
     if isinstance(value, jax.core.Tracer):
         return
-    is_real = isinstance(value, int | float | np.number | np.ndarray | jax.Array) and not (
-        isinstance(value, bool)
-    )
-    if not is_real or np.ndim(value) != 0 or not np.isrealobj(value) or not float(value) >= 0:
+    if not _real_scalar(value) or not float(value) >= 0:
         raise ValueError(f"{argument} must be a number >= 0, got {value!r}")
 
 

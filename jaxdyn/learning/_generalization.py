@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_count, check_positive
+from .._checks import check_count, check_non_negative, check_positive
 
 __all__ = [
     "LearningCurves",
@@ -106,8 +106,7 @@ def linear_learning_curves(
     """
     check_positive("alpha", alpha)
     check_positive("teacher_variance", teacher_variance)
-    if not isinstance(noise_variance, jax.core.Tracer) and not noise_variance >= 0:
-        raise ValueError(f"noise_variance must be >= 0, got {noise_variance!r}")
+    check_non_negative("noise_variance", noise_variance)
     check_positive("tau", tau)
     lam = jnp.asarray(eigenvalues)
     w = jnp.asarray(weights)
