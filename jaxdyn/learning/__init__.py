@@ -11,7 +11,11 @@ modular-addition data (`modular_addition`), Gromov's analytic solution (`gromov_
 and the Fourier spectrum of the first layer (`fourier_spectrum`) with its concentration per
 neuron (`fourier_concentration`: inverse participation ratio, top-frequency fraction). The
 XOR cluster data with label noise of Xu et al. 2024, on which a ReLU network first overfits
-benignly then groks (`xor_clusters`), and its Bayes accuracy (`xor_bayes_accuracy`).
+benignly then groks (`xor_clusters`), and its Bayes accuracy (`xor_bayes_accuracy`). The
+three stages of Tian 2025's Li₂ framework (lazy, independent, interactive feature learning):
+a hidden node's energy `E(w) = ½ ‖Ỹᵀσ(Xw)‖²`, whose gradient ascent is its independent
+dynamics and whose local maxima are the emerging features (`li2_energy`), and the cosine
+between each node's actual gradient and `∇E` (`li2_gradient_alignment`).
 
 Lazy and rich training: the α-scaled centred model `AlphaScaled`, `f_α = α (f(w) − f(w₀))`,
 trained with learning rate `alpha_learning_rate(η, α) = η/α²` (Chizat, Oyallon & Bach 2019):
@@ -81,6 +85,8 @@ from ._lanczos import WHICH as WHICH
 from ._lanczos import SpectralDensity as SpectralDensity
 from ._lanczos import spectral_density as spectral_density
 from ._lanczos import top_eigenpairs as top_eigenpairs
+from ._li2 import li2_energy as li2_energy
+from ._li2 import li2_gradient_alignment as li2_gradient_alignment
 from ._linearized import KernelFlow as KernelFlow
 from ._linearized import kernel_flow as kernel_flow
 from ._ntk import NTK_METHODS as NTK_METHODS
