@@ -41,6 +41,30 @@ the row's largest frequency, both averaged over neurons; reported at initialisat
 end (`fourier_ipr_init` / `_final`, `fourier_top1_init` / `_final`), with the reference
 `gromov_solution` values (1 and 1 by construction, measured). The figure `fourier.png` shows
 the per-neuron spectra at initialisation and at the end.
+
+Tian 2025's three stages (Li₂: "Provable scaling laws of feature emergence from learning
+dynamics of grokking", arXiv:2509.21519). Stage I, lazy: the readout fits the random hidden
+features while `W₁` stays near its initialisation and the backpropagated gradient
+`G_F = −∂L/∂F` (`F` the hidden activations) is random. Stage II, independent feature
+learning: `G_F ∝ ỸỸᵀF̃` (`Ỹ`, `F̃` centred over the pairs), so each hidden node `w_j` (row of
+`W₁`) ascends its own energy `E(w) = ½ ‖Ỹᵀσ(Xw)‖²` (`jaxdyn.learning.li2_energy`, `σ(x) = x²`,
+on the training pairs), whose local maxima on the sphere are single-frequency Fourier features.
+Stage III, interactive feature learning: the nodes' features shape `G_F`, which leaves that
+form, and the nodes no longer follow their own energies. Measured at the same evaluations:
+`li2_alignment`, the mean over nodes of the cosine between node `j`'s actual descent direction
+`−∂L/∂w_j` and `∇E(w_j)` (`li2_gradient_alignment`; ≈ 0 for a random `G_F`, 1 for exact
+stage-II dynamics); `li2_energy`, the mean over nodes of `E(w_j / ‖w_j‖)` (the paper's
+features are maxima on the unit sphere; the reference `li2_energy_gromov` is the same mean over
+the rows of Gromov's solution, single Fourier frequencies, on the same training pairs); and
+`hidden_weight_change`, `‖W₁ − W₁⁰‖ / ‖W₁⁰‖`. The criteria, with the threshold
+`stage_threshold = 0.5` (cosine 0.5: 60°), fixed before any run: stage II begins at the first
+evaluated step with `li2_alignment ≥ stage_threshold` (`li2_stage2_step`), stage III at the
+first evaluated step after it with `li2_alignment < stage_threshold` (`li2_stage3_step`);
+stage I is step 0 to the stage-II onset (the train accuracy and hidden-weight change at that
+onset are reported: the paper's stage I ends with the readout fitting and `W₁` near its start).
+Our setting is not the paper's: Tian's analysis needs weight decay `η` on the readout (it is
+what makes `G_F` carry the labels in stage II) and a centred loss; Kumar et al.'s quadratic
+network here has neither, so these are Tian's measures on our run, not a reproduction of his.
 """
 
 import dataclasses
@@ -63,6 +87,8 @@ from ..learning import (
     fourier_spectrum,
     gromov_solution,
     hessian_operator,
+    li2_energy,
+    li2_gradient_alignment,
     modular_addition,
     power_iteration,
 )
@@ -98,6 +124,9 @@ class GrokkingModularConfig:
     threshold: float = fraction(0.99)  # the accuracy whose first crossing is reported
     ntk_inputs: int = at_least(64, 1)  # training pairs the NTK is measured on (the first ones)
     ntk_method: str = choice("jvp", NTK_METHODS)  # empirical_ntk's method (jvp: fastest here)
+    # Tian 2025's stage II begins when the mean node alignment cos(-dL/dw_j, grad E(w_j))
+    # first reaches it, stage III when it next falls below it (fixed before any run)
+    stage_threshold: float = fraction(0.5)
     data: DataConfig = section(DataConfig)
     train: TrainConfig = section(TrainConfig)
 
@@ -172,13 +201,20 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     def accuracy(model, idx):
         return jnp.mean(jnp.argmax(jax.vmap(model)(x[idx]), -1) == labels[idx])
 
+    @eqx.filter_jit
     def measure(model, key=None):
-        return {
-            "train_accuracy": accuracy(model, train_idx),
-            "test_accuracy": accuracy(model, test_idx),
-            "ntk_change": jnp.linalg.norm(ntk(model) - k0) / jnp.linalg.norm(k0),
-            "weight_change": jnp.linalg.norm(_flat(model) - w0) / jnp.linalg.norm(w0),
-        } | _concentration(model.w1, p)
+        return (
+            {
+                "train_accuracy": accuracy(model, train_idx),
+                "test_accuracy": accuracy(model, test_idx),
+                "ntk_change": jnp.linalg.norm(ntk(model) - k0) / jnp.linalg.norm(k0),
+                "weight_change": jnp.linalg.norm(_flat(model) - w0) / jnp.linalg.norm(w0),
+                "hidden_weight_change": jnp.linalg.norm(model.w1 - model0.w1)
+                / jnp.linalg.norm(model0.w1),
+            }
+            | _concentration(model.w1, p)
+            | _li2(model, x_train, y_train)
+        )
 
     lam, lam_residual = None, None
     lr = t.lr
@@ -189,11 +225,11 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     start = time.perf_counter()
     result = fit(_mse, model0, (x_train, y_train), optax.sgd(lr), steps=t.steps,
                  batch_size=None, key=jax.random.key(cfg.seed), chunk=t.chunk,
-                 eval_fn=eqx.filter_jit(measure), run_dir=run_dir,
+                 eval_fn=measure, run_dir=run_dir,
                  checkpoint_every=t.steps // t.chunk + 1, resume=resume,
                  progress=False)  # fmt: skip
     seconds = time.perf_counter() - start
-    first = {k: float(v) for k, v in measure(model0).items()}
+    first = {k: float(v) for k, v in measure(model0, jax.random.key(0)).items()}
     rows = [first | {"step": 0}] + [
         {k.removeprefix("validation."): float(v) for k, v in e.items()} | {"step": int(e["step"])}
         for e in result.evaluations
@@ -204,6 +240,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
                 for s in ("train", "test")}  # fmt: skip
 
     reached = None not in crossing.values()
+    stage2, stage3 = _stage_onsets(steps, curve["li2_alignment"], cfg.stage_threshold)
 
     def at(step, key):
         return None if step is None else float(curve[key][np.nonzero(steps == step)[0][0]])
@@ -229,6 +266,20 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "fourier_top1_final": float(curve["fourier_top1"][-1]),
         # the analytic solution's values (1, 1 by construction), at N = 9 (p - 1)/2 grid phases
         "fourier_ipr_gromov": _gromov_reference(p)["fourier_ipr"],
+        # Tian 2025's stages by li2_alignment (the mean cosine of each node's gradient with
+        # the ascent of its energy) crossing stage_threshold: II begins, then III
+        "li2_stage2_step": stage2,
+        "li2_stage3_step": stage3,
+        "li2_alignment_init": float(curve["li2_alignment"][0]),
+        "li2_alignment_max": float(curve["li2_alignment"].max()),
+        "li2_alignment_final": float(curve["li2_alignment"][-1]),
+        "train_accuracy_at_stage2": at(stage2, "train_accuracy"),
+        "hidden_weight_change_at_stage2": at(stage2, "hidden_weight_change"),
+        "li2_energy_init": float(curve["li2_energy"][0]),
+        "li2_energy_at_stage3": at(stage3, "li2_energy"),
+        "li2_energy_final": float(curve["li2_energy"][-1]),
+        # the same mean energy over Gromov's single-frequency rows, on the same pairs
+        "li2_energy_gromov": _gromov_energy(p, x_train, y_train),
         "num_frequencies": p // 2 + 1,
         "resolution_steps": int(t.chunk),
         "num_train_pairs": len(train_idx),
@@ -246,12 +297,44 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     if cfg.figures:
         _figure(run_dir, curve, crossing, cfg)
         _fourier_figure(run_dir, model0.w1, result.model.w1, curve, cfg)
+        _stages_figure(run_dir, curve, (stage2, stage3), summary["li2_energy_gromov"], cfg)
     return summary
 
 
 def _concentration(w1, p: int) -> dict:
     ipr, top1 = fourier_concentration(fourier_spectrum(w1, p))
     return {"fourier_ipr": jnp.mean(ipr), "fourier_top1": jnp.mean(top1)}
+
+
+def _li2(model, x, y) -> dict:
+    """Tian's stage measure and mean normalised energy of the rows of `W₁` (`σ(x) = x²`; the
+    network's `1/√2p` scaling changes neither a direction nor a normalised row's ranking)."""
+    descent = -jax.grad(lambda w1: _mse(eqx.tree_at(lambda m: m.w1, model, w1), (x, y), None))(
+        model.w1
+    )
+    rows = model.w1 / jnp.linalg.norm(model.w1, axis=1, keepdims=True)
+    return {
+        "li2_alignment": jnp.mean(li2_gradient_alignment(model.w1, descent, x, y)),
+        "li2_energy": jnp.mean(li2_energy(rows, x, y)),
+    }
+
+
+def _stage_onsets(steps: np.ndarray, alignment: np.ndarray, level: float) -> tuple:
+    """Stage II: the first step with `alignment ≥ level`; stage III: the first after it with
+    `alignment < level` (`None` if not reached)."""
+    above = np.nonzero(alignment >= level)[0]
+    if not above.size:
+        return None, None
+    below = np.nonzero(alignment[above[0] :] < level)[0]
+    return int(steps[above[0]]), (int(steps[above[0] + below[0]]) if below.size else None)
+
+
+def _gromov_energy(p: int, x, y) -> float | None:
+    if p % 2 == 0:
+        return None
+    w1 = gromov_solution(p, 9 * (p // 2)).w1
+    rows = w1 / jnp.linalg.norm(w1, axis=1, keepdims=True)
+    return float(jnp.mean(li2_energy(rows, x, y)))
 
 
 def _gromov_reference(p: int) -> dict:
@@ -306,3 +389,34 @@ def _fourier_figure(run_dir: Path, w1_init, w1_final, curve: dict, cfg: DictConf
     axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run_dir / "fourier.png", dpi=120)
+
+
+def _stages_figure(run_dir: Path, curve: dict, onsets: tuple, gromov: float | None, cfg) -> None:
+    steps = curve["step"]
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
+    left.plot(steps, curve["li2_energy"], color="C2", label="mean E(w_j/‖w_j‖)")
+    if gromov is not None:
+        left.axhline(gromov, color="C2", ls="--", lw=1, label="Gromov's Fourier rows")
+    left.set(xlabel="gradient descent step", ylabel="energy E (training pairs)",
+             title="Li₂ energy of the hidden nodes")  # fmt: skip
+    accuracy = left.twinx()
+    accuracy.plot(steps, curve["train_accuracy"], color="C0", lw=1, label="train accuracy")
+    accuracy.plot(steps, curve["test_accuracy"], color="C1", lw=1, label="test accuracy")
+    accuracy.set(ylabel="accuracy", ylim=(-0.02, 1.02))
+    lines = [a.get_legend_handles_labels() for a in (left, accuracy)]
+    left.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize=7,
+                loc="center right")  # fmt: skip
+    right.plot(steps, curve["li2_alignment"], color="k", label="mean cos(−∂L/∂w_j, ∇E(w_j))")
+    right.axhline(cfg.stage_threshold, color="0.5", ls=":", lw=1, label="stage threshold")
+    for ax in (left, right):
+        for onset, name in zip(onsets, ("II", "III"), strict=True):
+            if onset is not None:
+                ax.axvline(onset, color="C3", ls="--", lw=0.8)
+                ax.text(onset, 0.98, f" {name}", color="C3", transform=ax.get_xaxis_transform(),
+                        va="top", fontsize=8)  # fmt: skip
+    right.set(xlabel="gradient descent step", ylabel="alignment", ylim=(-1.02, 1.02),
+              title="Tian's stages: node gradient vs its energy ascent")  # fmt: skip
+    right.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(run_dir / "li2_stages.png", dpi=120)

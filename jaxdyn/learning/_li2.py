@@ -34,36 +34,37 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Scalar
+from jaxtyping import Array, ArrayLike, Float
 
 __all__ = ["li2_energy", "li2_gradient_alignment"]
 
 
 def li2_energy(
-    w: Float[ArrayLike, " d"],
+    w: Float[ArrayLike, "*nodes d"],
     x: Float[ArrayLike, "n d"],
     y: Float[ArrayLike, "n c"],
     activation: Callable[[Array], Array] = jnp.square,
-) -> Scalar:
+) -> Float[Array, "*nodes"]:
     """Tian 2025's energy of one hidden node, `E(w) = ½ ‖Ỹᵀ σ(X w)‖²` with `Ỹ = P⊥Y` the
     targets centred over the `n` samples (so `ỸᵀP⊥ = Ỹᵀ`: the activation needs no centring).
     Its gradient ascent is the node's independent dynamics in stage II of Li₂
     (arXiv:2509.21519): `Xᵀ(σ'(Xw) ⊙ ỸỸᵀσ(Xw))`.
 
-    **Arguments:** `w` (`d`), the node's incoming weights; `x` (`n × d`), the inputs; `y`
-    (`n × c`), the targets (centred here); `activation`, elementwise `σ` (default `x²`, the
-    paper's and Gromov's quadratic). Jittable and differentiable in `w`.
+    **Arguments:** `w` (`d`, or `nodes × d`: one energy per row), the node's incoming
+    weights; `x` (`n × d`), the inputs; `y` (`n × c`), the targets (centred here);
+    `activation`, elementwise `σ` (default `x²`, the paper's and Gromov's quadratic).
+    Jittable and differentiable in `w`.
     """
     w, x, y = jnp.asarray(w), jnp.asarray(x), jnp.asarray(y)
-    if w.ndim != 1 or x.ndim != 2 or y.ndim != 2 or x.shape[1] != w.shape[0]:
+    if w.ndim < 1 or x.ndim != 2 or y.ndim != 2 or x.shape[1] != w.shape[-1]:
         raise ValueError(
-            f"li2_energy: need w (d,), x (n, d), y (n, c); got w {w.shape}, x {x.shape}, "
+            f"li2_energy: need w (..., d), x (n, d), y (n, c); got w {w.shape}, x {x.shape}, "
             f"y {y.shape}"
         )
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"li2_energy: x has {x.shape[0]} samples, y {y.shape[0]}")
     centred = y - jnp.mean(y, axis=0)
-    return 0.5 * jnp.sum((centred.T @ activation(x @ w)) ** 2)
+    return 0.5 * jnp.sum((activation(w @ x.T) @ centred) ** 2, axis=-1)
 
 
 def li2_gradient_alignment(
@@ -89,8 +90,8 @@ def li2_gradient_alignment(
             f"li2_gradient_alignment: need w and descent of one shape (k, d); got w {w.shape}, "
             f"descent {descent.shape}"
         )
-    energy = jax.grad(lambda row: li2_energy(row, x, y, activation))
-    ascent = jax.vmap(energy)(w)
+    # the rows' energies are independent: the gradient of their sum holds each row's own
+    ascent = jax.grad(lambda w: jnp.sum(li2_energy(w, x, y, activation)))(w)
     dot = jnp.sum(ascent * descent, axis=1)
     norms = jnp.linalg.norm(ascent, axis=1) * jnp.linalg.norm(descent, axis=1)
     return jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1.0), 0.0)
