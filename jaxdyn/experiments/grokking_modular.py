@@ -62,6 +62,8 @@ evaluated step with `li2_alignment ≥ stage_threshold` (`li2_stage2_step`), sta
 first evaluated step after it with `li2_alignment < stage_threshold` (`li2_stage3_step`);
 stage I is step 0 to the stage-II onset (the train accuracy and hidden-weight change at that
 onset are reported: the paper's stage I ends with the readout fitting and `W₁` near its start).
+The figure `li2_stages.png`: the mean energy with the train and test accuracy, and the
+alignment with the threshold and the two onsets.
 Our setting is not the paper's: Tian's analysis needs weight decay `η` on the readout (it is
 what makes `G_F` carry the labels in stage II) and a centred loss; Kumar et al.'s quadratic
 network here has neither, so these are Tian's measures on our run, not a reproduction of his.
