@@ -39,12 +39,13 @@ every figure above is computed from the other paths.
 
 import dataclasses
 from pathlib import Path
+from statistics import NormalDist
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PRNGKeyArray
+from jaxtyping import Float, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import at_least, positive, section
@@ -152,6 +153,47 @@ def sine_data(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, dict[str, np.nda
     return obs_ts, xs[:, None], {"validation": validation_ts, "test": test_ts}
 
 
+def ou_posterior(
+    obs_ts: Float[np.ndarray, " obs"],
+    ys: Float[np.ndarray, " obs"],
+    ts: Float[np.ndarray, " time"],
+    *,
+    sigma: float,
+    theta: float,
+    noise_var: float,
+) -> tuple[Float[np.ndarray, " time"], Float[np.ndarray, " time"]]:
+    """The exact posterior mean and standard deviation of `z(ts)` under the stationary OU
+    prior `dz = -θ z dt + σ dW`, `z(0) ~ N(0, σ²/2θ)` (a Gaussian process with covariance
+    `k(s, t) = σ²/(2θ) exp(-θ|s - t|)`), given `ys = z(obs_ts) + ε`, `ε ~ N(0, noise_var)`
+    (Rasmussen & Williams 2006, eq. 2.25-2.26)."""
+    obs, ts = np.asarray(obs_ts, float), np.asarray(ts, float)
+    var0 = sigma**2 / (2 * theta)
+    kernel = lambda a, b: var0 * np.exp(-theta * np.abs(a[:, None] - b[None, :]))  # noqa: E731
+    chol = np.linalg.cholesky(kernel(obs, obs) + noise_var * np.eye(obs.shape[0]))
+    cross = np.linalg.solve(chol, kernel(obs, ts))  # L^-1 K(obs, ts)
+    mean = cross.T @ np.linalg.solve(chol, np.asarray(ys, float))
+    var = np.maximum(var0 - np.sum(cross**2, axis=0), 0.0)
+    return mean, np.sqrt(var)
+
+
+def ou_reference(cfg: DictConfig, obs_ts, xs, heldout) -> dict | None:
+    """The coverage of the exact posterior's central 95% band (mean ± 1.96 sd) when the
+    likelihood is Gaussian with the model's likelihood variance (Laplace of scale b: 2b²):
+    the band the latent SDE approximates, for the fixed-OU, constant-diffusion, identity-decoder
+    model only (else None). It says how much of a coverage miss is the prior's."""
+    m = cfg.model
+    if (m.prior, m.diffusion, m.decoder, m.latent) != ("ou_fixed", "constant", "identity", 1):
+        return None
+    noise_var = 2 * m.obs_std**2 if m.likelihood == "laplace" else m.obs_std**2
+    z = NormalDist().inv_cdf(0.975)
+    out = {}
+    for name, ts in (("coverage", heldout["test"]), ("validation_coverage", heldout["validation"])):
+        mean, std = ou_posterior(obs_ts, xs[:, 0], ts, sigma=m.diffusion_scale, theta=m.ou_rate,
+                                 noise_var=noise_var)  # fmt: skip
+        out[name] = float(np.mean(np.abs(_sine(cfg.data, ts) - mean) <= z * std))
+    return out
+
+
 def posterior_band(cfg: DictConfig, model, obs_ts, xs, heldout, *, key: PRNGKeyArray) -> dict:
     """Decoded posterior paths on `[0, horizon]` (at the plot grid, the held-out and the
     observation times), the failed ones (NaN) left out, and the band's figures of merit: on
@@ -219,6 +261,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "target_met": bool(band["coverage"] >= cfg.target.coverage),
         **band,
         "band": "pointwise 2.5%-97.5% quantiles of decoded posterior paths (no obs. noise)",
+        "exact_ou_posterior": ou_reference(cfg, obs_ts, xs, heldout),
         "eval_samples": int(e.eval_samples),
         "final_elbo": _float(final.get("elbo")),
         "final_log_likelihood": _float(final.get("log_likelihood")),
