@@ -11,8 +11,9 @@ rises linearly from `1/warmup` to 1 over `model.kl_warmup` steps (`kl_warmup`, r
 counter kept with the model). The default follows torchsde's `examples/latent_sde.py`
 (`--data irregular_sine`) as closely as the model allows: a one-dimensional latent observed
 directly (identity decoder) through a Laplace likelihood of scale 0.05; a fixed OU prior
-`dz = θ(μ - z) dt + σ dW` with θ = 1, μ = 0, σ = 0.5 and `p(z0)` its stationary law
-`N(0, σ²/2θ)`; the posterior `dz = f(sin t, cos t, z) dt + σ dW` sharing the fixed diffusion,
+`dz = θ(μ - z) dt + σ dW` with θ = 1, μ = 0 and `p(z0)` its stationary law `N(0, σ²/2θ)`
+(σ = `diffusion_scale`: torchsde's 0.5, here 0.75, chosen on validation: see below); the
+posterior `dz = f(sin t, cos t, z) dt + σ dW` sharing the fixed diffusion,
 `f` a tanh MLP whose last layer starts at zero; the path KL integrated on `[0, horizon]`, past
 the last observation; Euler–Maruyama with dt = 0.01; Adam, lr 1e-2 decayed by 0.999 per step;
 KL warm-up over 100 steps. Differences: `q(z0)` comes from the (backwards-GRU) encoder rather
@@ -24,6 +25,23 @@ decoder, Gaussian likelihood) is selectable: `model.prior=ou model.diffusion=lea
 model.diffusion_scale=1.0 model.time_input=t model.posterior_context=true
 model.activation=softplus model.zero_init=false model.decoder=linear model.likelihood=normal
 model.latent=2 ...` (see configs/latent_sde_sine.yaml).
+
+Why σ. With torchsde's σ = 0.5 the band covered 0.853 ± 0.054 of the test points (0.827 of
+the validation points), short of the 0.9 target. The cause is the prior, not the fit: the
+exact posterior under the same OU prior (a Gaussian process with covariance
+`σ²/(2θ) e^{-θ|s-t|}`, given the observations with Gaussian noise of the Laplace likelihood's
+variance 2 · 0.05²; `ou_posterior`) covers the same validation points 0.80 / 0.89 / 0.805 on
+seeds 0–2, where the latent SDE's band covered 0.80 / 0.885 / 0.795: the variational
+posterior reproduces the exact one, whose band is too narrow in the unobserved gaps because
+σ = 0.5 makes the prior too smooth for `0.8 sin(2πt)` (that process's log marginal likelihood
+of the 16 observations is highest near σ = 0.9–1.0 on each seed, 7–11 nats above σ = 0.5).
+A closer fit (longer training, more posterior samples per step, torchsde's width or free
+`q(z0)`) would only bring the band nearer to the exact posterior's. σ was therefore chosen
+from {0.5, 0.625, 0.75, 1.0} as the one whose band's mean validation coverage over seeds 0–2
+is closest to the nominal 0.95 (the test points were not looked at). The band is of the
+noiseless latent (the decoder mean), as the held-out points are the noiseless truth; a band
+for new noisy observations would add the likelihood's noise. The exact posterior's coverage
+(`exact_ou_posterior`) is reported beside the latent SDE's as the reference for the fit.
 
 Evaluation. `eval_samples` posterior paths on `[0, horizon]`, decoded. The 95% band is the
 pointwise 2.5%–97.5% quantile range of the decoded posterior paths (the decoder mean, without
@@ -107,7 +125,7 @@ class LatentSDESineConfig:
         zero_init=True,
         width=64,
         diffusion="constant",
-        diffusion_scale=0.5,
+        diffusion_scale=0.75,  # torchsde: 0.5; chosen on validation coverage
         ou_rate=1.0,
         decoder="identity",
         likelihood="laplace",
