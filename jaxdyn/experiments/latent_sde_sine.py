@@ -11,8 +11,9 @@ rises linearly from `1/warmup` to 1 over `model.kl_warmup` steps (`kl_warmup`, r
 counter kept with the model). The default follows torchsde's `examples/latent_sde.py`
 (`--data irregular_sine`) as closely as the model allows: a one-dimensional latent observed
 directly (identity decoder) through a Laplace likelihood of scale 0.05; a fixed OU prior
-`dz = θ(μ - z) dt + σ dW` with θ = 1, μ = 0, σ = 0.5 and `p(z0)` its stationary law
-`N(0, σ²/2θ)`; the posterior `dz = f(sin t, cos t, z) dt + σ dW` sharing the fixed diffusion,
+`dz = θ(μ - z) dt + σ dW` with θ = 1, μ = 0 and `p(z0)` its stationary law `N(0, σ²/2θ)`
+(σ = `diffusion_scale`: torchsde's 0.5, here 0.75, chosen on validation: see below); the
+posterior `dz = f(sin t, cos t, z) dt + σ dW` sharing the fixed diffusion,
 `f` a tanh MLP whose last layer starts at zero; the path KL integrated on `[0, horizon]`, past
 the last observation; Euler–Maruyama with dt = 0.01; Adam, lr 1e-2 decayed by 0.999 per step;
 KL warm-up over 100 steps. Differences: `q(z0)` comes from the (backwards-GRU) encoder rather
@@ -24,6 +25,23 @@ decoder, Gaussian likelihood) is selectable: `model.prior=ou model.diffusion=lea
 model.diffusion_scale=1.0 model.time_input=t model.posterior_context=true
 model.activation=softplus model.zero_init=false model.decoder=linear model.likelihood=normal
 model.latent=2 ...` (see configs/latent_sde_sine.yaml).
+
+Why σ. With torchsde's σ = 0.5 the band covered 0.853 ± 0.054 of the test points (0.827 of
+the validation points), short of the 0.9 target. The cause is the prior, not the fit: the
+exact posterior under the same OU prior (a Gaussian process with covariance
+`σ²/(2θ) e^{-θ|s-t|}`, given the observations with Gaussian noise of the Laplace likelihood's
+variance 2 · 0.05²; `ou_posterior`) covers the same validation points 0.80 / 0.89 / 0.805 on
+seeds 0–2, where the latent SDE's band covered 0.80 / 0.885 / 0.795: the variational
+posterior reproduces the exact one, whose band is too narrow in the unobserved gaps because
+σ = 0.5 makes the prior too smooth for `0.8 sin(2πt)` (that process's log marginal likelihood
+of the 16 observations is highest near σ = 0.9–1.0 on each seed, 7–11 nats above σ = 0.5).
+A closer fit (longer training, more posterior samples per step, torchsde's width or free
+`q(z0)`) would only bring the band nearer to the exact posterior's. σ was therefore chosen
+from {0.5, 0.625, 0.75, 1.0} as the one whose band's mean validation coverage over seeds 0–2
+is closest to the nominal 0.95 (the test points were not looked at). The band is of the
+noiseless latent (the decoder mean), as the held-out points are the noiseless truth; a band
+for new noisy observations would add the likelihood's noise. The exact posterior's coverage
+(`exact_ou_posterior`) is reported beside the latent SDE's as the reference for the fit.
 
 Evaluation. `eval_samples` posterior paths on `[0, horizon]`, decoded. The 95% band is the
 pointwise 2.5%–97.5% quantile range of the decoded posterior paths (the decoder mean, without
@@ -39,12 +57,13 @@ every figure above is computed from the other paths.
 
 import dataclasses
 from pathlib import Path
+from statistics import NormalDist
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PRNGKeyArray
+from jaxtyping import Float, PRNGKeyArray
 from omegaconf import DictConfig
 
 from ..config import at_least, positive, section
@@ -106,7 +125,7 @@ class LatentSDESineConfig:
         zero_init=True,
         width=64,
         diffusion="constant",
-        diffusion_scale=0.5,
+        diffusion_scale=0.75,  # torchsde: 0.5; chosen on validation coverage
         ou_rate=1.0,
         decoder="identity",
         likelihood="laplace",
@@ -150,6 +169,47 @@ def sine_data(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, dict[str, np.nda
     test_rng = np.random.default_rng([cfg.seed, 14])  # used for nothing else
     test_ts = np.sort(test_rng.uniform(low, high, d.num_test)).astype(np.float32)
     return obs_ts, xs[:, None], {"validation": validation_ts, "test": test_ts}
+
+
+def ou_posterior(
+    obs_ts: Float[np.ndarray, " obs"],
+    ys: Float[np.ndarray, " obs"],
+    ts: Float[np.ndarray, " time"],
+    *,
+    sigma: float,
+    theta: float,
+    noise_var: float,
+) -> tuple[Float[np.ndarray, " time"], Float[np.ndarray, " time"]]:
+    """The exact posterior mean and standard deviation of `z(ts)` under the stationary OU
+    prior `dz = -θ z dt + σ dW`, `z(0) ~ N(0, σ²/2θ)` (a Gaussian process with covariance
+    `k(s, t) = σ²/(2θ) exp(-θ|s - t|)`), given `ys = z(obs_ts) + ε`, `ε ~ N(0, noise_var)`
+    (Rasmussen & Williams 2006, eq. 2.25-2.26)."""
+    obs, ts = np.asarray(obs_ts, float), np.asarray(ts, float)
+    var0 = sigma**2 / (2 * theta)
+    kernel = lambda a, b: var0 * np.exp(-theta * np.abs(a[:, None] - b[None, :]))  # noqa: E731
+    chol = np.linalg.cholesky(kernel(obs, obs) + noise_var * np.eye(obs.shape[0]))
+    cross = np.linalg.solve(chol, kernel(obs, ts))  # L^-1 K(obs, ts)
+    mean = cross.T @ np.linalg.solve(chol, np.asarray(ys, float))
+    var = np.maximum(var0 - np.sum(cross**2, axis=0), 0.0)
+    return mean, np.sqrt(var)
+
+
+def ou_reference(cfg: DictConfig, obs_ts, xs, heldout) -> dict | None:
+    """The coverage of the exact posterior's central 95% band (mean ± 1.96 sd) when the
+    likelihood is Gaussian with the model's likelihood variance (Laplace of scale b: 2b²):
+    the band the latent SDE approximates, for the fixed-OU, constant-diffusion, identity-decoder
+    model only (else None). It says how much of a coverage miss is the prior's."""
+    m = cfg.model
+    if (m.prior, m.diffusion, m.decoder, m.latent) != ("ou_fixed", "constant", "identity", 1):
+        return None
+    noise_var = 2 * m.obs_std**2 if m.likelihood == "laplace" else m.obs_std**2
+    z = NormalDist().inv_cdf(0.975)
+    out = {}
+    for name, ts in (("coverage", heldout["test"]), ("validation_coverage", heldout["validation"])):
+        mean, std = ou_posterior(obs_ts, xs[:, 0], ts, sigma=m.diffusion_scale, theta=m.ou_rate,
+                                 noise_var=noise_var)  # fmt: skip
+        out[name] = float(np.mean(np.abs(_sine(cfg.data, ts) - mean) <= z * std))
+    return out
 
 
 def posterior_band(cfg: DictConfig, model, obs_ts, xs, heldout, *, key: PRNGKeyArray) -> dict:
@@ -219,6 +279,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "target_met": bool(band["coverage"] >= cfg.target.coverage),
         **band,
         "band": "pointwise 2.5%-97.5% quantiles of decoded posterior paths (no obs. noise)",
+        "exact_ou_posterior": ou_reference(cfg, obs_ts, xs, heldout),
         "eval_samples": int(e.eval_samples),
         "final_elbo": _float(final.get("elbo")),
         "final_log_likelihood": _float(final.get("log_likelihood")),
