@@ -29,11 +29,11 @@ def burgers_gaussian(
     with 12 heat-kernel widths `√(4νt)` to spare (spectrally accurate for these Gaussian
     integrands); `t = 0` rows are `u₀`."""
     check_positive("nu", nu)
+    x_np = np.asarray(x, dtype=np.float64)  # concrete (under `jit`, close over the grids)
     x = jnp.asarray(x)
     t_np = np.asarray(t, dtype=np.float64)
     if np.any(t_np < 0):
         raise ValueError(f"burgers_gaussian needs times t >= 0, got min {t_np.min()}")
-    x_np = np.asarray(x, dtype=np.float64)
     reach = 12 * np.sqrt(4 * nu * max(float(t_np.max()), 1e-12)) + 1.0
     y = jnp.asarray(np.linspace(x_np.min() - reach, x_np.max() + reach, quadrature_points), x.dtype)
     u0_integral = 0.5 * jnp.sqrt(jnp.pi) * (1 + jax.scipy.special.erf(y - centre))
