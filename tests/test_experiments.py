@@ -100,8 +100,9 @@ TINY = {
                          "noise_levels=[0.0,0.05]", "num_noise_seeds=1",
                          "validation.pointwise_thresholds=[2.0]",
                          "validation.weak_thresholds=[0.05]", "validation.alphas=[1e-5]"],
+    # validation as long as the data: their solves and eager ops share each program
     "sindy_lorenz": ["data.t1=2.0", "noise_levels=[0.05]", "num_noise_seeds=1",
-                     "weak.num_domains=50", "validation.t1=1.0", "validation.thresholds=[0.1]",
+                     "weak.num_domains=50", "validation.t1=2.0", "validation.thresholds=[0.1]",
                      "validation.num_domains=[50]", "validation.half_width_fractions=[0.05]"],
     # 3 time units: one lobe switch; PyDMD's comparison runs (its agreement: test_sysid_dmd)
     "havok_lorenz": ["data.num_samples=3000", "model.delays=30", "model.rank=5",

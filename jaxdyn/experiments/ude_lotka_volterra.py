@@ -261,6 +261,7 @@ def lbfgs_refine(cfg: DictConfig, model: Trajectory, loss, data, validation, bes
     `cfg.lbfgs.chunk` steps the iterate is checked on validation. Returns the best checked
     model (`model` itself if none beats `best`), its validation loss, the steps taken to it
     and the training losses."""
+    model_policy = model.on_failure
     model = dataclasses.replace(model, on_failure="nan")  # a line-search trial may fail
     params, static = eqx.partition(model, eqx.is_inexact_array)
     state = _LBFGS.init(params)
@@ -273,7 +274,9 @@ def lbfgs_refine(cfg: DictConfig, model: Trajectory, loss, data, validation, bes
         step += length
         if not np.all(np.isfinite(np.asarray(values))):
             break
-        score = float(evaluate(eqx.combine(params, static), None)["loss"])
+        # as `fit` calls it (a key, the model's own failure policy): `fit`'s compiled program
+        checked = dataclasses.replace(eqx.combine(params, static), on_failure=model_policy)
+        score = float(evaluate(checked, jax.random.key(0))["loss"])
         if np.isfinite(score) and score < best:
             best_params, best, best_step = params, score, step
     refined = dataclasses.replace(eqx.combine(best_params, static), on_failure="raise")
