@@ -11,17 +11,30 @@ Models:
 - `langevin_flow`: `jaxdyn.models.LangevinFlow` (Song et al. 2025): bidirectional-GRU encoder,
   latent underdamped Langevin SDE in a ring of coupled oscillators driven by inferred
   inputs (Euler–Maruyama on the bin grid by `sdeint`), one-layer transformer decoder.
+  Two choices of the reference implementation (the authors' PyTorch `LangevinAutoencoder`)
+  are options here: its decoder reads `[x_t, v_t, e_t]`, position, velocity and encoder
+  state (`decoder_reads: state`; `position` reads `x_t` alone), and it trains with
+  coordinated dropout of the encoder's input (`coordinated_dropout`, the drop rate; its
+  training script drops 30%; `jaxdyn.train.coordinated_dropout`). Other differences are not
+  adopted: its encoder is a forward GRU and the initial state comes from its first step; its
+  latent step is a symplectic Euler step of 0.01 with velocity noise `v ← (1 − γ)v + √(2γ) ε`
+  and no inferred inputs; its potential is a quadratic form with a learned 3-tap
+  convolution coupling neighbours; its decoder layer is post-norm with feed-forward 512 and
+  dropout 0.2; it trains with Adam 1e-3, weight decay 1e-4 and the KL weight (to 0.1) both
+  ramped over 500 epochs, plateau LR decay, gradient clipping at 1 and early stopping on the
+  validation loss.
 - `seq_vae`: `jaxdyn.models.SequentialVAE`, LFADS-like (no controller).
 - `smoothing_glm`: `jaxdyn.baselines.smoothing_glm_baseline` (NLB's smoothing baseline; no
   training loop: the GLMs are fitted by scikit-learn).
 
 The two VAEs minimise, per train trial, `−log p(all neurons' counts | latent sample) + β KL`
 (normalised per bin and neuron), with the KL weight `β = min(1, (step + 1) / kl_warmup)`
-(`jaxdyn.train.kl_warmup`). `fit`'s loss sees `(model, batch, key)` only, so the step is a
-counter carried with the model (`jaxdyn.train.StepCounted`), advanced by 1 per step by the
-optimiser (`counting_steps`): it is checkpointed with the parameters, so a resumed run
-continues the warm-up.
-Gradients are clipped to global norm `clip_norm`.
+(`jaxdyn.train.kl_warmup`); with `coordinated_dropout > 0` LangevinFlow's encoder sees the
+held-in counts with entries dropped, and the held-in entries it saw give no gradient (their
+likelihood still counts in the reported loss). `fit`'s loss sees `(model, batch, key)` only,
+so the step is a counter carried with the model (`jaxdyn.train.StepCounted`), advanced by 1
+per step by the optimiser (`counting_steps`): it is checkpointed with the parameters, so a
+resumed run continues the warm-up. Gradients are clipped to global norm `clip_norm`.
 
 Evaluation on the test trials, with rates averaged over `eval_samples` posterior samples
 (initial state, inputs and Brownian path): co-bps of the held-out neurons
