@@ -265,6 +265,12 @@ def test_errors():
         LangevinFlow(**neurons, units=0, key=KEY)
     with pytest.raises(ValueError, match="dt"):
         LangevinFlow(**neurons, dt=0.0, key=KEY)
+    # The decoder reads [x, v, encoder features] (2·4 + 2·8) by default, or x alone.
+    assert models["langevin_flow"].decoder.embed.in_features == 24
+    position = LangevinFlow(**neurons, units=4, decoder_reads="position", key=KEY)
+    assert position.decoder.embed.in_features == 4
+    with pytest.raises(ValueError, match="decoder_reads in"):
+        LangevinFlow(**neurons, decoder_reads="velocity", key=KEY)
     with pytest.raises(ValueError, match="unknown on_failure='ignore'"):
         LangevinFlow(**neurons, on_failure="ignore", key=KEY)
     with pytest.raises(ValueError, match="latent must be an int >= 1, got 0"):

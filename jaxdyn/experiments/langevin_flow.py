@@ -11,17 +11,30 @@ Models:
 - `langevin_flow`: `jaxdyn.models.LangevinFlow` (Song et al. 2025): bidirectional-GRU encoder,
   latent underdamped Langevin SDE in a ring of coupled oscillators driven by inferred
   inputs (Euler–Maruyama on the bin grid by `sdeint`), one-layer transformer decoder.
+  Two choices of the reference implementation (the authors' PyTorch `LangevinAutoencoder`)
+  are options here: its decoder reads `[x_t, v_t, e_t]`, position, velocity and encoder
+  state (`decoder_reads: state`; `position` reads `x_t` alone), and it trains with
+  coordinated dropout of the encoder's input (`coordinated_dropout`, the drop rate; its
+  training script drops 30%; `jaxdyn.train.coordinated_dropout`). Other differences are not
+  adopted: its encoder is a forward GRU and the initial state comes from its first step; its
+  latent step is a symplectic Euler step of 0.01 with velocity noise `v ← (1 − γ)v + √(2γ) ε`
+  and no inferred inputs; its potential is a quadratic form with a learned 3-tap
+  convolution coupling neighbours; its decoder layer is post-norm with feed-forward 512 and
+  dropout 0.2; it trains with Adam 1e-3, weight decay 1e-4 and the KL weight (to 0.1) both
+  ramped over 500 epochs, plateau LR decay, gradient clipping at 1 and early stopping on the
+  validation loss.
 - `seq_vae`: `jaxdyn.models.SequentialVAE`, LFADS-like (no controller).
 - `smoothing_glm`: `jaxdyn.baselines.smoothing_glm_baseline` (NLB's smoothing baseline; no
   training loop: the GLMs are fitted by scikit-learn).
 
 The two VAEs minimise, per train trial, `−log p(all neurons' counts | latent sample) + β KL`
 (normalised per bin and neuron), with the KL weight `β = min(1, (step + 1) / kl_warmup)`
-(`jaxdyn.train.kl_warmup`). `fit`'s loss sees `(model, batch, key)` only, so the step is a
-counter carried with the model (`jaxdyn.train.StepCounted`), advanced by 1 per step by the
-optimiser (`counting_steps`): it is checkpointed with the parameters, so a resumed run
-continues the warm-up.
-Gradients are clipped to global norm `clip_norm`.
+(`jaxdyn.train.kl_warmup`); with `coordinated_dropout > 0` LangevinFlow's encoder sees the
+held-in counts with entries dropped, and the held-in entries it saw give no gradient (their
+likelihood still counts in the reported loss). `fit`'s loss sees `(model, batch, key)` only,
+so the step is a counter carried with the model (`jaxdyn.train.StepCounted`), advanced by 1
+per step by the optimiser (`counting_steps`): it is checkpointed with the parameters, so a
+resumed run continues the warm-up. Gradients are clipped to global norm `clip_norm`.
 
 Evaluation on the test trials, with rates averaged over `eval_samples` posterior samples
 (initial state, inputs and Brownian path): co-bps of the held-out neurons
@@ -68,10 +81,10 @@ from ..config import (
 from ..data import heldout_split, lorenz_spikes
 from ..metrics.regression import linear_r2, r2_score
 from ..metrics.spikes import co_bps
-from ..models.langevin_flow import LangevinFlow
+from ..models.langevin_flow import DECODER_READS, LangevinFlow
 from ..models.seq_vae import SequentialVAE, poisson_log_likelihood
 from ..plotting import Figure
-from ..train import kl_warmup
+from ..train import coordinated_dropout, gradient_masked, kl_warmup
 from ..train.checkpoint import atomic_write
 from ._records import append_result, start_results, summary_stats
 from ._registry import register
@@ -114,6 +127,10 @@ class LangevinFlowConfig:
     encoder_hidden: int = at_least(64, 1)
     decoder_width: int = at_least(32, 1)
     heads: int = at_least(2, 1)
+    # what the decoder reads per bin: [x, v, encoder features] (the reference's) or x
+    decoder_reads: str = choice("state", DECODER_READS)
+    # coordinated dropout of the held-in input in training (0: none)
+    coordinated_dropout: float = fraction(0.0, allow_zero=True)
     dt: float = positive(0.1)  # latent time per bin
     substeps: int = at_least(1, 1)  # Euler–Maruyama steps per bin
     input_prior_scale: float = positive(1.0)
@@ -215,8 +232,9 @@ def build_model(name: str, cfg: DictConfig, heldin: int, neurons: int, *, key: P
             return LangevinFlow(
                 in_neurons=heldin, out_neurons=neurons, units=m.units, inputs=m.inputs,
                 encoder_hidden=m.encoder_hidden, decoder_width=m.decoder_width, heads=m.heads,
-                dt=m.dt, substeps=m.substeps, input_prior_scale=m.input_prior_scale,
-                damping=m.damping, noise=m.noise, on_failure="nan", key=key,
+                decoder_reads=m.decoder_reads, dt=m.dt, substeps=m.substeps,
+                input_prior_scale=m.input_prior_scale, damping=m.damping, noise=m.noise,
+                on_failure="nan", key=key,
             )  # fmt: skip
         m = cfg.model.seq_vae
         return SequentialVAE(
@@ -234,15 +252,28 @@ def _with_bias(model, log_mean_counts):
     return eqx.tree_at(where, model, jnp.asarray(log_mean_counts, where(model).dtype))
 
 
-def _loss_fn(heldin: int, warmup: int):
+def _loss_fn(heldin: int, warmup: int, dropout: float = 0.0):
     """Negative ELBO per bin and neuron of a batch of train trials `(batch, bins, neurons)`,
-    with the KL weight of the step (for `fit_from_config(..., with_step=True)`)."""
+    with the KL weight of the step (for `fit_from_config(..., with_step=True)`). With
+    coordinated dropout (`dropout > 0`, `jaxdyn.train.coordinated_dropout`) the encoder sees
+    the held-in counts with entries dropped, and the likelihood of the held-in entries it saw
+    (unless passed) is counted in the value but gives no gradient; held-out neurons always
+    give theirs."""
 
     def loss(model, step, batch, key):
+        inputs, trained = batch[..., :heldin], None
+        if dropout > 0:  # (without dropout, the training keys are as before)
+            key, dropout_key = jax.random.split(key)
+            inputs, trained = coordinated_dropout(inputs, dropout, key=dropout_key)
+            held_out = jnp.ones((*batch.shape[:2], batch.shape[2] - heldin), bool)
+            trained = jnp.concatenate([trained, held_out], axis=-1)
         keys = jax.random.split(key, batch.shape[0])
-        out = jax.vmap(lambda s, k: model(s, key=k))(batch[..., :heldin], keys)
+        out = jax.vmap(lambda s, k: model(s, key=k))(inputs, keys)
         per_trial = batch.shape[1] * batch.shape[2]
-        nll = -poisson_log_likelihood(out.log_rates, batch) / (batch.shape[0] * per_trial)
+        log_likelihood = poisson_log_likelihood(out.log_rates, batch, reduce=False)
+        if trained is not None:
+            log_likelihood = gradient_masked(log_likelihood, trained)
+        nll = -jnp.sum(log_likelihood) / (batch.shape[0] * per_trial)
         kl = jnp.mean(out.kl) / per_trial
         beta = kl_warmup(step, warmup)
         return nll + beta * kl, {"nll": nll, "kl": kl, "beta": beta}
@@ -369,7 +400,8 @@ def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key)
     model = build_model(name, cfg, heldin, spikes.shape[2], key=model_key)
     model = _with_bias(model, np.log(np.maximum(spikes[train].mean(axis=(0, 1)), 1e-3)))
     if name not in shared["losses"]:
-        shared["losses"][name] = _loss_fn(heldin, cfg.model.kl_warmup)
+        dropout = cfg.model.langevin_flow.coordinated_dropout if name == "langevin_flow" else 0.0
+        shared["losses"][name] = _loss_fn(heldin, cfg.model.kl_warmup, dropout)
     validation = _ValidationCoBps(jnp.asarray(spikes[data["validation"]]), heldin,
                                   shared["predict"])  # fmt: skip
     result = fit_from_config(

@@ -20,6 +20,10 @@ __all__ = [
     "TransformerDecoder",
 ]
 
+#: What `LangevinFlow`'s decoder reads per bin: `"state"`, `[x_t, v_t, e_t]` (position,
+#: velocity and the encoder's features, as the reference implementation), or `"position"`.
+DECODER_READS = ("state", "position")
+
 
 class CoupledOscillatorPotential(eqx.Module):
     """Anharmonic oscillators on a ring, each coupled to its two neighbours:
@@ -262,8 +266,11 @@ class LangevinFlow(eqx.Module):
     - dynamics: `LangevinDynamics` from a sample of `(x₀, v₀)` driven by a sample of `u`,
       integrated by Euler–Maruyama (`sdeint`, grid Brownian path) with `substeps` steps per
       bin; the trajectory `x_t` at the bins is the latent;
-    - decoder: `TransformerDecoder` from `x_{0:T−1}` to the log-rates (expected counts per
-      bin) of all `out_neurons` neurons, held-in and held-out.
+    - decoder: `TransformerDecoder` to the log-rates (expected counts per bin) of all
+      `out_neurons` neurons, held-in and held-out, reading per bin either the state and the
+      encoder's features `[x_t, v_t, e_t]` (`decoder_reads="state"`, the reference
+      implementation's choice: its decoder reads the position, velocity and encoder state)
+      or the positions `x_t` alone (`decoder_reads="position"`).
 
     Inputs have a Gaussian posterior and a KL to the prior `N(0, input_prior_scale² I)` (not
     a deterministic penalty); `(x₀, v₀)` has the prior `N(0, I)`. The returned `kl` is
@@ -285,6 +292,7 @@ class LangevinFlow(eqx.Module):
     decoder: TransformerDecoder
     in_neurons: int = eqx.field(static=True)
     out_neurons: int = eqx.field(static=True)
+    decoder_reads: str = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     substeps: int = eqx.field(static=True)
     input_prior_scale: float = eqx.field(static=True)
@@ -300,6 +308,7 @@ class LangevinFlow(eqx.Module):
         encoder_hidden: int = 64,
         decoder_width: int = 32,
         heads: int = 2,
+        decoder_reads: str = "state",
         dt: float = 0.1,
         substeps: int = 1,
         input_prior_scale: float = 1.0,
@@ -311,13 +320,18 @@ class LangevinFlow(eqx.Module):
     ):
         """**Arguments:** `in_neurons` (encoder input), `out_neurons` (predicted);
         `units` (N oscillators), `inputs` (size of u); `encoder_hidden` (GRU state per
-        direction); `decoder_width`, `heads`; `dt` (latent time per bin: only frequency × dt
-        matters), `substeps` (Euler steps per bin); `input_prior_scale` (s); the potential's
+        direction); `decoder_width`, `heads`; `decoder_reads` (`"state"`: `[x, v, e]`;
+        `"position"`: `x`); `dt` (latent time per bin: only frequency × dt matters),
+        `substeps` (Euler steps per bin); `input_prior_scale` (s); the potential's
         `frequency_range`, the initial `damping` and `noise`; `on_failure`, for the latent
         solve; `key`."""
         check_sizes(in_neurons=in_neurons, out_neurons=out_neurons, units=units, inputs=inputs,
                     encoder_hidden=encoder_hidden, substeps=substeps)  # fmt: skip
         check_on_failure(on_failure)
+        if decoder_reads not in DECODER_READS:
+            raise ValueError(
+                f"LangevinFlow needs decoder_reads in {DECODER_READS}, got {decoder_reads!r}"
+            )
         for name, value in (("dt", dt), ("input_prior_scale", input_prior_scale)):
             if not value > 0:
                 raise ValueError(f"LangevinFlow needs {name} > 0, got {value!r}")
@@ -329,9 +343,11 @@ class LangevinFlow(eqx.Module):
                                                key=kp)  # fmt: skip
         self.dynamics = LangevinDynamics(potential, inputs=inputs, damping=damping, noise=noise,
                                          key=kd)  # fmt: skip
-        self.decoder = TransformerDecoder(latent=units, out=out_neurons, width=decoder_width,
+        read = units if decoder_reads == "position" else 2 * units + 2 * encoder_hidden
+        self.decoder = TransformerDecoder(latent=read, out=out_neurons, width=decoder_width,
                                           heads=heads, key=ko)  # fmt: skip
         self.in_neurons, self.out_neurons = in_neurons, out_neurons
+        self.decoder_reads = decoder_reads
         self.dt, self.substeps = float(dt), substeps
         self.input_prior_scale = float(input_prior_scale)
         self.on_failure = on_failure
@@ -351,4 +367,5 @@ class LangevinFlow(eqx.Module):
                                     on_failure=self.on_failure)  # fmt: skip
         x = ys[:, : self.dynamics.units]
         kl = gaussian_kl(mean0, log_var0) + gaussian_kl(mean_u, log_var_u, self.input_prior_scale)
-        return LatentOutput(self.decoder(x), x, kl)
+        read = x if self.decoder_reads == "position" else jnp.concatenate([ys, features], 1)
+        return LatentOutput(self.decoder(read), x, kl)

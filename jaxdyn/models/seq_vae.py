@@ -49,10 +49,12 @@ def gaussian_sample(
 
 
 def poisson_log_likelihood(
-    log_rates: Float[Array, "*shape"], counts: Float[Array, "*shape"]
-) -> Scalar:
-    """`Σ [y log λ − λ − log y!]` of counts `y` under Poisson means `λ = exp(log_rates)`."""
-    return jnp.sum(counts * log_rates - jnp.exp(log_rates) - jax.lax.lgamma(counts + 1.0))
+    log_rates: Float[Array, "*shape"], counts: Float[Array, "*shape"], *, reduce: bool = True
+) -> Scalar | Float[Array, "*shape"]:
+    """`Σ [y log λ − λ − log y!]` of counts `y` under Poisson means `λ = exp(log_rates)`;
+    with `reduce=False`, the terms per entry (not summed)."""
+    terms = counts * log_rates - jnp.exp(log_rates) - jax.lax.lgamma(counts + 1.0)
+    return jnp.sum(terms) if reduce else terms
 
 
 class BidirectionalGRU(eqx.Module):

@@ -1,12 +1,15 @@
 """Jittable training: `fit`, `make_step`, minibatches (`fit_batch`), atomic checkpoints, the
 metrics log, data parallelism over devices and processes (`data_mesh`,
-`initialize_distributed`), and SDE transition likelihoods."""
+`initialize_distributed`), SDE transition likelihoods, the KL warm-up and coordinated
+dropout (`coordinated_dropout`, `gradient_masked`)."""
 
 from .batches import SAMPLINGS as SAMPLINGS
 from .batches import fit_batch as fit_batch
 from .batches import index_shuffle as index_shuffle
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
+from .dropout import coordinated_dropout as coordinated_dropout
+from .dropout import gradient_masked as gradient_masked
 from .loop import FitResult as FitResult
 from .loop import TrainingDivergedError as TrainingDivergedError
 from .loop import fit as fit
