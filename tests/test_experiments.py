@@ -413,6 +413,7 @@ def test_experiment_smoke(name, tmp_path):
         ("operator_discovery", ["burgers.data.validation_time=0.5"], "a held-out time"),
         ("operator_discovery", ["burgers.data.snapshot_times=[0.1,0.5]"], "must start at 0"),
         ("operator_discovery", ["burgers.data.validation_time=0.6125"], "a multiple of"),
+        ("operator_discovery", ["oscillator.regression.selection=aic"], "is not one of bic"),
         ("grokking_modular", ["ntk_inputs=200"], "ntk_inputs=200 must be <= the 109 training"),
         ("grokking_modular", ["data.train_fraction=0.001"], "leaves 0 of the 121 pairs"),
         ("xor_grokking", ["network.width=5"], "network.width=5 must be even"),
