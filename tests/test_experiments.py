@@ -141,15 +141,20 @@ TINY = {
                         "reference_points=32", "reference_dt0=0.05", "eval.nt=3",
                         "eval.nx=8"],
     # a coarse Burgers reference, networks and trainings of a few steps, one threshold; the
-    # oscillator (two thirds of the smoke's compiles) is run on its own in
-    # tests/test_physics_discovery.py
+    # oscillator at 5 samples (two thirds of the smoke's compiles, but its training, selection
+    # and figure run nowhere else in the suite)
     "operator_discovery": ["burgers.data.num_x=32", "burgers.data.dt0=0.025",
                            "burgers.model.width=8", "burgers.model.depth=1",
                            "burgers.model.modes=2", "burgers.model.hidden_width=4",
                            "burgers.model.hidden_depth=1", "burgers.train.steps=2",
                            "burgers.train.chunk=2", "burgers.train.num_collocation=16",
                            "burgers.regression.thresholds=[0.1]", "burgers.regression.num_t=3",
-                           "burgers.regression.num_x=8", "oscillator.enabled=false"],
+                           "burgers.regression.num_x=8", "oscillator.data.t1=2.0",
+                           "oscillator.data.num_times=5", "oscillator.model.width=4",
+                           "oscillator.model.depth=1", "oscillator.train.stage_steps=0",
+                           "oscillator.train.steps=2", "oscillator.train.chunk=2",
+                           "oscillator.regression.thresholds=[0.1]",
+                           "oscillator.regression.num_t=5", "oscillator.refit.steps=0"],
     "saxe_deep_linear": ["flow.t1=3.0", "flow.num_times=301", "learning_rate=1e-2"],
     # N = 40, two draws, the three headline loads as the sweep; tsit5 compiles faster
     "generalization_dynamics": ["size=40", "draws=2", "sweep.alphas=[0.5,1.0,2.0]",
@@ -281,7 +286,8 @@ HEADLINES = {
     "pinn_allen_cahn": [(("rel_l2",), 0.0, 10.0)],
     # relative errors >= 0; a support is kept or not (a few steps: anything finite)
     "operator_discovery": [(("burgers", "clean", "coefficient_error"), 0.0, math.inf),
-                           (("burgers", "noisy", "hidden_rel_error"), 0.0, math.inf)],
+                           (("burgers", "noisy", "hidden_rel_error"), 0.0, math.inf),
+                           (("oscillator", "noisy", "coefficient_error"), 0.0, math.inf)],
     # the flow meets its 1e-6 target at any horizon; t½ = ln(2999)/6 = 1.334 for s = 3
     # stable runs of 20 coarse steps from the smooth small ICs (no spin-up); errors >= 0
     "learned_closure": [(("aposteriori", "steps_before_blowup"), 0, 20),
