@@ -265,10 +265,12 @@ def test_errors():
         LangevinFlow(**neurons, units=0, key=KEY)
     with pytest.raises(ValueError, match="dt"):
         LangevinFlow(**neurons, dt=0.0, key=KEY)
-    # The decoder reads [x, v, encoder features] (2·4 + 2·8) by default, or x alone.
-    assert models["langevin_flow"].decoder.embed.in_features == 24
-    position = LangevinFlow(**neurons, units=4, decoder_reads="position", key=KEY)
-    assert position.decoder.embed.in_features == 4
+    # The decoder reads x alone by default, or [x, v, encoder features] (2·4 + 2·8).
+    assert models["langevin_flow"].decoder.embed.in_features == 4
+    state = _models(decoder_reads="state")["langevin_flow"]
+    assert state.decoder.embed.in_features == 24
+    log_rates = eqx.filter_jit(lambda m, s: m(s, key=KEY).log_rates)(state, _spikes())
+    assert log_rates.shape == (T, OUT) and np.all(np.isfinite(log_rates))
     with pytest.raises(ValueError, match="decoder_reads in"):
         LangevinFlow(**neurons, decoder_reads="velocity", key=KEY)
     with pytest.raises(ValueError, match="unknown on_failure='ignore'"):

@@ -59,7 +59,8 @@ the rows of Gromov's solution, single Fourier frequencies, on the same training 
 `hidden_weight_change`, `‖W₁ − W₁⁰‖ / ‖W₁⁰‖`. The criteria, with the threshold
 `stage_threshold = 0.5` (cosine 0.5: 60°), fixed before any run: stage II begins at the first
 evaluated step with `li2_alignment ≥ stage_threshold` (`li2_stage2_step`), stage III at the
-first evaluated step after it with `li2_alignment < stage_threshold` (`li2_stage3_step`);
+first evaluated step after it with `li2_alignment < stage_threshold` (`li2_stage3_step`; a
+single evaluation below the threshold dates it, as full-batch GD's curve is smooth);
 stage I is step 0 to the stage-II onset (the train accuracy and hidden-weight change at that
 onset are reported: the paper's stage I ends with the readout fitting and `W₁` near its start).
 The figure `li2_stages.png`: the mean energy with the train and test accuracy, and the

@@ -128,7 +128,7 @@ class LangevinFlowConfig:
     decoder_width: int = at_least(32, 1)
     heads: int = at_least(2, 1)
     # what the decoder reads per bin: [x, v, encoder features] (the reference's) or x
-    decoder_reads: str = choice("state", DECODER_READS)
+    decoder_reads: str = choice("position", DECODER_READS)
     # coordinated dropout of the held-in input in training (0: none)
     coordinated_dropout: float = fraction(0.0, allow_zero=True)
     dt: float = positive(0.1)  # latent time per bin

@@ -12,9 +12,9 @@ loss `ℓ = ½ ‖P⊥(Y − F V)‖²_F` (`P⊥ = I − 11ᵀ/n`) with weight d
   `G_F` is random.
 - II, independent feature learning: with `V` at its ridge solution `(F̃ᵀF̃ + ηI)⁻¹F̃ᵀỸ`
   (`F̃ = P⊥F`, `Ỹ = P⊥Y`), `G_F = η (F̃F̃ᵀ + ηI)⁻¹ ỸỸᵀ F̃ (F̃ᵀF̃ + ηI)⁻¹`, which is
-  proportional to `ỸỸᵀ F̃` when `F̃F̃ᵀ` is negligible against `ηI` (or near a multiple of the
-  identity). Column `j` then depends on node `j` alone, and its dynamics is the gradient
-  ascent `ẇ_j ∝ ∇E(w_j)` of the energy
+  proportional to `ỸỸᵀ F̃` when `F̃F̃ᵀ` is negligible against `ηI` (or `F̃ᵀF̃ ≈ cI`, i.e.
+  `F̃F̃ᵀ ≈ c P⊥` on the centred subspace). Column `j` then depends on node `j` alone, and
+  its dynamics is the gradient ascent `ẇ_j ∝ ∇E(w_j)` of the energy
 
       E(w) = ½ ‖Ỹᵀ σ(X w)‖²,
 

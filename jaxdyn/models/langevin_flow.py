@@ -308,7 +308,7 @@ class LangevinFlow(eqx.Module):
         encoder_hidden: int = 64,
         decoder_width: int = 32,
         heads: int = 2,
-        decoder_reads: str = "state",
+        decoder_reads: str = "position",
         dt: float = 0.1,
         substeps: int = 1,
         input_prior_scale: float = 1.0,
@@ -320,8 +320,9 @@ class LangevinFlow(eqx.Module):
     ):
         """**Arguments:** `in_neurons` (encoder input), `out_neurons` (predicted);
         `units` (N oscillators), `inputs` (size of u); `encoder_hidden` (GRU state per
-        direction); `decoder_width`, `heads`; `decoder_reads` (`"state"`: `[x, v, e]`;
-        `"position"`: `x`); `dt` (latent time per bin: only frequency × dt matters),
+        direction); `decoder_width`, `heads`; `decoder_reads` (`"position"`, the default:
+        `x`; `"state"`: `[x, v, e]`, the reference implementation's); `dt` (latent time per
+        bin: only frequency × dt matters),
         `substeps` (Euler steps per bin); `input_prior_scale` (s); the potential's
         `frequency_range`, the initial `damping` and `noise`; `on_failure`, for the latent
         solve; `key`."""
