@@ -98,6 +98,8 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         summary[f"rel_l2_{v}"] = float(r["history"]["rel_l2"][-1])
         summary[f"cpu_seconds_{v}"] = r["cpu_seconds"]
         summary[f"wall_seconds_{v}"] = r["wall_seconds"]
+        summary[f"val_residual_{v}"] = r["val_residual"]
+        summary[f"val_ic_{v}"] = r["val_ic"]
     if "all" in results:
         best = results["all"]
         summary["rel_l2"] = summary["rel_l2_all"]
