@@ -283,7 +283,8 @@ HEADLINES = {
                   (("per_alpha", "alpha_1", "final_weight_change"), 0.0, math.inf),
                   (("connectivity", "final_ntk_change", "rank_1"), 0.0, math.inf)],
     # relative L2 errors of barely trained networks: finite, near 1
-    "pinn_advection": [(("rel_l2",), 0.0, 10.0), (("final_min_causal_weight",), 0.0, 1.0)],
+    "pinn_advection": [(("rel_l2",), 0.0, 10.0), (("final_min_causal_weight",), 0.0, 1.0),
+                       (("val_residual_all",), 0.0, math.inf)],
     "pinn_allen_cahn": [(("rel_l2",), 0.0, 10.0)],
     # relative errors >= 0; a support is kept or not (a few steps: anything finite)
     "operator_discovery": [(("burgers", "clean", "coefficient_error"), 0.0, math.inf),

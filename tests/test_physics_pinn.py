@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.physics import (
+    FactorizedLinear,
     FourierFeatures,
     GradNormState,
     PeriodicEmbedding,
@@ -18,6 +19,7 @@ from jaxdyn.physics import (
     causal_weights,
     chunk_losses,
     derivatives,
+    factorize_mlp,
     grad_norm_weights,
     gradient_norms,
     pde_residual,
@@ -148,6 +150,49 @@ def test_grad_norm_weights_closed_form():
     state = update_grad_norm_weights(GradNormState.init(2), norms, momentum=0.9)
     np.testing.assert_allclose(state.weights, 0.9 + 0.1 * np.asarray(lam), rtol=1e-14)
     assert int(state.count) == 1
+
+
+def test_factorized_linear_reproduces_its_layer_with_the_factorised_gradient():
+    """Random weight factorisation: diag(exp s) V = W₀ at initialisation, and for
+    L = ½‖y‖², y = diag(exp s) V x + b, the closed forms ∂L/∂s = exp(s) ⊙ (V x) ⊙ y and
+    ∂L/∂V = diag(exp s) y xᵀ; `factorize_mlp` leaves an MLP's function unchanged."""
+    k0, k1, k2, k3 = jax.random.split(jax.random.key(3), 4)
+    linear = eqx.nn.Linear(3, 4, key=k0)
+    layer = FactorizedLinear(linear, mean=1.0, std=0.1, key=k1)
+    x = jnp.array([0.3, -1.2, 0.7])
+    np.testing.assert_allclose(layer.weight, linear.weight, rtol=1e-14)
+    np.testing.assert_allclose(layer(x), linear(x), rtol=1e-13)
+    assert 0.5 < float(jnp.min(layer.log_scale)) and float(jnp.max(layer.log_scale)) < 1.5
+    y = layer(x)
+    grads = jax.grad(lambda m: 0.5 * jnp.sum(m(x) ** 2))(layer)
+    scale = jnp.exp(layer.log_scale)
+    np.testing.assert_allclose(grads.log_scale, scale * (layer.direction @ x) * y, rtol=1e-12)
+    np.testing.assert_allclose(grads.direction, scale[:, None] * jnp.outer(y, x), rtol=1e-12)
+    np.testing.assert_allclose(grads.bias, y, rtol=1e-12)
+
+    mlp = eqx.nn.MLP(2, "scalar", 5, 2, activation=jnp.tanh, key=k2)
+    factorized = factorize_mlp(mlp, key=k3)
+    assert all(isinstance(m, FactorizedLinear) for m in factorized.layers)
+    points = jax.random.normal(k0, (7, 2))
+    np.testing.assert_allclose(jax.vmap(factorized)(points), jax.vmap(mlp)(points), rtol=1e-12)
+    with pytest.raises(TypeError, match="equinox.nn.Linear"):
+        FactorizedLinear(mlp, key=k1)
+    with pytest.raises(ValueError, match="std"):
+        FactorizedLinear(linear, std=-1.0, key=k1)
+
+
+def test_pinn_schedules_end_at_their_final_rate():
+    """ "exponential" and "cosine" go from lr to final_lr over the run's steps; "decay" is
+    jaxpi's lr · rate^(k / decay_steps)."""
+    from jaxdyn.experiments._pinn import TrainConfig, schedule
+
+    for kind in ("exponential", "cosine"):
+        cfg = TrainConfig(steps=1000, lr=1e-2, final_lr=1e-5, schedule=kind)
+        np.testing.assert_allclose(
+            [float(schedule(cfg)(k)) for k in (0, 1000)], [1e-2, 1e-5], rtol=1e-6
+        )
+    cfg = TrainConfig(lr=1e-3, decay_rate=0.9, decay_steps=100, schedule="decay")
+    np.testing.assert_allclose(float(schedule(cfg)(250)), 1e-3 * 0.9**2.5, rtol=1e-6)
 
 
 def test_accelerator_allen_cahn_config_loads_with_jaxpi_sizes():

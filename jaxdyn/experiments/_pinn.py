@@ -34,6 +34,7 @@ from ..physics import (
     anneal_causal_epsilon,
     causal_weights,
     chunk_losses,
+    factorize_mlp,
     gradient_norms,
     pde_residual,
     update_grad_norm_weights,
@@ -49,14 +50,21 @@ class NetworkConfig:
     fourier_features: int = at_least(32, 1)  # Fourier frequencies m (embedding 2m) when used
     fourier_scale: float = positive(1.0)  # σ of B ~ N(0, σ²)
     fourier_inputs: str = choice("time", ("time", "all"))  # FF of t alone, or of [t, emb(x)]
+    factorize: bool = False  # random weight factorisation of every layer (jaxpi's weight_fact)
+    factorize_mean: float = 1.0  # s ~ N(mean, std²), W = diag(exp s) V
+    factorize_std: float = at_least(0.1, 0.0)
 
 
 @dataclasses.dataclass
 class TrainConfig:
     steps: int = at_least(4000, 1)
-    lr: float = positive(1e-3)  # Adam, decayed by decay_rate every decay_steps (jaxpi)
+    lr: float = positive(1e-3)  # Adam's initial learning rate
+    # "decay": lr · decay_rate^(k / decay_steps) (jaxpi); "exponential" / "cosine": from lr
+    # down to final_lr at the last step, whatever the number of steps
+    schedule: str = choice("decay", ("decay", "exponential", "cosine"))
     decay_rate: float = fraction(0.9)
     decay_steps: int = at_least(2000, 1)
+    final_lr: float = positive(1e-5)  # the "exponential" and "cosine" schedules' last value
     batch: int = at_least(1024, 1)  # collocation points per step (a multiple of causal.chunks)
     initial_points: int = at_least(256, 2)  # x grid of the initial-condition loss
     update_every: int = at_least(500, 1)  # steps between grad-norm weight updates
@@ -98,6 +106,7 @@ class Field(eqx.Module):
 
     def __init__(self, *, period: float, net: NetworkConfig, fourier: bool, key):
         k_ff, k_mlp = jax.random.split(key)
+        k_factor = jax.random.fold_in(k_mlp, 1)
         self.embed = PeriodicEmbedding(period=period)
         self.inputs = net.fourier_inputs
         size = 1 + self.embed.size
@@ -109,6 +118,9 @@ class Field(eqx.Module):
             size = self.fourier.size + (self.embed.size if self.inputs == "time" else 0)
         self.mlp = eqx.nn.MLP(size, "scalar", net.width, net.depth, activation=jnp.tanh,
                               key=k_mlp)  # fmt: skip
+        if net.factorize:
+            self.mlp = factorize_mlp(self.mlp, mean=net.factorize_mean, std=net.factorize_std,
+                                     key=k_factor)  # fmt: skip
 
     def __call__(self, t, x):
         t = jnp.reshape(t, (1,))
@@ -161,6 +173,27 @@ def relative_l2(field, t, x, reference) -> jax.Array:
     return jnp.linalg.norm(u - reference) / jnp.linalg.norm(reference)
 
 
+def schedule(t_cfg: TrainConfig) -> optax.Schedule:
+    """The learning rate at step `k`: jaxpi's `lr · rate^(k / decay_steps)` ("decay"), or a
+    decay from `lr` to `final_lr` stretched over the run's `steps` — exponential
+    (`lr · (final_lr / lr)^(k / steps)`) or cosine."""
+    if t_cfg.schedule == "decay":
+        return optax.exponential_decay(t_cfg.lr, t_cfg.decay_steps, t_cfg.decay_rate)
+    if t_cfg.schedule == "exponential":
+        return optax.exponential_decay(t_cfg.lr, t_cfg.steps, t_cfg.final_lr / t_cfg.lr)
+    return optax.cosine_decay_schedule(t_cfg.lr, t_cfg.steps, alpha=t_cfg.final_lr / t_cfg.lr)
+
+
+def validation_losses(field, problem: Problem, t, x) -> tuple[jax.Array, jax.Array]:
+    """The mean squared PDE residual on the grid `t × x` and the mean squared initial-condition
+    error on `x`: the training objective's two terms on a fixed grid, without the reference
+    solution (what settings are selected on)."""
+    tt, xx = (a.ravel() for a in jnp.meshgrid(t, x, indexing="ij"))
+    r = pde_residual(field, problem.pde, tt, xx, order=problem.order)
+    u0 = jax.vmap(field, (None, 0))(0.0, x)
+    return jnp.mean(r**2), jnp.mean((u0 - problem.u0(x)) ** 2)
+
+
 def train(problem: Problem, cfg, variant: str, *, key, t_grid, x_grid, reference) -> dict:
     """Train one variant; its history (steps, rel L2, λ, ε, min causal weight) and seconds."""
     fourier, causal = VARIANTS[variant]
@@ -184,8 +217,7 @@ def train(problem: Problem, cfg, variant: str, *, key, t_grid, x_grid, reference
         return state, weights
 
     error = eqx.filter_jit(lambda m: relative_l2(m, t_grid, x_grid, reference))
-    schedule = optax.exponential_decay(t_cfg.lr, t_cfg.decay_steps, t_cfg.decay_rate)
-    optimizer = optax.adam(schedule)
+    optimizer = optax.adam(schedule(t_cfg))
     state, epsilon, opt_state = GradNormState.init(2), jnp.asarray(c_cfg.epsilon), None
     history = {"step": [0], "rel_l2": [float(error(field))], "lambda_ic": [], "lambda_res": [],
                "epsilon": [], "min_causal_weight": []}  # fmt: skip
@@ -215,8 +247,10 @@ def train(problem: Problem, cfg, variant: str, *, key, t_grid, x_grid, reference
         history["epsilon"].append(float(epsilon))
         history["min_causal_weight"].append(float(jnp.min(weights)))
     cpu, wall = time.process_time() - start[0], time.perf_counter() - start[1]
+    val_residual, val_ic = eqx.filter_jit(validation_losses)(field, problem, t_grid, x_grid)
     return {"field": field, "history": {k: np.asarray(v) for k, v in history.items()},
-            "cpu_seconds": cpu, "wall_seconds": wall}  # fmt: skip
+            "cpu_seconds": cpu, "wall_seconds": wall, "val_residual": float(val_residual),
+            "val_ic": float(val_ic)}  # fmt: skip
 
 
 def solution_figure(path, results: dict, t, x, reference, *, extent, title: str) -> None:

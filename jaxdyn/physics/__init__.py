@@ -19,7 +19,9 @@ scalar network `u(t, x)` by `jax.jacfwd`/`jax.hessian` vmapped over collocation 
 periodic embeddings (`PeriodicEmbedding`) and random Fourier features (`FourierFeatures`);
 causal weights over time chunks (`chunk_losses`, `causal_weights`, `anneal_causal_epsilon`;
 Wang, Sankaran & Perdikaris 2022); loss balancing by gradient norms (`GradNormState`,
-`gradient_norms`, `grad_norm_weights`, `update_grad_norm_weights`; Wang et al. 2023).
+`gradient_norms`, `grad_norm_weights`, `update_grad_norm_weights`; Wang et al. 2023);
+random weight factorisation of dense layers (`FactorizedLinear`, `factorize_mlp`; Wang, Wang,
+Wang & Perdikaris 2022).
 """
 
 from ._balancing import GradNormState as GradNormState
@@ -37,6 +39,8 @@ from ._embeddings import FourierFeatures as FourierFeatures
 from ._embeddings import PeriodicEmbedding as PeriodicEmbedding
 from ._etdrk import ETDRK4 as ETDRK4
 from ._etdrk import etdrk4_coefficients as etdrk4_coefficients
+from ._factorized import FactorizedLinear as FactorizedLinear
+from ._factorized import factorize_mlp as factorize_mlp
 from ._filter import coarse_grain as coarse_grain
 from ._filter import lowpass as lowpass
 from ._filter import refine as refine
