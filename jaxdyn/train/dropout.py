@@ -26,9 +26,8 @@ def coordinated_dropout(
     loss trains the model) with probability `pass_rate`. Apply the mask to the per-entry loss
     with `gradient_masked`. `pass_rate=None` takes `rate`, the reference implementation's
     choice (there, entries are kept with probability `1 − rate` and passed with probability
-    `rate`);
-    `pass_rate=0` is plain coordinated dropout (lfads-torch's default). `rate=0` is no
-    dropout: the data unchanged, every entry's gradient kept (`gradient_mask` all true).
+    `rate`); `pass_rate=0` is plain coordinated dropout (lfads-torch's default). `rate=0` is
+    no dropout: the data unchanged, every entry's gradient kept (`gradient_mask` all true).
     `rate` and `pass_rate` are static Python floats (they choose the program)."""
     pass_rate = rate if pass_rate is None else pass_rate
     if not 0.0 <= rate < 1.0:
