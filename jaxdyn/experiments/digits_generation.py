@@ -92,6 +92,7 @@ Targets (`target`): classifier accuracy on the conditional samples, the conditio
 """
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -696,11 +697,20 @@ def _nll_fn(e: DictConfig) -> Callable:
     return nll
 
 
+@functools.partial(jax.jit, static_argnames=("kind", "scale"))
+def _model_space_jit(levels, u, log_p, below, above, *, kind: str, scale: float):
+    """`_to_model_space` compiled once per shape and kind."""
+    t = {"kind": kind, "scale": scale, "log_p": log_p, "below": below, "above": above}
+    return _to_model_space(levels, u, t)
+
+
 def _points(k: np.ndarray, u: np.ndarray, transform: dict) -> tuple[np.ndarray, np.ndarray]:
     """Each image's levels repeated over its `len(u) / len(k)` draws (image `i`: rows
     `i·K … i·K + K − 1`), mapped to model space: `(y, log |det ∂T/∂x|)`."""
     levels = np.repeat(k, u.shape[0] // k.shape[0], axis=0).astype(u.dtype)
-    y, logdet = jax.jit(lambda a, b: _to_model_space(a, b, transform))(levels, u)
+    t = transform
+    y, logdet = _model_space_jit(levels, u, t["log_p"], t["below"], t["above"],
+                                 kind=t["kind"], scale=t["scale"])  # fmt: skip
     return np.asarray(y), np.asarray(logdet, np.float64)
 
 
@@ -737,17 +747,19 @@ def _likelihood(cfg: DictConfig, model: MLPField, data: dict, noise: dict, cache
     # the copula in the Gaussianised space, scored on the same draws
     g = data["gaussianize"]
     y_train, _ = _points(data["k_train"], noise["u_train"], g)
-    copula = _gaussian_copula(
-        y_train,
-        {"test": (*_points(data["k_test"][:n_nll], noise["u"], g), draws),
-         "validation": (*_points(data["k_validation"][:n_val], noise["u_val"], g), draws)},
-        cfg.data.copula_ridge_grid,
-    )  # fmt: skip
+    if transform["kind"] == "gaussianize":
+        points = {"test": (y_nll, logdet, draws), "validation": (y_val, logdet_val, draws)}
+    else:
+        points = {"test": (*_points(data["k_test"][:n_nll], noise["u"], g), draws),
+                  "validation": (*_points(data["k_validation"][:n_val], noise["u_val"], g),
+                                 draws)}  # fmt: skip
+    copula = _gaussian_copula(y_train, points, cfg.data.copula_ridge_grid)
     likelihood = {
         "bits_per_dim": mean_se(test["iw"]),
         "bits_per_dim_by_draws": test["by_draws"],
         "bits_per_dim_jensen": mean_se(test["jensen"]),
         "validation_bits_per_dim": mean_se(validation["iw"]),
+        "validation_bits_per_dim_by_draws": validation["by_draws"],
         "validation_images": n_val,
         "independent_pixels": {
             "bits_per_dim": float(independent["per_image"][:n_nll].mean()),
