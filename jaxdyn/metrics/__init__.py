@@ -4,7 +4,7 @@ generated samples (Kynkäänniemi et al. 2019)."""
 
 from .generation import discriminative_score as discriminative_score
 from .generation import predictive_score as predictive_score
-from .precision_recall import precision_recall as precision_recall
+from .manifold import precision_recall as precision_recall
 from .regression import linear_r2 as linear_r2
 from .regression import r2_score as r2_score
 from .spikes import bits_per_spike as bits_per_spike
