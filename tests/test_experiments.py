@@ -80,7 +80,8 @@ TINY = {
                           "evaluation.validation_images=4",
                           "evaluation.dequantization_draws=2", "evaluation.hutchinson_images=4",
                           "evaluation.floor_repeats=1", "sampling.rtol=1e-3", "sampling.atol=1e-3",
-                          "evaluation.rtol=1e-3", "evaluation.atol=1e-3"],
+                          "evaluation.rtol=1e-3", "evaluation.atol=1e-3",
+                          "sampling.chunk=40"],  # one solve per class: half the calls of 20
     "ode_sde_gap": ["data.datasets=[blobs]", "regulariser.weights=[0.0]", "model.width=8",
                     "model.depth=1", "train.steps=2", "train.chunk=2", "train.batch_size=16",
                     "regulariser.batch_size=4", "sampling.num_samples=20", "sampling.repeats=2",
