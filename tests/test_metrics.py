@@ -238,3 +238,38 @@ def test_glm_baseline_predicts_lorenz_heldout_neurons():
         smoothing_glm_baseline(
             train[..., heldin], train[..., heldout], test[..., heldin], heldin="x"
         )
+
+
+# ---- Improved precision and recall (Kynkäänniemi et al. 2019) ----
+
+
+def test_precision_recall_by_hand_on_a_line():
+    from jaxdyn.metrics import precision_recall
+
+    # Real points 0, 1, 2, 3 on a line, k = 1: every ball has radius 1, so the real manifold
+    # is [-1, 4]. Generated 0.5, 3.9, 10 and 11: the first two are inside (precision 2/4).
+    # The generated balls (k = 1): 0.5 and 3.9 reach each other (radius 3.4), 10 and 11 have
+    # radius 1; real points within 3.4 of 0.5 or 3.9: all four (recall 1).
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])
+    generated = np.array([[0.5], [3.9], [10.0], [11.0]])
+    assert precision_recall(real, generated, k=1) == (0.5, 1.0)
+    # k = 2 for the generated set: 0.5's second neighbour is 10 (radius 9.5): recall still 1;
+    # k = 3 leaves each set with one point too few
+    assert precision_recall(real, generated, k=2)[1] == 1.0
+    with pytest.raises(ValueError, match="n > k=4"):
+        precision_recall(real, generated, k=4)
+
+
+def test_precision_recall_of_a_set_with_itself_and_of_a_collapsed_generator():
+    from jaxdyn.metrics import precision_recall
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 5))
+    # the same points: each lies at the centre of its own ball
+    assert precision_recall(real, real, k=3) == (1.0, 1.0)
+    # a generator that repeats 4 real points (with a tiny jitter): all precise, poor recall
+    collapsed = real[np.repeat(np.arange(4), 25)] + 1e-9 * rng.normal(size=(100, 5))
+    precision, recall = precision_recall(real, collapsed, k=3)
+    assert precision == 1.0 and recall < 0.1
+    with pytest.raises(ValueError, match="same dim"):
+        precision_recall(real, real[:, :4])
