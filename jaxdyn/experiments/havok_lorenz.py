@@ -21,7 +21,11 @@ gives), the structure of `A` (`‖A + Aᵀ‖/‖A‖`, and the fraction of `‖
 tridiagonal band), and, when PyDMD is installed, its HAVOK on the same series (same
 reconstruction, second-order derivative; the paper's and our default is fourth order).
 Row `k` of `V` belongs to the window starting at sample `k` (as in the paper and PyDMD).
-Deterministic: no seed.
+
+Seeds. The fit is deterministic given the series; the seed picks the initial condition: seed 0
+is the paper's `y0` exactly, seed `s > 0` is `y0 + data.y0_spread · ε` with `ε ~ N(0, I₃)`
+drawn from `jax.random.key(s)`. The trajectory is chaotic, so each seed is another stretch of
+the attractor, and the seeds' spread is that of the error over initial conditions.
 """
 
 import dataclasses
@@ -50,6 +54,7 @@ class LorenzSeriesConfig:
         default_factory=lambda: [-8.0, 8.0, 27.0],
         metadata={"check": (lambda v: len(v) == 3, "a list of 3 numbers")},
     )
+    y0_spread: float = positive(1.0)  # seed s > 0: y0 + y0_spread * N(0, I) from key(s)
     dt: float = positive(0.001)  # sampling interval = the RK4 step
     num_samples: int = at_least(200_000, 10)  # t = k dt, k < num_samples
 
@@ -70,6 +75,7 @@ class BurstConfig:
 @dataclasses.dataclass
 class HavokLorenzConfig:
     experiment: str = "havok_lorenz"
+    seed: int = at_least(0, 0)  # 0: the paper's y0; s > 0: y0 perturbed by a draw from key(s)
     target_rel_l2_error: float = positive(0.05)
     compare_pydmd: bool = True  # PyDMD's HAVOK on the same series, when it is installed
     figures: bool = True
@@ -91,11 +97,22 @@ def _check(cfg: DictConfig) -> None:
         )
 
 
+def initial_condition(cfg: DictConfig) -> np.ndarray:
+    """The seed's `y0`: `data.y0` for seed 0, else `data.y0 + data.y0_spread · ε`, `ε ~ N(0, I₃)`
+    from `jax.random.key(seed)` (float64)."""
+    y0 = np.asarray(cfg.data.y0, np.float64)
+    if cfg.seed == 0:
+        return y0
+    noise = jax.random.normal(jax.random.key(cfg.seed), (3,), jnp.float64)
+    return y0 + cfg.data.y0_spread * np.asarray(noise)
+
+
 def lorenz_x(cfg: DictConfig) -> np.ndarray:
-    """`x(k dt)`, `k < num_samples`, of the Lorenz system: fixed RK4 steps of `dt` (float64)."""
+    """`x(k dt)`, `k < num_samples`, of the Lorenz system from the seed's initial condition
+    (`initial_condition`): fixed RK4 steps of `dt` (float64)."""
     d = cfg.data
     ts = d.dt * np.arange(d.num_samples)
-    y0 = jnp.asarray(d.y0, jnp.float64)
+    y0 = jnp.asarray(initial_condition(cfg), jnp.float64)
     sol = odeint(lorenz_field, y0, ts, args=(d.sigma, d.rho, d.beta), solver="rk4", dt0=d.dt)
     return np.asarray(sol.ys[:, 0])
 
@@ -227,6 +244,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     skew, off_band = operator_structure(np.asarray(model.A))
 
     summary = {
+        "y0": [float(v) for v in initial_condition(cfg)],
         "rel_l2_error": rel_error,
         "target_rel_l2_error": cfg.target_rel_l2_error,
         "target_met": bool(np.isfinite(rel_error) and rel_error <= cfg.target_rel_l2_error),
