@@ -217,7 +217,7 @@ def test_potential_score_is_a_gradient_and_its_residuals_agree():
     Jacobian), and the gradient of its log-density residual is the score residual of `∇_x φ`
     (two implementations of the Fokker–Planck equation)."""
     sde = OUSDE(rate=1.0, noise=1.0, horizon=10.0)
-    model = PotentialScore(2, 6, 2, activation="softplus", sharpness=3.0, key=jax.random.key(0))
+    model = PotentialScore(2, 4, 1, activation="softplus", sharpness=3.0, key=jax.random.key(0))
 
     @jax.jit
     def run(ts, xs):
