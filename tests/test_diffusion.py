@@ -15,6 +15,7 @@ import pytest
 from helpers import one_program
 
 from jaxdyn.generative import (
+    OUSDE,
     VESDE,
     VPSDE,
     GaussianMixture,
@@ -77,6 +78,35 @@ def test_kernel_solves_the_moment_equations(name):
     assert float(sde.mean_coeff(0.0)) == 1.0 and float(sde.std(0.0)) == 0.0
     # the prior is the law of x_1 for data at 0 (VP: up to a(1) ≈ 0.0066 and σ(1)² ≈ 1 - 4e-5)
     assert float(sde.prior_std()) == pytest.approx(float(sde.std(1.0)), rel=1e-4)
+
+
+def test_ou_sde_kernel_and_its_vp_equivalent():
+    """`OUSDE` (`dx = −θ x dt + c dW` on `(0, T]`, time normalised to `τ = t/T`) solves the
+    moment equations `ȧ = −θT a`, `dσ²/dτ = −2θT σ² + c²T`, its prior is the stationary
+    `N(0, c²/2θ)`, and with `c² = 2θ` it is the VP SDE with constant `β = 2θT`."""
+    sde = OUSDE(rate=0.7, noise=1.3, horizon=10.0)
+    ts = jnp.linspace(1e-4, 1.0, 7)
+
+    @jax.jit  # one program for the kernel's derivatives
+    def moments(ts):
+        a, da = jax.jvp(jax.vmap(sde.mean_coeff), (ts,), (jnp.ones_like(ts),))
+        var, dvar = jax.jvp(jax.vmap(lambda t: sde.std(t) ** 2), (ts,), (jnp.ones_like(ts),))
+        return a, da, var, dvar
+
+    a, da, var, dvar = moments(ts)
+    rate = 0.7 * 10.0
+    np.testing.assert_allclose(da, -rate * a, rtol=1e-13)  # float64 round-off
+    # the right side cancels two O(17) terms at τ = 1 (to 1e-5): round-off 17 · 1e-16 per term
+    np.testing.assert_allclose(dvar, -2 * rate * var + 1.3**2 * 10.0, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(jax.vmap(lambda t: sde.drift(t, jnp.ones(1))[0])(ts), -rate)
+    np.testing.assert_allclose(jax.vmap(sde.diffusion)(ts) ** 2, 1.3**2 * 10.0, rtol=1e-14)
+    assert float(sde.mean_coeff(0.0)) == 1.0 and float(sde.std(0.0)) == 0.0
+    assert float(sde.prior_std()) == pytest.approx(1.3 / np.sqrt(1.4), rel=1e-14)
+    ou, vp = OUSDE(rate=1.0, noise=np.sqrt(2.0), horizon=10.0), VPSDE(20.0, 20.0)
+    for method in ("mean_coeff", "std", "diffusion"):  # NumPy-sized arrays: eager is cheap
+        np.testing.assert_allclose(getattr(ou, method)(ts), getattr(vp, method)(ts), rtol=1e-12)
+    with pytest.raises(ValueError, match="horizon must be positive"):
+        OUSDE(horizon=0.0)
 
 
 def test_prior_log_prob_and_samples():

@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 
 from jaxdyn.generative import (
+    OUSDE,
     VESDE,
     VPSDE,
     GaussianMixture,
+    PotentialScore,
     diffused_mixture,
     fokker_planck_loss,
     fokker_planck_residual,
+    log_density_residual,
 )
 from jaxdyn.generative.fokker_planck import fokker_planck_weight
 
@@ -178,3 +181,59 @@ def test_bad_inputs_raise():
         fokker_planck_loss(score, sde, jnp.zeros((4, 2)), key=jax.random.key(0), weight=2.0)
     with pytest.raises(ValueError, match="t_min"):
         fokker_planck_loss(score, sde, jnp.zeros((4, 2)), key=jax.random.key(0), t_min=1.0)
+
+
+def test_log_density_residual_vanishes_for_the_exact_ou_density():
+    """For Gaussian data `N(m, v I)` the OU marginal is `N(a m, (a² v + σ²) I)` in closed form;
+    its log-density (plus any constant) has zero residual at every point, and a perturbed one
+    does not. The residual of `φ = log N(0, c²/2θ I)` — the stationary law — is zero too."""
+    sde = OUSDE(rate=1.0, noise=1.0, horizon=10.0)
+    m, v = jnp.array([1.0, -2.0]), 0.3
+
+    def log_p(t, x, args=None):
+        a, s = sde.mean_coeff(t), sde.std(t)
+        var = a**2 * v + s**2
+        return -jnp.sum((x - a * m) ** 2) / (2 * var) - jnp.log(2 * jnp.pi * var) + 3.0
+
+    def perturbed(t, x, args=None):
+        return log_p(t, x) + 0.1 * jnp.sin(x[0] + t)
+
+    def stationary(t, x, args=None):
+        return -jnp.sum(x**2)  # log N(0, ½ I) + const: c²/2θ = ½
+
+    @jax.jit
+    def run(ts, xs):
+        return [jax.vmap(lambda t, x, p=p: log_density_residual(p, sde, t, x))(ts, xs)
+                for p in (log_p, perturbed, stationary)]  # fmt: skip
+
+    exact, off, still = run(TIMES, POINTS)
+    np.testing.assert_allclose(exact, 0.0, atol=1e-10)  # float64 round-off of O(1e2) terms
+    np.testing.assert_allclose(still, 0.0, atol=1e-12)
+    assert np.all(np.abs(off) > 1e-3)
+
+
+def test_potential_score_is_a_gradient_and_its_residuals_agree():
+    """`PotentialScore` is `∇_x φ` (against `jax.grad` of its potential), curl-free (symmetric
+    Jacobian), and the gradient of its log-density residual is the score residual of `∇_x φ`
+    (two implementations of the Fokker–Planck equation)."""
+    sde = OUSDE(rate=1.0, noise=1.0, horizon=10.0)
+    model = PotentialScore(2, 4, 1, activation="softplus", sharpness=3.0, key=jax.random.key(0))
+
+    @jax.jit
+    def run(ts, xs):
+        score = jax.vmap(model)(ts, xs)
+        grads = jax.vmap(jax.grad(model.potential, argnums=1))(ts, xs)
+        jac = jax.vmap(jax.jacfwd(model, argnums=1))(ts, xs)
+        r_grad = jax.vmap(
+            jax.grad(lambda t, x: log_density_residual(model.potential, sde, t, x), argnums=1)
+        )(ts, xs)
+        r_score = jax.vmap(lambda t, x: fokker_planck_residual(model, sde, t, x))(ts, xs)
+        return score, grads, jac, r_grad, r_score
+
+    score, grads, jac, r_grad, r_score = run(TIMES, POINTS)
+    np.testing.assert_array_equal(score, grads)  # the same program
+    np.testing.assert_allclose(jac, jnp.swapaxes(jac, 1, 2), rtol=1e-12, atol=1e-14)
+    assert np.all(np.abs(jac[:, 0, 1]) > 0)  # a real cross term, not a trivially diagonal one
+    np.testing.assert_allclose(r_grad, r_score, rtol=1e-10, atol=1e-10)  # float64 round-off
+    with pytest.raises(ValueError, match="activation must be one of"):
+        PotentialScore(2, 4, 1, activation="relu", key=jax.random.key(0))

@@ -1,55 +1,46 @@
 """The ODE–SDE gap of score-based diffusion and the Fokker–Planck regulariser that closes it
-(Deveney, Stanczuk, Kreusser, Budd & Schönlieb 2023), on 2-D toys.
+(Deveney, Stanczuk, Kreusser, Budd & Schönlieb 2023), in the paper's setup, on 2-D toys.
 
-For each dataset of `data.datasets` (from `jaxdyn.data.toy2d`) and each weight `w_R` of
-`regulariser.weights`, a VP score model (Song et al. 2021) `s_θ(t, x) = −ε_θ(t, x)/σ(t)`, with
-`ε_θ` an MLP of `(x, t)`, is trained through `jaxdyn.train.fit` on
+**Setup** (the authors' code, github.com/teojd/ODESDEGap, for the facts). Forward SDE
+(`sde.kind = ou`): the Ornstein–Uhlenbeck process `dx = −θ x dt + c dW` on `t ∈ (0, T]`
+(`θ = 1`, `c = sde.noise`, `T = 10`; `jaxdyn.generative.OUSDE`, in the normalised time
+`τ = t/T`); `sde.kind = vp` keeps the VP SDE of the first version. Score model: conservative,
+`s_θ = ∇_x φ_θ(t, x)` with `φ_θ` a scalar MLP (`PotentialScore`; the paper's is 3 × 80 with
+`Softplus(β = 100)`). Loss, for each weight `w_R` of `regulariser.weights`:
 
-    E[|σ(t) s_θ(t, x_t) + z|²]  +  w_R · E[λ_R(t) |R_θ(t, x_t)|²]
+    E_{t, x_0, z} |s_θ(t, x_t) + z/σ(t)|²  +  w_R [ E_{t, x ~ U(box)} r_θ(t, x)²
+                                                    + w_b E_{t, x ∈ ∂box} exp(φ_θ(t, x))² ],
 
-(`dsm_loss` and `fokker_planck_loss`; fresh data drawn inside the loss every step; the
-regulariser's times are drawn from `[regulariser.t_min, 1]` on the first
-`regulariser.batch_size` points). `R_θ` is the score Fokker–Planck residual
-(`fokker_planck_residual`), whose size the paper shows bounds the W2 distance between the laws
-of the probability-flow ODE and the reverse SDE.
+the unweighted denoising score matching loss with `t = T·Beta(1, 2)` (shifted by `t_min`),
+fresh data each step; `r_θ = ∂_t φ + ∇·f + f·∇φ − ½ c² (Δφ + |∇φ|²)` the log-density
+Fokker–Planck residual (`log_density_residual`, in real time units) at `regulariser.points`
+uniform points of the box `[−box, box]²` × `t ~ U(t_min, T)`; the last term (`w_b =
+regulariser.boundary_weight`) keeps the density `exp φ` small on the box's edges
+(`regulariser.boundary_points` per edge), as the authors' code does.
 
-**The weighting** (`regulariser.weighting`). `natural` (the default) is
-`λ_R(t) = (σ(t)³/g(t)²)²` (`fokker_planck_weight`): the residual of a learned score is of size
-`g²/σ³` (measured on a DSM-trained checkerboard model: `(σ³/g²)² E|R|²` is 0.014–0.024 for all
-`t ∈ [10⁻³, 1]` while `E|R|²` itself falls from `3·10⁸` to `2`), so this weighting makes the
-regulariser `O(1)` at every time and comparable to the DSM loss. `sigma_power` is
-`λ_R = σ(t)^p` (`p = regulariser.weight_power`), the first version's choice: with `p = 2` the
-regulariser of a DSM-trained model is `~10`–`30` (its small times dominate), and at `w_R ≥ 1`
-every model collapsed to the trivial zero of the residual, `ε_θ ≡ 0` (`s ≡ 0`; DSM loss
-`= dim = 2`), whose samplers return `≈ 150 ×` the prior draws (W2² ~ 4·10⁴). The recorded
-`eps_sq = E|ε_θ|²` flags such a collapse (near 0). For comparison, the paper's code (Deveney et
-al., github.com/teojd/ODESDEGap) trains a log-density network on an OU process with the
-unweighted scalar log-density residual at uniform collocation points in a box, plus a boundary
-term, for 10⁵ iterations; FP-Diffusion (Lai et al. 2023) fine-tunes a DSM model with the
-residual norm weighted by `g(t)²`.
+**Sampling and metric.** `sampling.num_samples` prior draws (`N(0, c²/2θ I)`), the same for
+every model of a dataset, are pushed through the probability-flow ODE (adaptive dopri5; NFE
+recorded) and the reverse SDE (Euler–Maruyama, `sampling.sde_steps` steps on a geometric time
+grid) to `t_min`. Each
+sample set, a fresh data set of the same size (`reference`) and a second one (`floor`) are
+binned on the 64 × 64 grid of cell centres `linspace(−limit, limit, 64)²` (samples outside
+dropped, their count recorded) and compared by exact optimal transport between the cell masses
+(`jaxdyn.metrics.histogram_wasserstein2_squared`): W2² of ODE and SDE to the reference, the
+ODE–SDE W2² (the gap), and the floor (floor vs reference: the metric's own sampling noise at
+this `n`). `sampling.draw = validation` takes the data and prior draws from a stream the
+reported (`test`) numbers never use: settings are chosen on it.
 
-**Sampling and metrics.** `sampling.repeats × sampling.num_samples` prior draws, the same for
-every model of a dataset, are pushed through the probability-flow ODE (adaptive dopri5; its
-NFE recorded) and the reverse SDE (Euler–Maruyama, `sampling.sde_steps` steps), optionally also
-predictor–corrector; they are split into `repeats` sets of `num_samples`, and each set is scored
-against its own fresh data set by exact optimal transport (`jaxdyn.metrics.wasserstein2_squared`):
-W2² of the ODE and of the SDE samples to the data, the ODE–SDE W2² between the two sample
-sets, and the data–data floor (two fresh data sets of the same size: the metric's own sampling
-bias). Each is reported as the mean over repeats with its standard error, and the paired
-difference `W2²(ODE) − W2²(SDE)` likewise. Also recorded: the final DSM loss, the Fokker–Planck
-regulariser (natural, `σ²`-weighted and unweighted) and `E|ε_θ|²` on a fixed evaluation batch.
-
-The paper's qualitative claims checked (reported per dataset, honestly, whichever way they go):
-(1) without the regulariser the SDE samples are markedly closer to the data than the ODE
-samples; (2) the ODE–SDE gap shrinks as `w_R` grows. `target_met` is both claims on every
-dataset, with "markedly" meaning `W2²(ODE) ≥ target.markedly × W2²(SDE)` at `w_R = 0` with the
-paired difference more than two standard errors above zero, and "shrinks" meaning the ODE–SDE
-W2² at the largest `w_R` is below its value at `w_R = 0` by more than two standard errors.
+**Claims checked** against the paper's (its released distributions, `w_R = 0`, W2²: ODE / SDE
+checkerboard 0.032 / 0.0048, blobs 0.014 / 0.0028, circles 0.019 / 0.0030; the gap from 0.036
+to 0.0027 as `w_R` goes 0 → 10): (1) at `w_R = 0` the SDE is markedly closer to the data,
+`W2²(ODE) ≥ target.markedly × W2²(SDE)`; (2) the gap at the largest `w_R` is below its value at
+`w_R = 0`. `target_met` is both on every dataset. Datasets are `jaxdyn.data.toy2d`'s, about
+4/3 the authors' in linear size (checkerboard on `[−4, 4]²` against `[−3, 3]²`), so W2²
+values are not directly comparable: compare ratios.
 
 Outputs in the run dir: `results.jsonl` (one row per dataset × weight; `--resume` skips done
-rows and resumes an interrupted fit from its checkpoint), `results.csv`, `results.md`,
-`samples-<dataset>-w<weight>.npz` (all repeats), `samples.png` (rows: `w_R`; columns: data /
-ODE / SDE per dataset; the first repeat), `w2_vs_weight.png` (means ± 2 standard errors).
+rows), `results.csv`, `results.md`, `samples-<dataset>-w<weight>.npz`, `histograms.png` (rows:
+`w_R`; columns: data / ODE / SDE histograms per dataset), `w2_vs_weight.png`.
 """
 
 import csv
@@ -76,20 +67,28 @@ from ..config import (
 )
 from ..data import TOY2D, toy2d
 from ..generative import (
+    OUSDE,
     VPSDE,
-    dsm_loss,
-    fokker_planck_residual,
-    sample_predictor_corrector,
+    PotentialScore,
+    log_density_residual,
     sample_probability_flow,
-    sample_reverse_sde,
 )
-from ..generative.fokker_planck import fokker_planck_loss, fokker_planck_weight
-from ..models import ACTIVATIONS, MLPField
+from ..metrics import grid_histogram, histogram_wasserstein2_squared
+from ..models import ACTIVATIONS
 from ..plotting import Figure
 from ..train import fit, make_optimizer
 from ..train.checkpoint import atomic_write
-from ._records import append_result, mean_se, start_results, w2_squared
+from ._records import append_result, start_results
 from ._registry import register
+
+# The paper's numbers (W2² from the authors' released 64 × 64 histograms, w_R = 0).
+PAPER = {
+    "checkerboard": {"w2_ode": 0.032, "w2_sde": 0.0048},
+    "blobs": {"w2_ode": 0.014, "w2_sde": 0.0028},
+    "circles": {"w2_ode": 0.019, "w2_sde": 0.0030},
+    "gap_at_0": 0.036,
+    "gap_at_10": 0.0027,
+}
 
 # --- config -----------------------------------------------------------------------------------
 
@@ -105,44 +104,49 @@ class GapDataConfig:
 
 @dataclasses.dataclass
 class GapSDEConfig:
-    beta_min: float = positive(0.1)
-    beta_max: float = positive(20.0)
-    t_min: float = fraction(1e-3)  # samplers stop here; DSM draws t ~ U[t_min, 1]
+    kind: str = choice("ou", ("ou", "vp"))
+    rate: float = positive(1.0)  # ou: θ
+    noise: float = positive(1.0)  # ou: c (the authors' code: 1, stationary law N(0, I/2))
+    horizon: float = positive(10.0)  # ou: T
+    beta_min: float = positive(0.1)  # vp only
+    beta_max: float = positive(20.0)  # vp only
+    t_min: float = fraction(1e-3)  # normalised: samplers stop at t_min·T; losses' times >= it
 
 
 @dataclasses.dataclass
 class GapModelConfig:
-    width: int = at_least(128, 1)
+    width: int = at_least(80, 1)
     depth: int = at_least(3, 1)
-    # smooth: the regulariser differentiates the network three times
-    activation: str = choice("silu", [a for a in ACTIVATIONS if a != "relu"])
-    # what the MLP sees as time: t itself, or log σ(t) (resolves the small times)
-    time_input: str = choice("t", ("t", "log_sigma"))
+    # smooth: the residual differentiates φ twice in x, then in the parameters
+    activation: str = choice("softplus", [a for a in ACTIVATIONS if a != "relu"])
+    sharpness: float = positive(100.0)  # act(β x)/β: the paper's Softplus(beta=100)
 
 
 @dataclasses.dataclass
 class GapRegulariserConfig:
     weights: list[float] = dataclasses.field(
-        default_factory=lambda: [0.0, 0.1, 1.0, 10.0],
+        default_factory=lambda: [0.0, 1.0, 10.0],
         metadata={"check": (_weights, "a non-empty list of distinct numbers >= 0")},
     )
-    # natural: λ_R = (σ³/g²)² (O(1) at every t); sigma_power: λ_R = σ^weight_power
-    weighting: str = choice("natural", ("natural", "sigma_power"))
-    t_min: float = fraction(1e-3)  # the regulariser's times t ~ U[t_min, 1]
-    weight_power: float = at_least(2.0, 0.0)  # the exponent of weighting=sigma_power
-    batch_size: int = at_least(64, 1)  # points per step for the regulariser (the costly term)
+    box: float = positive(4.75)  # collocation points x ~ U[-box, box]^2
+    points: int = at_least(256, 1)  # collocation points per step
+    boundary_points: int = at_least(32, 1)  # per edge of the box, per step
+    boundary_weight: float = at_least(1.0, 0.0)  # w_b
 
 
 @dataclasses.dataclass
 class GapSamplingConfig:
-    num_samples: int = at_least(2000, 2)  # per repeat (the W2² sample size)
-    repeats: int = at_least(3, 1)  # independent sample / data sets, for standard errors
+    num_samples: int = at_least(10000, 2)  # per sampler, and per data set
     ode_rtol: float = positive(1e-5)
     ode_atol: float = positive(1e-5)
-    sde_steps: int = at_least(1000, 1)
-    predictor_corrector: bool = False
-    pc_steps: int = at_least(500, 1)
-    pc_snr: float = positive(0.16)
+    sde_steps: int = at_least(200, 1)
+    draw: str = choice("test", ("test", "validation"))  # validation: settings are chosen on it
+
+
+@dataclasses.dataclass
+class GapMetricConfig:
+    bins: int = at_least(64, 2)  # cells per axis
+    limit: float = positive(5.5)  # cell centres linspace(-limit, limit, bins)
 
 
 @dataclasses.dataclass
@@ -159,107 +163,119 @@ class OdeSdeGapConfig:
     model: GapModelConfig = section(GapModelConfig)
     regulariser: GapRegulariserConfig = section(GapRegulariserConfig)
     sampling: GapSamplingConfig = section(GapSamplingConfig)
+    metric: GapMetricConfig = section(GapMetricConfig)
     target: GapTargetConfig = section(GapTargetConfig)
-    train: TrainConfig = section(
-        TrainConfig, steps=3000, batch_size=256, lr=2e-3, schedule="cosine", chunk=500
-    )
+    train: TrainConfig = section(TrainConfig, steps=1000, batch_size=512, lr=1e-3, chunk=500)
 
 
 # --- model and losses -------------------------------------------------------------------------
 
 
-class NoiseScore(eqx.Module):
-    """`s(t, x) = −ε(t, x)/σ(t)`: the score from a noise predictor `ε` (an MLP of `(x, τ)`, with
-    `τ = t` or `τ = log σ(t)` by `time_input`), so that the DSM residual `σ s + z = z − ε` is
-    `O(1)` at every `t` (Ho et al. 2020)."""
-
-    net: MLPField
-    sde: VPSDE
-    time_input: str = eqx.field(static=True, default="t")
-
-    def eps(self, t: Array, x: Array) -> Array:
-        """The noise predictor `ε(t, x)`."""
-        tau = t if self.time_input == "t" else jnp.log(self.sde.std(t))
-        return self.net(tau, x)
-
-    def __call__(self, t: Array, x: Array, args=None) -> Array:
-        return -self.eps(t, x) / self.sde.std(t)
+def build_sde(cfg: DictConfig) -> OUSDE | VPSDE:
+    """The forward SDE an `ode_sde_gap` config describes (normalised time `τ ∈ (0, 1]`)."""
+    s = cfg.sde
+    if s.kind == "ou":
+        return OUSDE(s.rate, s.noise, s.horizon)
+    return VPSDE(s.beta_min, s.beta_max)
 
 
-def build_score(cfg: DictConfig, key: PRNGKeyArray) -> NoiseScore:
-    """The score model an `ode_sde_gap` config describes."""
-    m, s = cfg.model, cfg.sde
-    return _init_score(m.width, m.depth, m.activation, m.time_input, s.beta_min, s.beta_max, key)
+def _horizon(cfg: DictConfig) -> float:
+    """`T`: real time per unit of the normalised time (1 for the VP SDE)."""
+    return float(cfg.sde.horizon) if cfg.sde.kind == "ou" else 1.0
 
 
-@eqx.filter_jit  # one compiled initialiser, not one small program per eager operation
-def _init_score(width, depth, activation, time_input, beta_min, beta_max, key) -> NoiseScore:
-    net = MLPField(dim=2, width=width, depth=depth, activation=activation, time=True, key=key)
-    return NoiseScore(net, VPSDE(beta_min, beta_max), time_input)
+@eqx.filter_jit
+def _init_score(width, depth, activation, sharpness, key) -> PotentialScore:
+    return PotentialScore(2, width, depth, activation=activation, sharpness=sharpness, key=key)
+
+
+def build_score(cfg: DictConfig, key: PRNGKeyArray) -> PotentialScore:
+    """The conservative score model `∇_x φ_θ` an `ode_sde_gap` config describes."""
+    m = cfg.model
+    return _init_score(m.width, m.depth, m.activation, m.sharpness, key)
 
 
 _draw = eqx.filter_jit(toy2d)  # `name` and `n` static: one program per (dataset, size)
 
 
-def _fp_weight(cfg: DictConfig, sde: VPSDE):
-    """`λ_R(t)` of `regulariser.weighting`."""
-    if cfg.regulariser.weighting == "natural":
-        return fokker_planck_weight(sde)
-    power = cfg.regulariser.weight_power
-    return lambda t: sde.std(t) ** power
+def _dsm(model: PotentialScore, sde, x0: Array, key: PRNGKeyArray, t_min: float) -> Array:
+    """Unweighted DSM, `mean |s(τ, x_τ) + z/σ(τ)|²`, `τ = t_min + (1 − t_min) Beta(1, 2)`."""
+    k_t, k_z = jax.random.split(key)
+    tau = t_min + (1 - t_min) * jax.random.beta(k_t, 1.0, 2.0, (x0.shape[0],), dtype=x0.dtype)
+    xt, z = sde.marginal_sample(tau, x0, key=k_z)
+    s = jax.vmap(model)(tau, xt)
+    return jnp.mean(jnp.sum((s + z / sde.std(tau)[:, None]) ** 2, axis=1))
 
 
-def _loss_fn(cfg: DictConfig, dataset: str, weight: float):
-    """`DSM + w_R · FP` on fresh data; the FP term on the first `regulariser.batch_size` points
-    (with `w_R = 0` it is not computed: plain DSM training; it is evaluated after training)."""
-    r, s = cfg.regulariser, cfg.sde
+def _regulariser(model: PotentialScore, sde, key: PRNGKeyArray, cfg: DictConfig, dtype):
+    """`(E r², E exp(φ)² on the box's edges)`: the log-density residual in real time units
+    (`r_τ / T`) at uniform points of the box, and the boundary term."""
+    r, t_min, horizon = cfg.regulariser, cfg.sde.t_min, _horizon(cfg)
+    k_t, k_x, k_bt, k_bx = jax.random.split(key, 4)
+    tau = jax.random.uniform(k_t, (r.points,), dtype, minval=t_min, maxval=1.0)
+    x = jax.random.uniform(k_x, (r.points, 2), dtype, minval=-r.box, maxval=r.box)
+    res = jax.vmap(lambda t, y: log_density_residual(model.potential, sde, t, y))(tau, x)
+    n = r.boundary_points
+    tau_b = jax.random.uniform(k_bt, (4 * n,), dtype, minval=t_min, maxval=1.0)
+    along = jax.random.uniform(k_bx, (4 * n,), dtype, minval=-r.box, maxval=r.box)
+    fixed = jnp.repeat(jnp.array([-r.box, r.box, -r.box, r.box], dtype), n)
+    edge = jnp.repeat(jnp.arange(4) < 2, n)  # first two edges: x₁ fixed; last two: x₂ fixed
+    xb = jnp.where(edge[:, None], jnp.stack([fixed, along], 1), jnp.stack([along, fixed], 1))
+    phi_b = jax.vmap(model.potential)(tau_b, xb)
+    return jnp.mean((res / horizon) ** 2), jnp.mean(jnp.exp(phi_b) ** 2)
 
-    def loss(model: NoiseScore, batch, key):
+
+def _loss_fn(cfg: DictConfig, sde, dataset: str, weight: float):
+    """`DSM + w_R (residual + w_b boundary)` on fresh data (with `w_R = 0`: plain DSM)."""
+
+    def loss(model: PotentialScore, batch, key):
         k_data, k_dsm, k_fp = jax.random.split(key, 3)
         x0 = toy2d(dataset, cfg.train.batch_size, key=k_data)
-        dsm = jnp.mean(dsm_loss(model, model.sde, x0, key=k_dsm, t_min=s.t_min))
+        dsm = _dsm(model, sde, x0, k_dsm, cfg.sde.t_min)
         if weight == 0:
             return dsm, {"dsm": dsm}
-        fp = jnp.mean(fokker_planck_loss(
-            model, model.sde, x0[: r.batch_size], key=k_fp, t_min=r.t_min,
-            weight=_fp_weight(cfg, model.sde),
-        ))  # fmt: skip
-        return dsm + weight * fp, {"dsm": dsm, "fp": fp}
+        res, bc = _regulariser(model, sde, k_fp, cfg, x0.dtype)
+        total = dsm + weight * (res + cfg.regulariser.boundary_weight * bc)
+        return total, {"dsm": dsm, "residual": res, "boundary": bc}
 
     return loss
 
 
-@eqx.filter_jit
-def _evaluate(model: NoiseScore, x0: Array, key: PRNGKeyArray, t_min: float, fp_t_min: float,
-              power: float) -> dict:  # fmt: skip
-    """DSM loss, `E|ε|²`, and the FP regulariser under each weighting, from one set of draws."""
-    sde = model.sde
-    k_dsm, k_t, k_x = jax.random.split(key, 3)
-    t = jax.random.uniform(k_t, (x0.shape[0],), dtype=x0.dtype, minval=fp_t_min, maxval=1.0)
-    xt, _ = sde.marginal_sample(t, x0, key=k_x)
-    residual = jax.vmap(lambda t, x: fokker_planck_residual(model, sde, t, x))(t, xt)
-    squared = jnp.sum(residual**2, axis=1)
-    eps = jax.vmap(model.eps)(t, xt)
-    return {
-        "dsm": jnp.mean(dsm_loss(model, sde, x0, key=k_dsm, t_min=t_min)),
-        "fp_natural": jnp.mean(jax.vmap(fokker_planck_weight(sde))(t) * squared),
-        "fp_sigma_power": jnp.mean(sde.std(t) ** power * squared),
-        "fp_unweighted": jnp.mean(squared),
-        "eps_sq": jnp.mean(jnp.sum(eps**2, axis=1)),
-    }
+def _evaluate_fn(cfg: DictConfig, sde):
+    """A jitted `(model, x0, key) ↦` DSM loss and the regulariser's terms on fixed draws."""
 
+    @eqx.filter_jit
+    def evaluate(model: PotentialScore, x0: Array, key: PRNGKeyArray) -> dict:
+        k_dsm, k_fp = jax.random.split(key)
+        res, bc = _regulariser(model, sde, k_fp, cfg, x0.dtype)
+        return {"dsm": _dsm(model, sde, x0, k_dsm, cfg.sde.t_min), "residual": res,
+                "boundary": bc}  # fmt: skip
 
-def _sample_ode(model, x1, t_min, rtol, atol):
-    return sample_probability_flow(model, model.sde, x1, t_min=t_min, rtol=rtol, atol=atol)
-
-
-def _sample_sde(model, x1, key, t_min, dt0):  # not jitted: sdeint needs a concrete grid
-    return sample_reverse_sde(model, model.sde, x1, key=key, t_min=t_min, dt0=dt0)
+    return evaluate
 
 
 @eqx.filter_jit
-def _sample_pc(model, x1, key, t_min, dt0, snr):
-    return sample_predictor_corrector(model, model.sde, x1, key=key, t_min=t_min, dt0=dt0, snr=snr)
+def _reverse_sde(model: PotentialScore, sde, x1: Array, key: PRNGKeyArray, t_min: float,
+                 steps: int) -> Array:  # fmt: skip
+    """Euler–Maruyama for the reverse SDE `dx = [f − g² s] dτ + g dW̄` from `τ = 1` to `t_min`
+    on the geometric grid `τ_k = t_min^{k/steps}`: steps proportional to `τ`, so that
+    `g² Δτ / σ(τ)²` (the stiffness of the score term, `σ² ≈ g² τ` near 0) stays `≈ Δτ/τ` down
+    to `t_min` instead of growing like `1/τ` on a uniform grid (the authors refine their last
+    Euler steps for the same reason)."""
+    taus = jnp.geomspace(1.0, t_min, steps + 1, dtype=x1.dtype)
+    score = jax.vmap(model)
+
+    def step(x, inputs):
+        tau, dt, k = inputs  # dt > 0: the step back in time
+        g = sde.diffusion(tau)
+        drift = jax.vmap(sde.drift, in_axes=(None, 0))(tau, x) - g**2 * score(
+            jnp.full(x.shape[0], tau), x
+        )
+        noise = jax.random.normal(k, x.shape, x.dtype)
+        return x - drift * dt + g * jnp.sqrt(dt) * noise, None
+
+    inputs = (taus[:-1], taus[:-1] - taus[1:], jax.random.split(key, steps))
+    return jax.lax.scan(step, x1, inputs)[0]
 
 
 # --- the experiment ---------------------------------------------------------------------------
@@ -270,51 +286,55 @@ def _tag(weight: float) -> str:
 
 
 def _check(cfg: DictConfig) -> None:
-    """What the schema cannot say: `β_min <= β_max`, and the regulariser's points are part of
-    a fresh training batch of `train.batch_size`."""
-    s, r, t = cfg.sde, cfg.regulariser, cfg.train
-    if s.beta_max < s.beta_min:
+    """What the schema cannot say: `β_min <= β_max`; a numeric training batch; the histogram
+    range covers the collocation box."""
+    s, t = cfg.sde, cfg.train
+    if s.kind == "vp" and s.beta_max < s.beta_min:
         raise ConfigError(f"sde.beta_max={s.beta_max} must be >= sde.beta_min={s.beta_min}")
     if t.batch_size is None:
         raise ConfigError("train.batch_size must be a number: every step draws a fresh batch")
-    if r.batch_size > t.batch_size:
+    if cfg.metric.limit < cfg.regulariser.box:
         raise ConfigError(
-            f"regulariser.batch_size={r.batch_size} must be <= train.batch_size={t.batch_size}"
+            f"metric.limit={cfg.metric.limit} must be >= regulariser.box={cfg.regulariser.box}"
         )
 
 
 @register("ode_sde_gap", OdeSdeGapConfig, check=_check)
 def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """W2² of probability-flow ODE vs reverse-SDE samples to the data, and between them, for
-    VP score models trained with the Fokker–Planck regulariser at several weights."""
+    """Histogram W2² of probability-flow ODE and reverse-SDE samples to the data and between
+    them, for conservative score models trained with the log-density Fokker–Planck regulariser
+    at several weights."""
     t = cfg.train
+    sde = build_sde(cfg)
     weights = sorted(float(w) for w in cfg.regulariser.weights)
     optimizer = make_optimizer(t.optimizer, t.lr, schedule=t.schedule, steps=t.steps)
     results_path, done = start_results(run_dir, ("dataset", "weight"), resume=resume)
+    evaluate = _evaluate_fn(cfg, sde)
     for i, dataset in enumerate(cfg.data.datasets):
         todo = [(j, w) for j, w in enumerate(weights) if (dataset, w) not in done]
         if not todo:
             continue
         data_key = jax.random.fold_in(jax.random.key(cfg.seed), i)
-        sets = _evaluation_sets(cfg, dataset, data_key)
+        sets = _evaluation_sets(cfg, sde, dataset, data_key)
+        sets["evaluate"] = evaluate
         for j, weight in todo:
             print(f"[ode_sde_gap] {dataset}, w_R = {weight:g}", flush=True)
             start = time.perf_counter()
             model_key, train_key = jax.random.split(jax.random.fold_in(data_key, 100 + j))
             result = fit(
-                _loss_fn(cfg, dataset, weight), build_score(cfg, model_key), jnp.zeros((1,)),
-                optimizer, steps=t.steps, batch_size=None, key=train_key, chunk=t.chunk,
-                has_aux=True, run_dir=run_dir / "fits" / f"{dataset}-w{_tag(weight)}",
+                _loss_fn(cfg, sde, dataset, weight), build_score(cfg, model_key),
+                jnp.zeros((1,)), optimizer, steps=t.steps, batch_size=None, key=train_key,
+                chunk=t.chunk, has_aux=True,
+                run_dir=run_dir / "fits" / f"{dataset}-w{_tag(weight)}",
                 checkpoint_every=t.checkpoint_every, resume=resume,
             )  # fmt: skip
             train_seconds = time.perf_counter() - start
-            scores, samples = _evaluate_model(cfg, result.model, sets)
+            scores, samples = _evaluate_model(cfg, sde, result.model, sets)
             row = {"dataset": dataset, "weight": weight, **scores}
             row |= {
                 "final_loss": float(result.losses[-1]) if result.losses.size else None,
                 "train_seconds": train_seconds,
                 "seconds": time.perf_counter() - start,
-                "repeats": row.pop("repeats"),
             }
             numbers = [f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)]
             print("[ode_sde_gap] " + ", ".join(numbers), flush=True)
@@ -325,91 +345,108 @@ def run(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     return _report(cfg, run_dir, weights, done)
 
 
-def _evaluation_sets(cfg: DictConfig, dataset: str, data_key: PRNGKeyArray) -> dict:
-    """One dataset's draws, the same for every weight: per repeat the data the samples are
-    scored on (`references`, `(repeats, n, 2)`) and the data-vs-data `floors`; a fixed batch
-    for the losses (`eval_batch`, `eval_key`); the prior draws `x1` and the samplers' key."""
-    reps, n = cfg.sampling.repeats, cfg.sampling.num_samples
-    k_ref, k_floor, k_eval, k_prior, k_noise = jax.random.split(data_key, 5)
-    references = np.asarray(_draw(dataset, reps * n, key=k_ref)).reshape(reps, n, 2)
-    floor_sets = np.asarray(_draw(dataset, reps * n, key=k_floor)).reshape(reps, n, 2)
+def _evaluation_sets(cfg: DictConfig, sde, dataset: str, data_key: PRNGKeyArray) -> dict:
+    """One dataset's draws, the same for every weight: the data the samples are scored on
+    (`reference`), a second data set for the floor, a fixed batch for the losses, the prior
+    draws `x1` and the SDE sampler's key. `sampling.draw = validation` takes them all from a
+    stream the test draws never use."""
+    n = cfg.sampling.num_samples
+    stream = 0 if cfg.sampling.draw == "test" else 1
+    keys = jax.random.split(jax.random.fold_in(data_key, 10_000 + stream), 6)
+    k_ref, k_floor, k_eval, k_eval_loss, k_prior, k_noise = keys
+    reference = np.asarray(_draw(dataset, n, key=k_ref))
+    floor = np.asarray(_draw(dataset, n, key=k_floor))
+    m = cfg.metric
     return {
-        "references": references,
-        "floors": [w2_squared(a, b) for a, b in zip(floor_sets, references, strict=True)],
-        "eval_batch": _draw(dataset, 512, key=k_eval),
-        "eval_key": k_eval,
-        "x1": jax.random.normal(k_prior, (reps * n, 2)),  # the same prior draws for every model
+        "reference": reference,
+        "w2_floor": histogram_wasserstein2_squared(floor, reference, bins=m.bins, limit=m.limit),
+        "eval_batch": _draw(dataset, 2048, key=k_eval),
+        "eval_key": k_eval_loss,
+        "x1": sde.prior_sample((n, 2), key=k_prior),
         "noise_key": k_noise,
     }
 
 
-def _evaluate_model(cfg: DictConfig, model: NoiseScore, sets: dict) -> tuple[dict, dict]:
-    """Losses on the evaluation batch, and W2² (mean, standard error, per repeat) of each
-    sampler to the data and of ODE to SDE. Returns `(scores, samples)`."""
-    s, r, p = cfg.sde, cfg.regulariser, cfg.sampling
-    x1, key, references = sets["x1"], sets["noise_key"], sets["references"]
-    evaluation = _evaluate(model, sets["eval_batch"], sets["eval_key"], s.t_min, r.t_min,
-                           r.weight_power)  # fmt: skip
-    ode = _sample_ode(model, x1, s.t_min, p.ode_rtol, p.ode_atol)
-    x_sde = _sample_sde(model, x1, key, s.t_min, (1.0 - s.t_min) / p.sde_steps).value
+def _evaluate_model(cfg: DictConfig, sde, model: PotentialScore, sets: dict) -> tuple:
+    """Losses on the evaluation batch; histogram W2² of each sampler to the data and of ODE to
+    SDE; samples outside the histogram's range counted. Returns `(scores, samples)`."""
+    s, p, m = cfg.sde, cfg.sampling, cfg.metric
+    evaluation = sets["evaluate"](model, sets["eval_batch"], sets["eval_key"])
+    ode = sample_probability_flow(model, sde, sets["x1"], t_min=s.t_min, rtol=p.ode_rtol,
+                                  atol=p.ode_atol)  # fmt: skip
+    x_sde = _reverse_sde(model, sde, sets["x1"], sets["noise_key"], s.t_min, p.sde_steps)
     samples = {"ode": np.asarray(ode.value), "sde": np.asarray(x_sde)}
-    if p.predictor_corrector:
-        x_pc = _sample_pc(model, x1, key, s.t_min, (1.0 - s.t_min) / p.pc_steps, p.pc_snr).value
-        samples["pc"] = np.asarray(x_pc)
-    by_repeat = {k: v.reshape(references.shape) for k, v in samples.items()}
-    repeats = {f"w2_{k}": [w2_squared(x, y) for x, y in zip(v, references, strict=True)]
-               for k, v in by_repeat.items()}  # fmt: skip
-    repeats["w2_ode_sde"] = [
-        w2_squared(x, y) for x, y in zip(by_repeat["ode"], by_repeat["sde"], strict=True)
-    ]
-    repeats["w2_floor"] = sets["floors"]
-    repeats["ode_minus_sde"] = list(np.subtract(repeats["w2_ode"], repeats["w2_sde"]))
+    reference = sets["reference"]
+
+    def n_inside(x):
+        return int(np.sum(np.all(np.abs(x) <= m.limit, axis=1)))
+
     scores = {}
-    for name, values in repeats.items():
-        stats = mean_se(values)
-        scores[name], scores[f"{name}_se"] = stats["mean"], stats["se"]
+    for name, x in samples.items():
+        finite = np.all(np.isfinite(x), axis=1)
+        scores[f"{name}_nonfinite"] = int((~finite).sum())
+        scores[f"{name}_outside"] = int(finite.sum()) - n_inside(x[finite])
+        samples[name] = x[finite]
+
+    def w2(x, y):  # None where a sampler left no sample in the histogram's range
+        if min(len(x), len(y)) == 0 or n_inside(x) == 0 or n_inside(y) == 0:
+            return None
+        return histogram_wasserstein2_squared(x, y, bins=m.bins, limit=m.limit)
+
     scores |= {
+        "w2_ode": w2(samples["ode"], reference),
+        "w2_sde": w2(samples["sde"], reference),
+        "w2_ode_sde": w2(samples["ode"], samples["sde"]),
+        "w2_floor": sets["w2_floor"],
         "ode_nfe": int(ode.stats.num_fevals),
         **{k: float(v) for k, v in evaluation.items()},
-        "repeats": {k: [float(x) for x in v] for k, v in repeats.items()},
     }
-    return scores, samples | {"data": references[0]}  # the first data set: for the figure
+    scores["ode_over_sde"] = _ratio(scores["w2_ode"], scores["w2_sde"])
+    return scores, samples | {"data": reference}
 
 
 def _report(cfg: DictConfig, run_dir: Path, weights: list[float], done: dict) -> dict:
     """Tables, figures, the paper's claims per dataset, and the summary."""
-    p = cfg.sampling
     rows = [done[(ds, w)] for ds in cfg.data.datasets for w in weights]
     _write_table(run_dir, rows)
-    _samples_figure(run_dir, cfg, weights)
+    _histogram_figure(run_dir, cfg, weights)
     _w2_figure(run_dir, cfg, weights, done)
     claims = _claims(cfg, weights, done)
     table = _markdown(rows)
     (run_dir / "results.md").write_text(
-        "# ODE–SDE gap (VP score models, DSM + w_R · FP)\n\nW2² by exact OT between sets of "
-        f"{p.num_samples} samples; mean ± standard error over {p.repeats} independent sample "
-        "and data sets; floor: two fresh data sets.\n\n" + table
+        "# ODE–SDE gap (conservative score, DSM + w_R · log-density FP)\n\nW2² between "
+        f"{cfg.metric.bins} × {cfg.metric.bins} histograms of {cfg.sampling.num_samples} "
+        "samples (exact OT between cell masses); floor: two fresh data sets.\n\n" + table
     )
     return {
         "datasets": list(cfg.data.datasets),
         "weights": weights,
         "results": rows,
+        "headline": {
+            ds: {k: v for k, v in c.items() if not isinstance(v, bool)} for ds, c in claims.items()
+        },  # fmt: skip
         "table_markdown": table,
         "claims": claims,
+        "paper": PAPER,
         "target": (
-            f"(1) at w_R = 0, W2²(ODE) >= {cfg.target.markedly} x W2²(SDE) (difference > 2 s.e.)"
-            " and (2) the ODE-SDE W2² at the largest w_R below its value at w_R = 0 by > 2 s.e.,"
-            " on every dataset"
+            f"(1) at w_R = 0, W2²(ODE) >= {cfg.target.markedly} x W2²(SDE) and (2) the ODE-SDE "
+            "W2² at the largest w_R below its value at w_R = 0, on every dataset"
         ),
         "target_met": bool(
             all(c["sde_markedly_closer_at_0"] and c["gap_shrinks"] for c in claims.values())
         ),  # fmt: skip
         "steps": cfg.train.steps,
+        "draw": cfg.sampling.draw,
     }
 
 
-def _se(row: dict, key: str) -> float:
-    return row[f"{key}_se"] or 0.0
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _below(a: float | None, b: float | None) -> bool:
+    """`a < b`, False where either is missing (a sampler left the histogram's range)."""
+    return a is not None and b is not None and a < b
 
 
 def _claims(cfg: DictConfig, weights: list[float], done: dict) -> dict:
@@ -418,95 +455,89 @@ def _claims(cfg: DictConfig, weights: list[float], done: dict) -> dict:
         rows = [done[(dataset, w)] for w in weights]
         first, last = rows[0], rows[-1]
         gaps = [row["w2_ode_sde"] for row in rows]
-        gap_drop = first["w2_ode_sde"] - last["w2_ode_sde"]
-        gap_drop_se = np.hypot(_se(first, "w2_ode_sde"), _se(last, "w2_ode_sde"))
         claims[dataset] = {
-            "ode_over_sde_at_0": first["w2_ode"] / first["w2_sde"],
-            "ode_minus_sde_at_0": first["ode_minus_sde"],
-            "ode_minus_sde_se_at_0": first["ode_minus_sde_se"],
-            "sde_closer_at_0": bool(
-                first["ode_minus_sde"] > 2 * _se(first, "ode_minus_sde")
-            ),  # fmt: skip
+            "w2_ode_at_0": first["w2_ode"],
+            "w2_sde_at_0": first["w2_sde"],
+            "gap_at_0": first["w2_ode_sde"],
+            "gap_at_last": last["w2_ode_sde"],
+            "w2_ode_at_last": last["w2_ode"],
+            "w2_sde_at_last": last["w2_sde"],
+            "floor": first["w2_floor"],
+            "ode_over_sde_at_0": first["ode_over_sde"],
+            "gap_ratio": _ratio(last["w2_ode_sde"], first["w2_ode_sde"]),
             "sde_markedly_closer_at_0": bool(
                 weights[0] == 0
-                and first["w2_ode"] >= cfg.target.markedly * first["w2_sde"]
-                and first["ode_minus_sde"] > 2 * _se(first, "ode_minus_sde")
-            ),
-            "gap_above_floor_at_0": bool(
-                first["w2_ode_sde"] - first["w2_floor"]
-                > 2 * np.hypot(_se(first, "w2_ode_sde"), _se(first, "w2_floor"))
-            ),
-            "gap_shrinks": bool(len(rows) > 1 and gap_drop > 2 * gap_drop_se),
-            "gap_monotone": bool(all(b <= a for a, b in zip(gaps, gaps[1:], strict=False))),
-            "ode_improves": bool(last["w2_ode"] < first["w2_ode"]),
-            "sde_degrades": bool(last["w2_sde"] > first["w2_sde"]),
-            "collapsed_weights": [
-                w for w, row in zip(weights, rows, strict=True) if row["eps_sq"] < 0.05
-            ],  # fmt: skip
+                and _below(
+                    cfg.target.markedly * first["w2_sde"] if first["w2_sde"] is not None else None,
+                    first["w2_ode"],
+                )
+            ),  # fmt: skip
+            "floor_below_ode_error": _below(first["w2_floor"], first["w2_ode"]),
+            "gap_shrinks": bool(len(rows) > 1 and _below(last["w2_ode_sde"], first["w2_ode_sde"])),
+            "gap_monotone": all(not _below(a, b) for a, b in zip(gaps, gaps[1:], strict=False))
+            and None not in gaps,
         }
     return claims
 
 
 # --- records and figures ----------------------------------------------------------------------
 
-_METRICS = ("w2_ode", "w2_sde", "w2_pc", "w2_ode_sde", "w2_floor", "ode_minus_sde")
-_COLUMNS = ("dataset", "weight", *(c for m in _METRICS for c in (m, f"{m}_se")), "ode_nfe",
-            "dsm", "eps_sq", "fp_natural", "fp_sigma_power", "fp_unweighted",
-            "train_seconds")  # fmt: skip
+_COLUMNS = ("dataset", "weight", "w2_ode", "w2_sde", "w2_ode_sde", "w2_floor", "ode_over_sde",
+            "ode_nfe", "ode_outside", "sde_outside", "ode_nonfinite", "sde_nonfinite", "dsm",
+            "residual", "boundary", "train_seconds")  # fmt: skip
 
 
 def _write_table(run_dir: Path, rows: list[dict]) -> None:
-    columns = [c for c in _COLUMNS if any(c in row for row in rows)]
     with open(run_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
 
-def _pm(row: dict, key: str) -> str:
-    se = row.get(f"{key}_se")
-    return f"{row[key]:.4f}" + ("" if se is None else f" ± {se:.4f}")
+def _num(value: float | None, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
 
 
 def _markdown(rows: list[dict]) -> str:
-    pc = any("w2_pc" in row for row in rows)
-    head = ["dataset", "w_R", "W2² ODE", "W2² SDE"] + (["W2² PC"] if pc else []) + [
-        "ODE − SDE", "W2² ODE–SDE", "floor", "ODE NFE", "DSM", "E|ε|²", "FP (natural)",
-        "FP (σ^p)", "FP (unweighted)"]  # fmt: skip
+    head = ["dataset", "w_R", "W2² ODE", "W2² SDE", "ODE/SDE", "W2² ODE–SDE", "floor",
+            "ODE NFE", "outside (ODE/SDE)", "DSM", "FP residual", "boundary"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["dataset"], f"{row['weight']:g}", _pm(row, "w2_ode"), _pm(row, "w2_sde")]
-        cells += [_pm(row, "w2_pc")] if pc else []
-        cells += [_pm(row, "ode_minus_sde"), _pm(row, "w2_ode_sde"), _pm(row, "w2_floor"),
-                  str(row["ode_nfe"]), f"{row['dsm']:.4f}", f"{row['eps_sq']:.3f}",
-                  f"{row['fp_natural']:.3g}", f"{row['fp_sigma_power']:.3g}",
-                  f"{row['fp_unweighted']:.3g}"]  # fmt: skip
+        cells = [row["dataset"], f"{row['weight']:g}", _num(row["w2_ode"]),
+                 _num(row["w2_sde"]), _num(row["ode_over_sde"], ".2f"),
+                 _num(row["w2_ode_sde"]), _num(row["w2_floor"]), str(row["ode_nfe"]),
+                 f"{row['ode_outside']}/{row['sde_outside']}", f"{row['dsm']:.3g}",
+                 f"{row['residual']:.3g}", f"{row['boundary']:.3g}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _samples_figure(run_dir: Path, cfg: DictConfig, weights: list[float]) -> None:
-    datasets = list(cfg.data.datasets)
+def _histogram_figure(run_dir: Path, cfg: DictConfig, weights: list[float]) -> None:
+    datasets, m = list(cfg.data.datasets), cfg.metric
     rows, cols = len(weights), 3 * len(datasets)
     fig = Figure(figsize=(1.7 * cols, 1.8 * rows + 0.4))
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
-    n = cfg.sampling.num_samples
+    extent = (-m.limit, m.limit, -m.limit, m.limit)
     for i, dataset in enumerate(datasets):
         for j, weight in enumerate(weights):
             with np.load(run_dir / f"samples-{dataset}-w{_tag(weight)}.npz") as f:
-                panels = (("data", f["data"]), ("ODE", f["ode"][:n]), ("SDE", f["sde"][:n]))
-            for k, (label, x) in enumerate(panels):
-                ax = axes[j, 3 * i + k]
-                ax.scatter(x[:, 0], x[:, 1], s=0.5, alpha=0.5, color=f"C{k}", rasterized=True)
-                ax.set(xlim=(-5, 5), ylim=(-5, 5), xticks=[], yticks=[], aspect="equal")
-                if j == 0:
-                    ax.set_title(f"{dataset}: {label}", fontsize=8)
-                if i == k == 0:
-                    ax.set_ylabel(f"w_R = {weight:g}", fontsize=8)
-    fig.suptitle("VP score models trained with DSM + w_R · FP: data / probability-flow ODE / "
-                 "reverse SDE", fontsize=9)  # fmt: skip
+                panels = (("data", f["data"]), ("ODE", f["ode"]), ("SDE", f["sde"]))
+                for k, (label, x) in enumerate(panels):
+                    ax = axes[j, 3 * i + k]
+                    inside = np.all(np.abs(x) <= m.limit, axis=1).any() if len(x) else False
+                    masses = (grid_histogram(x, bins=m.bins, limit=m.limit)[0] if inside
+                              else np.zeros(m.bins**2))  # fmt: skip
+                    ax.imshow(masses.reshape(m.bins, m.bins).T, origin="lower", extent=extent,
+                              cmap="viridis")  # fmt: skip
+                    ax.set(xticks=[], yticks=[])
+                    if j == 0:
+                        ax.set_title(f"{dataset}: {label}", fontsize=8)
+                    if i == k == 0:
+                        ax.set_ylabel(f"w_R = {weight:g}", fontsize=8)
+    fig.suptitle("Conservative score models, DSM + w_R · FP: data / probability-flow ODE / "
+                 "reverse SDE histograms", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    fig.savefig(run_dir / "samples.png", dpi=110)
+    fig.savefig(run_dir / "histograms.png", dpi=110)
 
 
 def _w2_figure(run_dir: Path, cfg: DictConfig, weights: list[float], done: dict) -> None:
@@ -517,17 +548,15 @@ def _w2_figure(run_dir: Path, cfg: DictConfig, weights: list[float], done: dict)
         rows = [done[(dataset, w)] for w in weights]
         for key, label, style in (("w2_ode", "ODE vs data", "C0o-"),
                                   ("w2_sde", "SDE vs data", "C1s-"),
-                                  ("w2_pc", "PC vs data", "C3^-"),
                                   ("w2_ode_sde", "ODE vs SDE", "C2d--")):  # fmt: skip
-            if key in rows[0]:
-                ax.errorbar(weights, [row[key] for row in rows], fmt=style, label=label,
-                            yerr=[2 * _se(row, key) for row in rows], capsize=2)  # fmt: skip
+            values = [np.nan if row[key] is None else row[key] for row in rows]
+            ax.plot(weights, values, style, label=label)
         ax.axhline(rows[0]["w2_floor"], color="0.5", ls=":", label="data vs data (floor)")
         linthresh = min([w for w in weights if w > 0] or [1.0])
         ax.set_xscale("symlog", linthresh=linthresh)
         ax.set_xlim(-0.3 * linthresh, 1.5 * max(max(weights), linthresh))
         ax.set_yscale("log")
-        ax.set(xlabel="w_R", ylabel="W2²", title=dataset)
+        ax.set(xlabel="w_R", ylabel="W2² (64 × 64 histograms)", title=dataset)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run_dir / "w2_vs_weight.png", dpi=120)

@@ -11,6 +11,10 @@ transition kernels `p(x_t | x_0) = N(a(t) x_0, σ(t)² I)` (`mean_coeff` and `st
   `σ_v(t) = σ_min (σ_max/σ_min)^t`, so `a = 1` and `σ(t)² = σ_v(t)² − σ_min²` exactly (Song et
   al. approximate it by `σ_v(t)²`; the exact one vanishes at `t = 0`, consistent with the SDE
   and the Fokker–Planck residual); prior `N(0, σ(1)² I)`.
+- `OUSDE` (Ornstein–Uhlenbeck over `(0, T]`, Deveney et al. 2023): `dx = −θ x dt + c dW` for
+  `t ∈ (0, T]`, written in the normalised time `τ = t/T ∈ (0, 1]` (`f = −θT x`, `g = c√T`), so
+  `a = e^{−θTτ}`, `σ² = c²/(2θ) (1 − e^{−2θTτ})`; prior the stationary law `N(0, c²/(2θ) I)`.
+  With `c² = 2θ` it is the VP SDE with constant `β = 2θT`.
 
 For Gaussian-mixture data the marginals stay Gaussian mixtures: `diffused_mixture` gives them
 exactly (with their score), the reference for tests and experiments. The SDE's own methods
@@ -28,7 +32,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
 
 from ..data import GaussianMixture
 
-__all__ = ["VESDE", "VPSDE", "DiffusionSDE", "diffused_mixture"]
+__all__ = ["OUSDE", "VESDE", "VPSDE", "DiffusionSDE", "diffused_mixture"]
 
 
 def _as_time(t: ArrayLike) -> Array:
@@ -146,6 +150,43 @@ class VPSDE(DiffusionSDE):
         # the chain's 1 − β_i ≈ 1 − β(t) dt, as exp(−β(t) dt): equal to first order, positive
         # for any step
         return jnp.exp(-self.beta(t) * dt)
+
+
+class OUSDE(DiffusionSDE):
+    """The Ornstein–Uhlenbeck SDE `dx = −θ x dt + c dW` over `t ∈ (0, T]` (`rate` θ, `noise` c,
+    `horizon` T; Deveney et al. 2023 train on θ = 1, c = 1, T = 10), in the normalised time
+    `τ = t/T ∈ (0, 1]` that the samplers and losses use: `f(τ, x) = −θT x`, `g = c√T`,
+    `a(τ) = e^{−θTτ}`, `σ(τ)² = c²/(2θ) (1 − e^{−2θTτ})`. The prior is the stationary law
+    `N(0, c²/(2θ) I)` (the authors sample it; at `T = 10` it differs from `p_T` by `e^{−20}`).
+    A density's time derivative in real time is `∂_t = ∂_τ / T`."""
+
+    rate: float = eqx.field(static=True)
+    noise: float = eqx.field(static=True)
+    horizon: float = eqx.field(static=True)
+
+    def __init__(self, rate: float = 1.0, noise: float = 1.0, horizon: float = 10.0):
+        _check_positive(rate=rate, noise=noise, horizon=horizon)
+        self.rate, self.noise, self.horizon = float(rate), float(noise), float(horizon)
+
+    def drift(self, t: ArrayLike, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        return -self.rate * self.horizon * x
+
+    def diffusion(self, t: ArrayLike) -> Scalar:
+        return jnp.sqrt(self.noise**2 * self.horizon) * jnp.ones_like(_as_time(t))
+
+    def mean_coeff(self, t: ArrayLike) -> Scalar:
+        return jnp.exp(-self.rate * self.horizon * _as_time(t))
+
+    def std(self, t: ArrayLike) -> Scalar:
+        decay = -jnp.expm1(-2 * self.rate * self.horizon * _as_time(t))  # accurate at τ ≈ 0
+        return self.noise * jnp.sqrt(decay / (2 * self.rate))
+
+    def prior_std(self) -> Scalar:
+        return jnp.asarray(self.noise / np.sqrt(2 * self.rate))
+
+    def langevin_alpha(self, t: Array, dt: float) -> Array:
+        # as VPSDE's exp(−β dt) with the constant β = 2θT of the equivalent chain
+        return jnp.exp(-2 * self.rate * self.horizon * dt) * jnp.ones_like(t)
 
 
 class VESDE(DiffusionSDE):

@@ -39,6 +39,15 @@ outweighs the DSM loss drives the model there (`ε ≡ 0`, DSM loss `= dim`); it
 just undo the forward drift, `x(t_min) ≈ x(1) a(t_min)/a(1)` (about `150 x(1)` for the default
 VP SDE). Weight the regulariser so that, for a DSM-trained score, it is not much larger than
 the DSM loss's excess `dim − DSM` over that collapse.
+
+**The log-density form.** For a conservative model `s = ∇_x φ` (`PotentialScore`) the paper's
+experiments use the scalar residual of the log-density equation itself,
+
+    r(t, x) = ∂_t φ + ∇·f + f·∇φ − ½ g² (Δφ + |∇φ|²)        (`log_density_residual`),
+
+whose gradient `∇_x r` is the score residual `R` of `s = ∇φ`. It needs two derivatives of
+`φ` (not three of a score network) and pins `φ` down to the log-density up to a constant that
+cannot depend on `t`.
 """
 
 from collections.abc import Callable
@@ -53,7 +62,12 @@ from ._fields import Field
 from .diffusion_sde import DiffusionSDE
 from .likelihood import divergence
 
-__all__ = ["fokker_planck_loss", "fokker_planck_residual", "fokker_planck_weight"]
+__all__ = [
+    "fokker_planck_loss",
+    "fokker_planck_residual",
+    "fokker_planck_weight",
+    "log_density_residual",
+]
 
 
 def fokker_planck_residual(
@@ -87,6 +101,41 @@ def fokker_planck_residual(
         return 0.5 * g2 * (div_s + jnp.sum(s**2)) - jnp.dot(sde.drift(t, y), s) - div_f
 
     return ds_dt - jax.grad(potential)(x)
+
+
+def log_density_residual(
+    potential: Callable[..., Array],
+    sde: DiffusionSDE,
+    t: ArrayLike,
+    x: Float[Array, " dim"],
+    *,
+    args: Any = None,
+) -> Array:
+    """The log-density Fokker–Planck residual `r(t, x) = ∂_t φ + ∇·f + f·∇φ − ½ g² (Δφ +
+    |∇φ|²)` of a scalar `potential` `φ(t, x, args)` under `sde` at one point `x` of shape
+    `(dim,)` (Deveney et al. 2023; see the module). Zero, at every point, for `φ = log p_t + c`
+    with `p_t` the forward SDE's marginal density and `c` a constant; `∇_x r` is
+    `fokker_planck_residual` of the score `∇_x φ`. The Laplacian is the trace of the exact
+    Hessian (`dim` passes: meant for small `dim`). Time is the SDE's (for `OUSDE`, the
+    normalised `τ`; divide by the horizon for the residual in real time)."""
+    check_sde(sde)
+    x = jnp.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"x must have shape (dim,) (vmap over a batch); got {x.shape}")
+    t = jnp.asarray(t, dtype=x.dtype)
+    if t.ndim != 0:
+        raise ValueError(f"t must be a scalar time (vmap over a batch); got shape {t.shape}")
+
+    def u(t, y):
+        return potential(t, y, args)
+
+    du_dt = jax.grad(u, argnums=0)(t, x)
+    grad_u = jax.grad(u, argnums=1)(t, x)
+    laplacian = jnp.trace(jax.hessian(u, argnums=1)(t, x))
+    f = sde.drift(t, x)
+    div_f = divergence(lambda t, y, args: sde.drift(t, y), t, x)
+    g2 = sde.diffusion(t) ** 2
+    return du_dt + div_f + jnp.dot(f, grad_u) - 0.5 * g2 * (laplacian + jnp.sum(grad_u**2))
 
 
 def fokker_planck_weight(sde: DiffusionSDE) -> Callable[[ArrayLike], Array]:

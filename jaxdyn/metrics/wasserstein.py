@@ -1,4 +1,5 @@
-"""Exact Wasserstein distances between empirical distributions.
+"""Exact Wasserstein distances between empirical distributions, and between their histograms
+on a grid (`histogram_wasserstein2_squared`).
 
 Both reject non-finite samples with a `ValueError` that counts them: a distance computed on the
 finite part alone would hide failed solves (`docs/api.md`: count them and report beside the
@@ -13,7 +14,12 @@ from jaxtyping import ArrayLike, Float, Scalar
 
 from .._checks import check_count
 
-__all__ = ["wasserstein2_squared", "wasserstein_1d"]
+__all__ = [
+    "grid_histogram",
+    "histogram_wasserstein2_squared",
+    "wasserstein2_squared",
+    "wasserstein_1d",
+]
 
 
 def _check_finite(name: str, x) -> None:
@@ -74,6 +80,59 @@ def wasserstein2_squared(
     cost = ot.dist(x, y, metric="sqeuclidean")
     a, b = np.full(x.shape[0], 1.0 / x.shape[0]), np.full(y.shape[0], 1.0 / y.shape[0])
     value, log = ot.emd2(a, b, cost, numItermax=max_steps, log=True)
+    if log["warning"] is not None:
+        raise RuntimeError(f"exact OT did not reach optimality: {log['warning']}")
+    return float(value)
+
+
+def grid_histogram(
+    x: Float[ArrayLike, "n dim"], *, bins: int = 64, limit: float = 4.0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The normalised histogram of the samples `x` on the grid of `bins` cell centres per axis,
+    `linspace(−limit, limit, bins)`: each sample counts for its nearest centre; samples outside
+    the box `[−limit, limit]^dim` are dropped (as Deveney et al. 2023 do). Returns
+    `(masses, centres, dropped)`: `masses` of shape `(bins^dim,)` summing to 1, `centres` of
+    shape `(bins^dim, dim)` (the first axis varying slowest), and the number dropped."""
+    check_count("bins", bins)
+    if not limit > 0:
+        raise ValueError(f"limit must be positive; got {limit!r}")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (num_samples, dim); got {x.shape}")
+    _check_finite("x", x)
+    inside = np.all(np.abs(x) <= limit, axis=1)
+    if not inside.any():
+        raise ValueError(f"no sample of x lies in the box [-{limit}, {limit}]^{x.shape[1]}")
+    h = 2 * limit / (bins - 1) if bins > 1 else 2 * limit
+    index = np.clip(np.rint((x[inside] + limit) / h), 0, bins - 1).astype(np.int64)
+    flat = np.ravel_multi_index(tuple(index.T), (bins,) * x.shape[1])
+    masses = np.bincount(flat, minlength=bins ** x.shape[1]).astype(np.float64)
+    axis = np.linspace(-limit, limit, bins) if bins > 1 else np.zeros(1)
+    mesh = np.meshgrid(*([axis] * x.shape[1]), indexing="ij")
+    centres = np.stack([m.ravel() for m in mesh], axis=1)
+    return masses / masses.sum(), centres, int(x.shape[0] - inside.sum())
+
+
+def histogram_wasserstein2_squared(
+    x: Float[ArrayLike, "n dim"],
+    y: Float[ArrayLike, "m dim"],
+    *,
+    bins: int = 64,
+    limit: float = 4.0,
+    max_steps: int = 10_000_000,
+) -> float:
+    """`W₂²` between the `grid_histogram`s of two sample sets (Deveney et al. 2023's metric:
+    64 × 64 cells on `[−4, 4]²`, millions of samples): exact optimal transport between the cell
+    masses with the squared distance between cell centres as the cost (POT's network simplex,
+    on the occupied cells only). Its floor for two samples of one law falls with the sample size
+    (the histograms converge) instead of staying at the empirical-measure bias `O(n^{−2/dim})`
+    of `wasserstein2_squared`; it does not see structure finer than a cell."""
+    import ot
+
+    (a, grid, _), (b, _, _) = (grid_histogram(v, bins=bins, limit=limit) for v in (x, y))
+    ia, ib = np.flatnonzero(a), np.flatnonzero(b)
+    cost = ot.dist(grid[ia], grid[ib], metric="sqeuclidean")
+    value, log = ot.emd2(a[ia], b[ib], cost, numItermax=max_steps, log=True)
     if log["warning"] is not None:
         raise RuntimeError(f"exact OT did not reach optimality: {log['warning']}")
     return float(value)
