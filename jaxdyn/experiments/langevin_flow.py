@@ -22,7 +22,8 @@ Models:
   convolution coupling neighbours; its decoder layer is post-norm with feed-forward 512 and
   dropout 0.2; it trains with Adam 1e-3, weight decay 1e-4 and the KL weight (to 0.1) both
   ramped over 500 epochs, plateau LR decay, gradient clipping at 1 and early stopping on the
-  validation loss.
+  validation loss. Of its training settings the config takes, chosen on validation, AdamW
+  with weight decay 1e-4 (not ramped) and the final KL weight 0.1 (`model.kl_weight`).
 - `seq_vae`: `jaxdyn.models.SequentialVAE`, LFADS-like (no controller).
 - `smoothing_glm`: `jaxdyn.baselines.smoothing_glm_baseline` (NLB's smoothing baseline; no
   training loop: the GLMs are fitted by scikit-learn).
