@@ -1,6 +1,6 @@
 """Coordinated dropout (`jaxdyn.train.coordinated_dropout`, `gradient_masked`): what it masks
 and scales, and that the entries the encoder saw give no reconstruction gradient, alone and
-through LangevinFlow's experiment loss. (x64 is on in conftest.)"""
+through LangevinFlow's experiment loss (and that loss's KL weight). (x64 is on in conftest.)"""
 
 import equinox as eqx
 import jax
@@ -55,7 +55,8 @@ def test_gradient_masked_keeps_the_value_and_blocks_the_gradient():
 
 class _Copy(eqx.Module):
     """A stand-in VAE whose log-rates read its input (`w · log1p(input)`, held-in columns) plus
-    a free table `b` `(bins, neurons)`: the identity map coordinated dropout must not train."""
+    a free table `b` `(bins, neurons)`: the identity map coordinated dropout must not train.
+    Its KL is a constant 3 per trial."""
 
     b: jax.Array
     w: jax.Array
@@ -63,15 +64,15 @@ class _Copy(eqx.Module):
     def __call__(self, spikes, *, key):
         heldin = spikes.shape[1]
         copy = jnp.pad(self.w * jnp.log1p(spikes), ((0, 0), (0, self.b.shape[1] - heldin)))
-        return LatentOutput(self.b + copy, spikes, jnp.zeros(()))
+        return LatentOutput(self.b + copy, spikes, jnp.asarray(3.0))
 
 
 def test_experiment_loss_gives_no_gradient_for_the_inputs_the_encoder_saw():
     bins, heldin, neurons = 6, 3, 5
     batch = jnp.asarray(np.random.default_rng(1).poisson(1.5, (2, bins, neurons)), float)
     model = _Copy(jnp.zeros((bins, neurons)), jnp.asarray(0.5))
-    loss = _loss_fn(heldin, warmup=0, dropout=0.4)
-    (_, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(model, 0.0, batch, KEY)
+    loss = _loss_fn(heldin, warmup=4, dropout=0.4, kl_weight=0.1)
+    (value, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(model, 1.0, batch, KEY)
     # The same mask as the loss drew: its key is the second half of the key's split.
     inputs, trained = _dropout(batch[..., :heldin], 0.4, key=jax.random.split(KEY)[1])
     trained = np.concatenate([np.asarray(trained), np.ones((2, bins, neurons - heldin), bool)], -1)
@@ -85,6 +86,11 @@ def test_experiment_loss_gives_no_gradient_for_the_inputs_the_encoder_saw():
     # The value is the whole NLL of the dropped-out input; the gradient that of the trained
     # entries alone, so zero for the bias of a (bin, neuron) that no trial trains.
     np.testing.assert_allclose(float(aux["nll"]), float(jax.jit(masked_nll)(model, True)),
+                               rtol=1e-12)  # fmt: skip
+    # The KL weight at step 1 of a 4-step warm-up to 0.1 is 0.1 · 2 / 4; the KL per bin and
+    # neuron is 3 / (bins · neurons).
+    np.testing.assert_allclose(float(aux["beta"]), 0.05, rtol=1e-12)
+    np.testing.assert_allclose(float(value), float(aux["nll"]) + 0.05 * 3.0 / (bins * neurons),
                                rtol=1e-12)  # fmt: skip
     expected = jax.jit(jax.grad(masked_nll))(model, trained)
     np.testing.assert_allclose(np.asarray(grads.b), np.asarray(expected.b), rtol=1e-10,

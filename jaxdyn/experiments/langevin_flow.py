@@ -22,16 +22,18 @@ Models:
   convolution coupling neighbours; its decoder layer is post-norm with feed-forward 512 and
   dropout 0.2; it trains with Adam 1e-3, weight decay 1e-4 and the KL weight (to 0.1) both
   ramped over 500 epochs, plateau LR decay, gradient clipping at 1 and early stopping on the
-  validation loss.
+  validation loss. Of its training settings the config takes, chosen on validation, AdamW
+  with weight decay 1e-4 (not ramped) and the final KL weight 0.1 (`model.kl_weight`).
 - `seq_vae`: `jaxdyn.models.SequentialVAE`, LFADS-like (no controller).
 - `smoothing_glm`: `jaxdyn.baselines.smoothing_glm_baseline` (NLB's smoothing baseline; no
   training loop: the GLMs are fitted by scikit-learn).
 
 The two VAEs minimise, per train trial, `−log p(all neurons' counts | latent sample) + β KL`
-(normalised per bin and neuron), with the KL weight `β = min(1, (step + 1) / kl_warmup)`
-(`jaxdyn.train.kl_warmup`); with `coordinated_dropout > 0` LangevinFlow's encoder sees the
-held-in counts with entries dropped, and the held-in entries it saw give no gradient (their
-likelihood still counts in the reported loss). `fit`'s loss sees `(model, batch, key)` only,
+(normalised per bin and neuron), with the KL weight `β = kl_weight · min(1, (step + 1) /
+kl_warmup)` (`jaxdyn.train.kl_warmup`; the reference ramps it to 0.1); with
+`coordinated_dropout > 0` LangevinFlow's encoder sees the held-in counts with entries dropped,
+and the held-in entries it saw give no gradient (their likelihood still counts in the reported
+loss). `fit`'s loss sees `(model, batch, key)` only,
 so the step is a counter carried with the model (`jaxdyn.train.StepCounted`), advanced by 1
 per step by the optimiser (`counting_steps`): it is checkpointed with the parameters, so a
 resumed run continues the warm-up. Gradients are clipped to global norm `clip_norm`.
@@ -42,10 +44,13 @@ Evaluation on the test trials, with rates averaged over `eval_samples` posterior
 (`r2_score`, averaged over neurons), and latent R²: the latent trajectories (posterior
 means; LangevinFlow's positions `x`, the VAE's factors, the GLM's log-smoothed held-in
 counts) mapped affinely onto the true Lorenz state, the map fitted on the train trials
-(`linear_r2`). The co-bps of the true rates (`oracle_co_bps`) is the ceiling. LangevinFlow's
-latent solves make a failed sample NaN (`on_failure="nan"`): a failed sample stops training
-(NaN loss); at evaluation each trial's rates and latents average its successful samples, and
-every row reports `failed_samples` (a trial with none successful stops the run).
+(`linear_r2`). Each VAE's reported step is the best of its evaluations on the validation
+trials (`train.best_metric`: co-bps of the held-out neurons, or `rate_r2`, the rate R² of all
+neurons against the simulated true rates of the validation trials, which the simulator knows;
+both are logged). The co-bps of the true rates (`oracle_co_bps`) is the ceiling.
+LangevinFlow's latent solves make a failed sample NaN (`on_failure="nan"`): a failed sample
+stops training (NaN loss); at evaluation each trial's rates and latents average its successful
+samples, and every row reports `failed_samples` (a trial with none successful stops the run).
 
 Seeds: seed `s` draws its own data set, split, initialisation and training noise, so the
 spread includes the data's. Each (model, seed) trains in `fits/<model>-seed<s>/`
@@ -55,6 +60,7 @@ finished runs and resumes an interrupted one from its checkpoint.
 """
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -162,6 +168,7 @@ class ModelsConfig:
     seq_vae: SeqVAEConfig = section(SeqVAEConfig)
     smoothing_glm: SmoothingGLMConfig = section(SmoothingGLMConfig)
     kl_warmup: int = at_least(300, 0)  # steps of linear KL warm-up (0: none)
+    kl_weight: float = positive(1.0)  # the KL weight after the warm-up (the reference's: 0.1)
     clip_norm: float = positive(10.0)
     eval_samples: int = at_least(16, 1)
 
@@ -252,9 +259,10 @@ def _with_bias(model, log_mean_counts):
     return eqx.tree_at(where, model, jnp.asarray(log_mean_counts, where(model).dtype))
 
 
-def _loss_fn(heldin: int, warmup: int, dropout: float = 0.0):
+def _loss_fn(heldin: int, warmup: int, dropout: float = 0.0, kl_weight: float = 1.0):
     """Negative ELBO per bin and neuron of a batch of train trials `(batch, bins, neurons)`,
-    with the KL weight of the step (for `fit_from_config(..., with_step=True)`). With
+    with the KL weight of the step, `kl_weight · kl_warmup(step, warmup)` (for
+    `fit_from_config(..., with_step=True)`). With
     coordinated dropout (`dropout > 0`, `jaxdyn.train.coordinated_dropout`) the encoder sees
     the held-in counts with entries dropped, and the likelihood of the held-in entries it saw
     (unless passed) is counted in the value but gives no gradient; held-out neurons always
@@ -275,7 +283,7 @@ def _loss_fn(heldin: int, warmup: int, dropout: float = 0.0):
             log_likelihood = gradient_masked(log_likelihood, trained)
         nll = -jnp.sum(log_likelihood) / (batch.shape[0] * per_trial)
         kl = jnp.mean(out.kl) / per_trial
-        beta = kl_warmup(step, warmup)
+        beta = kl_weight * kl_warmup(step, warmup)
         return nll + beta * kl, {"nll": nll, "kl": kl, "beta": beta}
 
     return loss
@@ -378,17 +386,23 @@ def _glm_predictions(cfg: DictConfig, data: dict) -> tuple[np.ndarray, np.ndarra
     return fits[width][1], np.log(np.asarray(smooth) + 1e-4), selection
 
 
-class _ValidationCoBps(eqx.Module):
-    """`{"co_bps"}` of a VAE's held-out-neuron predictions on the validation trials (`fit`'s
-    evaluation; NaN, never the best, if every sample of a trial failed)."""
+class _Validation(eqx.Module):
+    """`fit`'s evaluation on the validation trials: `co_bps` of a VAE's held-out-neuron
+    predictions, and `rate_r2` of all neurons' predicted rates against the simulated true
+    rates (known for every trial of the simulation; scored as the test trials' rate R²).
+    NaN, never the best, if every sample of a trial failed."""
 
     spikes: Array
+    rates: Array
     heldin: int = eqx.field(static=True)
     predict: Callable = eqx.field(static=True)
 
     def __call__(self, model, key):
         rates, _, _ = self.predict(model, self.spikes[..., : self.heldin], key=key)
-        return {"co_bps": co_bps(rates[..., self.heldin :], self.spikes[..., self.heldin :])}
+        return {
+            "co_bps": co_bps(rates[..., self.heldin :], self.spikes[..., self.heldin :]),
+            "rate_r2": r2_score(rates, self.rates),
+        }
 
 
 def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key) -> tuple:
@@ -401,9 +415,11 @@ def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key)
     model = _with_bias(model, np.log(np.maximum(spikes[train].mean(axis=(0, 1)), 1e-3)))
     if name not in shared["losses"]:
         dropout = cfg.model.langevin_flow.coordinated_dropout if name == "langevin_flow" else 0.0
-        shared["losses"][name] = _loss_fn(heldin, cfg.model.kl_warmup, dropout)
-    validation = _ValidationCoBps(jnp.asarray(spikes[data["validation"]]), heldin,
-                                  shared["predict"])  # fmt: skip
+        shared["losses"][name] = _loss_fn(heldin, cfg.model.kl_warmup, dropout,
+                                          cfg.model.kl_weight)  # fmt: skip
+    validation = _Validation(jnp.asarray(spikes[data["validation"]]),
+                             jnp.asarray(data["rates"][data["validation"]]), heldin,
+                             shared["predict"])  # fmt: skip
     result = fit_from_config(
         shared["losses"][name], model, jnp.asarray(spikes[train]), cfg.train, key=train_key,
         run_dir=run_dir / "fits" / f"{name}-seed{seed}", resume=resume,
@@ -419,7 +435,12 @@ def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key)
             f"(seed {seed}): the latent solve left the finite numbers"
         )
     final_loss = float(result.losses[-1]) if result.losses.size else None
-    selection = {"validation_co_bps": result.best_value, "best_step": result.best_step}
+    # the validation metrics at the reported step (all of them when this call evaluated it)
+    at_best = {cfg.train.best_metric: result.best_value}
+    at_best.update(next((e for e in result.evaluations if e["step"] == result.best_step), {}))
+    selection = {"validation_co_bps": at_best.get("validation.co_bps"),
+                 "validation_rate_r2": at_best.get("validation.rate_r2"),
+                 "best_step": result.best_step}  # fmt: skip
     return pred[data["test"]], latents, int(failed.sum()), final_loss, selection
 
 
@@ -489,10 +510,10 @@ def _report(cfg, run_dir, names, seeds, done, oracle, data) -> dict:
         name: {k: summary_stats([done[(name, s)].get(k, 0) for s in seeds]) for k in keys}
         for name in names
     }
-    for name in names:  # the selection's score, where every seed has one
-        values = [done[(name, s)].get("validation_co_bps") for s in seeds]
+    for name, key in itertools.product(names, ("validation_co_bps", "validation_rate_r2")):
+        values = [done[(name, s)].get(key) for s in seeds]  # where every seed has one
         if all(v is not None for v in values):
-            stats[name]["validation_co_bps"] = summary_stats(values)
+            stats[name][key] = summary_stats(values)
     oracle_stats = summary_stats([oracle[s] for s in seeds])
     predictions = {}
     for name in names:
