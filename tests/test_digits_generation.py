@@ -70,3 +70,21 @@ def test_zero_velocity_flow_is_the_independent_pixel_model():
         # float64 throughout; ndtri near its tails costs a few digits
         np.testing.assert_allclose(bounds[name], exact + log_q, rtol=0, atol=1e-9, err_msg=name)
     assert set(bounds["by_draws"]) == {"1", "2", "4"}
+
+
+def test_importance_weighted_bound_by_hand_and_below_jensen():
+    # Two images, two draws each with unequal log p: log p = (0, log 3) gives
+    # −log((1 + 3)/2) = −log 2 nats for the IW bound against Jensen's −½ log 3 (both plus
+    # −log q = D log(1 − 2ε)); the first draw alone (K = 1) gives 0. In bits per dimension.
+    log_p_x = np.array([0.0, np.log(3.0), -5.0, -5.0])
+    bounds = _bounds(log_p_x, 2)
+    log_q = DIM * np.log(1 - 2 * EPSILON)
+    to_bits = -1 / (DIM * np.log(2))
+    np.testing.assert_allclose(bounds["iw"], to_bits * (np.array([np.log(2.0), -5.0]) + log_q),
+                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(bounds["jensen"],
+                               to_bits * (np.array([0.5 * np.log(3.0), -5.0]) + log_q),
+                               rtol=1e-12)  # fmt: skip
+    assert bounds["by_draws"]["1"] == pytest.approx(to_bits * ((0.0 - 5.0) / 2 + log_q))
+    assert bounds["by_draws"]["2"] == pytest.approx(float(bounds["iw"].mean()))
+    assert np.all(bounds["iw"] <= bounds["jensen"])  # log-mean-exp ≥ mean, for every draw set

@@ -254,7 +254,7 @@ def test_precision_recall_by_hand_on_a_line():
     generated = np.array([[0.5], [3.9], [10.0], [11.0]])
     assert precision_recall(real, generated, k=1) == (0.5, 1.0)
     # k = 2 for the generated set: 0.5's second neighbour is 10 (radius 9.5): recall still 1;
-    # k = 3 leaves each set with one point too few
+    # k = 4 needs five points in a set of four: refused
     assert precision_recall(real, generated, k=2)[1] == 1.0
     with pytest.raises(ValueError, match="n > k=4"):
         precision_recall(real, generated, k=4)

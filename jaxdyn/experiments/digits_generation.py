@@ -3,7 +3,7 @@ samples, test bits/dim against an independent-pixel model scored alike, a classi
 the samples' precision, recall and label diversity.
 
 Data. `load_digits` (1,797 images of 8 × 8 = `D` = 64 pixels, integer levels `k ∈ {0, …, 16}`;
-Alpaydin & Kaynak 1998), split per class by `jaxdyn.data.digits` with a fixed seed into train,
+Alpaydin & Kaynak 1998), split per class by `jaxdyn.data.digits` with the run's seed into train,
 validation (`data.validation_fraction`, carved from the former training images) and test
 (`data.test_fraction`). Every choice below (the smoothing of the marginals, the copula's ridge,
 the transform, the training length) is made on validation; test is scored once.
@@ -26,7 +26,8 @@ width (`−log₂ P(k) / D`; `log₂ 17 ≈ 4.09` is the uniform model):
   Here `q` is uniform on `[ε, 1 − ε)^D`, `ε = 1e-6` (so `log q = −D log(1 − 2ε)`, kept in the
   numbers; it keeps the transform below finite), the same `q` as in training. The headline
   `bits_per_dim` is the bound with all `evaluation.dequantization_draws = K` draws (an upper
-  bound on the flow's discrete bits/dim), reported with the `K = 1, 2, 4, …` values of the same
+  bound on the flow's discrete bits/dim in expectation over the draws; one set of draws gives
+  an estimate of it), reported with the `K = 1, 2, 4, …` values of the same
   draws, Jensen's bound, and the paired per-image difference from independent pixels.
 
 Model space. The flow models `y = T(x)`, an elementwise bijection, and `log p_X(x) = log p_Y(y) +

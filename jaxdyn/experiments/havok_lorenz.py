@@ -103,8 +103,9 @@ def initial_condition(cfg: DictConfig) -> np.ndarray:
     y0 = np.asarray(cfg.data.y0, np.float64)
     if cfg.seed == 0:
         return y0
-    noise = jax.random.normal(jax.random.key(cfg.seed), (3,), jnp.float64)
-    return y0 + cfg.data.y0_spread * np.asarray(noise)
+    with jax.enable_x64(True):  # the same draw whatever the caller's precision
+        noise = np.asarray(jax.random.normal(jax.random.key(cfg.seed), (3,), jnp.float64))
+    return y0 + cfg.data.y0_spread * noise
 
 
 def lorenz_x(cfg: DictConfig) -> np.ndarray:
