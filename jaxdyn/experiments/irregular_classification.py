@@ -17,10 +17,11 @@ Six models (GRU-Δt, Neural CDE, Neural SDE, Neural LSDE, Neural LNSDE, Neural G
 with cross-entropy on the train split, with the same budget (`train`) and sizes. Every
 `train.chunk · train.eval_every` steps the validation cross-entropy `-log p̄(y|x)` (and accuracy)
 is measured, `p̄` the class probabilities averaged over `model.eval_samples` Brownian paths for
-the SDEs (minibatches of `train.batch_size` series, or the whole split when it is smaller);
-the model at the validation-best step is kept (early stopping, with
-`train.patience`), and each run trains once per learning rate of `selection.lrs`, the rate with
-the lowest validation cross-entropy being kept. Only then is the kept model scored on the test
+the SDEs (minibatches of `train.batch_size` series, or the whole split when it is smaller); the
+model at the validation-best step is kept (early stopping, with `train.patience`), and each run
+trains once per learning rate of `selection.lrs`, the rate with the lowest validation
+cross-entropy being kept (a run whose state or loss turns NaN is trained again from its initial
+weights at a third of the rate, at most twice). Only then is the kept model scored on the test
 split, once. The summary reports, per set, the mean ± sd over seeds of the test accuracy of
 every model at every rate; per model the drop of accuracy from 0% to 50% and to 70% missing,
 averaged over sets; the paper's claim that the stable classes (LSDE, LNSDE, GSDE) lose less
@@ -74,6 +75,7 @@ from ..models.cde import NeuralCDE
 from ..models.gru import GRUDeltaT
 from ..models.stable_sde import SDE_CLASSIFIERS
 from ..plotting import Figure
+from ..train import TrainingDivergedError
 from ._records import append_result, start_results, summary_stats
 from ._registry import register
 from ._training import fit_from_config
@@ -336,16 +338,14 @@ def _train_and_score(cfg, name, data, inputs, programs, run_dir, resume, *, key)
 
     validation = scores("validation")
     train_data = (inputs["train"][field], inputs["train"]["labels"])
-    best = None
+    best, retries = None, 0
     for lr in cfg.selection.lrs:
-        batch = cfg.train.batch_size
-        batch = None if batch is None or batch >= data.y_train.size else batch
-        train = OmegaConf.merge(cfg.train, {"lr": float(lr), "batch_size": batch})
-        result = fit_from_config(programs["loss"], model, train_data, train, key=train_key,
-                                 run_dir=run_dir.parent / f"{run_dir.name}-lr{lr:g}",
-                                 resume=resume, has_aux=True, eval_fn=validation)  # fmt: skip
+        result, lr, tries = _fit_or_retry(cfg, programs["loss"], model, train_data, validation,
+                                          float(lr), run_dir, resume, data.y_train.size,
+                                          key=train_key)  # fmt: skip
+        retries += tries
         if best is None or result.best_value < best[1].best_value:
-            best = (float(lr), result)
+            best = (lr, result)
     lr, result = best
     steps = [e["step"] for e in result.evaluations]
     test = {k: float(v) for k, v in eqx.filter_jit(scores("test"))(result.best_model,
@@ -360,7 +360,32 @@ def _train_and_score(cfg, name, data, inputs, programs, run_dir, resume, *, key)
         # the validation-best step is the last one evaluated: the budget may be too short
         "best_is_last": bool(steps) and int(result.best_step) == max(steps),
         "stopped_early": bool(result.stopped_early),
+        "divergence_retries": retries,
     }
+
+
+#: A run whose state or loss becomes NaN/Inf is trained again from the same initial weights
+#: at the learning rate divided by this, at most `RETRIES` times (a rule fixed in advance).
+LR_RETRY_FACTOR, RETRIES = 3.0, 2
+
+
+def _fit_or_retry(cfg, loss, model, train_data, validation, lr, run_dir, resume, n, *, key):
+    """`(result, lr, retries)`: `fit` at `lr`, retried at `lr / LR_RETRY_FACTOR` after a
+    divergence (a NaN in the solver state or the loss)."""
+    batch = cfg.train.batch_size
+    batch = None if batch is None or batch >= n else batch
+    attempt = 0
+    while True:
+        train = OmegaConf.merge(cfg.train, {"lr": lr, "batch_size": batch})
+        try:
+            result = fit_from_config(loss, model, train_data, train, key=key,
+                                     run_dir=run_dir.parent / f"{run_dir.name}-lr{lr:g}",
+                                     resume=resume, has_aux=True, eval_fn=validation)  # fmt: skip
+            return result, lr, attempt
+        except (TrainingDivergedError, eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
+            if "NaN" not in str(e) or attempt == RETRIES:
+                raise
+            attempt, lr = attempt + 1, lr / LR_RETRY_FACTOR
 
 
 @register("irregular_classification", IrregularClassificationConfig, check=_check)
@@ -466,6 +491,8 @@ def _report(run_dir, sets, strides, sizes, names, rates, seeds, done) -> dict:
         "target_met": all(claim[k] is True for k in claim if k.startswith("stable_lose_less")),
         "best_is_last_fraction": float(np.mean([row["best_is_last"] for row in rows])),
         "stopped_early_fraction": float(np.mean([row["stopped_early"] for row in rows])),
+        # runs trained again at a lower learning rate after a NaN (LR_RETRY_FACTOR)
+        "diverged_runs": int(sum(row.get("divergence_retries", 0) > 0 for row in rows)),
         "lr_chosen_fraction": {
             f"{lr:g}": float(np.mean([x == lr for x in lrs])) for lr in sorted(set(lrs))
         },  # fmt: skip
