@@ -382,8 +382,9 @@ def _fit_or_retry(cfg, loss, model, train_data, validation, lr, run_dir, resume,
                                      run_dir=run_dir.parent / f"{run_dir.name}-lr{lr:g}",
                                      resume=resume, has_aux=True, eval_fn=validation)  # fmt: skip
             return result, lr, attempt
-        except (TrainingDivergedError, eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
-            if "NaN" not in str(e) or attempt == RETRIES:
+        except Exception as e:  # equinox's runtime error class is built at run time
+            diverged = isinstance(e, TrainingDivergedError) or "NaN or Inf in the state" in str(e)
+            if not diverged or attempt == RETRIES:
                 raise
             attempt, lr = attempt + 1, lr / LR_RETRY_FACTOR
 
