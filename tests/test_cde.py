@@ -264,11 +264,14 @@ def test_mask_counts_and_augment():
 def test_hermite_path_interpolates_and_bridges_missing_values():
     ts = jnp.array([0.0, 0.4, 1.0, 1.3, 2.0, 3.1])
     values = jnp.array([[nan, 1.0], [2.0, 0.5], [nan, nan], [1.0, nan], [3.0, 2.0], [nan, nan]])
+    # A third channel observed at its first time only, a fourth never (diffrax alone gives NaN
+    # coefficients for both)
+    lone = jnp.concatenate([values, jnp.array([[5.0, nan]] + [[nan, nan]] * 5)], axis=1)
     t = jnp.linspace(0.0, 3.1, 17)
 
     @jax.jit  # one program (eager, each operation of the fits compiles on its own)
     def fit():
-        coefficients = hermite_coefficients(ts, values)
+        coefficients = hermite_coefficients(ts, lone)
         path = cubic_path(ts, coefficients)
         # The same spline as diffrax's, given the start and end values.
         reference = dfx.CubicInterpolation(
@@ -280,23 +283,24 @@ def test_hermite_path_interpolates_and_bridges_missing_values():
                 fill_forward_nans_at_end=True,
             ),
         )
-        batched = hermite_coefficients(ts, jnp.stack([values, values]))
+        batched = hermite_coefficients(ts, jnp.stack([lone, lone]))
         spline, diffrax_spline = jax.vmap(path.evaluate)(t), jax.vmap(reference.evaluate)(t)
         return coefficients, jax.vmap(path.evaluate)(ts), spline, diffrax_spline, batched
 
     coefficients, at_knots, spline, diffrax_spline, batched = jax.tree.map(np.asarray, fit())
-    assert all(c.shape == (5, 2) for c in coefficients)
+    assert all(c.shape == (5, 4) for c in coefficients)
     assert not any(bool(np.isnan(c).any()) for c in coefficients)
     # Through every observation; a gap is bridged by one cubic from the observation before
     # it to the one after it (so not flat); before the first observation, that observation;
     # after the last, the last (carried forward).
-    observed = np.asarray(observation_mask(values))
-    np.testing.assert_allclose(at_knots[observed], np.asarray(values)[observed], atol=1e-12)
-    np.testing.assert_allclose(at_knots[0], [2.0, 1.0], atol=1e-12)
-    np.testing.assert_allclose(at_knots[-1], [3.0, 2.0], atol=1e-12)
+    observed = np.asarray(observation_mask(lone))
+    np.testing.assert_allclose(at_knots[observed], np.asarray(lone)[observed], atol=1e-12)
+    np.testing.assert_allclose(at_knots[0], [2.0, 1.0, 5.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(at_knots[-1], [3.0, 2.0, 5.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(spline[:, 2:], [[5.0, 0.0]] * 17, atol=1e-12)  # constant
     assert 1.0 < float(at_knots[2, 0]) < 2.0 and float(at_knots[2, 1]) != 0.5
-    np.testing.assert_allclose(spline, diffrax_spline)
-    assert all(c.shape == (2, 5, 2) for c in batched)
+    np.testing.assert_allclose(spline[:, :2], diffrax_spline)
+    assert all(c.shape == (2, 5, 4) for c in batched)
 
 
 # --- NeuralCDE ----------------------------------------------------------------------------

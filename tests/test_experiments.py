@@ -36,7 +36,9 @@ TINY = {
     "fractional_hurst": ["data.num_steps=10", "data.num_paths=4", "data.fine_factor=2",
                          "model.num_k=3", "var_error.ks=[2]", "var_error.num_times=10",
                          "train.steps=4", "train.chunk=2"],
-    "irregular_classification": ["data.missing_rates=[0.0,0.5]", "num_seeds=1", "data.stride=20",
+    # ItalyPowerDemand loads in ~0.05 s (BasicMotions ~1.3 s); 6 steps per series
+    "irregular_classification": ["data.datasets=[ItalyPowerDemand]", "data.max_length=6",
+                                 "data.missing_rates=[0.0,0.5]", "num_seeds=1",
                                  "model.hidden=4", "model.width=4", "model.eval_samples=1",
                                  "train.steps=2", "train.chunk=2",
                                  "model.models=[gsde]"],  # GRU-Δt: tests/test_stable_sde.py
@@ -226,7 +228,9 @@ HEADLINES = {
     "energy_sensitivity": [(("rel_error",), 0.0, 1.0)],
     "logistic_tuning": [(("test_accuracy_tuned",), 0.0, 1.0), (("test_nll_tuned",), 0.0, 0.7)],
     "fractional_hurst": [(("max_abs_error",), 0.0, 1.0)],
-    "irregular_classification": [(("max_stable_drop_points",), -100.0, 100.0)],
+    "irregular_classification": [(("average_drop_0_to_50_points", "gsde"), -100.0, 100.0),
+                                 (("test_accuracy", "ItalyPowerDemand", "gsde", "0.5", "mean"),
+                                  0.0, 1.0), (("best_is_last_fraction",), 0.0, 1.0)],
     "sde_fit": [(("drift_rel_l2_error",), 0.0, 10.0)],
     "latent_sde_sine": [(("coverage",), 0.0, 1.0), (("validation_coverage",), 0.0, 1.0),
                         # the exact GP band needs no training: full quality even here
@@ -438,6 +442,8 @@ def test_experiment_smoke(name, tmp_path):
         ("xor_grokking", ["data.label_noise=0.5"], "data.label_noise=0.5 must be < 0.5"),
         ("generalization_dynamics", ["times.t_min=200.0"], "times.t_min=200.0 must be <"),
         ("acceleration_ode", ["steps=[0.1,0.1]"], "must hold at least two distinct"),
+        ("irregular_classification", ["train.best_metric=validation.accuracy"],
+         "lowest validation cross-entropy"),
     ],
 )  # fmt: skip
 def test_config_checks_exit_2_before_work(name, overrides, message, tmp_path, capsys):

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from helpers import directional_check, random_direction
 
-from jaxdyn.data import UEA_DATASETS, augment, drop_observations, hermite_coefficients, uea
+from jaxdyn.data import (
+    UEA_DATASETS,
+    augment,
+    drop_observations,
+    hermite_coefficients,
+    uea,
+    uea_split,
+)
 from jaxdyn.models.gru import GRUDeltaT
 from jaxdyn.models.stable_sde import (
     ControlledDrift,
@@ -339,3 +346,63 @@ def test_basic_motions_loader():
     with pytest.raises(ValueError, match="stride must be an int >= 1"):
         uea(stride=0)
     assert "BasicMotions" in UEA_DATASETS
+
+
+def test_uea_split_pools_and_stratifies_the_shipped_series():
+    """ItalyPowerDemand (67 + 1029 series of 2 classes, the cheapest set to load): the 70/15/15
+    split is a partition of the pooled series, stratified, of the same sizes for every seed,
+    and standardised with the training split's statistics."""
+    shipped = uea("ItalyPowerDemand")
+    pooled = np.concatenate([shipped.x_train, shipped.x_test]) * shipped.std + shipped.mean
+    labels = np.concatenate([shipped.y_train, shipped.y_test])
+    a, b = uea_split("ItalyPowerDemand", seed=0), uea_split("ItalyPowerDemand", seed=1)
+    for split in (a, b):
+        parts = [(split.x_train, split.y_train), (split.x_validation, split.y_validation),
+                 (split.x_test, split.y_test)]  # fmt: skip
+        raw = np.concatenate([x for x, _ in parts]) * split.std + split.mean
+        # the same multiset of (series, label) rows as the shipped splits (float32 rounding)
+        key = np.concatenate([raw[:, :, 0], np.concatenate([y for _, y in parts])[:, None]], 1)
+        ref = np.concatenate([pooled[:, :, 0], labels[:, None]], 1)
+        np.testing.assert_allclose(key[np.lexsort(key.T[::-1])], ref[np.lexsort(ref.T[::-1])],
+                                   atol=1e-4)  # fmt: skip
+        for (_, y), share in zip(parts[1:], (0.15, 0.15), strict=True):
+            for c in (0, 1):
+                assert (y == c).sum() == round(share * (labels == c).sum())
+        # float32 sums over ~18,000 values: ~1e-6
+        np.testing.assert_allclose(split.x_train.mean(axis=(0, 1)), 0.0, atol=1e-5)
+        np.testing.assert_allclose(split.x_train.std(axis=(0, 1)), 1.0, rtol=1e-5)
+    assert [a.y_train.size, a.y_validation.size, a.y_test.size] == [768, 164, 164]
+    assert [b.y_train.size, b.y_validation.size, b.y_test.size] == [768, 164, 164]
+    assert not np.array_equal(a.x_test, b.x_test)
+    assert uea_split("ItalyPowerDemand", seed=0, stride=4).x_test.shape == (164, 6, 1)
+    with pytest.raises(ValueError, match="leave no training series of class"):
+        uea_split("ItalyPowerDemand", seed=0, validation_fraction=0.5, test_fraction=0.5)
+
+
+def test_variable_length_set_is_nan_padded_at_the_end():
+    """JapaneseVowels (lengths 7 to 29, 12 channels): each series is its observations followed
+    by NaN (all channels) up to the longest, standardised over the observed values."""
+    data = uea("JapaneseVowels")
+    assert data.x_train.shape == (270, 29, 12) and data.x_test.shape == (370, 29, 12)
+    observed = ~np.isnan(data.x_train[:, :, 0])
+    assert np.array_equal(observed, ~np.isnan(data.x_train).any(axis=-1))
+    lengths = observed.sum(axis=1)
+    # observed steps are a prefix: the first `length` steps
+    assert np.array_equal(observed, np.arange(29)[None, :] < lengths[:, None])
+    assert lengths.min() == 7 and np.isnan(data.x_test).any()
+    np.testing.assert_allclose(np.nanmean(data.x_train, axis=(0, 1)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.nanstd(data.x_train, axis=(0, 1)), 1.0, rtol=1e-5)
+
+
+def test_paper_sized_irregular_config_loads():
+    """configs/accelerator/irregular_classification.yaml (not run on CPU) validates."""
+    from pathlib import Path
+
+    from jaxdyn import experiments
+
+    path = (
+        Path(__file__).resolve().parent.parent / "configs/accelerator/irregular_classification.yaml"
+    )
+    experiment, cfg = experiments.load(path)
+    assert experiment.name == cfg.experiment == "irregular_classification"
+    assert (cfg.model.hidden, cfg.data.max_length, len(cfg.selection.lrs)) == (64, 1000, 3)

@@ -40,5 +40,7 @@ from ._toy2d import moons as moons
 from ._toy2d import toy2d as toy2d
 from ._uea import UEA_DATASETS as UEA_DATASETS
 from ._uea import UEADataset as UEADataset
+from ._uea import UEASplit as UEASplit
 from ._uea import uea as uea
+from ._uea import uea_split as uea_split
 from ._windows import windows as windows

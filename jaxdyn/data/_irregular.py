@@ -157,7 +157,8 @@ def hermite_coefficients(
     `backward_hermite_coefficients`). Missing values (NaN) are skipped per channel: a gap is
     bridged by one cubic from the observation before it to the one after it (not a flat
     fill-forward). NaNs before a channel's first observation take that observation (0 if it
-    has none) and NaNs after its last are filled forward, so the path is finite everywhere.
+    has none) and NaNs after its last are filled forward, so the path is finite everywhere (a
+    channel observed at its first time only is constant, one never observed is 0).
 
     Returns a tuple `(d, c, b, a)` of arrays of shape `(*batch, time - 1, channels)`; the
     path of one series is `cubic_path(ts, coefficients)` (vmap over the batch).
@@ -166,13 +167,23 @@ def hermite_coefficients(
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         raise TypeError(f"ts must be floating point, got dtype {ts.dtype}")
 
-    def one(series):
+    def hermite(series):
         return dfx.backward_hermite_coefficients(
             ts,
             series,
             replace_nans_at_start=_first_observed(series),
             fill_forward_nans_at_end=True,
         )
+
+    def one(series):
+        coefficients = hermite(series)
+        # diffrax returns NaN coefficients for a channel observed at its first time only, or
+        # never: such a channel (any non-finite coefficient) is filled forward first (leading
+        # NaNs: the first observation, 0 if none), a constant path.
+        bad = jnp.any(jnp.stack([~jnp.isfinite(c) for c in coefficients]), axis=(0, 1))
+        filled = fill_forward(series)
+        fixed = hermite(jnp.where(jnp.isnan(filled), _first_observed(series), filled))
+        return tuple(jnp.where(bad, f, c) for c, f in zip(coefficients, fixed, strict=True))
 
     for _ in range(values.ndim - 2):
         one = jax.vmap(one)
