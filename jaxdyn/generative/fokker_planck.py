@@ -70,6 +70,18 @@ __all__ = [
 ]
 
 
+def _one_point(t: ArrayLike, x: ArrayLike) -> tuple[Array, Array]:
+    """`(t, x)` as arrays: `x` one point `(dim,)`, `t` a scalar of its dtype (else a clear error:
+    the residuals are vmapped over a batch, not given one)."""
+    x = jnp.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"x must have shape (dim,) (vmap over a batch); got {x.shape}")
+    t = jnp.asarray(t, dtype=x.dtype)
+    if t.ndim != 0:
+        raise ValueError(f"t must be a scalar time (vmap over a batch); got shape {t.shape}")
+    return t, x
+
+
 def fokker_planck_residual(
     score: Field, sde: DiffusionSDE, t: ArrayLike, x: Float[Array, " dim"], *, args: Any = None
 ) -> Float[Array, " dim"]:
@@ -82,12 +94,7 @@ def fokker_planck_residual(
     point; `args`, passed to the score.
     """
     check_sde(sde)
-    x = jnp.asarray(x)
-    if x.ndim != 1:
-        raise ValueError(f"x must have shape (dim,) (vmap over a batch); got {x.shape}")
-    t = jnp.asarray(t, dtype=x.dtype)
-    if t.ndim != 0:
-        raise ValueError(f"t must be a scalar time (vmap over a batch); got shape {t.shape}")
+    t, x = _one_point(t, x)
     _, ds_dt = jax.jvp(lambda t: score(t, x, args), (t,), (jnp.ones_like(t),))
     g2 = sde.diffusion(t) ** 2
 
@@ -119,12 +126,7 @@ def log_density_residual(
     Hessian (`dim` passes: meant for small `dim`). Time is the SDE's (for `OUSDE`, the
     normalised `τ`; divide by the horizon for the residual in real time)."""
     check_sde(sde)
-    x = jnp.asarray(x)
-    if x.ndim != 1:
-        raise ValueError(f"x must have shape (dim,) (vmap over a batch); got {x.shape}")
-    t = jnp.asarray(t, dtype=x.dtype)
-    if t.ndim != 0:
-        raise ValueError(f"t must be a scalar time (vmap over a batch); got shape {t.shape}")
+    t, x = _one_point(t, x)
 
     def u(t, y):
         return potential(t, y, args)
