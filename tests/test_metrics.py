@@ -253,6 +253,9 @@ def test_precision_recall_by_hand_on_a_line():
     real = np.array([[0.0], [1.0], [2.0], [3.0]])
     generated = np.array([[0.5], [3.9], [10.0], [11.0]])
     assert precision_recall(real, generated, k=1) == (0.5, 1.0)
+    # the same shrunk by 1e-6 and moved by 1e4: distances are taken from the differences (the
+    # expansion ‖a‖² − 2a·b + ‖b‖² rounds at ~1e-8 here and called every point precise)
+    assert precision_recall(1e4 + 1e-6 * real, 1e4 + 1e-6 * generated, k=1) == (0.5, 1.0)
     # k = 2 for the generated set: 0.5's second neighbour is 10 (radius 9.5): recall still 1;
     # k = 4 needs five points in a set of four: refused
     assert precision_recall(real, generated, k=2)[1] == 1.0
@@ -267,9 +270,9 @@ def test_precision_recall_of_a_set_with_itself_and_of_a_collapsed_generator():
     real = rng.normal(size=(200, 5))
     # the same points: each lies at the centre of its own ball
     assert precision_recall(real, real, k=3) == (1.0, 1.0)
-    # a generator that repeats 4 real points (with a tiny jitter): all precise, poor recall
+    # a generator that repeats 4 real points (with a tiny jitter): all precise, and it covers
+    # those 4 points only
     collapsed = real[np.repeat(np.arange(4), 25)] + 1e-9 * rng.normal(size=(100, 5))
-    precision, recall = precision_recall(real, collapsed, k=3)
-    assert precision == 1.0 and recall < 0.1
+    assert precision_recall(real, collapsed, k=3) == (1.0, 4 / 200)
     with pytest.raises(ValueError, match="same dim"):
         precision_recall(real, real[:, :4])
