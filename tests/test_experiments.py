@@ -411,6 +411,7 @@ def test_experiment_smoke(name, tmp_path):
         ("deq_digits", ["validation_fraction=0.001"], "rounds to no validation image"),
         ("distillation", ["test_fraction=0.5", "validation_fraction=0.6"], "digits needs"),
         ("langevin_flow", ["model.langevin_flow.heads=3"], "must be divisible by"),
+        ("langevin_flow", ["train.mode=min"], "train.mode must be 'max'"),
         ("ude_lotka_volterra", ["data.forecast_t1=2.0"], "must be > data.t1=3.0"),
         ("ude_lotka_volterra", ["train.batch_size=8"], "set train.batch_size=null"),
         ("ude_lotka_volterra", ["data.u0=[1.0]"], "data.u0 2"),

@@ -351,7 +351,7 @@ def test_basic_motions_loader():
 def test_uea_split_pools_and_stratifies_the_shipped_series():
     """ItalyPowerDemand (67 + 1029 series of 2 classes, the cheapest set to load): the 70/15/15
     split is a partition of the pooled series, stratified, of the same sizes for every seed,
-    and standardised with the training split's statistics."""
+    its training series at mean 0 and sd 1 (which statistics: the synthetic test below)."""
     shipped = uea("ItalyPowerDemand")
     pooled = np.concatenate([shipped.x_train, shipped.x_test]) * shipped.std + shipped.mean
     labels = np.concatenate([shipped.y_train, shipped.y_test])
@@ -377,6 +377,30 @@ def test_uea_split_pools_and_stratifies_the_shipped_series():
     assert uea_split("ItalyPowerDemand", seed=0, stride=4).x_test.shape == (164, 6, 1)
     with pytest.raises(ValueError, match="leave no training series of class"):
         uea_split("ItalyPowerDemand", seed=0, validation_fraction=0.5, test_fraction=0.5)
+
+
+def test_uea_split_standardises_with_the_training_split_only(monkeypatch):
+    """Synthetic series at very different levels (shipped train around 0-20, shipped test
+    around 50-70; one value missing): the split's training series have mean 0 and sd 1 per
+    channel over the observed values, while all three splits standardised the same way do not,
+    so statistics taken over the pooled series would fail the check (ItalyPowerDemand itself
+    cannot tell: each of its series is z-normalised)."""
+    from jaxdyn.data import _uea
+
+    rng = np.random.default_rng(0)
+
+    def load(name, split):
+        level = 0.0 if split == "train" else 50.0
+        series = [level + rng.uniform(0, 20) + rng.normal(size=(12, 2)) for _ in range(40)]
+        series[0][3, 1] = np.nan
+        return series, np.array(["a", "b"] * 20)
+
+    monkeypatch.setattr(_uea, "_load", load)
+    split = _uea.uea_split("ItalyPowerDemand", seed=0)
+    np.testing.assert_allclose(np.nanmean(split.x_train, axis=(0, 1)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.nanstd(split.x_train, axis=(0, 1)), 1.0, rtol=1e-5)
+    pooled = np.concatenate([split.x_train, split.x_validation, split.x_test])
+    assert np.all(np.abs(np.nanmean(pooled, axis=(0, 1))) > 1e-2)
 
 
 def test_variable_length_set_is_nan_padded_at_the_end():

@@ -14,10 +14,11 @@ continuous-time models read the backward-Hermite cubic path of the remaining obs
 time as a channel, GRU-Δt the remaining observations with their time gaps.
 
 Six models (GRU-Δt, Neural CDE, Neural SDE, Neural LSDE, Neural LNSDE, Neural GSDE) are trained
-with cross-entropy on the train split, with the same budget (`train`) and sizes. Every
+with cross-entropy on the train split (minibatches of `train.batch_size` series, or the whole
+split when it is smaller), with the same budget (`train`) and sizes. Every
 `train.chunk · train.eval_every` steps the validation cross-entropy `-log p̄(y|x)` (and accuracy)
-is measured, `p̄` the class probabilities averaged over `model.eval_samples` Brownian paths for
-the SDEs (minibatches of `train.batch_size` series, or the whole split when it is smaller); the
+is measured on the whole validation split, `p̄` the class probabilities averaged over
+`model.eval_samples` Brownian paths for the SDEs; the
 model at the validation-best step is kept (early stopping, with `train.patience`), and each run
 trains once per learning rate of `selection.lrs`, the rate with the lowest validation
 cross-entropy being kept (a run whose state or loss turns NaN is trained again from its initial

@@ -339,6 +339,11 @@ def _table(stats: dict, oracle: dict) -> str:
 
 def _check(cfg: DictConfig) -> None:
     m, g, d, t = cfg.model.langevin_flow, cfg.model.smoothing_glm, cfg.data, cfg.train
+    if t.best_metric in ("validation.co_bps", "validation.rate_r2") and t.mode != "max":
+        raise ConfigError(
+            f"bad value for config key 'train.mode' ({t.mode!r}): train.best_metric="
+            f"{t.best_metric} is better when higher, so train.mode must be 'max'"
+        )
     if m.decoder_width % m.heads:
         raise ConfigError(
             f"model.langevin_flow.decoder_width={m.decoder_width} must be divisible by "
@@ -406,9 +411,10 @@ class _Validation(eqx.Module):
 
 
 def _trained_predictions(cfg, name, data, seed, run_dir, resume, shared, *, key) -> tuple:
-    """Train the VAE `name` on the train trials (the step reported: the best validation
-    co-bps, with `train.best_metric`); its rates on the test trials and latents on all trials
-    (posterior means), the number of failed samples, the final loss and the selection."""
+    """Train the VAE `name` on the train trials (the step reported: the best
+    `train.best_metric` on the validation trials, their rate R² in the config); its rates on
+    the test trials and latents on all trials (posterior means), the number of failed samples,
+    the final loss and the selection."""
     model_key, train_key, eval_key = jax.random.split(key, 3)
     spikes, heldin, train = data["spikes"], data["heldin"], data["train"]
     model = build_model(name, cfg, heldin, spikes.shape[2], key=model_key)

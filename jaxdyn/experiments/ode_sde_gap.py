@@ -11,10 +11,10 @@
     E_{t, x_0, z} |s_θ(t, x_t) + z/σ(t)|²  +  w_R [ E_{t, x ~ U(box)} r_θ(t, x)²
                                                     + w_b E_{t, x ∈ ∂box} exp(φ_θ(t, x))² ],
 
-the unweighted denoising score matching loss with `t = T·Beta(1, 2)` (shifted by `t_min`),
+the unweighted denoising score matching loss at `t = Tτ`, `τ ~ Beta(1, 2)` (shifted by `t_min`),
 fresh data each step; `r_θ = ∂_t φ + ∇·f + f·∇φ − ½ c² (Δφ + |∇φ|²)` the log-density
 Fokker–Planck residual (`log_density_residual`, in real time units) at `regulariser.points`
-uniform points of the box `[−box, box]²` × `t ~ U(t_min, T)`; the last term (`w_b =
+uniform points of the box `[−box, box]²` × `t = Tτ`, `τ ~ U(t_min, 1)`; the last term (`w_b =
 regulariser.boundary_weight`) keeps the density `exp φ` small on the box's edges
 (`regulariser.boundary_points` per edge), as the authors' code does.
 

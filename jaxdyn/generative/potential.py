@@ -2,8 +2,9 @@
 Kreusser, Budd & Schönlieb 2023).
 
 `PotentialScore` is `s_θ(t, x) = ∇_x φ_θ(t, x)` with `φ_θ` a scalar MLP of `(t, x)`: an
-unnormalised log-density `log p_t(x) ≈ φ_θ(t, x) + c(t)`. Its score is curl-free by
-construction (its Jacobian is the Hessian of `φ_θ`, symmetric), as every true score is, and
+unnormalised log-density `log p_t(x) ≈ φ_θ(t, x) + c`, `c` a constant (the residual below
+picks up `c′(t)` otherwise). Its score is curl-free by construction (its Jacobian is the
+Hessian of `φ_θ`, symmetric), as every true score is, and
 `φ_θ` itself can be held to the log-density Fokker–Planck equation
 (`jaxdyn.generative.log_density_residual`), as in the paper's experiments (a 3 × 80 network
 with `Softplus(β = 100)` activations).

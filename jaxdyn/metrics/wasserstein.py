@@ -122,7 +122,8 @@ def histogram_wasserstein2_squared(
     max_steps: int = 10_000_000,
 ) -> float:
     """`W₂²` between the `grid_histogram`s of two sample sets (Deveney et al. 2023's metric:
-    64 × 64 cells on `[−4, 4]²`, millions of samples): exact optimal transport between the cell
+    64 × 64 cell centres spanning `[−4, 4]²`, the outer cells half inside the box, millions
+    of samples): exact optimal transport between the cell
     masses with the squared distance between cell centres as the cost (POT's network simplex,
     on the occupied cells only). Its floor for two samples of one law falls with the sample size
     (the histograms converge) instead of staying at the empirical-measure bias `O(n^{−2/dim})`
