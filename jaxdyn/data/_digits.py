@@ -3,6 +3,8 @@
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ._stratify import per_class_split
+
 __all__ = ["digits"]
 
 
@@ -23,14 +25,7 @@ def digits(
     images = (data.data / 16.0).astype(np.float32)
     labels = data.target.astype(np.int32)
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
-    for label in range(10):
-        index = rng.permutation(np.flatnonzero(labels == label))
-        n_test = round(test_fraction * index.size)
-        n_val = round(validation_fraction * index.size)
-        parts["test"].append(index[:n_test])
-        parts["validation"].append(index[n_test : n_test + n_val])
-        parts["train"].append(index[n_test + n_val :])
+    parts = per_class_split(labels, 10, test_fraction, validation_fraction, rng)
     split = {}
     for name, pieces in parts.items():
         index = rng.permutation(np.concatenate(pieces))

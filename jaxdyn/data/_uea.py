@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float, Int
 
+from ._stratify import per_class_split
+
 __all__ = ["UEA_DATASETS", "UEADataset", "UEASplit", "uea", "uea_split"]
 
 #: Names of the bundled classification sets, and sktime's loader for each.
@@ -187,19 +189,13 @@ def uea_split(
     ts, x_train, y_train, x_test, y_test, classes = _shipped(name, stride)
     x, y = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
     rng = np.random.default_rng(seed)
-    parts: dict[str, list] = {"train": [], "validation": [], "test": []}
-    for c in range(len(classes)):
-        members = rng.permutation(np.flatnonzero(y == c))
-        n_test = round(test_fraction * members.size)
-        n_validation = round(validation_fraction * members.size)
-        if members.size - n_test - n_validation < 1:
+    parts = per_class_split(y, len(classes), test_fraction, validation_fraction, rng)
+    for c, train in enumerate(parts["train"]):
+        if train.size < 1:
             raise ValueError(
                 f"validation_fraction={validation_fraction} and test_fraction={test_fraction} "
-                f"leave no training series of class {classes[c]!r} ({members.size} series)"
+                f"leave no training series of class {classes[c]!r} ({(y == c).sum()} series)"
             )
-        parts["test"].append(members[:n_test])
-        parts["validation"].append(members[n_test : n_test + n_validation])
-        parts["train"].append(members[n_test + n_validation :])
     index = {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
     mean, std = _statistics(x[index["train"]])
 
