@@ -67,8 +67,6 @@ def wasserstein2_squared(
 
     Raises `ValueError` for non-finite samples (naming how many) and `RuntimeError` if the
     network simplex stops before optimality (raise `max_steps`)."""
-    import ot  # POT: imported here, only the exact-OT metrics need it
-
     check_count("max_steps", max_steps)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     for name, v in (("x", x), ("y", y)):
@@ -77,8 +75,16 @@ def wasserstein2_squared(
         _check_finite(name, v)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dim; got {x.shape} and {y.shape}")
-    cost = ot.dist(x, y, metric="sqeuclidean")
     a, b = np.full(x.shape[0], 1.0 / x.shape[0]), np.full(y.shape[0], 1.0 / y.shape[0])
+    return _exact_w2_squared(a, x, b, y, max_steps)
+
+
+def _exact_w2_squared(a, x, b, y, max_steps: int) -> float:
+    """`min_π Σ_ij π_ij |x_i − y_j|²` over couplings of the masses `a` on `x` and `b` on `y`,
+    by POT's network simplex; an error if it stops before optimality."""
+    import ot  # POT: imported here, only the exact-OT metrics need it
+
+    cost = ot.dist(x, y, metric="sqeuclidean")
     value, log = ot.emd2(a, b, cost, numItermax=max_steps, log=True)
     if log["warning"] is not None:
         raise RuntimeError(f"exact OT did not reach optimality: {log['warning']}")
@@ -123,17 +129,11 @@ def histogram_wasserstein2_squared(
 ) -> float:
     """`W₂²` between the `grid_histogram`s of two sample sets (Deveney et al. 2023's metric:
     64 × 64 cell centres spanning `[−4, 4]²`, the outer cells half inside the box, millions
-    of samples): exact optimal transport between the cell
-    masses with the squared distance between cell centres as the cost (POT's network simplex,
-    on the occupied cells only). Its floor for two samples of one law falls with the sample size
-    (the histograms converge) instead of staying at the empirical-measure bias `O(n^{−2/dim})`
-    of `wasserstein2_squared`; it does not see structure finer than a cell."""
-    import ot
-
+    of samples): exact optimal transport between the cell masses with the squared distance
+    between cell centres as the cost (POT's network simplex, on the occupied cells only). Its
+    floor for two samples of one law falls with the sample size (the histograms converge)
+    instead of staying at the empirical-measure bias `O(n^{−2/dim})` of
+    `wasserstein2_squared`; it does not see structure finer than a cell."""
     (a, grid, _), (b, _, _) = (grid_histogram(v, bins=bins, limit=limit) for v in (x, y))
     ia, ib = np.flatnonzero(a), np.flatnonzero(b)
-    cost = ot.dist(grid[ia], grid[ib], metric="sqeuclidean")
-    value, log = ot.emd2(a[ia], b[ib], cost, numItermax=max_steps, log=True)
-    if log["warning"] is not None:
-        raise RuntimeError(f"exact OT did not reach optimality: {log['warning']}")
-    return float(value)
+    return _exact_w2_squared(a[ia], grid[ia], b[ib], grid[ib], max_steps)
